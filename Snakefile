@@ -1,0 +1,18 @@
+# xdisc: map the mantle X-discontinuity from teleseismic P receiver functions.
+# Run:  snakemake --cores 2            (see README.md)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synthetics.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.simulate_synthetics.output,

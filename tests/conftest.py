@@ -1,0 +1,72 @@
+"""Shared fixtures. Tests never touch the network; servers, when needed, run on 127.0.0.1."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xdisc import config as cfgmod
+from xdisc.earthmodel import load_model
+from xdisc.synthetics import Layering, RFSettings, single_rf
+
+TESTS = Path(__file__).parent  # pytest puts this folder on sys.path: test helpers import as raytheory, oracles.*
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def need(module: str):
+    """Import an optional oracle; skip locally when missing, fail in CI (where .ci/run installs it)."""
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        if in_ci():
+            pytest.fail(f"oracle {module} must be installed in CI: {exc}")
+        pytest.skip(f"{module} not installed (bash tests/oracles/INSTALL_{module}.sh)")
+
+
+@pytest.fixture(scope="session")
+def default_config() -> dict:
+    return cfgmod.validate({})
+
+
+@pytest.fixture(scope="session")
+def rf_settings(default_config) -> RFSettings:
+    return RFSettings(**default_config["receiver_function"])
+
+
+@pytest.fixture(scope="session")
+def layering(default_config) -> Layering:
+    return Layering(**default_config["layering"])
+
+
+@functools.lru_cache(maxsize=None)
+def reference_rf(model: str, slowness: float, x_depth: float | None = None, x_dvs: float = 0.03,
+                 style: str = "taper", gradient_km: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free RF (time, rf) of a reference model, optionally with X (default settings)."""
+    from xdisc.earthmodel import Discontinuity, insert_discontinuity
+
+    settings = cfgmod.validate({})
+    rf = RFSettings(**settings["receiver_function"])
+    lay = Layering(**settings["layering"])
+    m = load_model(model)
+    if x_depth is not None:
+        m = insert_discontinuity(m, Discontinuity(x_depth, x_dvs, 0.5 * x_dvs, 0.3 * x_dvs, gradient_km, style))
+    return rf.time_axis(), single_rf(m, slowness, rf, lay)
+
+
+def peak_time(time_s: np.ndarray, trace: np.ndarray, t0: float, half_window_s: float = 1.0,
+              sign: float = 1.0) -> tuple[float, float]:
+    """Time and amplitude of the largest (sign * trace) peak near t0, parabolic sub-sample fit."""
+    win = np.flatnonzero(np.abs(time_s - t0) <= half_window_s)
+    i = win[np.argmax(sign * trace[win])]
+    y0, y1, y2 = sign * trace[i - 1:i + 2]
+    denom = y0 - 2 * y1 + y2
+    frac = 0.5 * (y0 - y2) / denom if denom != 0 else 0.0
+    dt = time_s[1] - time_s[0]
+    return float(time_s[i] + frac * dt), float(trace[i])

@@ -1,0 +1,1 @@
+"""Configuration schema of xdisc, installed as the package ``xdisc.schemas``."""

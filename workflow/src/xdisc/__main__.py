@@ -1,0 +1,5 @@
+import sys
+
+from xdisc.cli import main
+
+sys.exit(main())

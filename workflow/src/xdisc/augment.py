@@ -1,0 +1,115 @@
+"""Seeded augmentation of receiver functions: noise, spurious arrivals, jitter, shifts, trimming.
+
+Every function takes a ``numpy.random.Generator`` and arrays shaped (..., time); the
+synthetics stage draws one generator per sample (from the run seed and the sample index),
+so results do not depend on batch size or the number of workers. The CNN trainer applies
+the same functions on the fly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xdisc.deconvolution import gaussian_filter
+
+
+def coloured_noise(rng: np.random.Generator, shape, dt: float, width_hz: float,
+                   exponent: float = 0.0) -> np.ndarray:
+    """Band-limited noise with unit standard deviation per trace.
+
+    White Gaussian noise shaped by the receiver-function Gaussian low-pass of ``width_hz``
+    and an amplitude spectrum ~ f^(-exponent/2) (0 = white within the band, 1 = pink).
+    """
+    shape = tuple(np.atleast_1d(shape))
+    n = shape[-1]
+    nfft = int(2 ** np.ceil(np.log2(2 * n)))
+    white = rng.standard_normal(shape[:-1] + (nfft,))
+    f = np.fft.rfftfreq(nfft, dt)
+    colour = np.ones_like(f)
+    colour[1:] = (f[1:] / f[1]) ** (-exponent / 2.0)
+    colour[0] = 0.0
+    spec = np.fft.rfft(white) * gaussian_filter(f, width_hz) * colour
+    noise = np.fft.irfft(spec, nfft)[..., :n]
+    std = noise.std(axis=-1, keepdims=True)
+    return noise / np.where(std > 0, std, 1.0)
+
+
+def real_noise(rng: np.random.Generator, pool: np.ndarray, shape) -> np.ndarray:
+    """Random windows from a pool of real noise traces (trace, time), unit std per window."""
+    shape = tuple(np.atleast_1d(shape))
+    n = shape[-1]
+    if pool.ndim != 2 or pool.shape[1] < n:
+        raise ValueError(f"real noise pool needs shape (trace, time>={n}), got {pool.shape}")
+    count = int(np.prod(shape[:-1], dtype=int))
+    rows = rng.integers(0, pool.shape[0], count)
+    starts = rng.integers(0, pool.shape[1] - n + 1, count)
+    idx = starts[:, None] + np.arange(n)[None, :]
+    out = pool[rows[:, None], idx]
+    out = out - out.mean(axis=-1, keepdims=True)
+    std = out.std(axis=-1, keepdims=True)
+    return (out / np.where(std > 0, std, 1.0)).reshape(shape)
+
+
+def direct_p_amplitude(rf: np.ndarray, time_s: np.ndarray, half_width_s: float = 1.0) -> np.ndarray:
+    """Largest absolute amplitude within +-``half_width_s`` of P, per trace (..., 1)."""
+    win = np.abs(time_s) <= half_width_s
+    return np.abs(rf[..., win]).max(axis=-1, keepdims=True)
+
+
+def add_noise(rf: np.ndarray, noise: np.ndarray, snr, time_s: np.ndarray) -> np.ndarray:
+    """Add unit-std ``noise`` scaled so that direct-P amplitude / noise std = ``snr``."""
+    amp = direct_p_amplitude(rf, time_s)
+    snr = np.asarray(snr, float)
+    snr = snr.reshape(snr.shape + (1,) * (rf.ndim - snr.ndim))
+    return rf + noise * amp / snr
+
+
+def add_spurious_arrivals(rng: np.random.Generator, rf: np.ndarray, time_s: np.ndarray,
+                          probability: float, amplitude_range, width_s: float = 1.0,
+                          max_count: int = 3) -> np.ndarray:
+    """Add Gaussian pulses of random sign and time after P to a random subset of traces.
+
+    Amplitudes are fractions of each trace's direct-P amplitude; arrival times are
+    independent per trace (no moveout), unlike real conversions.
+    """
+    out = rf.copy()
+    flat = out.reshape(-1, out.shape[-1])
+    amp_p = direct_p_amplitude(flat, time_s)[:, 0]
+    t_after = time_s[time_s > 2.0]
+    for i in np.flatnonzero(rng.random(flat.shape[0]) < probability):
+        for _ in range(rng.integers(1, max_count + 1)):
+            t0 = rng.uniform(t_after[0], t_after[-1])
+            a = rng.uniform(*amplitude_range) * rng.choice([-1.0, 1.0]) * amp_p[i]
+            flat[i] += a * np.exp(-0.5 * ((time_s - t0) / (width_s / 2.355)) ** 2)
+    return out
+
+
+def jitter_amplitude(rng: np.random.Generator, rf: np.ndarray, relative_std: float) -> np.ndarray:
+    """Multiply each trace by 1 + N(0, relative_std)."""
+    factor = 1.0 + relative_std * rng.standard_normal(rf.shape[:-1] + (1,))
+    return rf * factor
+
+
+def shift_time(rng: np.random.Generator, rf: np.ndarray, dt: float, max_shift_s: float) -> np.ndarray:
+    """Shift each trace by a uniform random fraction of samples in [-max, max] s (FFT phase)."""
+    if max_shift_s <= 0:
+        return rf
+    n = rf.shape[-1]
+    nfft = int(2 ** np.ceil(np.log2(2 * n)))
+    shifts = rng.uniform(-max_shift_s, max_shift_s, rf.shape[:-1] + (1,))
+    f = np.fft.rfftfreq(nfft, dt)
+    spec = np.fft.rfft(rf, nfft) * np.exp(-2j * np.pi * f * shifts)
+    return np.fft.irfft(spec, nfft)[..., :n]
+
+
+def trim_window(rf: np.ndarray, time_s: np.ndarray, start_s: float, end_s: float,
+                taper_s: float = 2.0) -> np.ndarray:
+    """Zero the trace outside [start_s, end_s] with cosine tapers of ``taper_s`` inside."""
+    w = np.ones_like(time_s)
+    w[(time_s < start_s) | (time_s > end_s)] = 0.0
+    if taper_s > 0:
+        up = (time_s >= start_s) & (time_s < start_s + taper_s)
+        w[up] = 0.5 * (1 - np.cos(np.pi * (time_s[up] - start_s) / taper_s))
+        down = (time_s <= end_s) & (time_s > end_s - taper_s)
+        w[down] = 0.5 * (1 - np.cos(np.pi * (end_s - time_s[down]) / taper_s))
+    return rf * w

@@ -1,0 +1,234 @@
+"""Command-line interface: one subcommand per pipeline stage.
+
+Snakemake rules call these commands; every science setting comes from the validated
+configuration (``--config FILE`` and/or ``--settings JSON``), command-line options
+override single values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from xdisc import __version__
+from xdisc import config as cfgmod
+
+log = logging.getLogger("xdisc")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 0 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+
+
+def _load_config(args) -> dict:
+    overrides = json.loads(args.settings) if getattr(args, "settings", None) else {}
+    if not isinstance(overrides, dict):
+        raise cfgmod.ConfigError("--settings must be a JSON object")
+    return cfgmod.load(args.config, overrides)
+
+
+def _progress(label: str):
+    state = {"last": -1.0}
+
+    def report(done: int, total: int, elapsed: float, unit: str = "samples"):
+        if done < total and elapsed - state["last"] < 5.0:
+            return
+        state["last"] = elapsed
+        rate = done / elapsed if elapsed > 0 else float("nan")
+        eta = (total - done) / rate if rate > 0 else float("nan")
+        log.info("%s: %d/%d %s (%.0f%%), %.1f %s/s, %.0f s left", label, done, total, unit,
+                 100.0 * done / max(total, 1), rate, unit, eta)
+
+    return report
+
+
+# ----------------------------------------------------------------------------- synth
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser(
+        "synth", help="synthetic receiver functions (AK135/IASP91/PREM, with and without X)",
+        description="Generate a synthetic receiver-function set from the configuration, or one model "
+                    "for a quick look (give --x-depth or --no-x). Output: NetCDF with rf(sample, slowness, "
+                    "time), label(sample) and every generating parameter.")
+    p.add_argument("--out", required=True, type=Path, help="output NetCDF file")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    p.add_argument("--n-samples", type=int, help="number of samples (synthetics.n_samples)")
+    p.add_argument("--seed", type=int, help="random seed (synthetics.seed)")
+    p.add_argument("--jobs", type=int, default=1, help="worker threads (default 1)")
+    p.add_argument("--model", help="reference model: ak135, iasp91 or prem")
+    p.add_argument("--model-file", type=Path, help="own 1-D model: .tvel, .nd or layer table (thickness_km vp vs rho)")
+    p.add_argument("--slowness", type=float, action="append", help="slowness in s/km (repeatable)")
+    p.add_argument("--no-noise", action="store_true", help="no noise and no augmentation")
+    p.add_argument("--max-depth-km", type=float, help="half-space depth (layering.max_depth_km)")
+    p.add_argument("--max-thickness-km", type=float, help="largest sub-layer thickness (layering.max_thickness_km)")
+    p.add_argument("--max-velocity-step", type=float, help="largest relative velocity step (layering.max_velocity_step)")
+    p.add_argument("--no-flatten", action="store_true", help="flat layers, no earth-flattening transformation")
+    single = p.add_argument_group("single model (quick look)")
+    single.add_argument("--x-depth", type=float, help="depth of an X discontinuity (km): single-model mode")
+    single.add_argument("--no-x", action="store_true", help="single-model mode without X")
+    single.add_argument("--x-dvs", type=float, default=0.03, help="relative S jump of X (default 0.03)")
+    single.add_argument("--x-dvp-ratio", type=float, default=0.5, help="dVp/dVs of X (default 0.5)")
+    single.add_argument("--x-drho-ratio", type=float, default=0.3, help="drho/dVs of X (default 0.3)")
+    single.add_argument("--x-gradient-km", type=float, default=0.0, help="width of the X jump (km, default 0 = sharp)")
+    single.add_argument("--x-style", default="taper", choices=["taper", "constant", "layer"], help="how X is inserted")
+    single.add_argument("--moho-km", type=float, help="crustal thickness (default: the model's own crust)")
+    single.add_argument("--vpvs", type=float, default=1.75, help="crustal vp/vs when --moho-km is given")
+    p.set_defaults(func=run_synth)
+
+
+def _synth_overrides(args) -> dict:
+    syn: dict = {}
+    lay: dict = {}
+    if args.n_samples is not None:
+        syn["n_samples"] = args.n_samples
+    if args.seed is not None:
+        syn["seed"] = args.seed
+    if args.model and args.model_file:
+        raise cfgmod.ConfigError("give either --model or --model-file, not both")
+    if args.model or args.model_file:
+        syn["models"] = [str(args.model or args.model_file)]
+    if args.slowness:
+        syn["slowness_s_per_km"] = args.slowness
+    if args.no_noise:
+        syn["noise"] = {"enabled": False}
+        syn["augmentation"] = {"spurious_probability": 0.0, "amplitude_jitter": 0.0, "time_shift_s": 0.0,
+                               "trim_probability": 0.0}
+    for key in ("max_depth_km", "max_thickness_km", "max_velocity_step"):
+        if getattr(args, key) is not None:
+            lay[key] = getattr(args, key)
+    if args.no_flatten:
+        lay["flatten"] = False
+    out = {}
+    if syn:
+        out["synthetics"] = syn
+    if lay:
+        out["layering"] = lay
+    return out
+
+
+def single_parameters(args, config: dict) -> dict:
+    """Parameter table of one model given on the command line."""
+    from xdisc.earthmodel import load_model
+
+    name = config["synthetics"]["models"][0]
+    reference = load_model(name)
+    has_x = args.x_depth is not None
+    if has_x and args.no_x:
+        raise cfgmod.ConfigError("give either --x-depth or --no-x")
+    moho = args.moho_km if args.moho_km is not None else np.nan
+    row = {
+        "model": name, "label": int(has_x), "moho_km": moho,
+        "vpvs": args.vpvs if args.moho_km is not None else np.nan,
+        "crust_vp_scale": 1.0, "sediment_km": 0.0, "sediment_vs_km_s": np.nan, "sediment_vpvs": np.nan,
+        "d410_shift_km": 0.0, "d660_shift_km": 0.0,
+        "x_depth_km": args.x_depth if has_x else np.nan, "x_dvs": args.x_dvs if has_x else 0.0,
+        "x_dvp": args.x_dvs * args.x_dvp_ratio if has_x else 0.0,
+        "x_drho": args.x_dvs * args.x_drho_ratio if has_x else 0.0,
+        "x_gradient_km": args.x_gradient_km if has_x else 0.0,
+        "x_style": args.x_style if has_x else "none", "x_thickness_km": 40.0 if has_x else np.nan,
+        "distractor": "none", "distractor_depth_km": np.nan, "distractor_dvs": 0.0,
+        "distractor_thickness_km": np.nan,
+        "noise_kind": "coloured" if config["synthetics"]["noise"]["enabled"] else "none",
+        "snr": float(np.sqrt(np.prod(config["synthetics"]["noise"]["snr"]))) if config["synthetics"]["noise"]["enabled"] else np.inf,
+        "noise_exponent": 0.0 if config["synthetics"]["noise"]["enabled"] else np.nan,
+        "trim_start_s": -np.inf, "trim_end_s": np.inf,
+    }
+    del reference  # loaded to fail early with a clear message on a bad name or file
+    return {k: np.array([v]) for k, v in row.items()}
+
+
+def run_synth(args) -> int:
+    from xdisc.artifacts import write_netcdf
+    from xdisc.synthetics import make_dataset
+
+    config = cfgmod.load(args.config, cfgmod.deep_merge(
+        json.loads(args.settings) if args.settings else {}, _synth_overrides(args)))
+    params = None
+    if args.x_depth is not None or args.no_x:
+        params = single_parameters(args, config)
+    n = config["synthetics"]["n_samples"] if params is None else 1
+    log.info("synth: %d samples x %d slownesses, models %s, seed %d, %d thread(s)", n,
+             len(config["synthetics"]["slowness_s_per_km"]), ", ".join(config["synthetics"]["models"]),
+             config["synthetics"]["seed"], args.jobs)
+    ds = make_dataset(config, n_jobs=args.jobs, progress=_progress("synth"), params=params)
+    write_netcdf(ds, args.out)
+    log.info("synth: wrote %s (%d samples, %d with X)", args.out, ds.sizes["sample"], int(ds["label"].sum()))
+    return 0
+
+
+# ----------------------------------------------------------------------------- config
+
+def _add_config(sub) -> None:
+    p = sub.add_parser("config", help="validate a configuration or print its reference",
+                       description="Validate a YAML configuration (exit 1 with the offending keys), print "
+                                   "the effective configuration, or print the reference of every key.")
+    p.add_argument("file", nargs="?", type=Path, help="YAML configuration to validate")
+    p.add_argument("--reference", action="store_true", help="print the Markdown reference of every key")
+    p.set_defaults(func=run_config)
+
+
+def run_config(args) -> int:
+    import yaml
+
+    if args.reference:
+        print(config_reference())
+        return 0
+    config = cfgmod.load(args.file)
+    print(yaml.safe_dump(config, sort_keys=False), end="")
+    return 0
+
+
+def config_reference() -> str:
+    """Markdown table of every configuration key, its default and description."""
+    schema = cfgmod.load_schema()
+    rows = ["| key | default | description |", "|---|---|---|"]
+
+    def walk(node, prefix):
+        for key, sub in node.get("properties", {}).items():
+            sub = cfgmod._resolve(sub, schema)
+            name = f"{prefix}{key}"
+            if sub.get("type") == "object" and "properties" in sub:
+                rows.append(f"| `{name}` | | {' '.join(sub.get('description', '').split())} |")
+                walk(sub, name + ".")
+            else:
+                default = json.dumps(sub.get("default"))
+                rows.append(f"| `{name}` | `{default}` | {' '.join(sub.get('description', '').split())} |")
+
+    walk(schema, "")
+    return "\n".join(rows)
+
+
+# ----------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xdisc", description="Map the mantle X-discontinuity from P receiver functions.")
+    parser.add_argument("--version", action="version", version=f"xdisc {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_synth(sub)
+    _add_config(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except (cfgmod.ConfigError, FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Receiver-function deconvolution, batched over traces: one code path for real and synthetic data.
+
+Two methods, selected by name through :func:`deconvolve`:
+
+- ``iterative``: time-domain iterative deconvolution (Ligorría & Ammon 1999). Spikes are
+  added where the cross-correlation of the residual with the (Gaussian-filtered) source
+  peaks. Instead of re-convolving the spike train with two FFTs per iteration, the
+  cross-correlation itself is updated with the source autocorrelation,
+  xc <- xc - a * acorr(. - k), which is exact for circular correlation and costs one
+  gather per iteration for the whole batch.
+- ``waterlevel``: frequency-domain division R Z* / max(|Z|^2, w max|Z|^2).
+
+Both apply the same Gaussian low-pass exp(-f^2 / (2 width^2)) (``width_hz`` is the
+standard deviation in Hz, the ``gauss`` parameter of the ``rf`` package; Ligorría & Ammon's
+``a`` equals pi * sqrt(2) * width_hz), scaled so that a unit spike becomes a Gaussian
+pulse of peak 1: RF amplitudes are fractions of the vertical direct P.
+
+All arrays are (..., sample); the P onset is at the same sample in source and response.
+Output traces start ``time_before_p_s`` before P.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.fft import irfft, next_fast_len, rfft
+
+METHODS = ("iterative", "waterlevel")
+
+
+def gaussian_filter(freqs_hz, width_hz: float) -> np.ndarray:
+    """Gaussian low-pass response exp(-0.5 (f / width)^2) (unit gain at 0 Hz)."""
+    if width_hz <= 0:
+        raise ValueError("gaussian width must be positive")
+    return np.exp(-0.5 * (np.asarray(freqs_hz) / width_hz) ** 2)
+
+
+def peak_normalised_gaussian(nfft: int, dt: float, width_hz: float) -> np.ndarray:
+    """Gaussian low-pass on rfft frequencies, scaled so that a filtered unit spike peaks at 1."""
+    g = gaussian_filter(np.fft.rfftfreq(nfft, dt), width_hz)
+    return g / irfft(g, nfft)[0]
+
+
+def gaussian_cutoff_hz(width_hz: float, rel: float = 1e-5) -> float:
+    """Frequency above which the Gaussian response is below ``rel``."""
+    return width_hz * np.sqrt(-2.0 * np.log(rel))
+
+
+@dataclass
+class Deconvolution:
+    """Result of a batched deconvolution."""
+
+    rf: np.ndarray            # (..., time) receiver functions, P at time_before_p_s
+    fit_percent: np.ndarray   # (...,) 100 (1 - |residual|^2 / |filtered response|^2)
+    iterations: np.ndarray    # (...,) spikes used (iterative) or 0
+
+
+def deconvolve(source, response, dt: float, method: str = "iterative", width_hz: float = 0.5,
+               time_before_p_s: float = 10.0, n_out: int | None = None,
+               water_level: float = 0.01, max_iterations: int = 400,
+               min_fit_change_percent: float = 0.001) -> Deconvolution:
+    """Deconvolve ``source`` (vertical/L) from ``response`` (radial/Q/transverse).
+
+    Source and response must be aligned (P at the same sample); the RF time is the lag
+    after P. The output has ``n_out`` samples (default: the input length) starting
+    ``time_before_p_s`` before P.
+    """
+    src = np.asarray(source, dtype=float)
+    rsp = np.asarray(response, dtype=float)
+    if src.shape != rsp.shape:
+        src, rsp = np.broadcast_arrays(src, rsp)
+    if not np.all(np.isfinite(src)) or not np.all(np.isfinite(rsp)):
+        raise ValueError("input traces contain NaN or infinite samples")
+    n = src.shape[-1]
+    n_out = n if n_out is None else int(n_out)
+    shift = int(round(time_before_p_s / dt))
+    if method == "iterative":
+        return _iterative(src, rsp, dt, width_hz, shift, n_out, max_iterations,
+                          min_fit_change_percent)
+    if method == "waterlevel":
+        return _waterlevel(src, rsp, dt, width_hz, shift, n_out, water_level)
+    raise ValueError(f"unknown deconvolution method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def _waterlevel(src, rsp, dt, width_hz, shift, n_out, water_level):
+    n = src.shape[-1]
+    nfft = next_fast_len(n + max(n_out, shift) + 1)
+    zs = rfft(src, nfft)
+    rs = rfft(rsp, nfft)
+    power = (zs * np.conj(zs)).real
+    floor = water_level * power.max(axis=-1, keepdims=True)
+    denom = np.maximum(power, floor)
+    denom = np.where(denom > 0, denom, 1.0)
+    g = peak_normalised_gaussian(nfft, dt, width_hz)
+    freqs = np.fft.rfftfreq(nfft, dt)
+    phase = np.exp(-2j * np.pi * freqs * shift * dt)
+    spec = rs * np.conj(zs) / denom * g * phase
+    rf = irfft(spec, nfft)[..., :n_out]
+    # fit of the filtered response by the RF convolved with the filtered source
+    g_unit = gaussian_filter(freqs, width_hz)
+    pred = irfft(rs * np.conj(zs) / denom * zs * g_unit, nfft)
+    obs = irfft(rs * g_unit, nfft)
+    fit = 100.0 * (1.0 - np.sum((obs - pred) ** 2, -1) / np.maximum(np.sum(obs**2, -1), 1e-300))
+    return Deconvolution(rf, fit, np.zeros(src.shape[:-1], int))
+
+
+def _iterative(src, rsp, dt, width_hz, shift, n_out, max_iterations, min_change):
+    batch_shape = src.shape[:-1]
+    n = src.shape[-1]
+    src2 = src.reshape(-1, n)
+    rsp2 = rsp.reshape(-1, n)
+    b = src2.shape[0]
+    nfft = next_fast_len(2 * n)
+    g = gaussian_filter(np.fft.rfftfreq(nfft, dt), width_hz)
+    s_spec = rfft(src2, nfft) * g
+    r_spec = rfft(rsp2, nfft) * g
+    power_s = np.sum(irfft(s_spec, nfft) ** 2, axis=-1)
+    power_r = np.sum(irfft(r_spec, nfft) ** 2, axis=-1)
+    ok = (power_s > 0) & (power_r > 0)
+    power_s = np.where(ok, power_s, 1.0)
+    power_r = np.where(ok, power_r, 1.0)
+    xc_full = irfft(r_spec * np.conj(s_spec), nfft)        # xc[k] = sum_t r(t + k) s(t)
+    acorr_full = irfft(s_spec * np.conj(s_spec), nfft)     # acorr[l] = sum_t s(t + l) s(t)
+    # allowed lags -shift .. n-1 (as the rf package); position a <-> lag a - shift
+    lags = np.arange(-shift, n)
+    n_lag = lags.size
+    xc = xc_full[:, lags % nfft]
+    # acorr at lag differences -(n_lag-1) .. n_lag-1; row a_k of the sliding view is the
+    # autocorrelation aligned on a spike at position a_k (one contiguous copy per trace)
+    acorr = acorr_full[:, np.arange(-(n_lag - 1), n_lag) % nfft]
+    windows = np.lib.stride_tricks.sliding_window_view(acorr, n_lag, axis=1)[:, ::-1]
+    spikes = np.zeros((b, n_lag))
+    misfit = np.ones(b)  # residual energy / filtered response energy
+    active = ok.copy()
+    iterations = np.zeros(b, int)
+    rows = np.arange(b)
+    for _ in range(max_iterations):
+        if not active.any():
+            break
+        idx = np.argmax(np.abs(xc), axis=-1)
+        peak = xc[rows, idx]
+        amp = np.where(active, peak / power_s, 0.0)
+        spikes[rows, idx] += amp
+        xc -= amp[:, None] * windows[rows, idx]
+        gain = np.where(active, peak**2 / power_s / power_r, 0.0)
+        iterations += active
+        misfit = misfit - gain
+        active &= 100.0 * gain > min_change
+    spike_train = np.zeros((b, nfft))
+    spike_train[:, lags % nfft] = spikes
+    spikes = spike_train
+    gn = peak_normalised_gaussian(nfft, dt, width_hz)
+    # spikes are lags relative to the source: a spike at lag k means arrival k samples after P
+    phase = np.exp(-2j * np.pi * np.fft.rfftfreq(nfft, dt) * shift * dt)
+    rf = irfft(rfft(spikes, nfft) * gn * phase, nfft)[:, :n_out]
+    rf = np.where(ok[:, None], rf, np.nan)
+    fit = np.where(ok, 100.0 * (1.0 - misfit), np.nan)
+    return Deconvolution(rf.reshape(*batch_shape, n_out), fit.reshape(batch_shape),
+                         iterations.reshape(batch_shape))
