@@ -85,7 +85,7 @@ def deconvolve(source, response, dt: float, method: str = "iterative", width_hz:
 
 def _waterlevel(src, rsp, dt, width_hz, shift, n_out, water_level):
     n = src.shape[-1]
-    nfft = next_fast_len(n + max(n_out, shift) + 1)
+    nfft = next_fast_len(max(n, n_out))  # circular, as the rf package
     zs = rfft(src, nfft)
     rs = rfft(rsp, nfft)
     power = (zs * np.conj(zs)).real

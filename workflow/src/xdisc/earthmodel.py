@@ -124,6 +124,9 @@ def load_model(name_or_path: str | Path) -> EarthModel:
         path = Path(text)
         name = path.stem
         if not path.is_file():
+            if not path.suffix and len(path.parts) == 1:
+                raise ValueError(f"unknown reference model {text!r}; choose one of {', '.join(REFERENCE_MODELS)} "
+                                 "or give the path of a model file")
             raise FileNotFoundError(f"model file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".tvel":

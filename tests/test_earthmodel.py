@@ -1,0 +1,101 @@
+"""Earth models: reading TauP's files and user files, perturbations, layering, flattening."""
+
+import numpy as np
+import pytest
+
+from xdisc.earthmodel import (EARTH_RADIUS_KM, Discontinuity, EarthModel, discretize, insert_discontinuity,
+                              load_model, replace_crust)
+
+
+@pytest.mark.parametrize("name, moho, expected", [
+    ("ak135", 35.0, [20.0, 35.0, 210.0, 410.0, 660.0]),
+    ("iasp91", 35.0, [20.0, 35.0, 210.0, 410.0, 660.0]),
+    ("prem", 24.4, [15.0, 24.4, 220.0, 400.0, 670.0]),
+])
+def test_reference_models_from_taup_files(name, moho, expected):
+    m = load_model(name)
+    assert "obspy" in m.source and m.source.endswith((".tvel", ".nd"))
+    disc = m.discontinuities_km()
+    for d in expected:
+        assert np.any(np.isclose(disc, d)), (name, d, disc[:8])
+    assert m.moho_km() == pytest.approx(moho)
+
+
+def test_one_sided_values_at_a_discontinuity():
+    m = load_model("ak135")
+    above, below = m.at(410.0, "above")[0], m.at(410.0, "below")[0]
+    assert above[1] == pytest.approx(4.87) and below[1] == pytest.approx(5.08)
+    mid = m.at(385.0)[0]
+    assert mid[1] == pytest.approx(0.5 * (4.7830 + 4.87))
+
+
+def test_user_model_files(tmp_path):
+    nd = tmp_path / "region.nd"
+    nd.write_text("0 6.0 3.5 2.7\n30 6.0 3.5 2.7\n30 8.0 4.5 3.3\nmantle\n800 10.0 5.6 3.9\n")
+    tvel = tmp_path / "region.tvel"
+    tvel.write_text("region - P\nregion - S\n0 6.0 3.5 2700\n30 6.0 3.5 2700\n30 8.0 4.5 3300\n800 10 5.6 3900\n")
+    table = tmp_path / "region.csv"
+    table.write_text("thickness_km,vp,vs,rho\n30,6.0,3.5,2.7\n770,8.0,4.5,3.3\n0,10,5.6,3.9\n")
+    for path in (nd, tvel, table):
+        m = load_model(path)
+        assert m.name == "region"
+        assert m.moho_km() == pytest.approx(30.0)
+        assert m.at(10.0)[0] == pytest.approx([6.0, 3.5, 2.7])  # kg/m^3 read as g/cm^3
+
+
+def test_bad_model_files_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "missing.nd")
+    bad = tmp_path / "bad.nd"
+    bad.write_text("0 6.0 3.5 2.7\n30 six 3.5 2.7\n")
+    with pytest.raises(ValueError, match=r"bad.nd:2"):
+        load_model(bad)
+    wrong = tmp_path / "model.xyz"
+    wrong.write_text("0 1 2 3\n")
+    with pytest.raises(ValueError, match="unknown format"):
+        load_model(wrong)
+    with pytest.raises(ValueError, match="unknown reference model"):
+        load_model("ak136")
+    with pytest.raises(ValueError, match="must not decrease"):
+        EarthModel("x", [0, 20, 10], [6, 6, 6], [3, 3, 3], [2, 2, 2])
+
+
+def test_replace_crust():
+    m = replace_crust(load_model("ak135"), 50.0, 1.8, vp_scale=1.02, sediment_km=2.0)
+    assert m.moho_km() == pytest.approx(50.0)
+    crust = m.at(np.array([5.0, 30.0, 45.0]))
+    np.testing.assert_allclose(crust[:, 1], crust[:, 0] / 1.8)
+    assert m.at(1.0)[0, 1] == pytest.approx(1.5)  # sediment
+    np.testing.assert_allclose(m.at(300.0), load_model("ak135").at(300.0))
+
+
+def test_x_styles_and_the_410():
+    ak = load_model("ak135")
+    jump = lambda m, d: m.at(d, "below")[0, 1] - m.at(d, "above")[0, 1]  # noqa: E731
+    taper = insert_discontinuity(ak, Discontinuity(300.0, 0.03, 0.015, 0.01, style="taper"))
+    const = insert_discontinuity(ak, Discontinuity(300.0, 0.03, 0.015, 0.01, style="constant"))
+    layer = insert_discontinuity(ak, Discontinuity(300.0, 0.03, 0.015, 0.01, style="layer", thickness_km=40))
+    for m in (taper, const, layer):
+        assert jump(m, 300.0) == pytest.approx(0.03 * ak.at(300.0)[0, 1], rel=1e-6)
+    assert jump(taper, 410.0) == pytest.approx(jump(ak, 410.0))
+    assert jump(const, 410.0) == pytest.approx(jump(ak, 410.0) - 0.03 * ak.at(410.0, "above")[0, 1])
+    assert jump(layer, 340.0) == pytest.approx(-0.03 * ak.at(340.0)[0, 1], rel=1e-6)
+    grad = insert_discontinuity(ak, Discontinuity(300.0, 0.03, 0.015, 0.01, gradient_km=20.0))
+    assert jump(grad, 300.0) == 0.0
+    assert grad.at(320.0)[0, 1] == pytest.approx(1.03 * ak.at(320.0)[0, 1], rel=1e-3)
+
+
+def test_discretize_flattening_and_layer_budget():
+    m = load_model("ak135")
+    stack = discretize(m, 700.0, 10.0, 0.005, flatten=True)
+    assert stack.thickness_km[:-1].sum() == pytest.approx(EARTH_RADIUS_KM * np.log(EARTH_RADIUS_KM / (EARTH_RADIUS_KM - 700)))
+    # flattened velocity at the half-space = v R / r
+    assert stack.vs_km_s[-1] == pytest.approx(m.at(700.0)[0, 1] * EARTH_RADIUS_KM / (EARTH_RADIUS_KM - 700))
+    flat = discretize(m, 700.0, 10.0, 0.005, flatten=False)
+    assert flat.thickness_km[:-1].sum() == pytest.approx(700.0)
+    assert flat.vp_km_s[0] == pytest.approx(5.8)  # identical 0-20 km sub-layers were merged
+    assert flat.thickness_km[0] == pytest.approx(20.0)
+    coarse = discretize(m, 700.0, 50.0, 0.05)
+    assert coarse.n_layers < stack.n_layers < 120
+    with pytest.raises(ValueError, match="outside the model"):
+        discretize(m, 7000.0)

@@ -1,0 +1,128 @@
+"""The synthetic set: structure, provenance, determinism, labels, augmentation."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from xdisc import augment
+from xdisc import config as cfgmod
+from xdisc.artifacts import write_netcdf
+from xdisc.synthetics import draw_parameters, make_dataset
+
+SMALL = {"synthetics": {"n_samples": 8, "slowness_s_per_km": [0.05, 0.07]}}
+
+
+@pytest.fixture(scope="module")
+def small_config():
+    return cfgmod.validate(SMALL)
+
+
+@pytest.fixture(scope="module")
+def small_set(small_config):
+    return make_dataset(small_config, n_jobs=1)
+
+
+def test_structure_units_and_provenance(small_set, tmp_path):
+    ds = small_set
+    assert ds["rf"].dims == ("sample", "slowness", "time")
+    assert ds.sizes == {"sample": 8, "slowness": 2, "time": 1301}
+    assert ds["time"].attrs["units"] == "s" and ds["slowness"].attrs["units"] == "s km-1"
+    for name, var in ds.data_vars.items():
+        assert "long_name" in var.attrs, name
+    for key in ("Conventions", "title", "source", "history", "references", "seed", "config_hash",
+                "version_numpy", "version_obspy", "version_xdisc"):
+        assert key in ds.attrs, key
+    path = write_netcdf(ds, tmp_path / "s.nc")
+    back = xr.open_dataset(path)
+    np.testing.assert_array_equal(back["rf"].values, ds["rf"].values)
+    assert list(back["model"].values) == list(ds["model"].values)
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_labels_and_parameters(small_config):
+    cfg = small_config["synthetics"]
+    p = draw_parameters(400, cfg, 7)
+    assert p["label"].mean() == pytest.approx(cfg["x_fraction"], abs=0.01)
+    pos = p["label"] == 1
+    assert np.all((p["x_depth_km"][pos] >= 250) & (p["x_depth_km"][pos] <= 350))
+    assert np.all(np.isnan(p["x_depth_km"][~pos])) and np.all(p["x_dvs"][~pos] == 0)
+    assert np.all((p["x_dvs"][pos] >= 0.01) & (p["x_dvs"][pos] <= 0.06))
+    assert np.all(p["x_dvp"][pos] < p["x_dvs"][pos])
+    assert set(np.unique(p["model"])) == {"ak135", "iasp91", "prem"}
+    assert set(np.unique(p["x_style"][pos])) == {"taper", "constant", "layer"}
+    # distractors carry no label information
+    has_d = p["distractor"] != "none"
+    assert abs(has_d[pos].mean() - has_d[~pos].mean()) < 0.1
+    assert np.all((p["moho_km"] >= 20) & (p["moho_km"] <= 70))
+    assert np.all((p["snr"] >= 3) & (p["snr"] <= 30))
+
+
+def test_deterministic_and_independent_of_threads(small_config, small_set):
+    again = make_dataset(small_config, n_jobs=2)
+    np.testing.assert_array_equal(again["rf"].values, small_set["rf"].values)
+    other = make_dataset(cfgmod.validate({"synthetics": dict(SMALL["synthetics"], seed=1)}), n_jobs=1)
+    assert not np.allclose(other["rf"].values, small_set["rf"].values)
+
+
+def test_noise_and_augmentation(small_set):
+    ds = small_set
+    t = ds["time"].values
+    clean, noisy = ds["rf_clean"].values, ds["rf"].values
+    assert np.all(np.isfinite(noisy)) and np.all(np.isfinite(clean))
+    assert not np.allclose(clean, noisy)
+    # every noisy sample has noise before P, where the clean trace is (almost) silent
+    pre = (t < -3) & (t > -8)
+    added = (noisy - clean)[:, :, pre].std(axis=(1, 2))
+    amp = np.abs(clean[:, :, np.abs(t) <= 1]).max(axis=(1, 2))
+    untrimmed = ~np.isfinite(ds["trim_end_s"].values)  # trimming zeroes the pre-P window too
+    assert untrimmed.sum() >= 3
+    assert np.all((added > amp / ds["snr"].values / 20)[untrimmed])
+
+
+def test_noise_scaled_to_snr_and_band_limited():
+    rng = np.random.default_rng(0)
+    t = np.arange(-10, 120.01, 0.1)
+    noise = augment.coloured_noise(rng, (50, t.size), 0.1, 0.5, exponent=1.0)
+    np.testing.assert_allclose(noise.std(axis=-1), 1.0, rtol=1e-6)
+    spec = np.abs(np.fft.rfft(noise, axis=-1)) ** 2
+    f = np.fft.rfftfreq(t.size, 0.1)
+    assert spec[:, f > 2.0].sum() < 1e-3 * spec.sum()  # (leakage from cropping only)
+    rf = np.zeros((50, t.size))
+    rf[:, np.argmin(np.abs(t))] = 0.4
+    noisy = augment.add_noise(rf, noise, 8.0, t)
+    np.testing.assert_allclose((noisy - rf).std(axis=-1), 0.4 / 8.0, rtol=1e-6)
+
+
+def test_noise_free_when_disabled():
+    cfg = cfgmod.validate({"synthetics": {"n_samples": 3, "slowness_s_per_km": [0.06],
+                                          "noise": {"enabled": False},
+                                          "augmentation": {"spurious_probability": 0, "amplitude_jitter": 0,
+                                                           "time_shift_s": 0, "trim_probability": 0}}})
+    ds = make_dataset(cfg)
+    np.testing.assert_allclose(ds["rf"].values, ds["rf_clean"].values, atol=1e-7)
+    assert np.all(np.isinf(ds["snr"].values))
+
+
+def test_temporal_trimming_zeroes_outside_window():
+    t = np.arange(-10, 120.01, 0.1)
+    x = np.ones((2, t.size))
+    y = augment.trim_window(x, t, -4.0, 85.0)
+    assert np.all(y[:, t < -4.0] == 0) and np.all(y[:, t > 85.0] == 0)
+    assert np.all(y[:, (t > -2.0) & (t < 83.0)] == 1)
+
+
+def test_real_noise_pool(tmp_path, small_config):
+    rng = np.random.default_rng(3)
+    pool = rng.standard_normal((20, 3000)) * 5 + 2
+    path = tmp_path / "noise.nc"
+    xr.Dataset({"noise": (("trace", "time"), pool)}, attrs={"sampling_rate_hz": 10.0}).to_netcdf(path)
+    cfg = cfgmod.validate({"synthetics": {"n_samples": 4, "slowness_s_per_km": [0.06],
+                                          "noise": {"real_noise_file": str(path), "real_noise_fraction": 1.0}}})
+    ds = make_dataset(cfg)
+    assert set(ds["noise_kind"].values) == {"real"}
+    bad = tmp_path / "noise5.nc"
+    xr.Dataset({"noise": (("trace", "time"), pool)}, attrs={"sampling_rate_hz": 5.0}).to_netcdf(bad)
+    cfg_bad = cfgmod.validate({"synthetics": {"n_samples": 2, "slowness_s_per_km": [0.06],
+                                              "noise": {"real_noise_file": str(bad), "real_noise_fraction": 1.0}}})
+    with pytest.raises(ValueError, match="5.0 Hz"):
+        make_dataset(cfg_bad)
