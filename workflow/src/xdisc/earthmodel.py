@@ -199,27 +199,24 @@ def merge_profiles(model: EarthModel, depth_km, factor) -> EarthModel:
     """
     fd = np.asarray(depth_km, float)
     fv = np.asarray(factor, float)
-    depths = np.unique(np.concatenate([model.depth_km, fd[(fd >= 0) & (fd <= model.depth_km[-1])]]))
-    out_d, out_v = [], []
-    for z in depths:
-        za = np.array([z])
-        above = model.at(za, "above")[0] * _factor_at(fd, fv, za, "above")
-        below = model.at(za, "below")[0] * _factor_at(fd, fv, za, "below")
-        if z > 0 and not np.allclose(above, below, rtol=0, atol=1e-9):
-            out_d += [z, z]
-            out_v += [above, below]
-        else:
-            out_d.append(z)
-            out_v.append(below if z == 0 else above)
-    return model.with_nodes(np.array(out_d), np.array(out_v))
+    z = np.unique(np.concatenate([model.depth_km, fd[(fd >= 0) & (fd <= model.depth_km[-1])]]))
+    above = model.at(z, "above") * _factor_at(fd, fv, z, "above")
+    below = model.at(z, "below") * _factor_at(fd, fv, z, "below")
+    jump = (z > 0) & ~np.all(np.isclose(above, below, rtol=0, atol=1e-9), axis=1)
+    # one node per depth (the value above; at 0 km the value below), two where the profile jumps
+    first = np.where((z == 0)[:, None], below, above)
+    depth = np.concatenate([z, z[jump]])
+    values = np.concatenate([first, below[jump]])
+    order = np.argsort(np.concatenate([np.arange(z.size), np.flatnonzero(jump)]), kind="stable")
+    return model.with_nodes(depth[order], values[order])
 
 
 def _factor_at(fd, fv, z, side):
-    if z[0] < fd[0] or z[0] > fd[-1]:
-        return np.ones(3)
-    if (z[0] == fd[0] and side == "above") or (z[0] == fd[-1] and side == "below"):
-        return np.ones(3)
-    return _evaluate(fd, fv, z, side)[0]
+    """Factor profile at depths ``z`` (1 outside its range, on the outer side of its ends)."""
+    out = _evaluate(fd, fv, z, side)
+    outside = (z < fd[0]) | (z > fd[-1]) | ((z == fd[0]) & (side == "above")) | ((z == fd[-1]) & (side == "below"))
+    out[outside] = 1.0
+    return out
 
 
 def replace_crust(model: EarthModel, moho_km: float, vpvs: float, vp_scale: float = 1.0,
@@ -355,17 +352,17 @@ def discretize(model: EarthModel, max_depth_km: float = 700.0, max_thickness_km:
         raise ValueError(f"max_depth_km {max_depth_km} outside the model (0-{model.depth_km[-1]} km)")
     d = model.depth_km
     breaks = np.unique(np.concatenate([d[d < max_depth_km], [max_depth_km]]))
-    tops, bots = [], []
-    for z0, z1 in zip(breaks[:-1], breaks[1:]):
-        v0 = _flat_values(model.at(z0, "below"), z0, flatten, radius_km)[0]
-        v1 = _flat_values(model.at(z1, "above"), z1, flatten, radius_km)[0]
-        rel = np.max(np.abs(v1[:2] - v0[:2]) / np.maximum(np.minimum(v0[:2], v1[:2]), 1e-6))
-        n = max(1, int(np.ceil((z1 - z0) / max_thickness_km - 1e-9)), int(np.ceil(rel / max_velocity_step - 1e-9)))
-        edges = np.linspace(z0, z1, n + 1)
-        tops.append(edges[:-1])
-        bots.append(edges[1:])
-    tops = np.concatenate(tops)
-    bots = np.concatenate(bots)
+    z0, z1 = breaks[:-1], breaks[1:]
+    v0 = _flat_values(model.at(z0, "below"), z0, flatten, radius_km)[:, :2]
+    v1 = _flat_values(model.at(z1, "above"), z1, flatten, radius_km)[:, :2]
+    rel = np.max(np.abs(v1 - v0) / np.maximum(np.minimum(v0, v1), 1e-6), axis=1)
+    n_sub = np.maximum(np.ceil((z1 - z0) / max_thickness_km - 1e-9), np.ceil(rel / max_velocity_step - 1e-9))
+    n_sub = np.maximum(n_sub, 1).astype(int)
+    seg = np.repeat(np.arange(z0.size), n_sub)
+    k = np.arange(seg.size) - np.repeat(np.cumsum(n_sub) - n_sub, n_sub)
+    step = (z1 - z0)[seg] / n_sub[seg]
+    tops = z0[seg] + k * step
+    bots = np.where(k == n_sub[seg] - 1, z1[seg], tops + step)
     mid = 0.5 * (tops + bots)
     vals = _flat_values(model.at(mid, "below"), mid, flatten, radius_km)
     if flatten:
@@ -376,17 +373,12 @@ def discretize(model: EarthModel, max_depth_km: float = 700.0, max_thickness_km:
     h = np.concatenate([h, [0.0]])
     vals = np.concatenate([vals, half])
     # merge neighbours with identical properties (not the half-space)
-    keep_h, keep_v = [h[0]], [vals[0]]
-    for hi, vi in zip(h[1:-1], vals[1:-1]):
-        if np.allclose(vi, keep_v[-1], rtol=1e-12, atol=0):
-            keep_h[-1] += hi
-        else:
-            keep_h.append(hi)
-            keep_v.append(vi)
-    keep_h.append(0.0)
-    keep_v.append(vals[-1])
-    v = np.asarray(keep_v)
-    return LayerStack(np.asarray(keep_h), v[:, 0], v[:, 1], v[:, 2], flattened=flatten,
+    layers, lv = h[:-1], vals[:-1]
+    new_group = np.r_[True, ~np.all(np.isclose(lv[1:], lv[:-1], rtol=1e-12, atol=0), axis=1)]
+    group = np.cumsum(new_group) - 1
+    keep_h = np.r_[np.bincount(group, weights=layers), 0.0]
+    v = np.concatenate([lv[new_group], vals[-1:]])
+    return LayerStack(keep_h, v[:, 0], v[:, 1], v[:, 2], flattened=flatten,
                       meta={"model": model.name, "max_depth_km": max_depth_km})
 
 

@@ -311,20 +311,27 @@ def load_noise_pool(path: str, rf: RFSettings) -> np.ndarray:
 # ----------------------------------------------------------------------------- stage
 
 def simulate(params: dict, slowness, rf: RFSettings, layering: Layering, response_duration_s: float,
-             n_jobs: int = 1, batch_size: int = 8, progress=None) -> np.ndarray:
-    """Noise-free receiver functions (sample, slowness, time) for every parameter row."""
+             n_jobs: int = 1, batch_size: int = 8, progress=None, augmenter=None):
+    """Noise-free receiver functions (sample, slowness, time) for every parameter row.
+
+    With ``augmenter(i, clean_i) -> noisy_i`` the augmented set is computed in the same
+    worker threads and returned as a second array."""
     n = len(params["label"])
     references: dict[str, EarthModel] = {}
     for name in np.unique(params["model"]):
         references[name] = load_model(name)
     slowness = np.asarray(slowness, float)
     out = np.zeros((n, slowness.size, rf.time_axis().size), np.float32)
+    noisy = np.zeros_like(out) if augmenter is not None else None
     starts = list(range(0, n, batch_size))
 
     def work(a):
         rows = range(a, min(a + batch_size, n))
         stacks = [layering.apply(build_model(_row(params, i), references[params["model"][i]])) for i in rows]
         out[a:a + len(rows)] = receiver_functions(stacks, slowness, rf, response_duration_s)
+        if augmenter is not None:
+            for i in rows:
+                noisy[i] = augmenter(i, out[i])
         return len(rows)
 
     done, t0 = 0, _time.perf_counter()
@@ -333,7 +340,7 @@ def simulate(params: dict, slowness, rf: RFSettings, layering: Layering, respons
             done += count
             if progress is not None:
                 progress(done, n, _time.perf_counter() - t0)
-    return out
+    return out if augmenter is None else (out, noisy)
 
 
 def make_dataset(config: dict, n_samples: int | None = None, n_jobs: int = 1, progress=None,
@@ -349,12 +356,15 @@ def make_dataset(config: dict, n_samples: int | None = None, n_jobs: int = 1, pr
     n = len(params["label"])
     slowness = np.asarray(cfg["slowness_s_per_km"], float)
     time_s = rf.time_axis()
-    clean = simulate(params, slowness, rf, layering, cfg["response_duration_s"], n_jobs, progress=progress)
     pool = None
     if np.any(params["noise_kind"] == "real"):
-        pool = load_noise_pool(cfg["noise"]["real_noise_file"], rf)
-    noisy = np.stack([augment_sample(clean[i], params, i, time_s, rf, cfg, seed, pool) for i in range(n)]) \
-        if n else clean.copy()
+        pool = load_noise_pool(cfg["noise"]["real_noise_file"], rf)  # fail early, before the long part
+
+    def augmenter(i, clean_i):
+        return augment_sample(clean_i, params, i, time_s, rf, cfg, seed, pool)
+
+    clean, noisy = simulate(params, slowness, rf, layering, cfg["response_duration_s"], n_jobs, progress=progress,
+                            augmenter=augmenter)
     return to_dataset(clean, noisy, params, slowness, time_s, config)
 
 
