@@ -9,6 +9,8 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/receiver_functions.smk"
 include: "workflow/rules/synthetics.smk"
 
 
@@ -16,3 +18,4 @@ rule all:
     default_target: True
     input:
         rules.simulate_synthetics.output,
+        all_receiver_functions,

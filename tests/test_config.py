@@ -14,7 +14,7 @@ def _leaves(node, schema, path=""):
     for key, sub in node.get("properties", {}).items():
         sub = cfgmod._resolve(sub, schema)
         yield f"{path}{key}", sub
-        if sub.get("type") == "object":
+        if sub.get("type") == "object":  # (a nullable object such as data.stations.region has no inner defaults)
             yield from _leaves(sub, schema, f"{path}{key}.")
 
 

@@ -101,3 +101,11 @@ def test_silent_source_gives_nan_not_garbage():
     out = deconvolve(np.stack([z, np.zeros_like(z)]), np.stack([r, r]), DT, "iterative", 0.5)
     assert np.all(np.isfinite(out.rf[0]))
     assert np.all(np.isnan(out.rf[1])) and np.isnan(out.fit_percent[1])
+
+
+def test_fft_length_is_the_rf_packages():
+    import scipy.fftpack
+
+    from xdisc.deconvolution import next_regular
+
+    assert all(next_regular(n) == scipy.fftpack.next_fast_len(n) for n in range(1, 3000))

@@ -164,6 +164,145 @@ def run_synth(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- download
+
+def _add_download(sub) -> None:
+    p = sub.add_parser(
+        "download", help="events, stations and waveform windows (FDSN, local archive or embedded data)",
+        description="Acquire the inputs named by the 'data' configuration. Run 'events' and 'stations' once, "
+                    "then 'waveforms' per station; an interrupted 'waveforms' run resumes from its manifest.")
+    p.add_argument("what", choices=["events", "stations", "waveforms"])
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    p.add_argument("--out", type=Path, help="events: QuakeML file; stations: StationXML file")
+    p.add_argument("--out-csv", type=Path, help="stations: station table (CSV)")
+    p.add_argument("--station", help="waveforms: NET.STA")
+    p.add_argument("--events", type=Path, help="waveforms: QuakeML from 'download events'")
+    p.add_argument("--stations", type=Path, help="waveforms: station table from 'download stations'")
+    p.add_argument("--out-dir", type=Path, help="waveforms: folder of the event windows (one miniSEED per event)")
+    p.add_argument("--manifest", type=Path, help="waveforms: manifest CSV (status of every request)")
+    p.set_defaults(func=run_download)
+
+
+def _station_row(table: Path, code: str) -> dict:
+    import csv
+
+    if "." not in code:
+        raise cfgmod.ConfigError(f"--station must be NET.STA, got {code!r}")
+    net, sta = code.split(".", 1)
+    with open(table, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["network"] == net and row["station"] == sta:
+                return row
+    raise cfgmod.ConfigError(f"station {code} is not in {table}")
+
+
+def _need(args, *names):
+    missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is None]
+    if missing:
+        raise cfgmod.ConfigError(f"xdisc download {args.what} needs {', '.join(missing)}")
+
+
+def run_download(args) -> int:
+    import csv
+
+    from xdisc import download as dl
+
+    config = _load_config(args)
+    data_cfg = config["data"]
+    if args.what == "events":
+        _need(args, "out")
+        cat = dl.get_events(data_cfg)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(f".{args.out.name}.part")
+        cat.write(str(tmp), format="QUAKEML")
+        tmp.replace(args.out)
+        log.info("download events: %d events (M >= %s) from %s -> %s", len(cat), data_cfg["events"]["min_magnitude"],
+                 data_cfg["source"], args.out)
+        return 0
+    if args.what == "stations":
+        _need(args, "out", "out_csv")
+        inv, providers = dl.get_stations(data_cfg)
+        rows = dl.station_rows(inv, providers)
+        if not rows:
+            raise cfgmod.ConfigError("no station matches data.stations (check codes, channels, region and time range)")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(f".{args.out.name}.part")
+        inv.write(str(tmp), format="STATIONXML")
+        tmp.replace(args.out)
+        tmp_csv = args.out_csv.with_name(f".{args.out_csv.name}.part")
+        with open(tmp_csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp_csv.replace(args.out_csv)
+        log.info("download stations: %d station(s): %s", len(rows),
+                 ", ".join(f"{r['network']}.{r['station']}" for r in rows[:20]))
+        return 0
+    _need(args, "station", "events", "stations", "out_dir", "manifest")
+    from obspy import read_events
+
+    row = _station_row(args.stations, args.station)
+    events = read_events(str(args.events))
+    requests, skipped = dl.plan_requests(events, row["network"], row["station"], float(row["latitude"]),
+                                         float(row["longitude"]), data_cfg, config["earth_model"])
+    for eid, why in skipped:
+        log.info("download waveforms %s: event %s left out: %s", args.station, eid, why)
+    provider = row.get("provider") if data_cfg["source"] == "fdsn" else None
+    source = dl.make_source(data_cfg, provider)
+    st_cfg, fd = data_cfg["stations"], data_cfg["fdsn"]
+    log.info("download waveforms %s: %d event window(s) from %s", args.station, len(requests), source.name)
+    summary = dl.fetch_station(requests, source, args.out_dir, args.manifest, channel=st_cfg["channel"],
+                               location=st_cfg["location"], retries=fd["retries"], backoff_s=fd["backoff_s"],
+                               max_parallel=fd["max_parallel"], progress=_progress(f"download {args.station}"))
+    log.info("download waveforms %s: ok %d, nodata %d, error %d, rejected %d, already done %d", args.station,
+             summary.ok, summary.nodata, summary.error, summary.rejected, summary.reused)
+    return 0
+
+
+# ----------------------------------------------------------------------------- rf
+
+def _add_rf(sub) -> None:
+    p = sub.add_parser("rf", help="P receiver functions of one station",
+                       description="Rotate, deconvolve and quality-control the event windows of one station "
+                                   "(from 'xdisc download waveforms'); rejected events stay in the output, "
+                                   "flagged with their reason.")
+    p.add_argument("--station", required=True, help="NET.STA")
+    p.add_argument("--events", required=True, type=Path, help="QuakeML from 'download events'")
+    p.add_argument("--stations", required=True, type=Path, help="station table from 'download stations'")
+    p.add_argument("--inventory", required=True, type=Path, help="StationXML from 'download stations'")
+    p.add_argument("--manifest", required=True, type=Path, help="manifest from 'download waveforms'")
+    p.add_argument("--waveforms", required=True, type=Path, help="folder of the event windows")
+    p.add_argument("--out", required=True, type=Path, help="output NetCDF")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    p.set_defaults(func=run_rf)
+
+
+def run_rf(args) -> int:
+    from obspy import read_events, read_inventory
+
+    from xdisc.artifacts import write_netcdf
+    from xdisc.deconvolution import RFSettings
+    from xdisc.receiver_functions import compute_station, event_table, load_items
+
+    config = _load_config(args)
+    row = _station_row(args.stations, args.station)
+    for path in (args.events, args.inventory, args.manifest):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+    inv = read_inventory(str(args.inventory))
+    items = load_items(args.manifest, args.waveforms)
+    log.info("rf %s: %d event window(s)", args.station, len(items))
+    rf = RFSettings(**config["receiver_function"])
+    ds = compute_station(items, inv, row, rf, config["rf_processing"], config["earth_model"],
+                         event_table(read_events(str(args.events))))
+    write_netcdf(ds, args.out)
+    log.info("rf %s: %d receiver functions, %d pass QC -> %s", args.station, ds.sizes["event"], ds.attrs["n_pass"],
+             args.out)
+    return 0
+
+
 # ----------------------------------------------------------------------------- config
 
 def _add_config(sub) -> None:
@@ -214,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xdisc {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_download(sub)
+    _add_rf(sub)
     _add_synth(sub)
     _add_config(sub)
     return parser
@@ -225,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except (cfgmod.ConfigError, FileNotFoundError, ValueError) as exc:
+    except (cfgmod.ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
         log.error("%s", exc)
         return 1
 

@@ -24,9 +24,48 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.fft import irfft, next_fast_len, rfft
+from scipy.fft import irfft, rfft
 
 METHODS = ("iterative", "waterlevel")
+
+
+@dataclass(frozen=True)
+class RFSettings:
+    """Receiver-function settings shared with the real-data path."""
+
+    sampling_rate_hz: float = 10.0
+    time_before_p_s: float = 10.0
+    time_after_p_s: float = 120.0
+    gaussian_width_hz: float = 0.5
+    deconvolution: str = "iterative"
+    water_level: float = 0.01
+    max_iterations: int = 400
+    min_fit_change_percent: float = 0.001
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.sampling_rate_hz
+
+    def time_axis(self) -> np.ndarray:
+        n = int(round((self.time_before_p_s + self.time_after_p_s) * self.sampling_rate_hz)) + 1
+        return np.round(-self.time_before_p_s + np.arange(n) * self.dt, 6)
+
+
+def next_regular(n: int) -> int:
+    """Smallest 5-smooth number >= n (factors 2, 3, 5 only), the FFT length the rf package uses
+    (``scipy.fftpack.next_fast_len``); for the circular water-level method the length matters."""
+    best = 2 * max(int(n), 1)
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def gaussian_filter(freqs_hz, width_hz: float) -> np.ndarray:
@@ -85,7 +124,7 @@ def deconvolve(source, response, dt: float, method: str = "iterative", width_hz:
 
 def _waterlevel(src, rsp, dt, width_hz, shift, n_out, water_level):
     n = src.shape[-1]
-    nfft = next_fast_len(max(n, n_out))  # circular, as the rf package
+    nfft = next_regular(max(n, n_out))  # circular, with the rf package's FFT length
     zs = rfft(src, nfft)
     rs = rfft(rsp, nfft)
     power = (zs * np.conj(zs)).real
@@ -111,7 +150,7 @@ def _iterative(src, rsp, dt, width_hz, shift, n_out, max_iterations, min_change)
     src2 = src.reshape(-1, n)
     rsp2 = rsp.reshape(-1, n)
     b = src2.shape[0]
-    nfft = next_fast_len(2 * n)
+    nfft = next_regular(2 * n)
     g = gaussian_filter(np.fft.rfftfreq(nfft, dt), width_hz)
     s_spec = rfft(src2, nfft) * g
     r_spec = rfft(rsp2, nfft) * g

@@ -20,7 +20,7 @@ import xarray as xr
 from xdisc import augment
 from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
-from xdisc.deconvolution import deconvolve, gaussian_cutoff_hz
+from xdisc.deconvolution import RFSettings, deconvolve, gaussian_cutoff_hz
 from xdisc.earthmodel import (Discontinuity, EarthModel, LayerStack, discretize, insert_discontinuity,
                               load_model, replace_crust)
 from xdisc.propagator import plane_wave_response
@@ -56,28 +56,6 @@ PARAMETER_DOCS = {
     "trim_start_s": ("s", "start of the kept window relative to P"),
     "trim_end_s": ("s", "end of the kept window relative to P"),
 }
-
-
-@dataclass(frozen=True)
-class RFSettings:
-    """Receiver-function settings shared with the real-data path."""
-
-    sampling_rate_hz: float = 10.0
-    time_before_p_s: float = 10.0
-    time_after_p_s: float = 120.0
-    gaussian_width_hz: float = 0.5
-    deconvolution: str = "iterative"
-    water_level: float = 0.01
-    max_iterations: int = 400
-    min_fit_change_percent: float = 0.001
-
-    @property
-    def dt(self) -> float:
-        return 1.0 / self.sampling_rate_hz
-
-    def time_axis(self) -> np.ndarray:
-        n = int(round((self.time_before_p_s + self.time_after_p_s) * self.sampling_rate_hz)) + 1
-        return np.round(-self.time_before_p_s + np.arange(n) * self.dt, 6)
 
 
 @dataclass(frozen=True)

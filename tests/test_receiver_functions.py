@@ -1,0 +1,185 @@
+"""Receiver functions of real data (the rf package's example: CX.PB01, Chile, 2011).
+
+Oracles: the rf package's deconvolutions on the same pre-processed traces; obspy.taup and
+obspy.geodetics for slowness and back azimuth; a synthetic RF convolved back into Z/R.
+"""
+
+import numpy as np
+import pytest
+from obspy import read, read_events, read_inventory
+from obspy.geodetics import gps2dist_azimuth, locations2degrees
+from obspy.taup import TauPyModel
+
+from xdisc import config as cfgmod
+from xdisc.deconvolution import RFSettings, deconvolve
+from xdisc.download import (embedded_paths, event_id, fetch_station, get_events, get_stations, make_source,
+                            plan_requests, station_rows)
+from xdisc.receiver_functions import _grid, compute_station, event_table, load_items, prepare_event
+
+CONFIG = {"rf_processing": {"response": "gain"}}
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    cfg = cfgmod.validate(CONFIG)
+    d = cfg["data"]
+    events = get_events(d)
+    inv, providers = get_stations(d)
+    station = station_rows(inv, providers)[0]
+    requests, skipped = plan_requests(events, station["network"], station["station"], station["latitude"],
+                                      station["longitude"], d)
+    tmp = tmp_path_factory.mktemp("embedded")
+    summary = fetch_station(requests, make_source(d), tmp / "w", tmp / "m.csv")
+    items = load_items(tmp / "m.csv", tmp / "w")
+    return dict(cfg=cfg, events=events, inv=inv, station=station, requests=requests, skipped=skipped,
+                summary=summary, items=items, meta=event_table(events))
+
+
+def _compute(e, items=None, cfg=None):
+    cfg = cfg or e["cfg"]
+    return compute_station(items or e["items"], e["inv"], e["station"], RFSettings(**cfg["receiver_function"]),
+                           cfg["rf_processing"], cfg["earth_model"], e["meta"])
+
+
+def test_embedded_data_gives_positive_direct_p(embedded):
+    assert embedded["summary"].ok == 7 and len(embedded["skipped"]) == 6  # 6 events beyond 90 deg
+    ds = _compute(embedded)
+    assert ds.sizes["event"] == 7
+    ok = ds["qc_pass"].values == 1
+    assert ok.sum() >= 3
+    assert np.all(ds["p_amplitude"].values[ok] > 0.15)
+    assert np.all(np.abs(ds["p_offset_s"].values[ok]) <= 0.3)
+    assert np.all(ds["fit_percent"].values[ok] > 60)
+    assert all(r == "" for r in ds["rejection_reason"].values[ok])
+    assert all(r for r in ds["rejection_reason"].values[~ok])
+
+
+def test_slowness_and_back_azimuth_match_obspy(embedded):
+    ds = _compute(embedded)
+    taup = TauPyModel("ak135")
+    sta = embedded["station"]
+    by_id = {event_id(e): e for e in embedded["events"]}
+    for i, eid in enumerate(ds["event"].values):
+        o = by_id[eid].preferred_origin() or by_id[eid].origins[0]
+        dist = locations2degrees(o.latitude, o.longitude, sta["latitude"], sta["longitude"])
+        _, _, baz = gps2dist_azimuth(o.latitude, o.longitude, sta["latitude"], sta["longitude"])
+        arrival = taup.get_travel_times_geo(o.depth / 1000.0, o.latitude, o.longitude, sta["latitude"],
+                                            sta["longitude"], ["P"])[0]
+        p = arrival.ray_param_sec_degree / (6371.0 * np.pi / 180.0)
+        assert ds["distance_deg"].values[i] == pytest.approx(dist, abs=0.01)
+        assert ds["back_azimuth_deg"].values[i] == pytest.approx(baz, abs=0.05)
+        assert ds["slowness_s_per_km"].values[i] == pytest.approx(p, rel=1e-3)
+
+
+@pytest.mark.parametrize("method", ["iterative", "waterlevel"])
+def test_deconvolution_matches_rf_package_on_real_data(embedded, method):
+    from rf.deconvolve import deconv_iterative, deconv_waterlevel
+
+    cfg = cfgmod.validate({**CONFIG, "receiver_function": {"deconvolution": method}})
+    rf = RFSettings(**cfg["receiver_function"])
+    proc = cfg["rf_processing"]
+    ds = _compute(embedded, cfg=cfg)
+    taup = TauPyModel("ak135")
+    grid = _grid(proc["source_window_s"], rf.dt)
+    start = int(np.argmin(np.abs(grid + rf.time_before_p_s)))
+    n_out = ds.sizes["time"]
+    compared = 0
+    for i, (row, stream) in enumerate(embedded["items"]):
+        if ds["rejection_reason"].values[i].startswith(("gap", "missing")):
+            continue
+        row = dict(row, incidence_deg=np.nan)
+        prep = prepare_event(stream, embedded["inv"], row, rf, proc, taup)
+        z, r = prep.z[start:], prep.r[start:]
+        taper = np.ones(grid.size)
+        m = int(round(5.0 / rf.dt))
+        taper[:m] = taper[-m:][::-1] = 0.5 * (1 - np.cos(np.pi * np.arange(m) / m))
+        z = (prep.z * taper)[start:]
+        r = (prep.r * taper)[start:]
+        if method == "iterative":
+            theirs = deconv_iterative([r], z, rf.sampling_rate_hz, tshift=rf.time_before_p_s, gauss=rf.gaussian_width_hz,
+                                      itmax=rf.max_iterations, minderr=rf.min_fit_change_percent, normalize=None)[0][0]
+        else:
+            theirs = np.real(deconv_waterlevel([r], z, rf.sampling_rate_hz, waterlevel=rf.water_level,
+                                               gauss=rf.gaussian_width_hz, tshift=rf.time_before_p_s,
+                                               normalize=None)[0])
+        ours = ds["rf"].values[i]
+        c = np.corrcoef(ours, theirs[:n_out])[0, 1]
+        assert c >= 0.99, f"{method} event {row['event_id']}: correlation {c:.4f}"
+        compared += 1
+    assert compared == 7
+
+
+def test_synthetic_rf_survives_convolution_and_deconvolution(embedded):
+    """Synthetic R, Z (xdisc propagator) convolved with a real P wavelet and deconvolved -> the input RF."""
+    from xdisc.earthmodel import load_model
+    from xdisc.synthetics import Layering, receiver_functions, response_spectra
+
+    cfg = embedded["cfg"]
+    rf = RFSettings(**cfg["receiver_function"])
+    stack = Layering(**cfg["layering"]).apply(load_model("ak135"))
+    expected = receiver_functions([stack], [0.06], rf)[0, 0]
+    r_spec, z_spec, nfft = response_spectra([stack], np.array([0.06]), rf, 409.6)
+    # a real source wavelet: the vertical P coda of the best event, 0-60 s after P
+    ds = _compute(embedded)
+    best = int(np.nanargmax(ds["snr_z"].values))
+    prep = prepare_event(embedded["items"][best][1], embedded["inv"], dict(embedded["items"][best][0],
+                         incidence_deg=np.nan), rf, cfg["rf_processing"], TauPyModel("ak135"))
+    grid = _grid(cfg["rf_processing"]["source_window_s"], rf.dt)
+    wavelet = prep.z[(grid >= -2) & (grid < 60)]
+    freqs = np.fft.rfftfreq(nfft, rf.dt)
+    delay = np.exp(-2j * np.pi * freqs * (rf.time_before_p_s + 2.0))
+    w = np.fft.rfft(wavelet, nfft)
+    z = np.fft.irfft(z_spec[0, 0] * w * delay, nfft)[:grid.size]
+    r = np.fft.irfft(r_spec[0, 0] * w * delay, nfft)[:grid.size]
+    got = deconvolve(z, r, rf.dt, rf.deconvolution, rf.gaussian_width_hz, time_before_p_s=rf.time_before_p_s,
+                     n_out=expected.size).rf
+    assert np.corrcoef(got, expected)[0, 1] >= 0.99
+
+
+def _stream_of(embedded, i):
+    return embedded["items"][i][1].copy()
+
+
+def test_bad_windows_rejected_with_reason_others_kept(embedded):
+    items = [(row, st.copy()) for row, st in embedded["items"]]
+    gap = items[0][1]
+    tr = gap.select(component="N")[0]
+    cut1, cut2 = tr.copy(), tr.copy()
+    cut1.trim(tr.stats.starttime, tr.stats.starttime + 100)
+    cut2.trim(tr.stats.starttime + 130, tr.stats.endtime)
+    gap.remove(tr)
+    gap += cut1
+    gap += cut2
+    items[1][1].remove(items[1][1].select(component="E")[0])           # missing component
+    items[2][1].select(component="Z")[0].data = items[2][1].select(component="Z")[0].data.astype(float)
+    items[2][1].select(component="Z")[0].data[500] = np.nan           # NaN
+    items[3][1].select(component="N")[0].decimate(5, no_filter=True)   # 1 Hz: too coarse for the band
+    items[4] = (items[4][0], RuntimeError("cannot read 20110430T081916.mseed: truncated"))
+    ds = _compute(embedded, items=items)
+    reasons = list(ds["rejection_reason"].values)
+    assert reasons[0].startswith("gap of")
+    assert reasons[1].startswith("missing component")
+    assert reasons[2].startswith("NaN")
+    assert "sampling rate 1.0 Hz too low" in reasons[3]
+    assert "truncated" in reasons[4]
+    assert ds.sizes["event"] == 7 and np.all(np.isnan(ds["rf"].values[:5]))
+    good = _compute(embedded)
+    np.testing.assert_allclose(ds["rf"].values[5:], good["rf"].values[5:])
+
+
+def test_lqt_rotation(embedded):
+    cfg = cfgmod.validate({"rf_processing": {"response": "gain", "rotation": "LQT"}})
+    ds = _compute(embedded, cfg=cfg)
+    ok = ds["qc_pass"].values == 1
+    assert ok.sum() >= 2 and np.all(ds["p_amplitude"].values[ok] > 0)
+    # Q removes most of the direct P that R carries
+    zrt = _compute(embedded)
+    both = ok & (zrt["qc_pass"].values == 1)
+    assert np.all(np.abs(ds["p_amplitude"].values[both]) < np.abs(zrt["p_amplitude"].values[both]))
+
+
+def test_embedded_paths_are_real_data():
+    p = embedded_paths()
+    assert len(read(str(p["waveforms"]))) == 39
+    assert len(read_events(str(p["events"]))) == 13
+    assert read_inventory(str(p["inventory"]))[0][0].code == "PB01"
