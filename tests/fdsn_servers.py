@@ -32,11 +32,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple
-from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
+from typing import NamedTuple
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import obspy
 from obspy import UTCDateTime
@@ -99,7 +100,7 @@ def start_dataselect(mseed_files: Iterable[str | os.PathLike], workdir: str | os
     """Index ``mseed_files`` with mseedindex and serve them with portable-fdsnws-dataselect on 127.0.0.1.
 
     ``maxsectiondays`` (the server's limit on how far before a request an index row may start; its default of
-    10 answers 204 for rows that start earlier) defaults to the longest row in the index plus one day.
+    10 answers 204 for rows that start earlier) defaults to the longest index row, in days, plus 1-2 days.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -123,15 +124,16 @@ def start_dataselect(mseed_files: Iterable[str | os.PathLike], workdir: str | os
         port = _free_port()
         config_path.write_text(_dataselect_config(index_path, port, days, log_path))
         console = workdir / "dataselect.console.txt"
+        log_start = log_path.stat().st_size if log_path.exists() else 0  # the log appends across attempts
         with open(console, "wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "portable_fdsnws_dataselect.server", str(config_path)],
+                [sys.executable, "-c", _DATASELECT_LAUNCHER, str(os.getpid()), str(config_path)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
         base_url = f"http://{LOOPBACK}:{port}"
         try:
             _wait_until_answering(f"{base_url}/fdsnws/dataselect/1/version", process, startup_timeout_s)
         except _ProcessDied:
-            last_error = _read_text(console) + _read_text(log_path)[-2000:]
+            last_error = _read_text(console) + _read_text(log_path)[log_start:][-2000:]
             if "Address already in use" in last_error:
                 continue
             raise RuntimeError(f"portable-fdsnws-dataselect exited with code {process.returncode}:\n"
@@ -139,9 +141,24 @@ def start_dataselect(mseed_files: Iterable[str | os.PathLike], workdir: str | os
         except TimeoutError:
             _end_process(process)
             raise RuntimeError(f"portable-fdsnws-dataselect did not answer within {startup_timeout_s} s:\n"
-                               f"{_read_text(console)}{_read_text(log_path)[-2000:]}") from None
+                               f"{_read_text(console)}{_read_text(log_path)[log_start:][-2000:]}") from None
         return DataselectServer(process, base_url, workdir, index_path, config_path, log_path, days)
     raise RuntimeError(f"portable-fdsnws-dataselect could not bind a free port:\n{last_error}")
+
+
+# portable_fdsnws_dataselect.server.main() (the console script) plus a watchdog: if the test process dies
+# without stop() (a crash, a SIGKILL from a timeout), the server ends within half a second instead of lingering.
+_DATASELECT_LAUNCHER = """
+import os, sys, threading, time
+parent = int(sys.argv.pop(1))
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+from portable_fdsnws_dataselect.server import main
+main()
+"""
 
 
 def _dataselect_config(index_path: Path, port: int, maxsectiondays: int, log_path: Path) -> str:
@@ -173,7 +190,7 @@ def _mseedindex_program() -> str:
 def _run_mseedindex(index_path: Path, files: list[Path]) -> None:
     env = dict(os.environ, LIBMSEED_LEAPSECOND_FILE="NONE")  # built-in leap second list; no warning
     run = subprocess.run([_mseedindex_program(), "-sqlite", str(index_path), *map(str, files)],
-                         capture_output=True, text=True, timeout=120, env=env)
+                         check=False, capture_output=True, text=True, timeout=120, env=env)
     if run.returncode != 0:
         raise RuntimeError(f"mseedindex failed (exit {run.returncode}):\n{run.stdout}{run.stderr}")
 
@@ -305,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "xdisc-test-fdsn/1"
     timeout = REQUEST_READ_TIMEOUT_S
 
-    def log_message(self, format, *args):  # noqa: A002 - quiet test output
+    def log_message(self, format, *args):  # quiet test output
         pass
 
     def _send(self, status: int, body: bytes = b"", content_type: str = "text/plain; charset=utf-8",
@@ -370,7 +387,7 @@ def _time(params: Mapping[str, str], key: str) -> UTCDateTime | None:
         return None
     try:
         return UTCDateTime(params[key])
-    except Exception:
+    except Exception:  # noqa: BLE001 - UTCDateTime raises several types
         raise _BadRequest(f"{key}: not a time: {params[key]!r}") from None
 
 
@@ -558,12 +575,13 @@ class MetadataServer(_ThreadedServer):
             inv = select_inventory(self.inventory, rows, level, **_geo(params))
             if not inv.networks:
                 return nodata, b"", "text/plain"
-            buffer = io.BytesIO()
             if fmt == "xml":
+                buffer = io.BytesIO()
                 inv.write(buffer, format="STATIONXML")
                 return 200, buffer.getvalue(), "application/xml"
-            inv.write(buffer, format="STATIONTXT", level=level)
-            return 200, buffer.getvalue(), "text/plain"
+            text = io.StringIO()  # ObsPy's station text writer writes str
+            inv.write(text, format="STATIONTXT", level=level)
+            return 200, text.getvalue().encode(), "text/plain"
 
     def event_query(self, params: Mapping[str, str]) -> tuple[int, bytes, str]:
         if params.get("format", "xml") != "xml":
@@ -630,7 +648,7 @@ class _MetadataHandler(_Handler):
         except _BadRequest as exc:
             self._send(400, f"Error 400: Bad request\n\n{exc}\n".encode())
             return
-        except Exception as exc:  # a bug here must show up in the test, not hang it
+        except Exception as exc:  # noqa: BLE001 - a bug here must show up in the test, not hang it
             self._send(500, f"Error 500: {type(exc).__name__}: {exc}\n".encode())
             return
         self._send(status, body, content_type)
@@ -691,6 +709,8 @@ class FaultProxy(_ThreadedServer):
 
     def inject(self, kind: str, path_contains: str | None = "dataselect", query_contains: str | None = None,
                count: int = 1, delay_s: float = 3.0) -> None:
+        """Queue a fault for the next ``count`` requests whose path contains ``path_contains`` (None: any) and
+        whose URL-decoded query string or POST body contains ``query_contains`` (e.g. "channel=BHZ")."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}, not {kind!r}")
         if count < 1:
@@ -702,7 +722,9 @@ class FaultProxy(_ThreadedServer):
 
     @property
     def requests(self) -> list[ProxyRequest]:
-        """Snapshot of the request log (arrival order); call ``wait_idle()`` first for final statuses."""
+        """Snapshot of the request log (arrival order). A status is logged before it is sent, so once a client
+        call has returned its entry is final; only a "slow" request the client gave up on may change later
+        (``wait_idle()`` waits for it)."""
         with self._lock:
             return list(self._requests)
 
@@ -748,11 +770,14 @@ class FaultProxy(_ThreadedServer):
             self._requests.append(record)
             return self._generation, len(self._requests) - 1
 
-    def _end(self, slot: tuple[int, int], record: ProxyRequest) -> None:
+    def _set_status(self, slot: tuple[int, int], status: int | None) -> None:
         with self._lock:
             generation, index = slot
             if generation == self._generation:  # not reset() in the meantime
-                self._requests[index] = record
+                self._requests[index] = self._requests[index]._replace(status=status)
+
+    def _end(self) -> None:
+        with self._lock:
             self._in_flight -= 1
             self._lock.notify_all()
 
@@ -795,37 +820,41 @@ class _ProxyHandler(_Handler):
             lines = [line.strip() for line in body_text.splitlines() if line.strip()]
             query.update(line.split("=", 1) for line in lines if "=" in line and " " not in line)
             query["bulk"] = "\n".join(line for line in lines if " " in line)
-        slot = proxy._begin(ProxyRequest(url.path, query, None))
-        status = None
+        self._slot = proxy._begin(ProxyRequest(url.path, query, None))
         try:
-            status = self._answer(proxy, method, url, body, body_text)
+            self._answer(proxy, method, url, body, body_text)
         finally:
-            proxy._end(slot, ProxyRequest(url.path, query, status))
+            proxy._end()
 
-    def _answer(self, proxy: FaultProxy, method: str, url, body: bytes, body_text: str) -> int | None:
-        """Answer (or not) and return the status sent."""
+    def _log(self, status: int | None) -> None:
+        """Log the status before sending it: a client holding its answer finds the request logged."""
+        self.server.owner._set_status(self._slot, status)
+
+    def _fail(self, status: int, message: str) -> None:
+        self._log(status)
+        self._send(status, f"Error {status}: {message}\n".encode())
+
+    def _answer(self, proxy: FaultProxy, method: str, url, body: bytes, body_text: str) -> None:
         upstream = proxy._upstream(url.path)
         if upstream is None:
-            self._send(404, f"no route for {url.path}\n".encode())
-            return 404
+            return self._fail(404, f"no route for {url.path}")
         fault = proxy._take_fault(url.path, unquote(url.query) + "\n" + body_text)
         kind = fault.kind if fault else None
         if kind in ("500", "503"):
-            self._send(int(kind), f"Error {kind}: injected by the test proxy\n".encode())
-            return int(kind)
+            return self._fail(int(kind), "injected by the test proxy")
         if kind == "204":
-            self._send(204)
-            return 204
+            self._log(204)
+            return self._send(204)
         if kind == "close":
-            self.close_connection = True
+            self.close_connection = True  # no status line at all; the log keeps None
             return None
         if kind == "slow" and proxy._stopping.wait(fault.delay_s):
             return None  # the proxy is stopping: give up on this request
         try:
             status, headers, data = proxy._forward(method, upstream, self.path, body, self.headers)
         except (OSError, http.client.HTTPException) as exc:
-            self._send(502, f"Error 502: upstream {upstream}: {exc!r}\n".encode())
-            return 502
+            return self._fail(502, f"upstream {upstream}: {exc!r}")
+        self._log(status)
         try:
             if kind == "truncate" and data:
                 self.send_response(status)
@@ -841,8 +870,8 @@ class _ProxyHandler(_Handler):
                 self._send(status, data, dict(headers).get("Content-Type", "application/octet-stream"),
                            [(k, v) for k, v in headers if k.lower() != "content-type"])
         except OSError:  # the client gave up (e.g. timed out during a "slow" fault)
-            return None
-        return status
+            self._log(None)
+        return None
 
 
 def fdsn_routes(dataselect: str | Server, metadata: str | Server) -> dict[str, str | Server]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import platform
 import sys
@@ -17,6 +18,7 @@ CONVENTIONS = "CF-1.10"
 _VERSION_PACKAGES = ("xdisc", "numpy", "scipy", "obspy", "xarray", "netCDF4")
 
 
+@functools.lru_cache(maxsize=None)
 def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _VERSION_PACKAGES + tuple(extra):
@@ -39,7 +41,7 @@ def provenance_attrs(title: str, source: str, seed: int | None = None, config_ha
         "history": f"{now} created by: {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))}",
         "references": references,
     }
-    for name, version in software_versions(extra_packages).items():
+    for name, version in software_versions(tuple(extra_packages)).items():
         attrs[f"version_{name}"] = version
     if seed is not None:
         attrs["seed"] = int(seed)

@@ -164,24 +164,28 @@ def _iterative(src, rsp, dt, width_hz, shift, n_out, max_iterations, min_change)
     # allowed lags -shift .. n-1 (as the rf package); position a <-> lag a - shift
     lags = np.arange(-shift, n)
     n_lag = lags.size
-    xc = xc_full[:, lags % nfft]
+    # the per-iteration work runs in float32 (half the memory traffic); sums stay float64
+    xc = xc_full[:, lags % nfft].astype(np.float32)
     # acorr at lag differences -(n_lag-1) .. n_lag-1; row a_k of the sliding view is the
     # autocorrelation aligned on a spike at position a_k (one contiguous copy per trace)
-    acorr = acorr_full[:, np.arange(-(n_lag - 1), n_lag) % nfft]
+    acorr = acorr_full[:, np.arange(-(n_lag - 1), n_lag) % nfft].astype(np.float32)
     windows = np.lib.stride_tricks.sliding_window_view(acorr, n_lag, axis=1)[:, ::-1]
     spikes = np.zeros((b, n_lag))
     misfit = np.ones(b)  # residual energy / filtered response energy
     active = ok.copy()
     iterations = np.zeros(b, int)
     rows = np.arange(b)
+    magnitude = np.empty_like(xc)
     for _ in range(max_iterations):
         if not active.any():
             break
-        idx = np.argmax(np.abs(xc), axis=-1)
-        peak = xc[rows, idx]
+        idx = np.argmax(np.abs(xc, out=magnitude), axis=-1)
+        peak = xc[rows, idx].astype(float)
         amp = np.where(active, peak / power_s, 0.0)
         spikes[rows, idx] += amp
-        xc -= amp[:, None] * windows[rows, idx]
+        update = windows[rows, idx]
+        update *= amp.astype(np.float32)[:, None]
+        xc -= update
         gain = np.where(active, peak**2 / power_s / power_r, 0.0)
         iterations += active
         misfit = misfit - gain

@@ -21,16 +21,19 @@ import os
 import tempfile
 import threading
 import time
+from http.client import HTTPException
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from xdisc.earthmodel import EARTH_RADIUS_KM
+
 log = logging.getLogger(__name__)
 
 MANIFEST_FIELDS = ("event_id", "origin_time", "network", "station", "starttime", "endtime", "p_time",
-                   "distance_deg", "back_azimuth_deg", "status", "reason", "attempts", "file", "source")
+                   "distance_deg", "back_azimuth_deg", "slowness_s_per_km", "incidence_deg", "status", "reason", "attempts", "file", "source")
 DONE = ("ok", "nodata")
 
 
@@ -65,6 +68,8 @@ class Request:
     p_time: str
     distance_deg: float
     back_azimuth_deg: float
+    slowness_s_per_km: float
+    incidence_deg: float
     status: str = "pending"
     reason: str = ""
     attempts: int = 0
@@ -105,7 +110,8 @@ def plan_requests(events, network: str, station: str, latitude: float, longitude
         p_time = origin.time + arrivals[0].time
         requests.append(Request(
             eid, str(origin.time), network, station, str(p_time - data_cfg["window_before_p_s"]),
-            str(p_time + data_cfg["window_after_p_s"]), str(p_time), round(dist, 4), round(baz, 4)))
+            str(p_time + data_cfg["window_after_p_s"]), str(p_time), round(dist, 4), round(baz, 4),
+            arrivals[0].ray_param / EARTH_RADIUS_KM, arrivals[0].incident_angle))
     return requests, skipped
 
 
@@ -143,7 +149,7 @@ class FDSNSource(Source):
             if _is_client_error(exc):
                 raise CorruptData(f"request refused: {text[:200]}") from None
             raise RetryableError(text[:200]) from None
-        except (OSError, ValueError) as exc:  # dropped connection, incomplete read, timeouts
+        except (OSError, ValueError, HTTPException) as exc:  # dropped connection, incomplete read, timeouts
             raise RetryableError(f"{type(exc).__name__}: {exc}"[:200]) from None
         data = buf.getvalue()
         if not data:
@@ -404,7 +410,7 @@ def _with_retries(fn, what: str, retries: int, backoff_s: float):
             return fn()
         except FDSNNoDataException:
             raise NoData(f"{what}: no data") from None
-        except (FDSNException, OSError, ValueError) as exc:
+        except (FDSNException, OSError, ValueError, HTTPException) as exc:
             if attempt == retries or (isinstance(exc, FDSNException) and _is_client_error(exc)):
                 raise RetryableError(f"{what}: {' '.join(str(exc).split())[:200]}") from None
             log.warning("%s: %s; retry %d/%d in %.1f s", what, " ".join(str(exc).split())[:120], attempt + 1,

@@ -39,78 +39,224 @@ class Prepared:
     meta: dict
 
 
+@dataclass
+class _Raw:
+    """Checked raw samples of one event: Z, N, E (rotated from 1/2 if needed), cut around P."""
+
+    data: np.ndarray      # (3, n) float64
+    rate: float
+    offset_s: float       # time of data[:, 0] relative to P
+    ids: tuple            # trace ids of Z, N, E (for gains and responses)
+    starttime: object     # UTCDateTime of data[:, 0]
+
+
 def _grid(window_s, dt):
     n = int(round((window_s[1] - window_s[0]) / dt)) + 1
     return window_s[0] + np.arange(n) * dt
 
 
-def prepare_event(stream, inventory, request: dict, rf: RFSettings, proc: dict, taup) -> Prepared:
-    """Pre-process one event-station window; raise :class:`Rejected` with a reason."""
-    from obspy import UTCDateTime
-    from obspy.signal.rotate import rotate_ne_rt, rotate_zne_lqt
+def _first_gap(stream) -> str:
+    """Describe the first gap between consecutive traces of one channel ('' when none)."""
+    by_id: dict = {}
+    for tr in stream:
+        by_id.setdefault(tr.id, []).append(tr)
+    for tid, trs in sorted(by_id.items()):
+        trs.sort(key=lambda tr: tr.stats.starttime)
+        for a, b in zip(trs[:-1], trs[1:]):
+            gap = b.stats.starttime - a.stats.endtime
+            if gap > 1.5 * a.stats.delta:
+                return f"gap of {gap - a.stats.delta:.1f} s in {tid}"
+    return ""
 
-    st = stream.copy()
-    if not len(st):
+
+_PAD_S = 20.0  # extra samples on both sides of the analysis window, consumed by taper and filters
+
+
+def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
+    """Check one event's stream and cut its samples; raise :class:`Rejected` with a reason."""
+    from obspy import UTCDateTime
+    from obspy.signal.rotate import rotate2zne
+
+    if not len(stream):
         raise Rejected("no traces")
-    for tr in st:
+    for tr in stream:
         if not np.all(np.isfinite(np.asarray(tr.data, float))):
             raise Rejected(f"NaN or infinite samples in {tr.id}")
-    gaps = st.get_gaps()
-    if gaps:
-        g = gaps[0]
-        raise Rejected(f"gap of {g[6]:.1f} s in {'.'.join(g[:4])}")
-    st.merge(method=1)
-    comps = {tr.stats.channel[-1] for tr in st}
+    gap = _first_gap(stream)
+    if gap:
+        raise Rejected(gap)
+    st = stream.copy() if len({tr.id for tr in stream}) != len(stream) else stream
+    if st is not stream:
+        st.merge(method=1)
+    by_comp = {tr.stats.channel[-1]: tr for tr in st}
+    comps = set(by_comp)
     if "Z" not in comps or not ({"N", "E"} <= comps or {"1", "2"} <= comps):
         raise Rejected(f"missing component(s): have {''.join(sorted(comps)) or 'none'}, need Z and N/E or 1/2")
-    rates = {tr.stats.sampling_rate for tr in st}
-    if min(rates) < 2.2 * proc["prefilter_hz"][1]:
-        raise Rejected(f"sampling rate {min(rates)} Hz too low for the {proc['prefilter_hz'][1]} Hz band")
+    horiz = ("N", "E") if {"N", "E"} <= comps else ("1", "2")
+    traces = [by_comp["Z"], by_comp[horiz[0]], by_comp[horiz[1]]]
+    rates = {tr.stats.sampling_rate for tr in traces}
+    if len(rates) > 1:
+        raise Rejected(f"components sampled at different rates: {sorted(rates)} Hz")
+    rate = rates.pop()
+    if rate < 2.2 * proc["prefilter_hz"][1]:
+        raise Rejected(f"sampling rate {rate} Hz too low for the {proc['prefilter_hz'][1]} Hz band")
     p_time = UTCDateTime(request["p_time"])
-    window = proc["source_window_s"]
-    if any(tr.stats.starttime > p_time + min(window[0], proc["noise_window_s"][0]) + 1e-6
-           or tr.stats.endtime < p_time + window[1] - 1e-6 for tr in st):
-        raise Rejected(f"window does not cover {min(window[0], proc['noise_window_s'][0])}..{window[1]} s around P")
-    st.detrend("demean")
-    st.detrend("linear")
-    st.taper(max_percentage=0.05, type="hann")
-    if proc["response"] == "remove":
-        try:
-            st.remove_response(inventory=inventory, output="DISP", water_level=None,
-                               pre_filt=None, taper=False)
-        except Exception as exc:  # noqa: BLE001 - obspy raises several kinds for missing metadata
-            raise Rejected(f"response removal failed: {exc}") from None
-    elif proc["response"] == "gain":
-        for tr in st:
+    t_lo = min(proc["source_window_s"][0], proc["noise_window_s"][0])
+    t_hi = proc["source_window_s"][1]
+    t_start = max(tr.stats.starttime for tr in traces)
+    t_end = min(tr.stats.endtime for tr in traces)
+    if t_start > p_time + t_lo + 1e-6 or t_end < p_time + t_hi - 1e-6:
+        raise Rejected(f"window does not cover {t_lo}..{t_hi} s around P")
+    cut0 = max(t_start, p_time + t_lo - _PAD_S)
+    cut1 = min(t_end, p_time + t_hi + _PAD_S)
+    n = int(np.floor((cut1 - cut0) * rate + 1e-6)) + 1
+    rows = []
+    for tr in traces:
+        i0 = int(round((cut0 - tr.stats.starttime) * rate))
+        seg = np.asarray(tr.data[i0:i0 + n], dtype=float)
+        if seg.size != n:
+            raise Rejected(f"{tr.id}: {seg.size} samples where {n} are needed")
+        rows.append(seg)
+    start = traces[0].stats.starttime + int(round((cut0 - traces[0].stats.starttime) * rate)) / rate
+    data = np.stack(rows)
+    ids = tuple(tr.id for tr in traces)
+    orient = []
+    for tid in ids:
+        key = ("orientation", tid, str(p_time.date))
+        if key not in cache:
             try:
-                sens = inventory.get_response(tr.id, tr.stats.starttime).instrument_sensitivity.value
-            except Exception as exc:  # noqa: BLE001
-                raise Rejected(f"no gain for {tr.id}: {exc}") from None
-            tr.data = tr.data / sens
-    fmin, fmax = proc["prefilter_hz"]
-    st.filter("bandpass", freqmin=fmin, freqmax=fmax, corners=4, zerophase=True)
-    try:
-        st.rotate("->ZNE", inventory=inventory)
-    except Exception as exc:  # noqa: BLE001
-        raise Rejected(f"rotation to ZNE failed: {exc}") from None
-    grid = _grid(window, rf.dt)
-    data = {}
-    for comp in "ZNE":
-        sel = st.select(component=comp)
-        if len(sel) != 1:
-            raise Rejected(f"component {comp}: {len(sel)} traces after rotation")
-        tr = sel[0].copy()
-        tr.interpolate(rf.sampling_rate_hz, method="lanczos", a=12, starttime=p_time + grid[0], npts=grid.size)
-        data[comp] = np.asarray(tr.data, float)
-    baz = float(request["back_azimuth_deg"])
-    r, t = rotate_ne_rt(data["N"], data["E"], baz)
-    z = data["Z"]
-    meta = dict(request)
-    if proc["rotation"] == "LQT":
-        inc = float(request["incidence_deg"])
-        z, r, t = rotate_zne_lqt(data["Z"], data["N"], data["E"], baz, inc)
-        r = -r  # rf convention: Q positive away from the source, like R
-    return Prepared(z, r, t, meta)
+                o = inventory.get_orientation(tid, p_time)
+                cache[key] = (float(o["azimuth"]), float(o["dip"]))
+            except Exception as exc:  # noqa: BLE001 - no metadata for this channel
+                cache[key] = exc
+        if isinstance(cache[key], Exception):
+            raise Rejected(f"no orientation for {tid}: {cache[key]}")
+        orient.append(cache[key])
+    if orient != [(orient[0][0], -90.0), (0.0, 0.0), (90.0, 0.0)]:
+        z, n_, e = rotate2zne(data[0], *orient[0], data[1], *orient[1], data[2], *orient[2])
+        data = np.stack([z, n_, e])
+    return _Raw(data, rate, float(start - p_time), ids, start)
+
+
+def _instrument(raw: list[_Raw], idx: list[int], x: np.ndarray, rate: float, inventory, proc: dict, cache: dict):
+    """Divide by the gain, or remove the response (to displacement), in place; rejects by index."""
+    bad = {}
+    if proc["response"] == "none":
+        return bad
+    nfft = int(2 ** np.ceil(np.log2(x.shape[-1] * 2)))
+    for row, k in enumerate(idx):
+        for c, tid in enumerate(raw[k].ids):
+            key = (proc["response"], tid, str(raw[k].starttime.date), rate, nfft)
+            if key not in cache:
+                try:
+                    resp = inventory.get_response(tid, raw[k].starttime)
+                    if proc["response"] == "gain":
+                        cache[key] = float(resp.instrument_sensitivity.value)
+                    else:
+                        if not resp.response_stages:
+                            raise ValueError("the inventory holds no response stages (use response: gain)")
+                        spec, _ = resp.get_evalresp_response(t_samp=1.0 / rate, nfft=nfft, output="DISP")
+                        cache[key] = spec
+                except Exception as exc:  # noqa: BLE001
+                    cache[key] = exc
+            value = cache[key]
+            if isinstance(value, Exception):
+                bad[k] = f"{'gain' if proc['response'] == 'gain' else 'response'} of {tid}: {value}"
+                continue
+            if proc["response"] == "gain":
+                x[row, c] /= value
+            else:
+                spec = np.fft.rfft(x[row, c], nfft)
+                safe = np.where(np.abs(value) > 0, value, 1.0)
+                x[row, c] = np.fft.irfft(np.where(np.abs(value) > 0, spec / safe, 0.0), nfft)[:x.shape[-1]]
+    return bad
+
+
+def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, proc: dict) -> list:
+    """Pre-process every event of a station; a :class:`Prepared` or the :class:`Rejected` per item.
+
+    Checks and cutting run per event; detrending, tapering, instrument correction, band-pass,
+    resampling, alignment on P and rotation run on all events of one sampling rate at once.
+    """
+    from fractions import Fraction
+
+    from obspy.signal.filter import bandpass
+    from obspy.signal.rotate import rotate_zne_lqt
+    from scipy.signal import resample_poly
+
+    cache: dict = {}
+    out: list = [None] * len(items)
+    raws: dict[int, _Raw] = {}
+    for k, (request, stream) in enumerate(items):
+        try:
+            if isinstance(stream, Exception):
+                raise Rejected(str(stream))
+            raws[k] = _extract(stream, inventory, request, proc, cache)
+        except Rejected as exc:
+            out[k] = exc
+    grid = _grid(proc["source_window_s"], rf.dt)
+    for rate in sorted({r.rate for r in raws.values()}):
+        idx = [k for k, r in raws.items() if r.rate == rate]
+        n = max(raws[k].data.shape[-1] for k in idx)
+        x = np.zeros((len(idx), 3, n))
+        for row, k in enumerate(idx):
+            x[row, :, :raws[k].data.shape[-1]] = raws[k].data
+        lengths = np.array([raws[k].data.shape[-1] for k in idx])
+        t = np.arange(n)[None, None, :]
+        valid = t < lengths[:, None, None]
+        # demean and remove a linear trend (least squares over the valid samples), 5 % Hann taper
+        cnt = lengths[:, None, None].astype(float)
+        tm = (lengths[:, None, None] - 1) / 2.0
+        mean = np.where(valid, x, 0).sum(-1, keepdims=True) / cnt
+        slope = (np.where(valid, (x - mean) * (t - tm), 0).sum(-1, keepdims=True)
+                 / np.where(valid, (t - tm) ** 2, 0).sum(-1, keepdims=True))
+        x = np.where(valid, x - mean - slope * (t - tm), 0.0)
+        for row, m in enumerate(lengths):
+            w = max(int(0.05 * m), 1)
+            ramp = 0.5 * (1 - np.cos(np.pi * np.arange(w) / w))
+            x[row, :, :w] *= ramp
+            x[row, :, m - w:m] *= ramp[::-1]
+        for k, why in _instrument(raws, idx, x, rate, inventory, proc, cache).items():
+            out[k] = Rejected(why)
+        x = bandpass(x, proc["prefilter_hz"][0], proc["prefilter_hz"][1], rate, corners=4, zerophase=True, axis=-1)
+        frac = Fraction(rf.sampling_rate_hz / rate).limit_denominator(1000)
+        if frac != 1:
+            x = resample_poly(x, frac.numerator, frac.denominator, axis=-1)
+        # align: sample j of the output sits at grid[j] after P (fractional shift in the frequency domain)
+        pos = (grid[0] - np.array([raws[k].offset_s for k in idx])) * rf.sampling_rate_hz
+        whole = np.floor(pos).astype(int)
+        part = pos - whole
+        nfft = int(2 ** np.ceil(np.log2(x.shape[-1] + 1)))
+        f = np.fft.rfftfreq(nfft)
+        x = np.fft.irfft(np.fft.rfft(x, nfft) * np.exp(2j * np.pi * f[None, :] * part[:, None])[:, None, :], nfft)
+        for row, k in enumerate(idx):
+            if out[k] is not None:
+                continue
+            seg = x[row, :, whole[row]:whole[row] + grid.size]
+            if whole[row] < 0 or seg.shape[-1] != grid.size:
+                out[k] = Rejected("window too short after resampling")
+                continue
+            z, north, east = seg
+            baz = float(items[k][0]["back_azimuth_deg"])
+            if proc["rotation"] == "LQT":
+                inc = float(items[k][0]["incidence_deg"])
+                z, r, tr = rotate_zne_lqt(z, north, east, baz, inc)
+                r = -r  # Q positive away from the source, like R (as the rf package)
+            else:
+                b = np.radians(baz)
+                r = -east * np.sin(b) - north * np.cos(b)
+                tr = -east * np.cos(b) + north * np.sin(b)
+            out[k] = Prepared(np.ascontiguousarray(z), np.ascontiguousarray(r), np.ascontiguousarray(tr),
+                              dict(items[k][0]))
+    return out
+
+
+def prepare_event(stream, inventory, request: dict, rf: RFSettings, proc: dict) -> Prepared:
+    """Pre-process one event-station window (see :func:`prepare_events`); raise :class:`Rejected`."""
+    result = prepare_events([(request, stream)], inventory, rf, proc)[0]
+    if isinstance(result, Rejected):
+        raise result
+    return result
 
 
 def _rms(x, t, window):
@@ -124,19 +270,20 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
     from obspy.taup import TauPyModel
 
     taup = TauPyModel(earth_model)
-    prepared, rows = [], []
-    for request, stream in items:
+    rows = []
+    for request, _ in items:
         row = dict(request)
         row.update(_ray(taup, request, event_meta or {}))
-        try:
-            if isinstance(stream, Exception):
-                raise Rejected(str(stream))
-            prepared.append((len(rows), prepare_event(stream, inventory, row, rf, proc, taup)))
-            row["reason"] = ""
-        except Rejected as exc:
-            row["reason"] = str(exc)
-            log.info("%s.%s %s rejected: %s", station["network"], station["station"], request["event_id"], exc)
         rows.append(row)
+    results = prepare_events([(row, stream) for row, (_, stream) in zip(rows, items)], inventory, rf, proc)
+    prepared = []
+    for i, (row, res) in enumerate(zip(rows, results)):
+        if isinstance(res, Rejected):
+            row["reason"] = str(res)
+            log.info("%s.%s %s rejected: %s", station["network"], station["station"], row["event_id"], res)
+        else:
+            row["reason"] = ""
+            prepared.append((i, res))
     out_t = rf.time_axis()
     n_ev = len(rows)
     rf_r = np.full((n_ev, out_t.size), np.nan)
@@ -202,12 +349,17 @@ def _cosine_taper(n, m):
 
 
 def _ray(taup, request, event_meta) -> dict:
-    """Slowness and incidence of P from TauP for the event's distance and depth."""
+    """Slowness and incidence of P from TauP for the event's distance and depth (taken from the
+    manifest, where the download stage recorded them, when present)."""
     meta = event_meta.get(request["event_id"], {})
+    out = {k: meta.get(k, np.nan) for k in ("latitude", "longitude", "depth_km", "magnitude")}
+    if request.get("slowness_s_per_km") not in (None, "") and request.get("incidence_deg") not in (None, ""):
+        out["slowness_s_per_km"] = float(request["slowness_s_per_km"])
+        out["incidence_deg"] = float(request["incidence_deg"])
+        return out
     depth = float(meta.get("depth_km", 0.0) or 0.0)
     arr = taup.get_travel_times(source_depth_in_km=max(depth, 0.0), distance_in_degree=float(request["distance_deg"]),
                                 phase_list=["P"])
-    out = {k: meta.get(k, np.nan) for k in ("latitude", "longitude", "depth_km", "magnitude")}
     if arr:
         out["slowness_s_per_km"] = arr[0].ray_param / EARTH_RADIUS_KM
         out["incidence_deg"] = arr[0].incident_angle

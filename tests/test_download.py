@@ -1,0 +1,220 @@
+"""Data acquisition against real FDSN services on 127.0.0.1 (portable-fdsnws-dataselect behind a
+fault-injecting proxy, station/event services from the rf example files), and local archives."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from obspy import read, read_events
+
+from fdsn_servers import rf_example_stack
+from xdisc import config as cfgmod
+from xdisc.download import (CorruptData, FDSNSource, fetch_station, get_events, get_stations, make_source,
+                            plan_requests, read_manifest, station_rows, validate_mseed)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = rf_example_stack(tmp_path_factory.mktemp("fdsn"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_proxy(stack):
+    stack.proxy.reset()
+    yield
+    stack.proxy.reset()
+
+
+def fdsn_settings(stack, **fdsn):
+    return {"data": {"source": "fdsn", "fdsn": {"providers": [stack.base_url], "event_provider": stack.base_url,
+                                                 "timeout_s": 5, "retries": 3, "backoff_s": 0.01, **fdsn}}}
+
+
+def _plan(cfg):
+    d = cfg["data"]
+    inv, providers = get_stations(d)
+    sta = station_rows(inv, providers)[0]
+    requests, _ = plan_requests(get_events(d), sta["network"], sta["station"], sta["latitude"], sta["longitude"], d)
+    return requests
+
+
+def xdisc(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "xdisc", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_cli_download_from_fdsn_then_rf(stack, tmp_path):
+    settings = json.dumps(fdsn_settings(stack) | {"rf_processing": {"response": "gain"}})
+    ev, sx, sc = tmp_path / "events.xml", tmp_path / "stations.xml", tmp_path / "stations.csv"
+    assert xdisc("download", "events", "--settings", settings, "--out", ev).returncode == 0
+    assert len(read_events(str(ev))) == 13
+    run = xdisc("download", "stations", "--settings", settings, "--out", sx, "--out-csv", sc)
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader(open(sc)))
+    assert [(r["network"], r["station"], r["provider"]) for r in rows] == [("CX", "PB01", stack.base_url)]
+    run = xdisc("download", "waveforms", "--settings", settings, "--station", "CX.PB01", "--events", ev,
+                "--stations", sc, "--out-dir", tmp_path / "w", "--manifest", tmp_path / "m.csv")
+    assert run.returncode == 0, run.stderr
+    manifest = read_manifest(tmp_path / "m.csv")
+    assert len(manifest) == 7 and {r["status"] for r in manifest.values()} == {"ok"}
+    st = read(str(tmp_path / "w" / "20110306T143236.mseed"))
+    assert sorted(tr.stats.channel for tr in st) == ["BHE", "BHN", "BHZ"]
+    run = xdisc("rf", "--settings", settings, "--station", "CX.PB01", "--events", ev, "--stations", sc,
+                "--inventory", sx, "--manifest", tmp_path / "m.csv", "--waveforms", tmp_path / "w",
+                "--out", tmp_path / "rf.nc")
+    assert run.returncode == 0, run.stderr
+    assert "pass QC" in run.stderr
+
+
+def test_faults_are_retried_and_recorded(stack, tmp_path):
+    cfg = cfgmod.validate(fdsn_settings(stack))
+    requests = _plan(cfg)
+    ids = [r.event_id for r in requests]
+    first = {r.event_id: r.starttime[:19] for r in requests}
+    p = stack.proxy
+    p.inject("500", query_contains=first[ids[0]], count=2)
+    p.inject("503", query_contains=first[ids[1]])
+    p.inject("204", query_contains=first[ids[2]])
+    p.inject("slow", query_contains=first[ids[3]], delay_s=3.0)
+    p.inject("truncate", query_contains=first[ids[4]])
+    p.inject("close", query_contains=first[ids[5]])
+    source = FDSNSource(stack.base_url, client=stack.client(timeout=1.0))
+    summary = fetch_station(requests, source, tmp_path / "w", tmp_path / "m.csv", channel="BH?", retries=3,
+                            backoff_s=0.01, max_parallel=3)
+    m = read_manifest(tmp_path / "m.csv")
+    assert m[ids[2]]["status"] == "nodata" and summary.nodata == 1
+    for eid in ids[:2] + ids[3:]:
+        assert m[eid]["status"] == "ok", (eid, m[eid])
+        assert (tmp_path / "w" / f"{eid}.mseed").is_file()
+    assert int(m[ids[0]]["attempts"]) == 3 and int(m[ids[1]]["attempts"]) == 2
+    assert int(m[ids[3]]["attempts"]) == 2 and int(m[ids[4]]["attempts"]) == 2 and int(m[ids[5]]["attempts"]) == 2
+    assert not p.pending_faults
+    assert not list((tmp_path / "w").glob("*.part"))
+
+
+def test_persistent_error_then_resume_fetches_only_what_is_missing(stack, tmp_path):
+    cfg = cfgmod.validate(fdsn_settings(stack))
+    requests = _plan(cfg)
+    bad = requests[0]
+    stack.proxy.inject("500", query_contains=bad.starttime[:19], count=10)
+    source = FDSNSource(stack.base_url, client=stack.client(timeout=2.0))
+    fetch_station(requests, source, tmp_path / "w", tmp_path / "m.csv", channel="BH?", retries=2, backoff_s=0.01)
+    m = read_manifest(tmp_path / "m.csv")
+    reason = m[bad.event_id]["reason"]
+    assert m[bad.event_id]["status"] == "error" and ("500" in reason or "Internal Server Error" in reason), reason
+    assert sum(r["status"] == "ok" for r in m.values()) == 6
+    stack.proxy.reset()
+    again = fetch_station(_plan(cfg), source, tmp_path / "w", tmp_path / "m.csv", channel="BH?", retries=2,
+                          backoff_s=0.01)
+    assert again.reused == 6 and again.ok == 1
+    data_requests = [r for r in stack.proxy.requests if "dataselect" in r.path]
+    assert len(data_requests) == 1  # only the missing window was asked for again
+
+
+def test_kill_and_resume(stack, tmp_path):
+    """kill -9 in the middle of a download; the rerun asks only for windows not finished."""
+    settings = json.dumps(fdsn_settings(stack, max_parallel=1))
+    ev, sc = tmp_path / "events.xml", tmp_path / "stations.csv"
+    assert xdisc("download", "events", "--settings", settings, "--out", ev).returncode == 0
+    assert xdisc("download", "stations", "--settings", settings, "--out", tmp_path / "s.xml",
+                 "--out-csv", sc).returncode == 0
+    stack.proxy.reset()
+    for _ in range(7):
+        stack.proxy.inject("slow", path_contains="dataselect", delay_s=0.7)
+    cmd = [sys.executable, "-m", "xdisc", "download", "waveforms", "--settings", settings, "--station", "CX.PB01",
+           "--events", str(ev), "--stations", str(sc), "--out-dir", str(tmp_path / "w"),
+           "--manifest", str(tmp_path / "m.csv")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = [r for r in read_manifest(tmp_path / "m.csv").values() if r["status"] == "ok"] \
+            if (tmp_path / "m.csv").is_file() else []
+        if len(done) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    finished = {r["event_id"] for r in read_manifest(tmp_path / "m.csv").values() if r["status"] == "ok"}
+    assert 2 <= len(finished) < 7
+    for eid in finished:  # nothing half-written
+        assert len(read(str(tmp_path / "w" / f"{eid}.mseed"))) == 3
+    stack.proxy.reset()
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    m = read_manifest(tmp_path / "m.csv")
+    assert len(m) == 7 and all(r["status"] == "ok" for r in m.values())
+    asked = [r.query.get("starttime", "") for r in stack.proxy.requests if "dataselect" in r.path]
+    starts = {eid: m[eid]["starttime"][:19] for eid in m}
+    for eid in finished:
+        assert not any(a.startswith(starts[eid]) for a in asked), f"{eid} was downloaded again"
+    assert len(asked) == 7 - len(finished) or len(asked) == 7 - len(finished) + 1  # + one killed mid-flight
+
+
+def test_truncated_mseed_is_rejected():
+    cfg = cfgmod.validate({})
+    src = make_source(cfg["data"])
+    req = _plan(cfg)[0]
+    data = src.get_waveforms(req.network, req.station, "*", "BH?", req.starttime, req.endtime)
+    assert len(validate_mseed(data, req)) == 3
+    with pytest.raises(CorruptData, match="truncated"):
+        validate_mseed(data[:-200], req)
+    with pytest.raises(CorruptData, match="unreadable"):
+        validate_mseed(b"\0" * 4096, req)
+
+
+def _write_sds(stream, root):
+    for tr in stream:
+        s = tr.stats
+        day = s.starttime.julday
+        folder = root / str(s.starttime.year) / s.network / s.station / f"{s.channel}.D"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{s.network}.{s.station}.{s.location}.{s.channel}.D.{s.starttime.year}.{day:03d}"
+        path = folder / name
+        existing = read(str(path)) if path.exists() else None
+        out = tr.copy() if existing is None else (existing + tr.copy())
+        out.write(str(path), format="MSEED")
+
+
+@pytest.mark.parametrize("layout", ["sds", "files"])
+def test_local_archives(tmp_path, layout, caplog):
+    from xdisc.download import embedded_paths
+
+    st = read(str(embedded_paths()["waveforms"]))
+    if layout == "sds":
+        root = tmp_path / "sds"
+        _write_sds(st, root)
+    else:
+        root = tmp_path / "files"
+        root.mkdir()
+        for i, tr in enumerate(st):
+            tr.write(str(root / f"{i:03d}.mseed"), format="MSEED")
+        (root / "broken.mseed").write_bytes(b"not seismic data at all")
+    p = embedded_paths()
+    cfg = cfgmod.validate({"data": {"source": "local", "local": {"waveforms": str(root), "format": layout,
+                                                                 "inventory": str(p["inventory"]),
+                                                                 "events": str(p["events"])}}})
+    requests = _plan(cfg)
+    summary = fetch_station(requests, make_source(cfg["data"]), tmp_path / "w", tmp_path / "m.csv", channel="BH?")
+    assert summary.ok == 7
+    if layout == "files":
+        assert "broken.mseed" in caplog.text
+    ref = read(str(tmp_path / "w" / f"{requests[0].event_id}.mseed"))
+    direct = st.slice(ref[0].stats.starttime, ref[0].stats.endtime)
+    np.testing.assert_array_equal(ref.select(channel="BHZ")[0].data, direct.select(channel="BHZ")[0].data)
+
+
+def test_missing_local_inputs_are_clear_errors(tmp_path):
+    cfg = cfgmod.validate({"data": {"source": "local", "local": {"waveforms": str(tmp_path / "none"),
+                                                                 "format": "sds"}}})
+    with pytest.raises(FileNotFoundError, match="SDS root"):
+        make_source(cfg["data"])
+    with pytest.raises(FileNotFoundError, match="inventory"):
+        get_stations(cfg["data"])
