@@ -136,11 +136,17 @@ def _waterlevel(src, rsp, dt, width_hz, shift, n_out, water_level):
     phase = np.exp(-2j * np.pi * freqs * shift * dt)
     spec = rs * np.conj(zs) / denom * g * phase
     rf = irfft(spec, nfft)[..., :n_out]
-    # fit of the filtered response by the RF convolved with the filtered source
+    # fit of the filtered response by the RF convolved with the filtered source (Parseval: the
+    # energies are sums over rfft bins, interior bins counted twice)
     g_unit = gaussian_filter(freqs, width_hz)
-    pred = irfft(rs * np.conj(zs) / denom * zs * g_unit, nfft)
-    obs = irfft(rs * g_unit, nfft)
-    fit = 100.0 * (1.0 - np.sum((obs - pred) ** 2, -1) / np.maximum(np.sum(obs**2, -1), 1e-300))
+    obs = rs * g_unit
+    resid = obs * (1.0 - power / denom)
+    weight = np.full(freqs.size, 2.0)
+    weight[0] = 1.0
+    if nfft % 2 == 0:
+        weight[-1] = 1.0
+    energy = lambda spec: np.sum(weight * np.abs(spec) ** 2, axis=-1)  # noqa: E731
+    fit = 100.0 * (1.0 - energy(resid) / np.maximum(energy(obs), 1e-300))
     return Deconvolution(rf, fit, np.zeros(src.shape[:-1], int))
 
 

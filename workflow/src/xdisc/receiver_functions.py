@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from scipy.fft import irfft, rfft
 
 from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
-from xdisc.deconvolution import RFSettings, deconvolve
+from xdisc.deconvolution import RFSettings, deconvolve, next_regular
 from xdisc.earthmodel import EARTH_RADIUS_KM
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ def _first_gap(stream) -> str:
     return ""
 
 
-_PAD_S = 20.0  # extra samples on both sides of the analysis window, consumed by taper and filters
+_PAD_S = 20.0
+BLOCK_EVENTS = 32  # events processed together: large enough to vectorise, small enough to stay in cache  # extra samples on both sides of the analysis window, consumed by taper and filters
 
 
 def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
@@ -80,7 +82,7 @@ def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
     if not len(stream):
         raise Rejected("no traces")
     for tr in stream:
-        if not np.all(np.isfinite(np.asarray(tr.data, float))):
+        if tr.data.dtype.kind == "f" and not np.all(np.isfinite(tr.data)):
             raise Rejected(f"NaN or infinite samples in {tr.id}")
     gap = _first_gap(stream)
     if gap:
@@ -138,15 +140,15 @@ def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
     return _Raw(data, rate, float(start - p_time), ids, start)
 
 
-def _instrument(raw: list[_Raw], idx: list[int], x: np.ndarray, rate: float, inventory, proc: dict, cache: dict):
-    """Divide by the gain, or remove the response (to displacement), in place; rejects by index."""
-    bad = {}
+def _instrument(raw: dict, idx: list[int], rate: float, n_fft: int, inventory, proc: dict, cache: dict):
+    """Per (row, component): the gain (a number) or the displacement response on the rfft grid of
+    ``n_fft`` points at ``rate``; and rejection reasons by item index."""
+    factors, bad = {}, {}
     if proc["response"] == "none":
-        return bad
-    nfft = int(2 ** np.ceil(np.log2(x.shape[-1] * 2)))
+        return factors, bad
     for row, k in enumerate(idx):
         for c, tid in enumerate(raw[k].ids):
-            key = (proc["response"], tid, str(raw[k].starttime.date), rate, nfft)
+            key = (proc["response"], tid, str(raw[k].starttime.date), rate, n_fft)
             if key not in cache:
                 try:
                     resp = inventory.get_response(tid, raw[k].starttime)
@@ -155,21 +157,26 @@ def _instrument(raw: list[_Raw], idx: list[int], x: np.ndarray, rate: float, inv
                     else:
                         if not resp.response_stages:
                             raise ValueError("the inventory holds no response stages (use response: gain)")
-                        spec, _ = resp.get_evalresp_response(t_samp=1.0 / rate, nfft=nfft, output="DISP")
-                        cache[key] = spec
-                except Exception as exc:  # noqa: BLE001
+                        cache[key] = resp.get_evalresp_response(t_samp=1.0 / rate, nfft=n_fft, output="DISP")[0]
+                except Exception as exc:  # noqa: BLE001 - obspy raises several kinds for missing metadata
                     cache[key] = exc
             value = cache[key]
             if isinstance(value, Exception):
                 bad[k] = f"{'gain' if proc['response'] == 'gain' else 'response'} of {tid}: {value}"
-                continue
-            if proc["response"] == "gain":
-                x[row, c] /= value
             else:
-                spec = np.fft.rfft(x[row, c], nfft)
-                safe = np.where(np.abs(value) > 0, value, 1.0)
-                x[row, c] = np.fft.irfft(np.where(np.abs(value) > 0, spec / safe, 0.0), nfft)[:x.shape[-1]]
-    return bad
+                factors[row, c] = value
+    return factors, bad
+
+
+def _bandpass_power(freqs_hz, band_hz, rate, corners=4):
+    """|H(f)|^2 of ObsPy's Butterworth band-pass: the zero-phase (forward-backward) filter."""
+    from scipy.signal import iirfilter, sosfreqz
+
+    nyq = 0.5 * rate
+    sos = iirfilter(corners, [band_hz[0] / nyq, min(band_hz[1] / nyq, 0.999)], btype="band", ftype="butter",
+                    output="sos")
+    _, h = sosfreqz(sos, worN=np.asarray(freqs_hz), fs=rate)
+    return np.abs(h) ** 2
 
 
 def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, proc: dict) -> list:
@@ -180,9 +187,7 @@ def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, 
     """
     from fractions import Fraction
 
-    from obspy.signal.filter import bandpass
     from obspy.signal.rotate import rotate_zne_lqt
-    from scipy.signal import resample_poly
 
     cache: dict = {}
     out: list = [None] * len(items)
@@ -202,38 +207,46 @@ def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, 
         for row, k in enumerate(idx):
             x[row, :, :raws[k].data.shape[-1]] = raws[k].data
         lengths = np.array([raws[k].data.shape[-1] for k in idx])
-        t = np.arange(n)[None, None, :]
-        valid = t < lengths[:, None, None]
-        # demean and remove a linear trend (least squares over the valid samples), 5 % Hann taper
-        cnt = lengths[:, None, None].astype(float)
-        tm = (lengths[:, None, None] - 1) / 2.0
-        mean = np.where(valid, x, 0).sum(-1, keepdims=True) / cnt
-        slope = (np.where(valid, (x - mean) * (t - tm), 0).sum(-1, keepdims=True)
-                 / np.where(valid, (t - tm) ** 2, 0).sum(-1, keepdims=True))
-        x = np.where(valid, x - mean - slope * (t - tm), 0.0)
-        for row, m in enumerate(lengths):
+        # demean and remove a linear trend (least squares over each trace's samples), 5 % Hann taper
+        for m in np.unique(lengths):
+            rows = np.flatnonzero(lengths == m)
+            seg = x[rows, :, :m]
+            t = np.arange(m) - (m - 1) / 2.0
+            seg -= seg.mean(-1, keepdims=True)
+            seg -= (seg @ t / (t @ t))[..., None] * t
             w = max(int(0.05 * m), 1)
-            ramp = 0.5 * (1 - np.cos(np.pi * np.arange(w) / w))
-            x[row, :, :w] *= ramp
-            x[row, :, m - w:m] *= ramp[::-1]
-        for k, why in _instrument(raws, idx, x, rate, inventory, proc, cache).items():
+            window = np.ones(m)
+            window[:w] = 0.5 * (1 - np.cos(np.pi * np.arange(w) / w))
+            window[m - w:] = window[:w][::-1]
+            x[rows, :, :m] = seg * window
+        # one FFT per trace: instrument, zero-phase band-pass, resampling and alignment on P
+        ratio = Fraction(rf.sampling_rate_hz / rate).limit_denominator(1000)
+        q = ratio.denominator
+        n_in = q * next_regular(int(np.ceil(1.25 * n / q)))  # 5-smooth: fast FFTs
+        n_out = n_in * ratio.numerator // q
+        f_in = np.fft.rfftfreq(n_in, 1.0 / rate)
+        spec = rfft(x, n_in) * _bandpass_power(f_in, proc["prefilter_hz"], rate)
+        factors, bad = _instrument(raws, idx, rate, n_in, inventory, proc, cache)
+        for k, why in bad.items():
             out[k] = Rejected(why)
-        x = bandpass(x, proc["prefilter_hz"][0], proc["prefilter_hz"][1], rate, corners=4, zerophase=True, axis=-1)
-        frac = Fraction(rf.sampling_rate_hz / rate).limit_denominator(1000)
-        if frac != 1:
-            x = resample_poly(x, frac.numerator, frac.denominator, axis=-1)
-        # align: sample j of the output sits at grid[j] after P (fractional shift in the frequency domain)
-        pos = (grid[0] - np.array([raws[k].offset_s for k in idx])) * rf.sampling_rate_hz
-        whole = np.floor(pos).astype(int)
-        part = pos - whole
-        nfft = int(2 ** np.ceil(np.log2(x.shape[-1] + 1)))
-        f = np.fft.rfftfreq(nfft)
-        x = np.fft.irfft(np.fft.rfft(x, nfft) * np.exp(2j * np.pi * f[None, :] * part[:, None])[:, None, :], nfft)
+        for (row, c), value in factors.items():
+            if np.isscalar(value):
+                spec[row, c] /= value
+            else:
+                spec[row, c] = np.where(np.abs(value) > 0, spec[row, c] / np.where(value == 0, 1, value), 0)
+        f_out = np.fft.rfftfreq(n_out, rf.dt)
+        m = min(f_in.size, f_out.size)
+        out_spec = np.zeros((len(idx), 3, f_out.size), complex)
+        out_spec[..., :m] = spec[..., :m] * (n_out / n_in)
+        # advance each event so that output sample j sits at grid[j] after P
+        advance = grid[0] - np.array([raws[k].offset_s for k in idx])
+        out_spec *= np.exp(2j * np.pi * f_out[None, :] * advance[:, None])[:, None, :]
+        x = irfft(out_spec, n_out)
         for row, k in enumerate(idx):
             if out[k] is not None:
                 continue
-            seg = x[row, :, whole[row]:whole[row] + grid.size]
-            if whole[row] < 0 or seg.shape[-1] != grid.size:
+            seg = x[row, :, :grid.size]
+            if seg.shape[-1] != grid.size or advance[row] < 0:
                 out[k] = Rejected("window too short after resampling")
                 continue
             z, north, east = seg
@@ -275,7 +288,10 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
         row = dict(request)
         row.update(_ray(taup, request, event_meta or {}))
         rows.append(row)
-    results = prepare_events([(row, stream) for row, (_, stream) in zip(rows, items)], inventory, rf, proc)
+    pairs = [(row, stream) for row, (_, stream) in zip(rows, items)]
+    results = []
+    for a in range(0, len(pairs), BLOCK_EVENTS):
+        results += prepare_events(pairs[a:a + BLOCK_EVENTS], inventory, rf, proc)
     prepared = []
     for i, (row, res) in enumerate(zip(rows, results)):
         if isinstance(res, Rejected):
@@ -291,23 +307,23 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
     fit = np.full(n_ev, np.nan)
     snr_z = np.full(n_ev, np.nan)
     snr_r = np.full(n_ev, np.nan)
-    if prepared:
-        idx = [i for i, _ in prepared]
-        z = np.stack([p.z for _, p in prepared])
-        r = np.stack([p.r for _, p in prepared])
-        tt = np.stack([p.t for _, p in prepared])
-        grid = _grid(proc["source_window_s"], rf.dt)
+    grid = _grid(proc["source_window_s"], rf.dt)
+    taper = _cosine_taper(grid.size, int(round(5.0 / rf.dt)))
+    keep = _crop(grid, rf.time_before_p_s)
+    for a in range(0, len(prepared), BLOCK_EVENTS):
+        block = prepared[a:a + BLOCK_EVENTS]
+        idx = [i for i, _ in block]
+        z = np.stack([p.z for _, p in block])
+        r = np.stack([p.r for _, p in block])
+        tt = np.stack([p.t for _, p in block])
         snr_z[idx] = _rms(z, grid, proc["signal_window_s"]) / _rms(z, grid, proc["noise_window_s"])
         snr_r[idx] = _rms(r, grid, proc["signal_window_s"]) / _rms(r, grid, proc["noise_window_s"])
-        taper = _cosine_taper(grid.size, int(round(5.0 / rf.dt)))
         # deconvolve radial and transverse against the vertical in one batch
-        src = np.concatenate([z, z]) * taper
-        rsp = np.concatenate([r, tt]) * taper
-        n_out = out_t.size
-        shift = rf.time_before_p_s
-        res = deconvolve(src[:, _crop(grid, shift)], rsp[:, _crop(grid, shift)], rf.dt, rf.deconvolution,
-                         rf.gaussian_width_hz, time_before_p_s=shift, n_out=n_out, water_level=rf.water_level,
-                         max_iterations=rf.max_iterations, min_fit_change_percent=rf.min_fit_change_percent)
+        src = (np.concatenate([z, z]) * taper)[:, keep]
+        rsp = (np.concatenate([r, tt]) * taper)[:, keep]
+        res = deconvolve(src, rsp, rf.dt, rf.deconvolution, rf.gaussian_width_hz, time_before_p_s=rf.time_before_p_s,
+                         n_out=out_t.size, water_level=rf.water_level, max_iterations=rf.max_iterations,
+                         min_fit_change_percent=rf.min_fit_change_percent)
         k = len(idx)
         rf_r[idx] = res.rf[:k]
         rf_t[idx] = res.rf[k:]
