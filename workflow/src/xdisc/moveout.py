@@ -8,6 +8,8 @@ evaluated on a fine depth grid of the same model files the synthetics use.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from xdisc.earthmodel import EARTH_RADIUS_KM, EarthModel
@@ -17,7 +19,8 @@ PHASES = ("Ps", "PpPs", "PpSs")
 
 def delay_table(model: EarthModel, depths_km, slowness_s_per_km, phase: str = "Ps",
                 step_km: float = 0.5, radius_km: float = EARTH_RADIUS_KM) -> np.ndarray:
-    """Delay (s) after direct P of ``phase`` from each depth, shape (slowness, depth)."""
+    """Delay (s) after direct P of ``phase`` from each depth, shape (slowness, depth); NaN for depths
+    below the turning point of P at that slowness."""
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; choose one of {', '.join(PHASES)}")
     depths = np.atleast_1d(np.asarray(depths_km, float))
@@ -31,13 +34,11 @@ def delay_table(model: EarthModel, depths_km, slowness_s_per_km, phase: str = "P
     vp, vs = model.at(mid, "below")[:, :2].T
     r = radius_km - mid
     pr2 = (p[:, None] * radius_km / r[None, :]) ** 2
-    with np.errstate(invalid="raise"):
-        try:
-            qa = np.sqrt(1.0 / vp**2 - pr2)
-            qb = np.sqrt(1.0 / vs**2 - pr2)
-        except FloatingPointError:
-            raise ValueError("slowness too large: a wave turns above the requested depth") from None
+    with np.errstate(invalid="ignore"):
+        qa = np.sqrt(1.0 / vp**2 - pr2)
+        qb = np.sqrt(1.0 / vs**2 - pr2)
     integrand = {"Ps": qb - qa, "PpPs": qb + qa, "PpSs": 2 * qb}[phase]
+    # below the depth where P turns (p >= 1/v) there is no conversion: NaN from there down
     cumulative = np.concatenate([np.zeros((p.size, 1)), np.cumsum(integrand * np.diff(edges), axis=1)], axis=1)
     return np.stack([np.interp(depths, edges, row) for row in cumulative])
 
@@ -63,3 +64,24 @@ def _interp_last(x_new, x, y):
     out = y[..., idx] * (1 - w) + y[..., idx + 1] * w
     out[..., (x_new < x[0]) | (x_new > x[-1])] = np.nan
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _p_table(model_name: str) -> tuple[np.ndarray, np.ndarray]:
+    from obspy.taup import TauPyModel
+
+    taup = TauPyModel(model_name)
+    dist = np.arange(25.0, 120.01, 0.5)
+    p = []
+    for d in dist:
+        arr = taup.get_travel_times(source_depth_in_km=0.0, distance_in_degree=float(d), phase_list=["P", "Pdiff"])
+        p.append(arr[0].ray_param / EARTH_RADIUS_KM if arr else np.nan)
+    return dist, np.asarray(p)
+
+
+def distance_for_slowness(slowness_s_per_km, model_name: str = "ak135") -> np.ndarray:
+    """Epicentral distance (deg) at which direct P from a surface source has this slowness (TauP)."""
+    dist, p = _p_table(model_name)
+    ok = np.isfinite(p)
+    order = np.argsort(p[ok])
+    return np.interp(np.asarray(slowness_s_per_km, float), p[ok][order], dist[ok][order], left=np.nan, right=np.nan)

@@ -1,0 +1,93 @@
+"""The conventional verdict on synthetic stations with known truth (synthetics engine as truth)."""
+
+import numpy as np
+import pytest
+
+from xdisc import config as cfgmod
+from xdisc.deconvolution import RFSettings
+from xdisc.earthmodel import Discontinuity, insert_discontinuity, load_model
+from xdisc.stacking import bootstrap_means, stack_station, vespagram
+from xdisc.synthetic_stations import clean_grid, make_station
+from xdisc.synthetics import Layering, build_model, draw_parameters, _row
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cfg = cfgmod.validate({})
+    return cfg, RFSettings(**cfg["receiver_function"]), Layering(**cfg["layering"])
+
+
+def _stack(station, cfg, rf, model):
+    return stack_station(station.rf, rf.time_axis(), station.slowness, station.distance, model, cfg["stacking"])
+
+
+@pytest.mark.parametrize("model_name", ["ak135", "iasp91", "prem"])
+def test_planted_x_recovered(setup, model_name):
+    cfg, rf, lay = setup
+    ref = load_model(model_name)
+    x_depth = 305.0
+    model = insert_discontinuity(ref, Discontinuity(x_depth, 0.04, 0.02, 0.012))
+    grid = clean_grid([model], rf, lay)[0]
+    rng = np.random.default_rng(11)
+    station = make_station(grid, 50, rng, rf, snr_range=(8.0, 30.0), model_name=model_name)
+    ds = _stack(station, cfg, rf, ref)
+    truth = _stack(type(station)(station.clean, station.slowness, station.distance, station.clean), cfg, rf, ref)
+    a = ds.attrs
+    assert a["verdict"] == "present", a["reason"]
+    assert abs(a["x_depth_km"] - x_depth) <= 5.0
+    assert abs(a["x_amp"] - truth.attrs["x_amp"]) <= 0.3 * truth.attrs["x_amp"]
+    assert a["x_relative_slowness"] <= 0
+    d410 = ref.discontinuities_km()[np.argmin(np.abs(ref.discontinuities_km() - 410))]
+    d660 = ref.discontinuities_km()[np.argmin(np.abs(ref.discontinuities_km() - 660))]
+    assert abs(a["d410_km"] - d410) <= 5.0 and abs(a["d660_km"] - d660) <= 5.0
+    assert 0 < a["x_depth_err_km"] < 10 and 0 < a["x_amp_err"] < a["x_amp"]
+    lo, hi = ds["depth_stack_lower"].values, ds["depth_stack_upper"].values
+    assert np.all(lo[np.isfinite(lo)] <= hi[np.isfinite(hi)])
+
+
+def test_false_positive_rate_without_x(setup):
+    """>= 100 noisy stations without X (random crusts, 410/660 topography, distractors), default noise."""
+    cfg, rf, lay = setup
+    syn = cfgmod.validate({"synthetics": {"x_fraction": 0.0}})["synthetics"]
+    params = draw_parameters(100, syn, seed=5)
+    refs = {m: load_model(m) for m in ("ak135", "iasp91", "prem")}
+    models = [build_model(_row(params, i), refs[params["model"][i]]) for i in range(100)]
+    grids = clean_grid(models, rf, lay)
+    rng = np.random.default_rng(12)
+    verdicts = []
+    for i in range(100):
+        station = make_station(grids[i], 50, rng, rf, model_name=params["model"][i])
+        verdicts.append(_stack(station, cfg, rf, refs[params["model"][i]]).attrs["verdict"])
+    fp = verdicts.count("present") / len(verdicts)
+    assert fp <= 0.05, (fp, {v: verdicts.count(v) for v in set(verdicts)})
+
+
+def test_too_few_rfs_is_undetermined(setup):
+    cfg, rf, lay = setup
+    grid = clean_grid([load_model("ak135")], rf, lay)[0]
+    station = make_station(grid, 5, np.random.default_rng(1), rf)
+    ds = _stack(station, cfg, rf, load_model("ak135"))
+    assert ds.attrs["verdict"] == "undetermined" and "5 receiver functions" in ds.attrs["reason"]
+
+
+def test_vespagram_separates_conversion_from_reverberation():
+    """A pulse whose delay grows with distance (like a multiple) and one whose delay shrinks
+    (like Ps) peak at opposite relative slownesses."""
+    t = np.arange(-10, 60, 0.1)
+    dist = np.linspace(30, 90, 40)
+    ps = 30.0 - 0.05 * (dist - 60)     # Ps: later at shorter distance (larger slowness)
+    mult = 15.0 + 0.03 * (dist - 60)   # reverberation: the opposite
+    rf = np.exp(-((t[None] - ps[:, None]) / 0.5) ** 2) + np.exp(-((t[None] - mult[:, None]) / 0.5) ** 2)
+    u = np.round(np.arange(-0.1, 0.1001, 0.005), 4)
+    v = vespagram(rf, t, dist, u, 60.0)
+    at = lambda t0: u[np.argmax(v[:, np.argmin(np.abs(t - t0))])]  # noqa: E731
+    assert at(30.0) == pytest.approx(-0.05, abs=0.006)
+    assert at(15.0) == pytest.approx(0.03, abs=0.006)
+
+
+def test_bootstrap_is_seeded_and_ignores_nan():
+    x = np.random.default_rng(0).standard_normal((30, 10))
+    x[3, 5] = np.nan
+    a, b = bootstrap_means(x, 200, 1), bootstrap_means(x, 200, 1)
+    np.testing.assert_array_equal(a, b)
+    assert np.all(np.isfinite(a))

@@ -1,0 +1,192 @@
+"""Conventional X verdict: moveout-corrected depth stacks with bootstrap bounds, and vespagrams.
+
+Stage ``xdisc stack``. The receiver functions of a station (normalised by their direct P)
+are mapped to depth with 1-D ray theory (:mod:`xdisc.moveout`, each at its own slowness),
+stacked, and resampled with replacement (seeded bootstrap) for 95 % bounds. A slowness
+stack (vespagram: relative slowness in s/deg against time at the reference distance) tells
+a direct Ps conversion (arrives later at larger slowness: negative relative slowness) from
+a reverberation (positive relative slowness).
+
+Verdict per station:
+  * ``undetermined``: fewer than ``min_rf`` receiver functions, or the 410 or 660 not seen
+    (peak in its window with the lower bound above zero);
+  * ``present``: the largest positive peak in the X window has its lower bound above zero,
+    exceeds ``noise_factor`` times the bootstrap noise level (median bootstrap standard
+    deviation over 200-800 km) and its vespagram maximum is at a relative slowness no larger
+    than ``max_relative_slowness_s_per_deg`` (moveout of a conversion);
+  * ``absent`` otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from xdisc.artifacts import as_float32, provenance_attrs
+from xdisc.config import config_hash
+from xdisc.earthmodel import EarthModel
+from xdisc.moveout import delay_table, distance_for_slowness, to_depth
+
+VERDICTS = ("present", "absent", "undetermined")
+TABLE_COLUMNS = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km", "x_amp",
+                 "x_amp_err", "d410_km", "d660_km")
+
+
+def normalise_by_p(rf: np.ndarray, time_s: np.ndarray, half_width_s: float = 1.0) -> np.ndarray:
+    """Divide each trace by its direct-P amplitude (largest |value| within +-half_width of 0 s)."""
+    near = np.abs(time_s) <= half_width_s
+    amp = np.take_along_axis(rf[..., near], np.argmax(np.abs(rf[..., near]), axis=-1)[..., None], -1)
+    return rf / np.where(amp != 0, amp, np.nan)
+
+
+def bootstrap_means(traces: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Means of ``n`` resamples (with replacement) of the rows of ``traces`` (event, x), NaNs left out."""
+    rng = np.random.default_rng(seed)
+    k = traces.shape[0]
+    counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n).astype(float)
+    finite = np.isfinite(traces)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (counts @ np.where(finite, traces, 0.0)) / (counts @ finite)
+
+
+def vespagram(rf: np.ndarray, time_s: np.ndarray, distance_deg: np.ndarray, relative_slowness: np.ndarray,
+              reference_distance_deg: float) -> np.ndarray:
+    """Mean of rf_i(t + u (distance_i - reference)) for each relative slowness u (s/deg): (u, time)."""
+    n = time_s.size
+    nfft = int(2 ** np.ceil(np.log2(2 * n)))
+    dt = time_s[1] - time_s[0]
+    f = np.fft.rfftfreq(nfft, dt)
+    spec = np.fft.rfft(np.nan_to_num(rf), nfft)                      # (event, f)
+    shift = relative_slowness[:, None] * (distance_deg - reference_distance_deg)[None, :]  # (u, event)
+    out = np.empty((relative_slowness.size, n))
+    for k, s in enumerate(shift):  # one relative slowness at a time keeps memory small
+        out[k] = np.fft.irfft((spec * np.exp(2j * np.pi * f[None, :] * s[:, None])).mean(0), nfft)[:n]
+    return out
+
+
+def _peak(stack, lower, boot, depths, window):
+    """Largest positive peak of ``stack`` in ``window``: index, depth, amplitude, lower bound,
+    and the bootstrap spread of its depth and amplitude."""
+    w = np.flatnonzero((depths >= window[0]) & (depths <= window[1]))
+    i = w[np.argmax(stack[w])]
+    boot_idx = w[np.argmax(boot[:, w], axis=1)]
+    return {"index": i, "depth": float(depths[i]), "amp": float(stack[i]), "lower": float(lower[i]),
+            "depth_err": float(np.std(depths[boot_idx])), "amp_err": float(np.std(boot[:, i]))}
+
+
+def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, distance_deg: np.ndarray | None,
+                  model: EarthModel, cfg: dict, event_ids=None, station: dict | None = None) -> xr.Dataset:
+    """Depth stack, bootstrap bounds, vespagram and verdict of one station's receiver functions."""
+    rf = np.asarray(rf, float)
+    slowness = np.asarray(slowness, float)
+    n_rf = rf.shape[0]
+    depths = np.arange(0.0, cfg["max_depth_km"] + 0.5 * cfg["depth_step_km"], cfg["depth_step_km"])
+    rel_s = np.round(np.arange(cfg["relative_slowness_s_per_deg"][0],
+                               cfg["relative_slowness_s_per_deg"][1] + 1e-9, cfg["relative_slowness_step_s_per_deg"]), 6)
+    station = station or {"network": "XX", "station": "SYN", "latitude": np.nan, "longitude": np.nan}
+    norm = normalise_by_p(rf, time_s) if n_rf else rf
+    if distance_deg is None:
+        distance_deg = distance_for_slowness(slowness, model.name if model.name in ("ak135", "iasp91", "prem")
+                                             else "ak135")
+    distance_deg = np.asarray(distance_deg, float)
+    if n_rf:
+        in_depth = to_depth(norm, time_s, slowness, model, depths)
+        stack = np.nanmean(in_depth, axis=0)
+        boot = bootstrap_means(in_depth, cfg["n_bootstrap"], cfg["seed"])
+        lower, upper = np.percentile(boot, [2.5, 97.5], axis=0)
+        boot_std = boot.std(axis=0)
+        ref_dist = float(np.nanmedian(distance_deg))
+        vesp = vespagram(norm, time_s, distance_deg, rel_s, ref_dist)
+    else:
+        in_depth = np.zeros((0, depths.size))
+        stack = lower = upper = boot_std = np.full(depths.size, np.nan)
+        boot = np.zeros((1, depths.size))
+        ref_dist = np.nan
+        vesp = np.full((rel_s.size, time_s.size), np.nan)
+    p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
+    result = _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref)
+    ds = xr.Dataset(
+        {
+            "rf": (("event", "time"), as_float32(norm), {"units": "1", "long_name": "receiver function / direct P"}),
+            "slowness_s_per_km": ("event", slowness, {"units": "s km-1", "long_name": "P slowness"}),
+            "distance_deg": ("event", distance_deg, {"units": "degree", "long_name": "epicentral distance"}),
+            "rf_depth": (("event", "depth"), as_float32(in_depth),
+                         {"units": "1", "long_name": "moveout-corrected receiver function / direct P"}),
+            "depth_stack": ("depth", stack, {"units": "1", "long_name": "mean depth-converted receiver function"}),
+            "depth_stack_lower": ("depth", lower, {"units": "1", "long_name": "bootstrap 2.5 percentile"}),
+            "depth_stack_upper": ("depth", upper, {"units": "1", "long_name": "bootstrap 97.5 percentile"}),
+            "depth_stack_std": ("depth", boot_std, {"units": "1", "long_name": "bootstrap standard deviation"}),
+            "vespagram": (("relative_slowness", "time"), vesp,
+                          {"units": "1", "long_name": "slowness stack (relative to P, at the median distance)"}),
+        },
+        coords={
+            "event": ("event", np.asarray(event_ids if event_ids is not None else np.arange(n_rf)).astype(str)
+                      .astype(object), {"long_name": "event id"}),
+            "time": ("time", time_s, {"units": "s", "long_name": "time after direct P"}),
+            "depth": ("depth", depths, {"units": "km", "long_name": "conversion depth"}),
+            "relative_slowness": ("relative_slowness", rel_s, {"units": "s degree-1",
+                                                               "long_name": "slowness relative to direct P"}),
+            "network": ((), station["network"]), "station": ((), station["station"]),
+            "latitude": ((), float(station.get("latitude", np.nan)), {"units": "degrees_north"}),
+            "longitude": ((), float(station.get("longitude", np.nan)), {"units": "degrees_east"}),
+        },
+    )
+    ds.attrs.update(provenance_attrs(
+        title=f"depth and slowness stacks of {station['network']}.{station['station']}",
+        source="xdisc stack: moveout correction by 1-D ray theory, bootstrap resampling", seed=cfg["seed"],
+        config_hash=config_hash({"stacking": cfg, "model": model.name}),
+        references="Dueker & Sheehan 1997; Efron & Tibshirani 1993"))
+    ds.attrs.update(result)
+    ds.attrs.update({"n_rf": int(n_rf), "earth_model": model.name, "x_window_km": list(cfg["x_window_km"]),
+                     "reference_distance_deg": ref_dist})
+    return ds
+
+
+def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref) -> dict:
+    out = {"verdict": "undetermined", "reason": "", "x_depth_km": np.nan, "x_depth_err_km": np.nan,
+           "x_amp": np.nan, "x_amp_err": np.nan, "x_snr": np.nan, "x_relative_slowness": np.nan,
+           "d410_km": np.nan, "d660_km": np.nan}
+    if n_rf < cfg["min_rf"]:
+        out["reason"] = f"{n_rf} receiver functions < {cfg['min_rf']}"
+        return out
+    noise = float(np.median(boot_std[(depths >= 200) & (depths <= depths[-1])]))
+    for key, window in (("d410_km", cfg["d410_window_km"]), ("d660_km", cfg["d660_window_km"])):
+        pk = _peak(stack, lower, boot, depths, window)
+        if pk["lower"] > 0 and pk["amp"] > cfg["noise_factor"] * noise:
+            out[key] = pk["depth"]
+    x = _peak(stack, lower, boot, depths, cfg["x_window_km"])
+    out.update(x_depth_km=x["depth"], x_depth_err_km=x["depth_err"], x_amp=x["amp"], x_amp_err=x["amp_err"],
+               x_snr=x["amp"] / noise if noise > 0 else np.nan)
+    # slowness behaviour at the X peak's time for the median slowness (that of the median distance)
+    t_x = float(delay_table(model, [x["depth"]], [p_ref])[0, 0])
+    near = np.abs(time_s - t_x) <= 1.0
+    col = vesp[:, near].max(axis=1)
+    out["x_relative_slowness"] = float(rel_s[int(np.argmax(col))])
+    missing = [k[:4] for k in ("d410_km", "d660_km") if not np.isfinite(out[k])]
+    if missing:
+        out["reason"] = f"{' and '.join(missing)} not seen"
+        return out
+    checks = {
+        "lower 95 % bound above zero": x["lower"] > 0,
+        f"amplitude > {cfg['noise_factor']} x noise": out["x_snr"] > cfg["noise_factor"],
+        "moveout of a conversion": out["x_relative_slowness"] <= cfg["max_relative_slowness_s_per_deg"],
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    out["verdict"] = "absent" if failed else "present"
+    out["reason"] = "; ".join(f"not {f}" for f in failed)
+    return out
+
+
+def verdict_row(ds: xr.Dataset) -> dict:
+    """One row of results/verdicts/stacking.csv."""
+    a = ds.attrs
+    present = a["verdict"] == "present"
+    return {
+        "station": f"{ds['network'].item()}.{ds['station'].item()}",
+        "latitude": float(ds["latitude"]), "longitude": float(ds["longitude"]), "n_rf": int(a["n_rf"]),
+        "verdict": a["verdict"],
+        "x_depth_km": a["x_depth_km"] if present else np.nan,
+        "x_depth_err_km": a["x_depth_err_km"] if present else np.nan,
+        "x_amp": a["x_amp"] if present else np.nan, "x_amp_err": a["x_amp_err"] if present else np.nan,
+        "d410_km": a["d410_km"], "d660_km": a["d660_km"],
+    }
