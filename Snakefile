@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/receiver_functions.smk"
+include: "workflow/rules/stacking.smk"
 include: "workflow/rules/synthetics.smk"
 
 
@@ -19,3 +20,4 @@ rule all:
     input:
         rules.simulate_synthetics.output,
         all_receiver_functions,
+        rules.collect_stacking_verdicts.output,

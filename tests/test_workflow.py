@@ -43,6 +43,14 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tmp_path):
     ds = xr.open_dataset(out)
     assert ds.sizes["sample"] == 4 and list(ds["slowness"].values) == [0.05, 0.07]
     assert "synth:" in (wd / "results" / "logs" / "simulate_synthetics.log").read_text()
+    # the real-data branch on the embedded example data
+    rf = xr.open_dataset(wd / "results" / "rf" / "CX.PB01.nc")
+    assert rf.sizes["event"] == 7 and int(rf["qc_pass"].sum()) >= 3
+    assert (wd / "results" / "figures" / "stack" / "CX.PB01.png").stat().st_size > 20_000
+    table = (wd / "results" / "verdicts" / "stacking.csv").read_text().splitlines()
+    assert table[0] == ("station,latitude,longitude,n_rf,verdict,x_depth_km,x_depth_err_km,x_amp,x_amp_err,"
+                        "d410_km,d660_km")
+    assert table[1].startswith("CX.PB01,") and ",undetermined," in table[1]  # 3-4 RFs < min_rf
     again = _run(wd, "--cores", "2")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     # a science setting changes -> the rule reruns

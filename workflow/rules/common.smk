@@ -46,3 +46,7 @@ def selected_stations():
 
 def all_receiver_functions(wildcards):
     return [results("rf", f"{code}.nc") for code in selected_stations()]
+
+
+def all_station_stacks(wildcards):
+    return [results("stack", f"{code}.nc") for code in selected_stations()]

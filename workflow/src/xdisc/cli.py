@@ -303,6 +303,76 @@ def run_rf(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- stack
+
+def _add_stack(sub) -> None:
+    p = sub.add_parser("stack", help="depth and slowness stacks of one station, bootstrap bounds, X verdict",
+                       description="Moveout-correct the station's receiver functions to depth, stack them with "
+                                   "bootstrap 95 %% bounds, build a vespagram and decide whether X is present.")
+    p.add_argument("--rf", required=True, type=Path, help="receiver functions from 'xdisc rf'")
+    p.add_argument("--out", required=True, type=Path, help="output NetCDF")
+    p.add_argument("--figure", type=Path, help="figure of the station (PNG or PDF)")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    p.set_defaults(func=run_stack)
+
+
+def run_stack(args) -> int:
+    from xdisc.artifacts import open_netcdf, write_netcdf
+    from xdisc.earthmodel import load_model
+    from xdisc.stacking import stack_station
+
+    config = _load_config(args)
+    cfg = config["stacking"]
+    rf_ds = open_netcdf(args.rf)
+    keep = np.all(np.isfinite(rf_ds["rf"].values), axis=1)
+    if cfg["use_qc"]:
+        keep &= rf_ds["qc_pass"].values == 1
+    station = {k: rf_ds[k].item() for k in ("network", "station", "latitude", "longitude")}
+    ds = stack_station(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
+                       rf_ds["distance_deg"].values[keep], load_model(config["earth_model"]), cfg,
+                       event_ids=rf_ds["event"].values[keep], station=station)
+    write_netcdf(ds, args.out)
+    a = ds.attrs
+    log.info("stack %s.%s: %d RFs, verdict %s%s%s", station["network"], station["station"], a["n_rf"], a["verdict"],
+             f" at {a['x_depth_km']:.0f} km (amp {a['x_amp']:.3f})" if a["verdict"] == "present" else "",
+             f" ({a['reason']})" if a["reason"] else "")
+    if args.figure:
+        from xdisc.figures import plot_station_stack
+
+        plot_station_stack(ds, args.figure)
+        log.info("stack: figure %s", args.figure)
+    return 0
+
+
+def _add_verdicts(sub) -> None:
+    p = sub.add_parser("verdicts", help="table of the stacking verdicts of all stations",
+                       description="Collect the verdicts of 'xdisc stack' outputs into one CSV table.")
+    p.add_argument("stacks", nargs="*", type=Path, help="outputs of 'xdisc stack'")
+    p.add_argument("--out", required=True, type=Path, help="CSV table")
+    p.set_defaults(func=run_verdicts)
+
+
+def run_verdicts(args) -> int:
+    import csv
+
+    from xdisc.artifacts import open_netcdf
+    from xdisc.stacking import TABLE_COLUMNS, verdict_row
+
+    rows = [verdict_row(open_netcdf(path)) for path in args.stacks]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.part")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: r["station"]):
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    tmp.replace(args.out)
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("present", "absent", "undetermined")}
+    log.info("verdicts: %d station(s): %s -> %s", len(rows), counts, args.out)
+    return 0
+
+
 # ----------------------------------------------------------------------------- config
 
 def _add_config(sub) -> None:
@@ -355,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_download(sub)
     _add_rf(sub)
+    _add_stack(sub)
+    _add_verdicts(sub)
     _add_synth(sub)
     _add_config(sub)
     return parser

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -101,6 +102,7 @@ def _rf_section(ax, ds: xr.Dataset) -> None:
     ax.set_xlim(*TIME_LIMITS_S)
     if "rf" not in ds or ds.sizes.get("event", 0) == 0:
         _no_data(ax, "no receiver functions")
+        ax.set_yticks([])
         return
     time = np.asarray(ds["time"], float)
     rf = np.asarray(ds["rf"].transpose("event", "time"), float)
@@ -122,18 +124,20 @@ def _rf_section(ax, ds: xr.Dataset) -> None:
     gain = 0.9 / ref
     if n <= MAX_WIGGLES:
         lw = 0.7 if n <= 40 else 0.45
-        for i, trace in enumerate(rf):
-            y = np.clip(np.nan_to_num(trace) * gain, -clip, clip)
-            ax.fill_between(time, i, i + y, where=y > 0, color=POSITIVE, lw=0, interpolate=True)
-            ax.fill_between(time, i, i + y, where=y < 0, color=NEGATIVE, lw=0, interpolate=True)
-            ax.plot(time, i + y, color="k", lw=lw)
+        y = np.clip(np.nan_to_num(rf) * gain, -clip, clip) + np.arange(n)[:, None]
+        base = np.broadcast_to(np.arange(n, dtype=float)[:, None], y.shape)
+        # positive and negative lobes as one polygon collection each: fast for hundreds of traces
+        for lobe, colour in ((np.maximum(y, base), POSITIVE), (np.minimum(y, base), NEGATIVE)):
+            verts = [np.column_stack([np.r_[time[0], time, time[-1]], np.r_[i, row, i]]) for i, row in enumerate(lobe)]
+            ax.add_collection(PolyCollection(verts, facecolors=colour, edgecolors="none", lw=0))
+        ax.add_collection(LineCollection([np.column_stack([time, row]) for row in y], colors="k", linewidths=lw))
         ax.set_ylim(-1.5, n - 1 + 1.5)
         _scale_bar(ax, gain, ref)
     else:
         vmax = ref
         im = ax.imshow(rf, aspect="auto", origin="lower", cmap=DIVERGING_CMAP, vmin=-vmax, vmax=vmax,
                        extent=(time[0], time[-1], -0.5, n - 0.5), interpolation="nearest")
-        cb = ax.figure.colorbar(im, ax=ax, location="bottom", shrink=0.7, pad=0.01, extend="both")
+        cb = ax.figure.colorbar(im, ax=ax, extend="both", pad=0.02, fraction=0.05)
         cb.set_label("amplitude relative to P (clipped)")
         ax.set_ylim(-0.5, n - 0.5)
     ticks = _slowness_ticks(n)
@@ -148,7 +152,7 @@ def _scale_bar(ax, gain: float, ref: float) -> None:
     """A vertical bar of amplitude 0.05 (relative to P) in the upper right of the section."""
     amp = 0.05
     x0, x1 = ax.get_xlim()
-    y0, y1 = ax.get_ylim()
+    y1 = ax.get_ylim()[1]
     x = x1 - 0.04 * (x1 - x0)
     top = y1 - 0.3
     ax.plot([x, x], [top - amp * gain, top], color="k", lw=2.0, solid_capstyle="butt", clip_on=False, zorder=5)
@@ -164,11 +168,11 @@ def _depth_stack(ax, ds: xr.Dataset) -> None:
     ax.set_ylim(DEPTH_LIMITS_KM[1], DEPTH_LIMITS_KM[0])
     window = _window(a)
     if window is not None:
-        ax.axhspan(*window, color="#f5b041", alpha=0.25, lw=0, label=f"X window {window[0]:.0f}–{window[1]:.0f} km")
+        ax.axhspan(*window, color="#f5b041", alpha=0.25, lw=0, label="X search window")
     for key, name, colour in (("d410_km", "410", "#6c3483"), ("d660_km", "660", "#117a65")):
         depth = _float(a.get(key))
         if math.isfinite(depth):
-            ax.axhline(depth, color=colour, ls="--", lw=1.1, label=f"{name} seen at {depth:.0f} km")
+            ax.axhline(depth, color=colour, ls="--", lw=1.1, label=f"{name} at {depth:.0f} km")
     ax.axvline(0.0, color="k", lw=0.7)
     if "depth_stack" not in ds or not np.isfinite(np.asarray(ds["depth_stack"], float)).any():
         _no_data(ax, "no depth stack")
@@ -195,7 +199,7 @@ def _depth_stack(ax, ds: xr.Dataset) -> None:
         if not math.isfinite(x_amp):
             x_amp = float(np.interp(x_depth, depth, stack))
         ax.plot([x_amp], [x_depth], marker="*", ms=15, color="#f1c40f", mec="k", mew=0.9, ls="none", zorder=6,
-                label=f"X: {x_depth:.0f} km, amp {x_amp:.3f}")
+                label=f"X at {x_depth:.0f} km, amp {x_amp:.3f}")
     ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.grid(color="0.9", lw=0.5)
     ax.set_axisbelow(True)
@@ -206,7 +210,9 @@ def _vespagram(fig: Figure, ax, ds: xr.Dataset) -> None:
     ax.set_title("Vespagram", fontsize=11)
     ax.set_xlabel("time after P (s)")
     ax.set_ylabel("slowness relative to P (s/°)")
-    ax.set_xlim(0.0, TIME_LIMITS_S[1])
+    ax.set_xlim(*TIME_LIMITS_S)
+    if "relative_slowness" in ds.coords and ds.sizes["relative_slowness"] > 1:
+        ax.set_ylim(float(ds["relative_slowness"].min()), float(ds["relative_slowness"].max()))
     if "vespagram" not in ds:
         _no_data(ax, "no vespagram")
         return
@@ -214,7 +220,7 @@ def _vespagram(fig: Figure, ax, ds: xr.Dataset) -> None:
     time = np.asarray(ds["time"], float)
     rel = np.asarray(ds["relative_slowness"], float)
     values = np.asarray(v, float)
-    keep = (time >= 0.0) & (time <= TIME_LIMITS_S[1])
+    keep = (time >= TIME_LIMITS_S[0]) & (time <= TIME_LIMITS_S[1])
     time, values = time[keep], values[:, keep]
     if not np.isfinite(values).any():
         _no_data(ax, "no vespagram")
@@ -225,7 +231,6 @@ def _vespagram(fig: Figure, ax, ds: xr.Dataset) -> None:
     vmax = vmax if vmax > 0 else 1.0
     mesh = ax.pcolormesh(time, rel, values, cmap=DIVERGING_CMAP, norm=Normalize(-vmax, vmax), shading="nearest",
                          rasterized=True)
-    ax.set_ylim(rel.min(), rel.max())
     ax.axhline(0.0, color="k", lw=0.6, ls=":")
     cb = fig.colorbar(mesh, ax=ax, extend="both", pad=0.02, fraction=0.06)
     cb.set_label("stack amplitude (relative to P)")
@@ -239,7 +244,8 @@ def _vespagram(fig: Figure, ax, ds: xr.Dataset) -> None:
 
 def _legend(ax) -> None:
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+        # below the panel: inside it would hide the 660 or the X window, the parts worth reading
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncols=2, fontsize=8, frameon=False)
 
 
 def _no_data(ax, text: str) -> None:

@@ -85,3 +85,9 @@ def distance_for_slowness(slowness_s_per_km, model_name: str = "ak135") -> np.nd
     ok = np.isfinite(p)
     order = np.argsort(p[ok])
     return np.interp(np.asarray(slowness_s_per_km, float), p[ok][order], dist[ok][order], left=np.nan, right=np.nan)
+
+
+def slowness_for_distance(distance_deg, model_name: str = "ak135") -> np.ndarray:
+    """Slowness (s/km) of direct P from a surface source at ``distance_deg`` (TauP)."""
+    dist, p = _p_table(model_name)
+    return np.interp(np.asarray(distance_deg, float), dist, p, left=np.nan, right=np.nan)

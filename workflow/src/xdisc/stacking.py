@@ -2,18 +2,20 @@
 
 Stage ``xdisc stack``. The receiver functions of a station (normalised by their direct P)
 are mapped to depth with 1-D ray theory (:mod:`xdisc.moveout`, each at its own slowness),
-stacked, and resampled with replacement (seeded bootstrap) for 95 % bounds. A slowness
+stacked with inverse-variance weights from their pre-P noise, and resampled with replacement
+(seeded bootstrap) for 95 % bounds. A slowness
 stack (vespagram: relative slowness in s/deg against time at the reference distance) tells
 a direct Ps conversion (arrives later at larger slowness: negative relative slowness) from
 a reverberation (positive relative slowness).
 
 Verdict per station:
   * ``undetermined``: fewer than ``min_rf`` receiver functions, or the 410 or 660 not seen
-    (peak in its window with the lower bound above zero);
+    (no positive peak in its window whose lower 95 % bound is above zero);
   * ``present``: the largest positive peak in the X window has its lower bound above zero,
     exceeds ``noise_factor`` times the bootstrap noise level (median bootstrap standard
-    deviation over 200-800 km) and its vespagram maximum is at a relative slowness no larger
-    than ``max_relative_slowness_s_per_deg`` (moveout of a conversion);
+    deviation over 200-800 km) and its vespagram maximum lies at a relative slowness of at most
+    ``conversion_slowness_fraction`` times that predicted for Ps from its depth (moveout of a
+    conversion, not of a reverberation);
   * ``absent`` otherwise.
 """
 
@@ -25,7 +27,7 @@ import xarray as xr
 from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
 from xdisc.earthmodel import EarthModel
-from xdisc.moveout import delay_table, distance_for_slowness, to_depth
+from xdisc.moveout import delay_table, distance_for_slowness, slowness_for_distance, to_depth
 
 VERDICTS = ("present", "absent", "undetermined")
 TABLE_COLUMNS = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km", "x_amp",
@@ -39,14 +41,30 @@ def normalise_by_p(rf: np.ndarray, time_s: np.ndarray, half_width_s: float = 1.0
     return rf / np.where(amp != 0, amp, np.nan)
 
 
-def bootstrap_means(traces: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Means of ``n`` resamples (with replacement) of the rows of ``traces`` (event, x), NaNs left out."""
+def noise_weights(rf: np.ndarray, time_s: np.ndarray, floor: float = 0.02) -> np.ndarray:
+    """Inverse-variance weights from each trace's pre-P noise (std before -1.5 s, at least ``floor``)."""
+    pre = time_s < -1.5
+    if pre.sum() < 10:
+        return np.ones(rf.shape[0])
+    sigma = np.maximum(np.nanstd(rf[:, pre], axis=1), floor)
+    return 1.0 / sigma**2
+
+
+def weighted_mean(traces: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean over rows, NaNs left out."""
+    finite = np.isfinite(traces)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ np.where(finite, traces, 0.0)) / (weights @ finite)
+
+
+def bootstrap_means(traces: np.ndarray, n: int, seed: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """(Weighted) means of ``n`` resamples with replacement of the rows of ``traces`` (event, x)."""
     rng = np.random.default_rng(seed)
     k = traces.shape[0]
     counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n).astype(float)
-    finite = np.isfinite(traces)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (counts @ np.where(finite, traces, 0.0)) / (counts @ finite)
+    if weights is not None:
+        counts = counts * weights[None, :]
+    return weighted_mean(traces, counts)
 
 
 def vespagram(rf: np.ndarray, time_s: np.ndarray, distance_deg: np.ndarray, relative_slowness: np.ndarray,
@@ -65,11 +83,20 @@ def vespagram(rf: np.ndarray, time_s: np.ndarray, distance_deg: np.ndarray, rela
 
 
 def _peak(stack, lower, boot, depths, window):
-    """Largest positive peak of ``stack`` in ``window``: index, depth, amplitude, lower bound,
-    and the bootstrap spread of its depth and amplitude."""
+    """Largest positive local maximum of ``stack`` inside ``window`` (a maximum on the window's edge
+    belongs to a feature outside it and is ignored): index, depth, amplitude, lower bound, and the
+    bootstrap spread of its depth and amplitude. Amplitude -inf when there is none."""
     w = np.flatnonzero((depths >= window[0]) & (depths <= window[1]))
-    i = w[np.argmax(stack[w])]
-    boot_idx = w[np.argmax(boot[:, w], axis=1)]
+    interior = w[(w > 0) & (w < depths.size - 1)]
+    is_max = (stack[interior] >= stack[interior - 1]) & (stack[interior] >= stack[interior + 1])
+    is_max &= (interior != w[0]) & (interior != w[-1])
+    cand = interior[is_max & np.isfinite(stack[interior])]
+    if cand.size == 0:
+        return {"index": -1, "depth": np.nan, "amp": -np.inf, "lower": -np.inf, "depth_err": np.nan,
+                "amp_err": np.nan}
+    i = cand[np.argmax(stack[cand])]
+    near = w[np.abs(depths[w] - depths[i]) <= 10.0]  # bootstrap peaks within 10 km of the stack's peak
+    boot_idx = near[np.argmax(boot[:, near], axis=1)]
     return {"index": i, "depth": float(depths[i]), "amp": float(stack[i]), "lower": float(lower[i]),
             "depth_err": float(np.std(depths[boot_idx])), "amp_err": float(np.std(boot[:, i]))}
 
@@ -91,12 +118,13 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     distance_deg = np.asarray(distance_deg, float)
     if n_rf:
         in_depth = to_depth(norm, time_s, slowness, model, depths)
-        stack = np.nanmean(in_depth, axis=0)
-        boot = bootstrap_means(in_depth, cfg["n_bootstrap"], cfg["seed"])
+        weights = noise_weights(norm, time_s) if cfg["weighting"] == "noise" else np.ones(n_rf)
+        stack = weighted_mean(in_depth, weights[None, :])[0]
+        boot = bootstrap_means(in_depth, cfg["n_bootstrap"], cfg["seed"], weights)
         lower, upper = np.percentile(boot, [2.5, 97.5], axis=0)
         boot_std = boot.std(axis=0)
         ref_dist = float(np.nanmedian(distance_deg))
-        vesp = vespagram(norm, time_s, distance_deg, rel_s, ref_dist)
+        vesp = vespagram(norm * (weights / weights.mean())[:, None], time_s, distance_deg, rel_s, ref_dist)
     else:
         in_depth = np.zeros((0, depths.size))
         stack = lower = upper = boot_std = np.full(depths.size, np.nan)
@@ -104,7 +132,8 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         ref_dist = np.nan
         vesp = np.full((rel_s.size, time_s.size), np.nan)
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
-    result = _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref)
+    result = _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
+                      ref_dist)
     ds = xr.Dataset(
         {
             "rf": (("event", "time"), as_float32(norm), {"units": "1", "long_name": "receiver function / direct P"}),
@@ -142,9 +171,21 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     return ds
 
 
-def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref) -> dict:
+def _ps_relative_slowness(model: EarthModel, depth_km: float, distance_deg: float) -> float:
+    """d(delay of Ps from ``depth_km``)/d(distance) at ``distance_deg`` (s/deg): where a Ps
+    conversion peaks in the vespagram (negative: it arrives later at shorter distance)."""
+    name = model.name if model.name in ("ak135", "iasp91", "prem") else "ak135"
+    d = np.array([distance_deg - 5.0, distance_deg + 5.0])
+    p = slowness_for_distance(d, name)
+    t = delay_table(model, [depth_km], p)[:, 0]
+    return float((t[1] - t[0]) / 10.0)
+
+
+def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
+             ref_dist) -> dict:
     out = {"verdict": "undetermined", "reason": "", "x_depth_km": np.nan, "x_depth_err_km": np.nan,
            "x_amp": np.nan, "x_amp_err": np.nan, "x_snr": np.nan, "x_relative_slowness": np.nan,
+           "x_ps_relative_slowness": np.nan,
            "d410_km": np.nan, "d660_km": np.nan}
     if n_rf < cfg["min_rf"]:
         out["reason"] = f"{n_rf} receiver functions < {cfg['min_rf']}"
@@ -152,9 +193,14 @@ def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, c
     noise = float(np.median(boot_std[(depths >= 200) & (depths <= depths[-1])]))
     for key, window in (("d410_km", cfg["d410_window_km"]), ("d660_km", cfg["d660_window_km"])):
         pk = _peak(stack, lower, boot, depths, window)
-        if pk["lower"] > 0 and pk["amp"] > cfg["noise_factor"] * noise:
+        if pk["lower"] > 0:  # an expected discontinuity: seen when significant, no extra noise factor
             out[key] = pk["depth"]
     x = _peak(stack, lower, boot, depths, cfg["x_window_km"])
+    if x["index"] < 0:
+        missing = [k[:4] for k in ("d410_km", "d660_km") if not np.isfinite(out[k])]
+        out["verdict"] = "undetermined" if missing else "absent"
+        out["reason"] = f"{' and '.join(missing)} not seen" if missing else "no positive peak inside the X window"
+        return out
     out.update(x_depth_km=x["depth"], x_depth_err_km=x["depth_err"], x_amp=x["amp"], x_amp_err=x["amp_err"],
                x_snr=x["amp"] / noise if noise > 0 else np.nan)
     # slowness behaviour at the X peak's time for the median slowness (that of the median distance)
@@ -162,6 +208,7 @@ def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, c
     near = np.abs(time_s - t_x) <= 1.0
     col = vesp[:, near].max(axis=1)
     out["x_relative_slowness"] = float(rel_s[int(np.argmax(col))])
+    out["x_ps_relative_slowness"] = _ps_relative_slowness(model, x["depth"], ref_dist)
     missing = [k[:4] for k in ("d410_km", "d660_km") if not np.isfinite(out[k])]
     if missing:
         out["reason"] = f"{' and '.join(missing)} not seen"
@@ -169,7 +216,8 @@ def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, c
     checks = {
         "lower 95 % bound above zero": x["lower"] > 0,
         f"amplitude > {cfg['noise_factor']} x noise": out["x_snr"] > cfg["noise_factor"],
-        "moveout of a conversion": out["x_relative_slowness"] <= cfg["max_relative_slowness_s_per_deg"],
+        "moveout of a conversion": out["x_relative_slowness"]
+        <= cfg["conversion_slowness_fraction"] * out["x_ps_relative_slowness"],
     }
     failed = [name for name, ok in checks.items() if not ok]
     out["verdict"] = "absent" if failed else "present"

@@ -166,12 +166,17 @@ def draw_parameters(n: int, cfg: dict, seed: int) -> dict[str, np.ndarray]:
     trim = rng.random(n) < ac["trim_probability"]
     p["trim_start_s"] = np.where(trim, uni(ac["trim_start_s"]), -np.inf)
     p["trim_end_s"] = np.where(trim, uni(ac["trim_end_s"]), np.inf)
-    _clamp_layers(p)
+    _clamp_layers(p, xc["depth_km"][0])
     return p
 
 
-def _clamp_layers(p: dict) -> None:
-    """Keep X layers above the (shifted) 410 and in the mantle."""
+def _clamp_layers(p: dict, x_window_top_km: float = 250.0) -> None:
+    """Keep X layers above the (shifted) 410, and the base of a low-velocity zone (a positive
+    jump, like X) at least 15 km above the X window so that negatives hold no X-like conversion."""
+    lvz = p["distractor"] == "lvz"
+    room_lvz = x_window_top_km - 15.0 - p["distractor_depth_km"]
+    p["distractor_thickness_km"] = np.where(lvz, np.clip(np.minimum(p["distractor_thickness_km"], room_lvz), 10.0,
+                                                         None), p["distractor_thickness_km"])
     top410 = 410.0 + p["d410_shift_km"] - 5.0
     lay = p["x_style"] == "layer"
     room = top410 - p["x_depth_km"]

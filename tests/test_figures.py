@@ -1,0 +1,159 @@
+"""Station stack figures: drawn from a fake stack artifact, valid PNG/PDF, no pyplot state left behind."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from matplotlib.image import imread
+from xdisc.figures import DPI, FIGSIZE_IN, plot_station_stack, station_title
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _gauss(x, centre, width):
+    return np.exp(-0.5 * ((x - centre) / width) ** 2)
+
+
+def _smooth_noise(rng, shape, sigma_samples, std):
+    """Band-limited noise: white noise smoothed with a Gaussian of ``sigma_samples`` along every axis."""
+    noise = rng.standard_normal(shape)
+    for axis, sigma in enumerate(np.broadcast_to(sigma_samples, (len(shape),))):
+        if sigma == 0:
+            continue
+        x = np.arange(-4 * sigma, 4 * sigma + 1)
+        noise = np.apply_along_axis(np.convolve, axis, noise, _gauss(x, 0.0, sigma), mode="same")
+    return std * noise / noise.std()
+
+
+def fake_stack(verdict: str = "present", n_event: int = 30, seed: int = 3) -> xr.Dataset:
+    """A station stack in the layout of results/stack/{NET}.{STA}.nc, synthetic-looking but not physical."""
+    rng = np.random.default_rng(seed)
+    time = np.round(np.arange(-10.0, 120.0 + 1e-9, 0.1), 1)
+    depth = np.arange(0.0, 801.0, 1.0)
+    rel = np.round(np.arange(-1.0, 1.0 + 1e-9, 0.05), 2)
+    p = rng.uniform(0.04, 0.08, n_event)
+    dp = (p - 0.06)[:, None]
+    t = time[None, :]
+    rf = (_gauss(t, 0.0, 0.6)                              # direct P, amplitude 1
+          + 0.10 * _gauss(t, 4.5 + 10 * dp, 0.6)           # Moho Ps
+          + 0.04 * _gauss(t, 32.0 + 60 * dp, 0.8)          # X Ps: time grows with slowness
+          + 0.06 * _gauss(t, 44.0 + 90 * dp, 0.8)          # 410 Ps
+          + 0.05 * _gauss(t, 68.0 + 140 * dp, 0.8)         # 660 Ps
+          - 0.05 * _gauss(t, 17.0 - 60 * dp, 0.7)          # crustal multiple: time decreases with slowness
+          + _smooth_noise(rng, (n_event, time.size), (0, 5), 0.012))
+    d = depth
+    stack = (0.6 * _gauss(d, 0, 5) + 0.10 * _gauss(d, 38, 6) - 0.04 * _gauss(d, 130, 8)
+             + 0.035 * _gauss(d, 310, 7) + 0.05 * _gauss(d, 410, 8) + 0.04 * _gauss(d, 660, 9)
+             + 0.004 * np.sin(d / 23.0))
+    half = 0.006 + 0.003 * d / 800
+    r, tt = rel[:, None], time[None, :]
+    vesp = (0.9 * _gauss(tt, 0, 0.7) * _gauss(r, 0, 0.1)
+            + 0.04 * _gauss(tt, 32, 1.2) * _gauss(r, -0.25, 0.15)
+            + 0.05 * _gauss(tt, 44, 1.2) * _gauss(r, -0.35, 0.15)
+            + 0.04 * _gauss(tt, 68, 1.5) * _gauss(r, -0.5, 0.15)
+            - 0.05 * _gauss(tt, 17, 1.0) * _gauss(r, 0.4, 0.15)
+            + 0.03 * _gauss(tt, 80, 2.0) * _gauss(r, 0.6, 0.2)
+            + _smooth_noise(rng, (rel.size, time.size), (2, 8), 0.003))
+    present = verdict == "present"
+    seen = verdict != "undetermined"
+    return xr.Dataset(
+        {
+            "rf": (("event", "time"), rf.astype(np.float32), {"units": "1", "long_name": "receiver function / direct P"}),
+            "slowness_s_per_km": ("event", p, {"units": "s km-1"}),
+            "depth_stack": ("depth", stack, {"units": "1"}),
+            "depth_stack_lower": ("depth", stack - half, {"units": "1"}),
+            "depth_stack_upper": ("depth", stack + half, {"units": "1"}),
+            "vespagram": (("relative_slowness", "time"), vesp, {"units": "1"}),
+        },
+        coords={
+            "event": np.array([f"ev{i:03d}" for i in range(n_event)], dtype=object),
+            "time": ("time", time, {"units": "s"}),
+            "depth": ("depth", depth, {"units": "km"}),
+            "relative_slowness": ("relative_slowness", rel, {"units": "s degree-1"}),
+            "network": "XX", "station": "FAKE", "latitude": 46.53, "longitude": -121.94,
+        },
+        attrs={
+            "verdict": verdict,
+            "x_depth_km": 310.0 if present else np.nan,
+            "x_amp": 0.035 if present else np.nan,
+            "d410_km": 411.0 if seen else np.nan,
+            "d660_km": 659.0 if seen else np.nan,
+            "n_rf": n_event,
+            "x_window_km": [250.0, 350.0],
+            "reference_slowness_s_per_km": 0.06,
+            "earth_model": "ak135",
+        },
+    )
+
+
+def _assert_png(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert len(data) > 20_000
+    height, width = imread(path).shape[:2]
+    assert (width, height) == (round(FIGSIZE_IN[0] * DPI), round(FIGSIZE_IN[1] * DPI))
+
+
+def _assert_no_open_figures():
+    if "matplotlib.pyplot" in sys.modules:
+        assert sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+@pytest.mark.parametrize("verdict", ["present", "absent", "undetermined"])
+def test_png_per_verdict(tmp_path, verdict):
+    out = plot_station_stack(fake_stack(verdict), tmp_path / "fig" / f"XX.FAKE.{verdict}.png")
+    assert out == tmp_path / "fig" / f"XX.FAKE.{verdict}.png"
+    _assert_png(out)
+    _assert_no_open_figures()
+
+
+def test_pdf(tmp_path):
+    out = plot_station_stack(fake_stack("present"), tmp_path / "XX.FAKE.pdf")
+    assert out.read_bytes()[:4] == b"%PDF"
+    _assert_no_open_figures()
+
+
+def test_many_receiver_functions_and_netcdf_roundtrip(tmp_path):
+    """The artifact as read back from disk (attrs as arrays); a large station draws the section as an image."""
+    nc = tmp_path / "XX.FAKE.nc"
+    fake_stack("present", n_event=150).to_netcdf(nc)
+    with xr.open_dataset(nc) as ds:
+        _assert_png(plot_station_stack(ds, tmp_path / "XX.FAKE.png"))
+    _assert_no_open_figures()
+
+
+def test_empty_station(tmp_path):
+    ds = fake_stack("undetermined").isel(event=slice(0, 0))
+    for name in ("depth_stack", "depth_stack_lower", "depth_stack_upper", "vespagram"):
+        ds[name] = ds[name] * np.nan
+    ds.attrs["n_rf"] = 0
+    assert plot_station_stack(ds, tmp_path / "empty.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_title():
+    assert station_title(fake_stack("present")).startswith(
+        "XX.FAKE (46.53°, -121.94°) — verdict: X present at 310 km (amp 0.035)")
+    assert "verdict: X absent" in station_title(fake_stack("absent"))
+    assert "verdict: undetermined" in station_title(fake_stack("undetermined"))
+    assert "n_rf = 30" in station_title(fake_stack("absent")) and "ak135" in station_title(fake_stack("absent"))
+
+
+def test_unknown_suffix(tmp_path):
+    with pytest.raises(ValueError):
+        plot_station_stack(fake_stack(), tmp_path / "fig.jpeg")
+
+
+def test_module_does_not_import_pyplot():
+    """Figures are built on matplotlib.figure.Figure: no pyplot import, so no global figure state."""
+    from xdisc import figures
+
+    tree = ast.parse(Path(figures.__file__).read_text(encoding="utf-8"))
+    names = [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]
+    names += [f"{node.module}.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+              for a in node.names]
+    assert not [n for n in names if "pyplot" in n]
