@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from xdisc import config as cfgmod
 from xdisc.earthmodel import load_model
 from xdisc.synthetics import Layering, RFSettings, single_rf
@@ -45,7 +44,7 @@ def layering(default_config) -> Layering:
     return Layering(**default_config["layering"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_rf(model: str, slowness: float, x_depth: float | None = None, x_dvs: float = 0.03,
                  style: str = "taper", gradient_km: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free RF (time, rf) of a reference model, optionally with X (default settings)."""

@@ -16,7 +16,7 @@ import numpy as np
 EARTH_RADIUS_KM = 6371.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def taup_layers(model: str) -> np.ndarray:
     from obspy.taup import TauPyModel
 

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 import xarray as xr
-
 from conftest import peak_time
 from raytheory import delay
 

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from xdisc import config as cfgmod
 
 ROOT = Path(__file__).parents[1]

@@ -11,12 +11,21 @@ import time
 
 import numpy as np
 import pytest
-from obspy import read, read_events
-
 from fdsn_servers import rf_example_stack
+from obspy import read, read_events
 from xdisc import config as cfgmod
-from xdisc.download import (CorruptData, FDSNSource, fetch_station, get_events, get_stations, make_source,
-                            plan_requests, read_manifest, station_rows, validate_mseed)
+from xdisc.download import (
+    CorruptData,
+    FDSNSource,
+    fetch_station,
+    get_events,
+    get_stations,
+    make_source,
+    plan_requests,
+    read_manifest,
+    station_rows,
+    validate_mseed,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +67,8 @@ def test_cli_download_from_fdsn_then_rf(stack, tmp_path):
     assert len(read_events(str(ev))) == 13
     run = xdisc("download", "stations", "--settings", settings, "--out", sx, "--out-csv", sc)
     assert run.returncode == 0, run.stderr
-    rows = list(csv.DictReader(open(sc)))
+    with open(sc) as f:
+        rows = list(csv.DictReader(f))
     assert [(r["network"], r["station"], r["provider"]) for r in rows] == [("CX", "PB01", stack.base_url)]
     run = xdisc("download", "waveforms", "--settings", settings, "--station", "CX.PB01", "--events", ev,
                 "--stations", sc, "--out-dir", tmp_path / "w", "--manifest", tmp_path / "m.csv")

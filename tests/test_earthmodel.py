@@ -2,9 +2,15 @@
 
 import numpy as np
 import pytest
-
-from xdisc.earthmodel import (EARTH_RADIUS_KM, Discontinuity, EarthModel, discretize, insert_discontinuity,
-                              load_model, replace_crust)
+from xdisc.earthmodel import (
+    EARTH_RADIUS_KM,
+    Discontinuity,
+    EarthModel,
+    discretize,
+    insert_discontinuity,
+    load_model,
+    replace_crust,
+)
 
 
 @pytest.mark.parametrize("name, moho, expected", [
@@ -71,7 +77,7 @@ def test_replace_crust():
 
 def test_x_styles_and_the_410():
     ak = load_model("ak135")
-    jump = lambda m, d: m.at(d, "below")[0, 1] - m.at(d, "above")[0, 1]  # noqa: E731
+    jump = lambda m, d: m.at(d, "below")[0, 1] - m.at(d, "above")[0, 1]
     taper = insert_discontinuity(ak, Discontinuity(300.0, 0.03, 0.015, 0.01, style="taper"))
     const = insert_discontinuity(ak, Discontinuity(300.0, 0.03, 0.015, 0.01, style="constant"))
     layer = insert_discontinuity(ak, Discontinuity(300.0, 0.03, 0.015, 0.01, style="layer", thickness_km=40))

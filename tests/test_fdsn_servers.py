@@ -13,16 +13,20 @@ import time
 import urllib.error
 import urllib.request
 
+import fdsn_servers
 import numpy as np
 import obspy
 import pytest
-from obspy import UTCDateTime
-from obspy.clients.fdsn.header import (FDSNBadRequestException, FDSNException, FDSNInternalServerException,
-                                       FDSNNoDataException, FDSNServiceUnavailableException,
-                                       FDSNTimeoutException)
-
-import fdsn_servers
 from fdsn_servers import rf_example_stack
+from obspy import UTCDateTime
+from obspy.clients.fdsn.header import (
+    FDSNBadRequestException,
+    FDSNException,
+    FDSNInternalServerException,
+    FDSNNoDataException,
+    FDSNServiceUnavailableException,
+    FDSNTimeoutException,
+)
 
 DATASELECT = "/fdsnws/dataselect/1/query"
 STATION = "/fdsnws/station/1/query"

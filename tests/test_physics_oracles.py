@@ -6,7 +6,6 @@ layers in spherical geometry (no flattening, no xdisc layering), see tests/rayth
 
 import numpy as np
 import pytest
-
 from conftest import peak_time, reference_rf
 from raytheory import delay
 from xdisc.earthmodel import load_model
@@ -82,9 +81,9 @@ def test_no_x_nothing_in_x_window(model):
 
 def test_moho_multiples_at_predicted_times(tmp_path):
     """One-layer crust over the AK135 mantle: Ps, PpPs (positive), PpSs+PsPs (negative)."""
+    from xdisc import config as cfgmod
     from xdisc.earthmodel import EarthModel
     from xdisc.synthetics import Layering, RFSettings, single_rf
-    from xdisc import config as cfgmod
 
     settings = cfgmod.validate({})
     rf = RFSettings(**settings["receiver_function"])

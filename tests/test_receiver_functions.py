@@ -9,11 +9,18 @@ import pytest
 from obspy import read, read_events, read_inventory
 from obspy.geodetics import gps2dist_azimuth, locations2degrees
 from obspy.taup import TauPyModel
-
 from xdisc import config as cfgmod
 from xdisc.deconvolution import RFSettings, deconvolve
-from xdisc.download import (embedded_paths, event_id, fetch_station, get_events, get_stations, make_source,
-                            plan_requests, station_rows)
+from xdisc.download import (
+    embedded_paths,
+    event_id,
+    fetch_station,
+    get_events,
+    get_stations,
+    make_source,
+    plan_requests,
+    station_rows,
+)
 from xdisc.receiver_functions import _grid, compute_station, event_table, load_items, prepare_event
 
 CONFIG = {"rf_processing": {"response": "gain"}}
@@ -79,7 +86,6 @@ def test_deconvolution_matches_rf_package_on_real_data(embedded, method):
     rf = RFSettings(**cfg["receiver_function"])
     proc = cfg["rf_processing"]
     ds = _compute(embedded, cfg=cfg)
-    taup = TauPyModel("ak135")
     grid = _grid(proc["source_window_s"], rf.dt)
     start = int(np.argmin(np.abs(grid + rf.time_before_p_s)))
     n_out = ds.sizes["time"]

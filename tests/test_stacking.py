@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
-
 from xdisc import config as cfgmod
 from xdisc.deconvolution import RFSettings
 from xdisc.earthmodel import Discontinuity, insert_discontinuity, load_model
 from xdisc.stacking import bootstrap_means, stack_station, vespagram
 from xdisc.synthetic_stations import clean_grid, make_station
-from xdisc.synthetics import Layering, build_model, draw_parameters, _row
+from xdisc.synthetics import Layering, _row, build_model, draw_parameters
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +79,7 @@ def test_vespagram_separates_conversion_from_reverberation():
     rf = np.exp(-((t[None] - ps[:, None]) / 0.5) ** 2) + np.exp(-((t[None] - mult[:, None]) / 0.5) ** 2)
     u = np.round(np.arange(-0.1, 0.1001, 0.005), 4)
     v = vespagram(rf, t, dist, u, 60.0)
-    at = lambda t0: u[np.argmax(v[:, np.argmin(np.abs(t - t0))])]  # noqa: E731
+    at = lambda t0: u[np.argmax(v[:, np.argmin(np.abs(t - t0))])]
     assert at(30.0) == pytest.approx(-0.05, abs=0.006)
     assert at(15.0) == pytest.approx(0.03, abs=0.006)
 

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import xarray as xr
-
 from xdisc import augment
 from xdisc import config as cfgmod
 from xdisc.artifacts import write_netcdf

@@ -8,7 +8,6 @@ layered by xdisc). Installed in CI by tests/oracles/INSTALL_telewavesim.sh.
 
 import numpy as np
 import pytest
-
 from conftest import need
 from xdisc.deconvolution import deconvolve, gaussian_filter
 from xdisc.earthmodel import discretize, load_model

@@ -26,13 +26,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-
-from xdisc import config as cfgmod  # noqa: E402
-from xdisc.deconvolution import gaussian_cutoff_hz  # noqa: E402
-from xdisc.earthmodel import EARTH_RADIUS_KM, LayerStack, load_model  # noqa: E402
-from xdisc.propagator import plane_wave_response  # noqa: E402
-from xdisc.synthetics import make_dataset  # noqa: E402
+import numpy as np
+from xdisc import config as cfgmod
+from xdisc.deconvolution import gaussian_cutoff_hz
+from xdisc.earthmodel import EARTH_RADIUS_KM, LayerStack, load_model
+from xdisc.propagator import plane_wave_response
+from xdisc.synthetics import make_dataset
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/oracles (test helper, not the package)
 
@@ -89,8 +88,8 @@ def telewavesim_loop(stacks, slowness):
 
 def telewavesim_parallel(stacks, slowness, workers):
     """telewavesim in ``workers`` processes (its Fortran holds the model in module state)."""
-    from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     parts = np.array_split(np.arange(len(stacks)), workers)
     ctx = multiprocessing.get_context("fork")
@@ -118,7 +117,7 @@ def main() -> None:
     print(f"layer stacks: {N_LAYERS} layers (incl. half-space), {NPTS} points at {DT} s; {n} traces; "
           f"Gaussian width {width} Hz -> {freqs.size} of {freqs_all.size} frequencies carry energy")
     try:
-        import telewavesim  # noqa: F401
+        import telewavesim
         have_tw = True
     except ImportError:
         have_tw = False

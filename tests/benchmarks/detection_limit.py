@@ -18,7 +18,6 @@ import argparse
 import time
 
 import numpy as np
-
 from xdisc import config as cfgmod
 from xdisc.deconvolution import RFSettings
 from xdisc.earthmodel import load_model

@@ -18,7 +18,7 @@ CONVENTIONS = "CF-1.10"
 _VERSION_PACKAGES = ("xdisc", "numpy", "scipy", "obspy", "xarray", "netCDF4")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _VERSION_PACKAGES + tuple(extra):
@@ -32,7 +32,7 @@ def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 def provenance_attrs(title: str, source: str, seed: int | None = None, config_hash: str | None = None,
                      references: str = "", extra_packages: tuple[str, ...] = ()) -> dict[str, str | int]:
     """Global attributes recorded on every artifact."""
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     attrs: dict[str, str | int] = {
         "Conventions": CONVENTIONS,
         "title": title,

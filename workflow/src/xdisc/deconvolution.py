@@ -145,7 +145,7 @@ def _waterlevel(src, rsp, dt, width_hz, shift, n_out, water_level):
     weight[0] = 1.0
     if nfft % 2 == 0:
         weight[-1] = 1.0
-    energy = lambda spec: np.sum(weight * np.abs(spec) ** 2, axis=-1)  # noqa: E731
+    energy = lambda spec: np.sum(weight * np.abs(spec) ** 2, axis=-1)
     fit = 100.0 * (1.0 - energy(resid) / np.maximum(energy(obs), 1e-300))
     return Deconvolution(rf, fit, np.zeros(src.shape[:-1], int))
 

@@ -21,9 +21,9 @@ import os
 import tempfile
 import threading
 import time
-from http.client import HTTPException
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 
 import numpy as np
@@ -202,7 +202,7 @@ class SDSSource(Source):
         return _to_mseed(st)
 
 
-def Stream_select(stream, network, station, location, channel):  # noqa: N802 - mirrors Stream.select
+def Stream_select(stream, network, station, location, channel):
     from obspy import Stream
 
     out = Stream()
@@ -255,7 +255,7 @@ def make_source(data_cfg: dict, provider: str | None = None) -> Source:
     for f in files:
         try:
             st += read(f)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped with its reason
+        except Exception as exc:
             log.warning("skipping unreadable waveform file %s: %s", f, exc)
     return StreamSource(st, f"files:{local['waveforms']}")
 
@@ -270,7 +270,7 @@ def validate_mseed(data: bytes, req: Request):
         raise CorruptData(f"truncated miniSEED: {len(data)} bytes is not a whole number of records")
     try:
         st = read(io.BytesIO(data), format="MSEED")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise CorruptData(f"unreadable miniSEED: {exc}") from None
     st = st.select(network=req.network, station=req.station)
     if not len(st) or all(tr.stats.npts == 0 for tr in st):

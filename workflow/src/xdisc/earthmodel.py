@@ -70,7 +70,7 @@ class EarthModel:
                 return float(d)
         raise ValueError(f"model {self.name!r}: no Moho (discontinuity above 90 km with vp >= 7.6 below)")
 
-    def with_nodes(self, depth_km, values, name: str | None = None) -> "EarthModel":
+    def with_nodes(self, depth_km, values, name: str | None = None) -> EarthModel:
         values = np.asarray(values, dtype=float)
         return EarthModel(name or self.name, depth_km, values[:, 0], values[:, 1], values[:, 2], self.source)
 

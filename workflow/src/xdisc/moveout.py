@@ -66,7 +66,7 @@ def _interp_last(x_new, x, y):
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _p_table(model_name: str) -> tuple[np.ndarray, np.ndarray]:
     from obspy.taup import TauPyModel
 

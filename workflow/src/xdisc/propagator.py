@@ -109,7 +109,7 @@ def plane_wave_response(thickness_km, vp_km_s, vs_km_s, rho_g_cm3, slowness_s_pe
         raise ValueError("fluid layers (vs = 0) are not supported")
     check_propagating(vp, vs, p)
     kp, ks, xi, eta = layer_coefficients(vp[..., :-1], vs[..., :-1], rho[..., :-1], p[:, None])
-    e_half, xi_half, _ = _eigenvectors(vp[:, -1], vs[:, -1], rho[:, -1], p)
+    e_half, _, _ = _eigenvectors(vp[:, -1], vs[:, -1], rho[:, -1], p)
     f_half = np.linalg.inv(e_half)[:, 2:, :]  # rows: P up, S up
     hh = h[:, :-1]
     tau_p = np.sum(xi * hh, axis=1)  # vertical P delay through the stack

@@ -129,7 +129,7 @@ def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
             try:
                 o = inventory.get_orientation(tid, p_time)
                 cache[key] = (float(o["azimuth"]), float(o["dip"]))
-            except Exception as exc:  # noqa: BLE001 - no metadata for this channel
+            except Exception as exc:
                 cache[key] = exc
         if isinstance(cache[key], Exception):
             raise Rejected(f"no orientation for {tid}: {cache[key]}")
@@ -158,7 +158,7 @@ def _instrument(raw: dict, idx: list[int], rate: float, n_fft: int, inventory, p
                         if not resp.response_stages:
                             raise ValueError("the inventory holds no response stages (use response: gain)")
                         cache[key] = resp.get_evalresp_response(t_samp=1.0 / rate, nfft=n_fft, output="DISP")[0]
-                except Exception as exc:  # noqa: BLE001 - obspy raises several kinds for missing metadata
+                except Exception as exc:
                     cache[key] = exc
             value = cache[key]
             if isinstance(value, Exception):
@@ -401,7 +401,7 @@ def event_table(catalog) -> dict[str, dict]:
 def _to_dataset(rows, reasons, out_t, rf_r, rf_t, fit, snr_z, snr_r, p_amp, p_off, station, rf, proc,
                 earth_model) -> xr.Dataset:
     n = len(rows)
-    col = lambda key, dtype=float: np.array([row.get(key, np.nan) for row in rows], dtype=dtype)  # noqa: E731
+    col = lambda key, dtype=float: np.array([row.get(key, np.nan) for row in rows], dtype=dtype)
     qc = np.array([not r for r in reasons], np.int8)
     ds = xr.Dataset(
         {
@@ -466,7 +466,7 @@ def load_items(manifest_path: Path, waveform_dir: Path) -> list[tuple[dict, obje
             path = Path(waveform_dir) / row["file"]
             try:
                 stream = read(str(path), format="MSEED")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 stream = Rejected(f"cannot read {path.name}: {exc}")
             items.append((row, stream))
     return items

@@ -11,7 +11,7 @@ a reverberation (positive relative slowness).
 Verdict per station:
   * ``undetermined``: fewer than ``min_rf`` receiver functions, or the 410 or 660 not seen
     (no positive peak in its window whose lower 95 % bound is above zero);
-  * ``present``: the largest positive peak in the X window has its lower bound above zero,
+  * ``present``: a positive peak in the X window (the largest that passes) has its lower bound above zero,
     exceeds ``noise_factor`` times the bootstrap noise level (median bootstrap standard
     deviation over 200-800 km) and its vespagram maximum lies at a relative slowness of at most
     ``conversion_slowness_fraction`` times that predicted for Ps from its depth (moveout of a
@@ -82,23 +82,21 @@ def vespagram(rf: np.ndarray, time_s: np.ndarray, distance_deg: np.ndarray, rela
     return out
 
 
-def _peak(stack, lower, boot, depths, window):
-    """Largest positive local maximum of ``stack`` inside ``window`` (a maximum on the window's edge
-    belongs to a feature outside it and is ignored): index, depth, amplitude, lower bound, and the
-    bootstrap spread of its depth and amplitude. Amplitude -inf when there is none."""
+def _peaks(stack, lower, boot, depths, window) -> list[dict]:
+    """Positive local maxima of ``stack`` inside ``window``, largest first (a maximum on the window's
+    edge belongs to a feature outside it and is left out): index, depth, amplitude, lower bound, and
+    the bootstrap spread of its depth and amplitude."""
     w = np.flatnonzero((depths >= window[0]) & (depths <= window[1]))
-    interior = w[(w > 0) & (w < depths.size - 1)]
+    interior = w[(w > w[0]) & (w < w[-1])]
     is_max = (stack[interior] >= stack[interior - 1]) & (stack[interior] >= stack[interior + 1])
-    is_max &= (interior != w[0]) & (interior != w[-1])
-    cand = interior[is_max & np.isfinite(stack[interior])]
-    if cand.size == 0:
-        return {"index": -1, "depth": np.nan, "amp": -np.inf, "lower": -np.inf, "depth_err": np.nan,
-                "amp_err": np.nan}
-    i = cand[np.argmax(stack[cand])]
-    near = w[np.abs(depths[w] - depths[i]) <= 10.0]  # bootstrap peaks within 10 km of the stack's peak
-    boot_idx = near[np.argmax(boot[:, near], axis=1)]
-    return {"index": i, "depth": float(depths[i]), "amp": float(stack[i]), "lower": float(lower[i]),
-            "depth_err": float(np.std(depths[boot_idx])), "amp_err": float(np.std(boot[:, i]))}
+    cand = interior[is_max & np.isfinite(stack[interior]) & (stack[interior] > 0)]
+    out = []
+    for i in cand[np.argsort(-stack[cand])]:
+        near = w[np.abs(depths[w] - depths[i]) <= 10.0]  # bootstrap peaks within 10 km of this one
+        boot_idx = near[np.argmax(boot[:, near], axis=1)]
+        out.append({"index": i, "depth": float(depths[i]), "amp": float(stack[i]), "lower": float(lower[i]),
+                    "depth_err": float(np.std(depths[boot_idx])), "amp_err": float(np.std(boot[:, i]))})
+    return out
 
 
 def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, distance_deg: np.ndarray | None,
@@ -192,36 +190,43 @@ def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, c
         return out
     noise = float(np.median(boot_std[(depths >= 200) & (depths <= depths[-1])]))
     for key, window in (("d410_km", cfg["d410_window_km"]), ("d660_km", cfg["d660_window_km"])):
-        pk = _peak(stack, lower, boot, depths, window)
-        if pk["lower"] > 0:  # an expected discontinuity: seen when significant, no extra noise factor
-            out[key] = pk["depth"]
-    x = _peak(stack, lower, boot, depths, cfg["x_window_km"])
-    if x["index"] < 0:
-        missing = [k[:4] for k in ("d410_km", "d660_km") if not np.isfinite(out[k])]
+        peaks = _peaks(stack, lower, boot, depths, window)
+        if peaks and peaks[0]["lower"] > 0:  # an expected discontinuity: seen when significant
+            out[key] = peaks[0]["depth"]
+    missing = [k[:4] for k in ("d410_km", "d660_km") if not np.isfinite(out[k])]
+    candidates = _peaks(stack, lower, boot, depths, cfg["x_window_km"])
+    if not candidates:
         out["verdict"] = "undetermined" if missing else "absent"
         out["reason"] = f"{' and '.join(missing)} not seen" if missing else "no positive peak inside the X window"
         return out
-    out.update(x_depth_km=x["depth"], x_depth_err_km=x["depth_err"], x_amp=x["amp"], x_amp_err=x["amp_err"],
-               x_snr=x["amp"] / noise if noise > 0 else np.nan)
-    # slowness behaviour at the X peak's time for the median slowness (that of the median distance)
-    t_x = float(delay_table(model, [x["depth"]], [p_ref])[0, 0])
-    near = np.abs(time_s - t_x) <= 1.0
-    col = vesp[:, near].max(axis=1)
-    out["x_relative_slowness"] = float(rel_s[int(np.argmax(col))])
-    out["x_ps_relative_slowness"] = _ps_relative_slowness(model, x["depth"], ref_dist)
-    missing = [k[:4] for k in ("d410_km", "d660_km") if not np.isfinite(out[k])]
+    # every positive peak in the window is a candidate, largest first; X is the first that is
+    # significant, above the noise and moves out like a Ps conversion
+    best, best_failed = None, None
+    for pk in candidates:
+        t_x = float(delay_table(model, [pk["depth"]], [p_ref])[0, 0])
+        near = np.abs(time_s - t_x) <= 1.0
+        pk["u"] = float(rel_s[int(np.argmax(vesp[:, near].max(axis=1)))])
+        pk["u_ps"] = _ps_relative_slowness(model, pk["depth"], ref_dist)
+        pk["snr"] = pk["amp"] / noise if noise > 0 else np.nan
+        checks = {
+            "lower 95 % bound above zero": pk["lower"] > 0,
+            f"amplitude > {cfg['noise_factor']} x noise": pk["snr"] > cfg["noise_factor"],
+            "moveout of a conversion": pk["u"] <= cfg["conversion_slowness_fraction"] * pk["u_ps"],
+        }
+        failed = [name for name, ok in checks.items() if not ok]
+        if best is None:
+            best, best_failed = pk, failed
+        if not failed:
+            best, best_failed = pk, failed
+            break
+    out.update(x_depth_km=best["depth"], x_depth_err_km=best["depth_err"], x_amp=best["amp"],
+               x_amp_err=best["amp_err"], x_snr=best["snr"], x_relative_slowness=best["u"],
+               x_ps_relative_slowness=best["u_ps"])
     if missing:
         out["reason"] = f"{' and '.join(missing)} not seen"
         return out
-    checks = {
-        "lower 95 % bound above zero": x["lower"] > 0,
-        f"amplitude > {cfg['noise_factor']} x noise": out["x_snr"] > cfg["noise_factor"],
-        "moveout of a conversion": out["x_relative_slowness"]
-        <= cfg["conversion_slowness_fraction"] * out["x_ps_relative_slowness"],
-    }
-    failed = [name for name, ok in checks.items() if not ok]
-    out["verdict"] = "absent" if failed else "present"
-    out["reason"] = "; ".join(f"not {f}" for f in failed)
+    out["verdict"] = "absent" if best_failed else "present"
+    out["reason"] = "; ".join(f"not {f}" for f in best_failed)
     return out
 
 

@@ -21,8 +21,15 @@ from xdisc import augment
 from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
 from xdisc.deconvolution import RFSettings, deconvolve, gaussian_cutoff_hz
-from xdisc.earthmodel import (Discontinuity, EarthModel, LayerStack, discretize, insert_discontinuity,
-                              load_model, replace_crust)
+from xdisc.earthmodel import (
+    Discontinuity,
+    EarthModel,
+    LayerStack,
+    discretize,
+    insert_discontinuity,
+    load_model,
+    replace_crust,
+)
 from xdisc.propagator import plane_wave_response
 
 log = logging.getLogger(__name__)
@@ -114,7 +121,7 @@ def build_model(params: dict, reference: EarthModel) -> EarthModel:
 def draw_parameters(n: int, cfg: dict, seed: int) -> dict[str, np.ndarray]:
     """Draw the generating parameters of ``n`` samples (a column per parameter)."""
     rng = np.random.default_rng([seed, 0])
-    uni = lambda r, size=n: rng.uniform(r[0], r[1], size)  # noqa: E731
+    uni = lambda r, size=n: rng.uniform(r[0], r[1], size)
     crust, tz, xc, dc, nc, ac = (cfg["crust"], cfg["transition_zone"], cfg["x"], cfg["distractors"],
                                  cfg["noise"], cfg["augmentation"])
     n_pos = int(round(n * cfg["x_fraction"]))
@@ -215,7 +222,7 @@ def response_spectra(stacks: list[LayerStack], slowness: np.ndarray, rf: RFSetti
     keep = freqs <= gaussian_cutoff_hz(rf.gaussian_width_hz)
     h, vp, vs, rho = pad_stacks(stacks)
     n_m, n_p = len(stacks), slowness.size
-    rep = lambda a: np.repeat(a, n_p, axis=0)  # noqa: E731
+    rep = lambda a: np.repeat(a, n_p, axis=0)
     p = np.tile(slowness, n_m)
     radial, vertical = plane_wave_response(rep(h), rep(vp), rep(vs), rep(rho), p, freqs[keep])
     full_r = np.zeros((n_m * n_p, freqs.size), complex)
