@@ -102,32 +102,33 @@ def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
     rate = rates.pop()
     if rate < 2.2 * proc["prefilter_hz"][1]:
         raise Rejected(f"sampling rate {rate} Hz too low for the {proc['prefilter_hz'][1]} Hz band")
-    p_time = UTCDateTime(request["p_time"])
+    p_utc = UTCDateTime(request["p_time"])
+    p_time = p_utc.timestamp  # float seconds: cheap arithmetic for every event
     t_lo = min(proc["source_window_s"][0], proc["noise_window_s"][0])
     t_hi = proc["source_window_s"][1]
-    t_start = max(tr.stats.starttime for tr in traces)
-    t_end = min(tr.stats.endtime for tr in traces)
-    if t_start > p_time + t_lo + 1e-6 or t_end < p_time + t_hi - 1e-6:
+    starts = [tr.stats.starttime.timestamp for tr in traces]
+    ends = [tr.stats.endtime.timestamp for tr in traces]
+    if max(starts) > p_time + t_lo + 1e-6 or min(ends) < p_time + t_hi - 1e-6:
         raise Rejected(f"window does not cover {t_lo}..{t_hi} s around P")
-    cut0 = max(t_start, p_time + t_lo - _PAD_S)
-    cut1 = min(t_end, p_time + t_hi + _PAD_S)
+    cut0 = max(max(starts), p_time + t_lo - _PAD_S)
+    cut1 = min(min(ends), p_time + t_hi + _PAD_S)
     n = int(np.floor((cut1 - cut0) * rate + 1e-6)) + 1
     rows = []
-    for tr in traces:
-        i0 = int(round((cut0 - tr.stats.starttime) * rate))
+    for tr, t0 in zip(traces, starts):
+        i0 = int(round((cut0 - t0) * rate))
         seg = np.asarray(tr.data[i0:i0 + n], dtype=float)
         if seg.size != n:
             raise Rejected(f"{tr.id}: {seg.size} samples where {n} are needed")
         rows.append(seg)
-    start = traces[0].stats.starttime + int(round((cut0 - traces[0].stats.starttime) * rate)) / rate
+    start = starts[0] + int(round((cut0 - starts[0]) * rate)) / rate
     data = np.stack(rows)
     ids = tuple(tr.id for tr in traces)
     orient = []
     for tid in ids:
-        key = ("orientation", tid, str(p_time.date))
+        key = ("orientation", tid, str(p_utc.date))
         if key not in cache:
             try:
-                o = inventory.get_orientation(tid, p_time)
+                o = inventory.get_orientation(tid, p_utc)
                 cache[key] = (float(o["azimuth"]), float(o["dip"]))
             except Exception as exc:
                 cache[key] = exc
@@ -137,7 +138,7 @@ def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
     if orient != [(orient[0][0], -90.0), (0.0, 0.0), (90.0, 0.0)]:
         z, n_, e = rotate2zne(data[0], *orient[0], data[1], *orient[1], data[2], *orient[2])
         data = np.stack([z, n_, e])
-    return _Raw(data, rate, float(start - p_time), ids, start)
+    return _Raw(data, rate, float(start - p_time), ids, UTCDateTime(start))
 
 
 def _instrument(raw: dict, idx: list[int], rate: float, n_fft: int, inventory, proc: dict, cache: dict):
@@ -280,9 +281,7 @@ def _rms(x, t, window):
 def compute_station(items: list[tuple[dict, object]], inventory, station: dict, rf: RFSettings, proc: dict,
                     earth_model: str = "ak135", event_meta: dict | None = None) -> xr.Dataset:
     """Receiver functions of one station. ``items`` = (request row, Stream or exception) per event."""
-    from obspy.taup import TauPyModel
-
-    taup = TauPyModel(earth_model)
+    taup = _LazyTauP(earth_model)  # only built when a manifest row lacks slowness and incidence
     rows = []
     for request, _ in items:
         row = dict(request)
@@ -362,6 +361,19 @@ def _cosine_taper(n, m):
         w[:m] = ramp
         w[-m:] = ramp[::-1]
     return w
+
+
+class _LazyTauP:
+    def __init__(self, model_name: str):
+        self.model_name = model_name
+        self._model = None
+
+    def get_travel_times(self, **kwargs):
+        if self._model is None:
+            from obspy.taup import TauPyModel
+
+            self._model = TauPyModel(self.model_name)
+        return self._model.get_travel_times(**kwargs)
 
 
 def _ray(taup, request, event_meta) -> dict:
