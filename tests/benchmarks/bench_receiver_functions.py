@@ -9,7 +9,7 @@ ZRT rotation, Gaussian 0.5 Hz, iterative with 400 iterations / water level 0.01)
   * xdisc: ``compute_station`` (per-event pre-processing in ObsPy, one batched deconvolution);
   * rf: ``RFStream.rf(...)`` per event stream, as its documentation shows.
 Two cores: two worker processes, each with half of the windows (as Snakemake runs two
-stations at once). The deconvolution alone (same pre-processed traces) is timed too.
+stations at once). Each worker warms up, then reports the best of three timed runs. The deconvolution alone (same pre-processed traces) is timed too.
 Not part of the test suite.
 """
 
@@ -29,6 +29,7 @@ import numpy as np
 warnings.simplefilter("ignore")
 
 METHODS = {"iterative": "iterative", "waterlevel": "waterlevel"}
+REPEAT = 3  # best of three timed runs per worker, for both codes
 
 
 def _setup(copies):
@@ -62,9 +63,12 @@ def run_xdisc(method, copies, part, parts):
     cfg = cfgmod.deep_merge(cfg, {"receiver_function": {"deconvolution": method}})
     args = (inv, station, RFSettings(**cfg["receiver_function"]), cfg["rf_processing"], cfg["earth_model"], meta)
     compute_station(items[:7], *args)  # warm-up: lazy imports and caches, as for rf below
-    t0 = time.perf_counter()
-    ds = compute_station(items, *args)
-    return len(items), time.perf_counter() - t0, int(np.isfinite(ds["rf"].values).all(1).sum())
+    best = np.inf
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        ds = compute_station(items, *args)
+        best = min(best, time.perf_counter() - t0)
+    return len(items), best, int(np.isfinite(ds["rf"].values).all(1).sum())
 
 
 def run_rf(method, copies, part, parts):
@@ -100,9 +104,13 @@ def run_rf(method, copies, part, parts):
             return 0
 
     one(streams[0].copy())  # warm-up, not timed
-    t0 = time.perf_counter()
-    ok = sum(one(s) for s in streams)
-    return len(streams), time.perf_counter() - t0, ok
+    best = np.inf
+    for _ in range(REPEAT):
+        fresh = [s.copy() for s in streams]  # rf works in place
+        t0 = time.perf_counter()
+        ok = sum(one(s) for s in fresh)
+        best = min(best, time.perf_counter() - t0)
+    return len(streams), best, ok
 
 
 def timed_parallel(fn, method, copies, cores):
