@@ -125,3 +125,19 @@ def test_real_noise_pool(tmp_path, small_config):
                                               "noise": {"real_noise_file": str(bad), "real_noise_fraction": 1.0}}})
     with pytest.raises(ValueError, match="5.0 Hz"):
         make_dataset(cfg_bad)
+
+
+def test_constant_style_keeps_part_of_the_410(small_config):
+    """Style 'constant' shrinks the 410; the generator keeps at least 40 % of its jump."""
+    from xdisc.earthmodel import load_model
+    from xdisc.synthetics import _row, build_model, s_jump_410
+
+    cfg = cfgmod.validate({"synthetics": {"x_fraction": 1.0, "x": {"dvs": [0.05, 0.06],
+                                                                   "styles": {"taper": 0, "constant": 1, "layer": 0}}}})
+    p = draw_parameters(30, cfg["synthetics"], 3)
+    for i in range(30):
+        row = _row(p, i)
+        ref = load_model(row["model"])
+        built = build_model(row, ref)
+        assert s_jump_410(built) >= 0.4 * s_jump_410(ref) - 1e-6, (row["model"], row["x_dvs"])
+        assert row["x_dvs"] <= 0.06 and row["x_dvp"] < row["x_dvs"]

@@ -174,7 +174,33 @@ def draw_parameters(n: int, cfg: dict, seed: int) -> dict[str, np.ndarray]:
     p["trim_start_s"] = np.where(trim, uni(ac["trim_start_s"]), -np.inf)
     p["trim_end_s"] = np.where(trim, uni(ac["trim_end_s"]), np.inf)
     _clamp_layers(p, xc["depth_km"][0])
+    cap_constant_style(p)
     return p
+
+
+def s_jump_410(model: EarthModel) -> float:
+    """Relative S-velocity jump of the model's 410 (the discontinuity nearest 410 km)."""
+    disc = model.discontinuities_km()
+    d = float(disc[np.argmin(np.abs(disc - 410.0))])
+    above, below = model.at(d, "above")[0, 1], model.at(d, "below")[0, 1]
+    return float(below / above - 1.0)
+
+
+def cap_constant_style(p: dict, keep_fraction: float = 0.4) -> None:
+    """Style 'constant' raises Vs down to the 410 and so shrinks the 410's jump; keep at least
+    ``keep_fraction`` of it (a 410 that vanishes is not a realistic model): x_dvs (and dVp, drho
+    in proportion) is capped so that (1 + j) / (1 + x_dvs) - 1 >= keep_fraction * j, with j the
+    reference model's 410 S jump."""
+    const = p["x_style"] == "constant"
+    if not const.any():
+        return
+    jumps = {name: s_jump_410(load_model(name)) for name in np.unique(p["model"][const])}
+    cap = np.full(p["x_dvs"].shape, np.inf)
+    j = np.array([jumps[m] for m in p["model"][const]])
+    cap[const] = (1.0 + j) / (1.0 + keep_fraction * j) - 1.0
+    scale = np.where(const & (p["x_dvs"] > cap), cap / np.where(p["x_dvs"] > 0, p["x_dvs"], 1.0), 1.0)
+    for key in ("x_dvs", "x_dvp", "x_drho"):
+        p[key] = p[key] * scale
 
 
 def _clamp_layers(p: dict, x_window_top_km: float = 250.0) -> None:
