@@ -90,3 +90,18 @@ def test_bootstrap_is_seeded_and_ignores_nan():
     a, b = bootstrap_means(x, 200, 1), bootstrap_means(x, 200, 1)
     np.testing.assert_array_equal(a, b)
     assert np.all(np.isfinite(a))
+
+
+def test_station_without_receiver_functions(setup, tmp_path):
+    """All RFs rejected by QC: the station still gets a stack file, a figure and a table row."""
+    from xdisc.figures import plot_station_stack
+    from xdisc.stacking import verdict_row
+
+    cfg, rf, _ = setup
+    t = rf.time_axis()
+    ds = stack_station(np.zeros((0, t.size)), t, np.zeros(0), np.zeros(0), load_model("ak135"), cfg["stacking"],
+                       station={"network": "XX", "station": "NONE", "latitude": 1.0, "longitude": 2.0})
+    assert ds.attrs["verdict"] == "undetermined" and "0 receiver functions" in ds.attrs["reason"]
+    row = verdict_row(ds)
+    assert row["station"] == "XX.NONE" and row["n_rf"] == 0
+    assert plot_station_stack(ds, tmp_path / "none.png").stat().st_size > 10_000
