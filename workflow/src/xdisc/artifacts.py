@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import os
@@ -50,22 +51,18 @@ def provenance_attrs(title: str, source: str, seed: int | None = None, config_ha
     return attrs
 
 
-def write_netcdf(ds: xr.Dataset, path: str | Path, compress: bool = True) -> Path:
-    """Write ``ds`` atomically: to a temporary file beside ``path``, then rename.
+@contextlib.contextmanager
+def atomic_output(path: str | Path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
 
-    A killed writer leaves no half-written artifact under the final name.
-    """
+    A writer that is killed or fails leaves no half-written file under the final name (and
+    removes its temporary file when it can)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    encoding = {}
-    if compress:
-        for name, var in ds.data_vars.items():
-            if var.dtype.kind in "fiu" and var.ndim > 0:
-                encoding[name] = {"zlib": True, "complevel": 4}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
@@ -73,7 +70,18 @@ def write_netcdf(ds: xr.Dataset, path: str | Path, compress: bool = True) -> Pat
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_netcdf(ds: xr.Dataset, path: str | Path, compress: bool = True) -> Path:
+    """Write ``ds`` atomically (see :func:`atomic_output`), numeric variables zlib-compressed."""
+    encoding = {}
+    if compress:
+        for name, var in ds.data_vars.items():
+            if var.dtype.kind in "fiu" and var.ndim > 0:
+                encoding[name] = {"zlib": True, "complevel": 4}
+    with atomic_output(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    return Path(path)
 
 
 def open_netcdf(path: str | Path) -> xr.Dataset:

@@ -17,6 +17,7 @@ import numpy as np
 
 from xdisc import __version__
 from xdisc import config as cfgmod
+from xdisc.artifacts import atomic_output
 
 log = logging.getLogger("xdisc")
 
@@ -213,10 +214,8 @@ def run_download(args) -> int:
     if args.what == "events":
         _need(args, "out")
         cat = dl.get_events(data_cfg)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.part")
-        cat.write(str(tmp), format="QUAKEML")
-        tmp.replace(args.out)
+        with atomic_output(args.out) as tmp:
+            cat.write(str(tmp), format="QUAKEML")
         log.info("download events: %d events (M >= %s) from %s -> %s", len(cat), data_cfg["events"]["min_magnitude"],
                  data_cfg["source"], args.out)
         return 0
@@ -226,16 +225,12 @@ def run_download(args) -> int:
         rows = dl.station_rows(inv, providers)
         if not rows:
             raise cfgmod.ConfigError("no station matches data.stations (check codes, channels, region and time range)")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.part")
-        inv.write(str(tmp), format="STATIONXML")
-        tmp.replace(args.out)
-        tmp_csv = args.out_csv.with_name(f".{args.out_csv.name}.part")
-        with open(tmp_csv, "w", newline="") as f:
+        with atomic_output(args.out) as tmp:
+            inv.write(str(tmp), format="STATIONXML")
+        with atomic_output(args.out_csv) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        tmp_csv.replace(args.out_csv)
         log.info("download stations: %d station(s): %s", len(rows),
                  ", ".join(f"{r['network']}.{r['station']}" for r in rows[:20]))
         return 0
@@ -360,14 +355,11 @@ def run_verdicts(args) -> int:
     from xdisc.stacking import TABLE_COLUMNS, verdict_row
 
     rows = [verdict_row(open_netcdf(path)) for path in args.stacks]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.part")
-    with open(tmp, "w", newline="") as f:
+    with atomic_output(args.out) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
         writer.writeheader()
         for row in sorted(rows, key=lambda r: r["station"]):
             writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-    tmp.replace(args.out)
     counts = {v: sum(r["verdict"] == v for r in rows) for v in ("present", "absent", "undetermined")}
     log.info("verdicts: %d station(s): %s -> %s", len(rows), counts, args.out)
     return 0

@@ -17,8 +17,6 @@ import csv
 import glob
 import io
 import logging
-import os
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xdisc.artifacts import atomic_output
 from xdisc.earthmodel import EARTH_RADIUS_KM
 
 log = logging.getLogger(__name__)
@@ -286,22 +285,11 @@ def read_manifest(path: Path) -> dict[str, dict]:
 
 
 def write_manifest(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
         for row in sorted(rows, key=lambda r: r["event_id"]):
             writer.writerow({k: row.get(k, "") for k in MANIFEST_FIELDS})
-    os.replace(tmp, path)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -380,7 +368,8 @@ def fetch_station(requests: list[Request], source: Source, out_dir: Path, manife
                     wait *= 2
                     continue
             else:
-                _atomic_write_bytes(target, data)
+                with atomic_output(target) as tmp:
+                    tmp.write_bytes(data)
                 req.status, req.reason, req.file = "ok", "", target.name
             break
         if req.status != "ok":
