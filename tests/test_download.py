@@ -157,8 +157,10 @@ def test_kill_and_resume(stack, tmp_path):
     for eid in finished:  # nothing half-written
         assert len(read(str(tmp_path / "w" / f"{eid}.mseed"))) == 3
     stack.proxy.reset()
+    (tmp_path / "w" / ".20110101T000000.mseed.abc.part").write_bytes(b"half a window")  # as a kill leaves
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+    assert not list((tmp_path / "w").glob(".*.part"))
     m = read_manifest(tmp_path / "m.csv")
     assert len(m) == 7 and all(r["status"] == "ok" for r in m.values())
     asked = [r.query.get("starttime", "") for r in stack.proxy.requests if "dataselect" in r.path]

@@ -313,6 +313,9 @@ def fetch_station(requests: list[Request], source: Source, out_dir: Path, manife
     """
     out_dir = Path(out_dir)
     manifest_path = Path(manifest_path)
+    for stale in out_dir.glob(".*.part") if out_dir.is_dir() else []:
+        log.info("removing %s, left by an interrupted run", stale.name)
+        stale.unlink(missing_ok=True)
     previous = read_manifest(manifest_path)
     rows: dict[str, dict] = {}
     todo: list[Request] = []
