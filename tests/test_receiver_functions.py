@@ -11,16 +11,7 @@ from obspy.geodetics import gps2dist_azimuth, locations2degrees
 from obspy.taup import TauPyModel
 from xdisc import config as cfgmod
 from xdisc.deconvolution import RFSettings, deconvolve
-from xdisc.download import (
-    embedded_paths,
-    event_id,
-    fetch_station,
-    get_events,
-    get_stations,
-    make_source,
-    plan_requests,
-    station_rows,
-)
+from xdisc.download import download_station, embedded_paths, event_id, get_events, get_stations, station_rows
 from xdisc.receiver_functions import _grid, compute_station, event_table, load_items, prepare_event
 
 CONFIG = {"rf_processing": {"response": "gain"}}
@@ -33,13 +24,11 @@ def embedded(tmp_path_factory):
     events = get_events(d)
     inv, providers = get_stations(d)
     station = station_rows(inv, providers)[0]
-    requests, skipped = plan_requests(events, station["network"], station["station"], station["latitude"],
-                                      station["longitude"], d)
     tmp = tmp_path_factory.mktemp("embedded")
-    summary = fetch_station(requests, make_source(d), tmp / "w", tmp / "m.csv")
+    got = download_station(events, station, d, tmp / "w", tmp / "m.csv")
     items = load_items(tmp / "m.csv", tmp / "w")
-    return dict(cfg=cfg, events=events, inv=inv, station=station, requests=requests, skipped=skipped,
-                summary=summary, items=items, meta=event_table(events))
+    return dict(cfg=cfg, events=events, inv=inv, station=station, skipped=got.skipped, summary=got.summary,
+                items=items, meta=event_table(events))
 
 
 def _compute(e, items=None, cfg=None):

@@ -37,7 +37,7 @@ def _setup(copies):
     from pathlib import Path
 
     from xdisc import config as cfgmod
-    from xdisc.download import fetch_station, get_events, get_stations, make_source, plan_requests, station_rows
+    from xdisc.download import download_station, get_events, get_stations, station_rows
     from xdisc.receiver_functions import event_table, load_items
 
     cfg = cfgmod.validate({"rf_processing": {"response": "gain"}})
@@ -45,10 +45,8 @@ def _setup(copies):
     events = get_events(d)
     inv, providers = get_stations(d)
     station = station_rows(inv, providers)[0]
-    requests, _ = plan_requests(events, station["network"], station["station"], station["latitude"],
-                                station["longitude"], d)
     tmp = Path(tempfile.mkdtemp())
-    fetch_station(requests, make_source(d), tmp / "w", tmp / "m.csv")
+    download_station(events, station, d, tmp / "w", tmp / "m.csv")
     items = load_items(tmp / "m.csv", tmp / "w") * copies
     return cfg, inv, station, items, event_table(events)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xdisc.deconvolution import gaussian_filter
+from xdisc.deconvolution import direct_p, gaussian_filter
 
 
 def coloured_noise(rng: np.random.Generator, shape, dt: float, width_hz: float,
@@ -52,8 +52,7 @@ def real_noise(rng: np.random.Generator, pool: np.ndarray, shape) -> np.ndarray:
 
 def direct_p_amplitude(rf: np.ndarray, time_s: np.ndarray, half_width_s: float = 1.0) -> np.ndarray:
     """Largest absolute amplitude within +-``half_width_s`` of P, per trace (..., 1)."""
-    win = np.abs(time_s) <= half_width_s
-    return np.abs(rf[..., win]).max(axis=-1, keepdims=True)
+    return np.abs(direct_p(rf, time_s, half_width_s)[0])[..., None]
 
 
 def add_noise(rf: np.ndarray, noise: np.ndarray, snr, time_s: np.ndarray) -> np.ndarray:

@@ -120,7 +120,7 @@ def single_parameters(args, config: dict) -> dict:
     from xdisc.earthmodel import load_model
 
     name = config["synthetics"]["models"][0]
-    reference = load_model(name)
+    load_model(name)  # fails early, with a clear message, on a bad name or file
     has_x = args.x_depth is not None
     if has_x and args.no_x:
         raise cfgmod.ConfigError("give either --x-depth or --no-x")
@@ -142,7 +142,6 @@ def single_parameters(args, config: dict) -> dict:
         "noise_exponent": 0.0 if config["synthetics"]["noise"]["enabled"] else np.nan,
         "trim_start_s": -np.inf, "trim_end_s": np.inf,
     }
-    del reference  # loaded to fail early with a clear message on a bad name or file
     return {k: np.array([v]) for k, v in row.items()}
 
 
@@ -238,18 +237,13 @@ def run_download(args) -> int:
     from obspy import read_events
 
     row = _station_row(args.stations, args.station)
-    events = read_events(str(args.events))
-    requests, skipped = dl.plan_requests(events, row["network"], row["station"], float(row["latitude"]),
-                                         float(row["longitude"]), data_cfg, config["earth_model"])
-    for eid, why in skipped:
+    log.info("download waveforms %s from %s", args.station, row.get("provider") or data_cfg["source"])
+    result = dl.download_station(read_events(str(args.events)), row, data_cfg, args.out_dir, args.manifest,
+                                 config["earth_model"], progress=_progress(f"download {args.station}"))
+    for eid, why in result.skipped:
         log.info("download waveforms %s: event %s left out: %s", args.station, eid, why)
-    provider = row.get("provider") if data_cfg["source"] == "fdsn" else None
-    source = dl.make_source(data_cfg, provider)
-    st_cfg, fd = data_cfg["stations"], data_cfg["fdsn"]
-    log.info("download waveforms %s: %d event window(s) from %s", args.station, len(requests), source.name)
-    summary = dl.fetch_station(requests, source, args.out_dir, args.manifest, channel=st_cfg["channel"],
-                               location=st_cfg["location"], retries=fd["retries"], backoff_s=fd["backoff_s"],
-                               max_parallel=fd["max_parallel"], progress=_progress(f"download {args.station}"))
+    summary = result.summary
+    log.info("download waveforms %s: %d event window(s) from %s", args.station, len(result.requests), result.source)
     log.info("download waveforms %s: ok %d, nodata %d, error %d, rejected %d, already done %d", args.station,
              summary.ok, summary.nodata, summary.error, summary.rejected, summary.reused)
     return 0

@@ -86,6 +86,18 @@ def gaussian_cutoff_hz(width_hz: float, rel: float = 1e-5) -> float:
     return width_hz * np.sqrt(-2.0 * np.log(rel))
 
 
+def direct_p(rf, time_s, half_width_s: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Signed amplitude and time of the largest |value| within +-``half_width_s`` of 0 s, per trace
+    (..., time) -> (...,); NaN for traces holding NaNs."""
+    rf = np.asarray(rf)
+    win = np.flatnonzero(np.abs(time_s) <= half_width_s)
+    seg = rf[..., win]
+    k = np.argmax(np.abs(np.nan_to_num(seg)), axis=-1)
+    amp = np.take_along_axis(seg, k[..., None], -1)[..., 0]
+    bad = ~np.all(np.isfinite(rf), axis=-1)
+    return np.where(bad, np.nan, amp), np.where(bad, np.nan, np.asarray(time_s)[win][k])
+
+
 @dataclass
 class Deconvolution:
     """Result of a batched deconvolution."""

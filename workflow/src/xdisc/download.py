@@ -391,6 +391,29 @@ def fetch_station(requests: list[Request], source: Source, out_dir: Path, manife
     return summary
 
 
+@dataclass
+class StationDownload:
+    summary: FetchSummary
+    requests: list[Request]
+    skipped: list[tuple[str, str]]  # (event id, reason) of events left out
+    source: str
+
+
+def download_station(events, station: dict, data_cfg: dict, out_dir: Path, manifest_path: Path,
+                     earth_model: str = "ak135", progress=None) -> StationDownload:
+    """Plan the windows of one station (a row of :func:`station_rows`) and fetch what is missing,
+    from the source and with the retry settings of the ``data`` configuration."""
+    requests, skipped = plan_requests(events, station["network"], station["station"], float(station["latitude"]),
+                                      float(station["longitude"]), data_cfg, earth_model)
+    provider = station.get("provider") if data_cfg["source"] == "fdsn" else None
+    source = make_source(data_cfg, provider)
+    st_cfg, fd = data_cfg["stations"], data_cfg["fdsn"]
+    summary = fetch_station(requests, source, out_dir, manifest_path, channel=st_cfg["channel"],
+                            location=st_cfg["location"], retries=fd["retries"], backoff_s=fd["backoff_s"],
+                            max_parallel=fd["max_parallel"], progress=progress)
+    return StationDownload(summary, requests, skipped, source.name)
+
+
 # ----------------------------------------------------------------------------- events, stations
 
 def _with_retries(fn, what: str, retries: int, backoff_s: float):

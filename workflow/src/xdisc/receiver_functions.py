@@ -22,7 +22,7 @@ from scipy.fft import irfft, rfft
 
 from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
-from xdisc.deconvolution import RFSettings, deconvolve, next_regular
+from xdisc.deconvolution import RFSettings, deconvolve, direct_p, next_regular
 from xdisc.earthmodel import EARTH_RADIUS_KM
 
 log = logging.getLogger(__name__)
@@ -327,11 +327,7 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
         rf_r[idx] = res.rf[:k]
         rf_t[idx] = res.rf[k:]
         fit[idx] = res.fit_percent[:k]
-    near_p = np.abs(out_t) <= proc["max_p_offset_s"]
-    with np.errstate(invalid="ignore"):
-        p_idx = np.where(np.isfinite(rf_r).all(1), np.nanargmax(np.where(near_p, np.abs(np.nan_to_num(rf_r)), -1), 1), 0)
-    p_amp = np.where(np.isfinite(fit), rf_r[np.arange(n_ev), p_idx], np.nan)
-    p_off = np.where(np.isfinite(fit), out_t[p_idx], np.nan)
+    p_amp, p_off = direct_p(rf_r, out_t, proc["max_p_offset_s"])
     reasons = []
     for i, row in enumerate(rows):
         why = [row["reason"]] if row["reason"] else []

@@ -26,6 +26,7 @@ import xarray as xr
 
 from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
+from xdisc.deconvolution import direct_p
 from xdisc.earthmodel import EarthModel
 from xdisc.moveout import delay_table, distance_for_slowness, slowness_for_distance, to_depth
 
@@ -36,8 +37,7 @@ TABLE_COLUMNS = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth
 
 def normalise_by_p(rf: np.ndarray, time_s: np.ndarray, half_width_s: float = 1.0) -> np.ndarray:
     """Divide each trace by its direct-P amplitude (largest |value| within +-half_width of 0 s)."""
-    near = np.abs(time_s) <= half_width_s
-    amp = np.take_along_axis(rf[..., near], np.argmax(np.abs(rf[..., near]), axis=-1)[..., None], -1)
+    amp = direct_p(rf, time_s, half_width_s)[0][..., None]
     return rf / np.where(amp != 0, amp, np.nan)
 
 
