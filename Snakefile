@@ -13,11 +13,13 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/receiver_functions.smk"
 include: "workflow/rules/stacking.smk"
 include: "workflow/rules/synthetics.smk"
+include: "workflow/rules/cnn.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.simulate_synthetics.output,
         all_receiver_functions,
         rules.collect_stacking_verdicts.output,
+        rules.compare_verdicts.output,
+        rules.plot_training_curves.output,

@@ -19,14 +19,14 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
-def need(module: str):
+def need(module: str, hint: str | None = None):
     """Import an optional oracle; skip locally when missing, fail in CI (where .ci/run installs it)."""
     try:
         return __import__(module)
     except ImportError as exc:
         if in_ci():
             pytest.fail(f"oracle {module} must be installed in CI: {exc}")
-        pytest.skip(f"{module} not installed (bash tests/oracles/INSTALL_{module}.sh)")
+        pytest.skip(f"{module} not installed ({hint or f'bash tests/oracles/INSTALL_{module}.sh'})")
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +69,34 @@ def peak_time(time_s: np.ndarray, trace: np.ndarray, t0: float, half_window_s: f
     frac = 0.5 * (y0 - y2) / denom if denom != 0 else 0.0
     dt = time_s[1] - time_s[0]
     return float(time_s[i] + frac * dt), float(trace[i])
+
+
+@pytest.fixture(scope="session")
+def rf_example_station(tmp_path_factory) -> dict:
+    """QC-passed real receiver functions of the embedded station CX.PB01 (rf package example data)."""
+    from xdisc.download import download_station, get_events, get_stations, station_rows
+    from xdisc.receiver_functions import compute_station, event_table, load_items
+
+    cfg = cfgmod.load(TESTS.parent / "config" / "config.yaml")  # the default run's settings
+    d = cfg["data"]
+    events = get_events(d)
+    inv, providers = get_stations(d)
+    station = station_rows(inv, providers)[0]
+    tmp = tmp_path_factory.mktemp("rf_example")
+    download_station(events, station, d, tmp / "w", tmp / "m.csv")
+    ds = compute_station(load_items(tmp / "m.csv", tmp / "w"), inv, station, RFSettings(**cfg["receiver_function"]),
+                         cfg["rf_processing"], cfg["earth_model"], event_table(events))
+    ok = ds["qc_pass"].values == 1
+    return {"rf": ds["rf"].values[ok], "time": ds["time"].values, "slowness": ds["slowness_s_per_km"].values[ok],
+            "baz": ds["back_azimuth_deg"].values[ok], "dataset": ds, "station": station}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole default DAG at toy size, run once locally (other tests compare against it)."""
+    from pipeline_runs import TINY, run_snakemake, workdir
+
+    wd = workdir(tmp_path_factory.mktemp("tiny"), TINY)
+    run = run_snakemake(wd, "--cores", "2")
+    assert run.returncode == 0, run.stderr[-5000:]
+    return wd

@@ -1,30 +1,17 @@
 """The Snakemake workflow: dry run, a tiny real run, reruns, config errors."""
 
+import json
+import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import xarray as xr
 import yaml
-
-ROOT = Path(__file__).parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
-
-
-def _workdir(tmp_path, config):
-    (tmp_path / "config").mkdir()
-    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    for key, value in config.items():
-        base.setdefault(key, {}).update(value)
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(base))
-    return tmp_path
-
-
-def _run(workdir, *args):
-    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True,
-                          timeout=900)
+from pipeline_runs import ROOT, SNAKEMAKE, TINY, VERDICT_TABLES
+from pipeline_runs import run_snakemake as _run
+from pipeline_runs import workdir as _workdir
 
 
 def test_dry_run_shows_the_plan(tmp_path):
@@ -35,14 +22,14 @@ def test_dry_run_shows_the_plan(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_run_then_nothing_to_do_then_config_change(tmp_path):
-    wd = _workdir(tmp_path, {"synthetics": {"n_samples": 4, "slowness_s_per_km": [0.05, 0.07]}})
-    run = _run(wd, "--cores", "2")
-    assert run.returncode == 0, run.stderr
+def test_tiny_run_then_nothing_to_do_then_config_change(tiny_run):
+    wd = tiny_run
     out = wd / "results" / "synthetic" / "pretrain.nc"
     ds = xr.open_dataset(out)
-    assert ds.sizes["sample"] == 4 and list(ds["slowness"].values) == [0.05, 0.07]
-    assert "synth:" in (wd / "results" / "logs" / "simulate_synthetics.log").read_text()
+    assert ds.sizes["sample"] == 12 and list(ds["slowness"].values) == [0.05, 0.07]
+    test = xr.open_dataset(wd / "results" / "synthetic" / "test.nc")
+    assert test.sizes["sample"] == 8 and test.attrs["seed"] == ds.attrs["seed"] + 1
+    assert "synth:" in (wd / "results" / "logs" / "simulate_synthetics" / "pretrain.log").read_text()
     # the real-data branch on the embedded example data
     rf = xr.open_dataset(wd / "results" / "rf" / "CX.PB01.nc")
     assert rf.sizes["event"] == 7 and int(rf["qc_pass"].sum()) >= 3
@@ -51,14 +38,96 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tmp_path):
     assert table[0] == ("station,latitude,longitude,n_rf,verdict,x_depth_km,x_depth_err_km,x_amp,x_amp_err,"
                         "d410_km,d660_km")
     assert table[1].startswith("CX.PB01,") and ",undetermined," in table[1]  # 3-4 RFs < min_rf
+    # the CNN branch: images, pretrain -> fine-tune (demo label) -> predict -> compare
+    images = xr.open_dataset(wd / "results" / "images" / "CX.PB01.nc")
+    assert images["rf_image"].shape[1:] == (2, 9, 321)
+    assert (wd / "results" / "cnn" / "pretrain.ckpt").stat().st_size > 100_000
+    finetune = json.loads((wd / "results" / "metrics" / "finetune.json").read_text())
+    assert finetune["stations"] == ["CX.PB01"] and finetune["n_images"] == images.sizes["image"]
+    cnn = (wd / "results" / "verdicts" / "cnn.csv").read_text().splitlines()
+    assert cnn[1].startswith("CX.PB01,") and ",undetermined," in cnn[1]
+    stations = (wd / "results" / "verdicts" / "stations.csv").read_text().splitlines()
+    assert stations[1].startswith("CX.PB01,") and stations[1].endswith(",n/a")
+    assert json.loads((wd / "results" / "metrics" / "agreement.json").read_text())["n_stations"] == 1
+    for fig in ("agreement.png", "cnn/pretrain/pretrain_roc.png"):
+        assert (wd / "results" / "figures" / fig).stat().st_size > 10_000
     again = _run(wd, "--cores", "2")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     # a science setting changes -> the rule reruns
-    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
-    cfg["synthetics"]["seed"] = 99
+    original = (wd / "config" / "config.yaml").read_text()
+    cfg = yaml.safe_load(original)
+    cfg["cnn"]["verdict"] = {"present_probability": 0.8}
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     plan = _run(wd, "-n", "--cores", "2")
-    assert "simulate_synthetics" in plan.stdout
+    (wd / "config" / "config.yaml").write_text(original)
+    assert "predict_stations" in plan.stdout and "compare_verdicts" in plan.stdout
+    for upstream in ("simulate_synthetics", "pretrain_cnn", "compute_receiver_functions", "stack_station"):
+        assert f"rule {upstream}:" not in plan.stdout, f"{upstream} does not depend on cnn.verdict"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+def test_killed_job_and_interrupted_run_resume_to_identical_results(tiny_run, tmp_path):
+    """kill -9 of the pretraining job, then SIGINT to Snakemake during another job: no half-written
+    artifact is accepted, and resuming gives the verdict tables of an uninterrupted run."""
+    import signal
+    import time
+
+    wd = _workdir(tmp_path, TINY)
+    proc = subprocess.Popen([*SNAKEMAKE, "--directory", str(wd), "--cores", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    victim, deadline = None, time.time() + 600
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        # the xdisc process itself, not the shell that started it
+        victim = next((p for p in _descendants(proc.pid)
+                       if "train pretrain" in _cmdline(p) and Path(_cmdline(p).split()[0]).name.startswith("python")),
+                      None)
+        time.sleep(0.1)
+    assert victim is not None, "pretraining never started"
+    time.sleep(1.0)  # while it loads data or trains
+    os.kill(victim, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0
+    assert not (wd / "results" / "cnn" / "pretrain.ckpt").exists()  # nothing half-written is left as output
+    assert not list((wd / "results").rglob(".*.part"))  # temporary files of atomic writes are gone
+
+    # resume, and interrupt Snakemake itself (Ctrl-C) while fine-tuning or predicting
+    proc = subprocess.Popen([*SNAKEMAKE, "--directory", str(wd), "--cores", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    while proc.poll() is None and not (wd / "results" / "cnn" / "pretrain.ckpt").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=600)
+
+    final = _run(wd, "--cores", "2", "--rerun-incomplete")
+    assert final.returncode == 0, final.stderr
+    for table in VERDICT_TABLES:
+        assert (wd / "results" / table).read_text() == (tiny_run / "results" / table).read_text(), table
+    again = _run(wd, "--cores", "2")
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_invalid_config_stops_with_the_key(tmp_path):

@@ -22,6 +22,14 @@ def settings_json(*sections):
     return json.dumps({section: config[section] for section in sections}, sort_keys=True)
 
 
+def cnn_settings(*sections, leave_out=()):
+    """Like settings_json, plus the cnn section without the keys in ``leave_out`` (so that, e.g., a
+    verdict threshold does not retrain the network)."""
+    data = {section: config[section] for section in sections}
+    data["cnn"] = {k: v for k, v in config["cnn"].items() if k not in leave_out}
+    return json.dumps(data, sort_keys=True)
+
+
 RAW = config["data"]["raw_dir"]
 
 
@@ -33,6 +41,16 @@ def raw(*parts):
 wildcard_constraints:
     network="[A-Z0-9]{1,2}",
     station="[A-Z0-9]{1,5}",
+    split="pretrain|test",
+
+
+def synthetic_settings(wildcards):
+    """Settings of a synthetic set: the test set has its own seed (seed + 1) and size."""
+    syn = dict(config["synthetics"])
+    if wildcards.split == "test":
+        syn.update(seed=syn["seed"] + 1, n_samples=syn["n_test_samples"])
+    return json.dumps({"synthetics": syn, "receiver_function": config["receiver_function"],
+                       "layering": config["layering"]}, sort_keys=True)
 
 
 def selected_stations():
@@ -50,3 +68,21 @@ def all_receiver_functions(wildcards):
 
 def all_station_stacks(wildcards):
     return [results("stack", f"{code}.nc") for code in selected_stations()]
+
+
+def label_files():
+    """cnn.labels with relative paths taken from the working folder, else from the repository
+    (where the demo labels of the embedded data live)."""
+    from pathlib import Path
+
+    out = []
+    for name in config["cnn"]["labels"]:
+        path = Path(name)
+        if not path.is_absolute() and not path.exists() and (Path(workflow.basedir) / path).exists():
+            path = Path(workflow.basedir) / path
+        out.append(str(path))
+    return out
+
+
+def all_station_images(wildcards):
+    return [results("images", f"{code}.nc") for code in selected_stations()]

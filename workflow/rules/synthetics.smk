@@ -1,18 +1,19 @@
-# Synthetic receiver functions for pretraining (AK135, IASP91, PREM, with and without X).
+# Synthetic receiver functions (AK135, IASP91, PREM, with and without X): the pretraining set
+# and a separately seeded, never-trained-on test set.
 
 
 rule simulate_synthetics:
     output:
-        nc=results("synthetic", "pretrain.nc"),
+        nc=results("synthetic", "{split}.nc"),
     params:
-        settings=settings_json("synthetics", "receiver_function", "layering"),
+        settings=synthetic_settings,
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
     log:
-        results("logs", "simulate_synthetics.log"),
+        results("logs", "simulate_synthetics", "{split}.log"),
     benchmark:
-        results("benchmarks", "simulate_synthetics.tsv")
+        results("benchmarks", "simulate_synthetics", "{split}.tsv")
     shell:
         "xdisc synth --settings {params.settings:q} --jobs {threads} --out {output.nc} 2> {log}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xdisc import __version__
+from xdisc import __version__, compare, labeling
 from xdisc import config as cfgmod
 from xdisc.artifacts import atomic_output
 
@@ -359,6 +359,194 @@ def run_verdicts(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- images
+
+def _add_images(sub) -> None:
+    p = sub.add_parser("images", help="receiver-function images of one station (CNN input)",
+                       description="Moveout-correct the station's QC-passed receiver functions to depth and stack "
+                                   "them per slowness bin: image 0 from every receiver function, further images "
+                                   "from seeded random subsets and back-azimuth quadrants.")
+    p.add_argument("--rf", required=True, type=Path, help="receiver functions from 'xdisc rf'")
+    p.add_argument("--out", required=True, type=Path, help="output NetCDF")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    p.set_defaults(func=run_images)
+
+
+def run_images(args) -> int:
+    from xdisc.artifacts import open_netcdf, write_netcdf
+    from xdisc.earthmodel import load_model
+    from xdisc.images import DepthMapper, ImageSettings, images_dataset, station_images
+
+    config = _load_config(args)
+    settings = ImageSettings.from_config(config["images"])
+    rf_ds = open_netcdf(args.rf)
+    keep = np.all(np.isfinite(rf_ds["rf"].values), axis=1)
+    if config["stacking"]["use_qc"]:
+        keep &= rf_ds["qc_pass"].values == 1
+    station = {k: rf_ds[k].item() for k in ("network", "station", "latitude", "longitude")}
+    code = f"{station['network']}.{station['station']}"
+    mapper = DepthMapper(load_model(config["earth_model"]), settings.depths_km)
+    imgs = station_images(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
+                          mapper, settings, rf_ds["back_azimuth_deg"].values[keep])
+    write_netcdf(images_dataset(imgs, station, settings), args.out)
+    if len(imgs.n_rf) == 0:
+        log.warning("images %s: %d receiver functions < images.min_rf = %d: no image", code, int(keep.sum()),
+                    settings.min_rf)
+    else:
+        log.info("images %s: %d image(s) from %d receiver functions -> %s", code, len(imgs.n_rf), int(keep.sum()),
+                 args.out)
+    return 0
+
+
+# ----------------------------------------------------------------------------- train / predict
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="pretrain the CNN on synthetics, or fine-tune it on labelled real images",
+                       description="pretrain: train XNet on synthetic station images drawn on the fly from a "
+                                   "synthetic set (fresh noise each epoch), early stopping on a seeded validation "
+                                   "split, temperature scaling, evaluation on a separately seeded test set. "
+                                   "finetune: start from the pretrained checkpoint, station-grouped "
+                                   "cross-validation on labelled real images, then a final fit on every label.")
+    p.add_argument("stage", choices=["pretrain", "finetune"])
+    p.add_argument("--out", required=True, type=Path, help="output checkpoint (.ckpt)")
+    p.add_argument("--metrics", required=True, type=Path, help="metrics JSON")
+    p.add_argument("--synthetics", type=Path, help="synthetic set from 'xdisc synth' (pretrain; replay in finetune)")
+    p.add_argument("--test", type=Path, help="pretrain: separately seeded synthetic test set")
+    p.add_argument("--train-models", help="pretrain: comma-separated reference models to train on (cross-model test)")
+    p.add_argument("--test-models", help="pretrain: comma-separated reference models to test on")
+    p.add_argument("--pretrained", type=Path, help="finetune: checkpoint of 'xdisc train pretrain'")
+    p.add_argument("--images", type=Path, nargs="*", default=[], help="finetune: station images from 'xdisc images'")
+    p.add_argument("--labels", type=Path, nargs="*", help="finetune: label CSV files (default: cnn.labels)")
+    p.add_argument("--figures", type=Path, help="folder for the figures of this stage")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--workers", default="0",
+                   help="data-loader worker processes that build images while torch trains (default 0; 'auto': "
+                        "one when --threads >= 2, taken from the threads)")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    p.set_defaults(func=run_train)
+
+
+def _models(arg: str | None) -> list[str] | None:
+    return [m.strip() for m in arg.split(",") if m.strip()] if arg else None
+
+
+def run_train(args) -> int:
+    from xdisc import training
+
+    config = _load_config(args)
+    if args.stage == "pretrain":
+        if args.synthetics is None:
+            raise cfgmod.ConfigError("xdisc train pretrain needs --synthetics")
+        workers = (1 if args.threads >= 2 else 0) if args.workers == "auto" else int(args.workers)
+        threads = max(1, args.threads - workers) if args.workers == "auto" else args.threads
+        result = training.pretrain(config, str(args.synthetics), str(args.test) if args.test else None, args.out,
+                                   args.metrics, threads, _models(args.train_models), _models(args.test_models),
+                                   workers)
+        test = result.get("test", {})
+        log.info("pretrain: %d epochs in %.0f s; test accuracy %.4f, AUC %.4f -> %s", result["epochs"],
+                 result["fit_seconds"], test.get("accuracy", np.nan), test.get("roc_auc", np.nan), args.out)
+        if args.figures:
+            from xdisc import metrics
+            from xdisc.ml_figures import plot_confusion, plot_reliability, plot_roc
+
+            for name, part in (("validation", result["validation"]), ("test", result.get("test"))):
+                if part:
+                    plot_confusion(np.array(part["confusion"]), ["absent", "present"],
+                                   args.figures / f"pretrain_{name}_confusion.png",
+                                   f"Pretrained CNN, synthetic {name} set")
+            if "_test_logits" in result:
+                prob = 1.0 / (1.0 + np.exp(-result["_test_logits"] / result["temperature"]))
+                y = result["_test_labels"]
+                fpr, tpr, _ = metrics.roc_curve(y, prob)
+                plot_roc({"pretrained CNN, synthetic test": (fpr, tpr, metrics.roc_auc(y, prob))},
+                         args.figures / "pretrain_roc.png")
+                raw = 1.0 / (1.0 + np.exp(-result["_test_logits"]))
+                plot_reliability(metrics.reliability(y, raw), args.figures / "pretrain_reliability.png",
+                                 ece=result["test"]["ece_uncalibrated"], ece_after=result["test"]["ece"],
+                                 bins_after=metrics.reliability(y, prob))
+        return 0
+    if args.pretrained is None:
+        raise cfgmod.ConfigError("xdisc train finetune needs --pretrained")
+    labels = args.labels if args.labels is not None else [Path(p) for p in config["cnn"]["labels"]]
+    result = training.finetune(config, args.pretrained, args.images, labels, args.out, args.metrics, args.threads,
+                               str(args.synthetics) if args.synthetics else None)
+    cv = result.get("cross_validation")
+    log.info("finetune: %d labelled image(s) from %d station(s)%s -> %s", result["n_images"], len(result["stations"]),
+             f"; grouped CV accuracy {cv['finetuned']['accuracy']:.3f} (pretrained only "
+             f"{cv['pretrained_only']['accuracy']:.3f})" if cv else "", args.out)
+    return 0
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="CNN probability of X and verdict per station",
+                       description="Apply a trained checkpoint to every image of each station: probability of X "
+                                   "(mean and spread over the station's images) and a verdict present / absent / "
+                                   "undetermined from the thresholds in cnn.verdict.")
+    p.add_argument("images", nargs="*", type=Path, help="station images from 'xdisc images'")
+    p.add_argument("--model", required=True, type=Path, help="checkpoint from 'xdisc train'")
+    p.add_argument("--out", required=True, type=Path, help="CSV table (results/verdicts/cnn.csv)")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    p.set_defaults(func=run_predict)
+
+
+def run_predict(args) -> int:
+    import csv
+
+    from xdisc.training import PREDICTION_COLUMNS, load_classifier, prediction_row
+
+    config = _load_config(args)
+    module = load_classifier(args.model)
+    rows = []
+    for path in args.images:
+        try:
+            rows.append(prediction_row(module, path, config["cnn"]["verdict"]))
+        except (OSError, KeyError, ValueError) as exc:
+            log.error("predict: %s left out: %s", path, exc)
+    with atomic_output(args.out) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=PREDICTION_COLUMNS)
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: r["station"]):
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("present", "absent", "undetermined")}
+    log.info("predict: %d station(s): %s -> %s", len(rows), counts, args.out)
+    return 0
+
+
+# ----------------------------------------------------------------------------- plot
+
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="figures made from finished artifacts (training curves, ...)",
+                       description="Figures that read finished artifacts and recompute no science. "
+                                   "training-curves: loss and accuracy per epoch of each training run named by "
+                                   "its metrics JSON (from 'xdisc train'; runs without a curve are left out).")
+    p.add_argument("figure", choices=["training-curves"])
+    p.add_argument("inputs", nargs="+", type=Path, help="metrics JSON files of 'xdisc train'")
+    p.add_argument("--out", required=True, type=Path, help="figure (PNG or PDF)")
+    p.set_defaults(func=run_plot)
+
+
+def run_plot(args) -> int:
+    from xdisc.ml_figures import plot_training_curves
+
+    runs = {}
+    for path in args.inputs:
+        meta = json.loads(path.read_text())
+        csv_path = Path(meta.get("metrics_csv", ""))
+        if meta.get("metrics_csv") and csv_path.is_file():
+            runs[{"pretrain": "pretraining (synthetic)", "finetune": "fine-tuning (real)"}.get(meta.get("stage"),
+                                                                                                 path.stem)] = csv_path
+        else:
+            log.warning("plot: %s has no training curve (%s)", path, meta.get("note", "no metrics_csv"))
+    if not runs:
+        raise ValueError("no training curve in the given metrics files")
+    plot_training_curves(runs, args.out)
+    log.info("plot: %s (%s)", args.out, ", ".join(runs))
+    return 0
+
+
 # ----------------------------------------------------------------------------- config
 
 def _add_config(sub) -> None:
@@ -414,6 +602,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack(sub)
     _add_verdicts(sub)
     _add_synth(sub)
+    _add_images(sub)
+    _add_train(sub)
+    _add_predict(sub)
+    compare.add_parser(sub)
+    labeling.add_parser(sub)
+    _add_plot(sub)
     _add_config(sub)
     return parser
 

@@ -98,6 +98,27 @@ def direct_p(rf, time_s, half_width_s: float = 1.0) -> tuple[np.ndarray, np.ndar
     return np.where(bad, np.nan, amp), np.where(bad, np.nan, np.asarray(time_s)[win][k])
 
 
+def normalise_by_p(rf: np.ndarray, time_s: np.ndarray, half_width_s: float = 1.0) -> np.ndarray:
+    """Divide each trace by its direct-P amplitude (largest |value| within +-half_width of 0 s)."""
+    amp = direct_p(rf, time_s, half_width_s)[0][..., None]
+    return rf / np.where(amp != 0, amp, np.nan)
+
+
+def noise_sigma(rf: np.ndarray, time_s: np.ndarray, floor: float = 0.02) -> np.ndarray:
+    """Noise level of each trace: std of its pre-P part (before -1.5 s), at least ``floor``; NaN when
+    the trace has fewer than 10 samples there."""
+    pre = time_s < -1.5
+    if pre.sum() < 10:
+        return np.full(rf.shape[0], np.nan)
+    return np.maximum(np.nanstd(rf[:, pre], axis=1), floor)
+
+
+def noise_weights(rf: np.ndarray, time_s: np.ndarray, floor: float = 0.02) -> np.ndarray:
+    """Inverse-variance weights from each trace's pre-P noise (:func:`noise_sigma`; 1 without a pre-P part)."""
+    sigma = noise_sigma(rf, time_s, floor)
+    return np.where(np.isfinite(sigma), 1.0 / sigma**2, 1.0)
+
+
 @dataclass
 class Deconvolution:
     """Result of a batched deconvolution."""

@@ -26,28 +26,13 @@ import xarray as xr
 
 from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
-from xdisc.deconvolution import direct_p
+from xdisc.deconvolution import noise_weights, normalise_by_p
 from xdisc.earthmodel import EarthModel
 from xdisc.moveout import delay_table, distance_for_slowness, slowness_for_distance, to_depth
 
 VERDICTS = ("present", "absent", "undetermined")
 TABLE_COLUMNS = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km", "x_amp",
                  "x_amp_err", "d410_km", "d660_km")
-
-
-def normalise_by_p(rf: np.ndarray, time_s: np.ndarray, half_width_s: float = 1.0) -> np.ndarray:
-    """Divide each trace by its direct-P amplitude (largest |value| within +-half_width of 0 s)."""
-    amp = direct_p(rf, time_s, half_width_s)[0][..., None]
-    return rf / np.where(amp != 0, amp, np.nan)
-
-
-def noise_weights(rf: np.ndarray, time_s: np.ndarray, floor: float = 0.02) -> np.ndarray:
-    """Inverse-variance weights from each trace's pre-P noise (std before -1.5 s, at least ``floor``)."""
-    pre = time_s < -1.5
-    if pre.sum() < 10:
-        return np.ones(rf.shape[0])
-    sigma = np.maximum(np.nanstd(rf[:, pre], axis=1), floor)
-    return 1.0 / sigma**2
 
 
 def weighted_mean(traces: np.ndarray, weights: np.ndarray) -> np.ndarray:

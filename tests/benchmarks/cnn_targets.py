@@ -1,0 +1,215 @@
+"""Targets of the CNN detector, measured (not part of the test suite).
+
+    python tests/benchmarks/cnn_targets.py --out /tmp/cnn_targets [--config config/full.yaml] [--threads 2]
+
+Steps (each prints its numbers; a JSON summary goes to OUT/targets.json):
+1. synthetic training and test sets (``xdisc synth`` code, sizes from the config; the test set
+   has seed + 1), reused when present in OUT;
+2. pretraining (``xdisc train pretrain`` code) timed on this machine; held-out test accuracy,
+   ROC AUC, accuracy per reference model;
+3. the test set's signals embedded in *real* pre-P noise of the embedded station CX.PB01
+   (rf package example data: 13 events, N and E components, the part before P - 20 s,
+   Gaussian-filtered like the receiver functions) instead of coloured noise;
+4. cross-model generalisation: train on two reference models, test on the third;
+5. detection limit, CNN against stacking on the *same* stations: for each dVs, ``--stations``
+   synthetic stations with X and as many without (50 RFs each, default noise); the CNN detects
+   at the threshold that gives 5 % false positives on the stations without X, stacking when its
+   verdict is 'present'. The smallest dVs detected at >= 90 % is each method's limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from xdisc import config as cfgmod
+from xdisc import metrics, training
+from xdisc.artifacts import write_netcdf
+from xdisc.deconvolution import RFSettings, gaussian_filter
+from xdisc.earthmodel import load_model
+from xdisc.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.moveout import distance_for_slowness
+from xdisc.stacking import stack_station
+from xdisc.synthetic_stations import SLOWNESS_GRID, clean_grid
+from xdisc.synthetics import Layering, _row, build_model, cap_constant_style, draw_parameters, make_dataset
+
+DVS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06)
+
+
+def real_noise_pool(rf: RFSettings, out: Path) -> Path:
+    """Pre-P noise of CX.PB01 (rf example data) as a pool of unit-std traces at the RF sampling rate."""
+    import rf as rfpkg
+    from obspy import read, read_events
+    from obspy.geodetics import locations2degrees
+    from obspy.taup import TauPyModel
+
+    base = Path(rfpkg.__file__).parent / "example"
+    st = read(str(base / "example_data.mseed"))
+    cat = read_events(str(base / "example_events.xml"))
+    lat, lon = -21.04, -69.49
+    taup = TauPyModel("ak135")
+    n = rf.time_axis().size
+    traces = []
+    for ev in cat:
+        o = ev.preferred_origin() or ev.origins[0]
+        dist = locations2degrees(o.latitude, o.longitude, lat, lon)
+        arr = taup.get_travel_times(o.depth / 1000.0, dist, ["P", "Pdiff", "PKiKP", "PKIKP"])
+        if not arr:
+            continue
+        t_p = o.time + arr[0].time
+        for tr in st.select(channel="BH[NE]"):
+            if not (tr.stats.starttime < t_p < tr.stats.endtime):
+                continue
+            seg = tr.slice(tr.stats.starttime, t_p - 20.0).copy()
+            seg.detrend("linear").taper(0.05)
+            seg.resample(rf.sampling_rate_hz)
+            x = seg.data.astype(float)
+            if x.size < n:
+                continue
+            f = np.fft.rfftfreq(x.size, 1.0 / rf.sampling_rate_hz)
+            x = np.fft.irfft(np.fft.rfft(x) * gaussian_filter(f, rf.gaussian_width_hz), x.size)
+            traces.append(x[:n * (x.size // n)].reshape(-1, n) if x.size >= 2 * n else x[None, :n])
+    pool = np.concatenate(traces)
+    pool = (pool - pool.mean(1, keepdims=True)) / pool.std(1, keepdims=True)
+    ds = xr.Dataset({"noise": (("trace", "time"), pool.astype(np.float32), {"units": "1"})},
+                    attrs={"sampling_rate_hz": rf.sampling_rate_hz,
+                           "source": "CX.PB01 BHN/BHE before P - 20 s (rf package example data), Gaussian-filtered"})
+    write_netcdf(ds, out)
+    return out
+
+
+def evaluate_set(module, src, cfg, seed, noise_pool=None, models=None) -> dict:
+    keep = np.arange(src.label.size) if models is None else np.flatnonzero(np.isin(src.model, models))
+    draw = StationDraw.from_config(cfg["synthetics"], cfg["cnn"])
+    if noise_pool is not None:
+        draw = StationDraw(**{**draw.__dict__, "real_noise_fraction": 1.0})
+    data = training.SyntheticImages(src, keep, ImageSettings.from_config(cfg["images"]), draw, cfg["earth_model"],
+                                    seed, fixed=True, noise_pool=noise_pool)
+    logits, y = training.logits_of(module, data)
+    return training.evaluate(logits, y, float(module.temperature))
+
+
+def detection_limit(module, cfg, n_stations: int, n_rf: int, seed: int) -> dict:
+    rf, lay = RFSettings(**cfg["receiver_function"]), Layering(**cfg["layering"])
+    refs = {m: load_model(m) for m in ("ak135", "iasp91", "prem")}
+    settings = ImageSettings.from_config(cfg["images"])
+    mapper = DepthMapper(load_model(cfg["earth_model"]), settings.depths_km)
+    draw = StationDraw.from_config(cfg["synthetics"], cfg["cnn"])
+    time_s = rf.time_axis()
+
+    def stations(dvs, s):
+        syn = cfgmod.validate({"synthetics": {"x_fraction": 0.0 if dvs is None else 1.0}})["synthetics"]
+        p = draw_parameters(n_stations, syn, s)
+        if dvs is not None:
+            p["x_dvp"] = p["x_dvp"] / p["x_dvs"] * dvs
+            p["x_drho"] = p["x_drho"] / p["x_dvs"] * dvs
+            p["x_dvs"] = np.full(n_stations, dvs)
+            cap_constant_style(p)
+        grids = clean_grid([build_model(_row(p, i), refs[p["model"][i]]) for i in range(n_stations)], rf, lay)
+        rng = np.random.default_rng([s, 3])
+        probs, verdicts = [], []
+        for i in range(n_stations):
+            traces, slow = synthetic_station(grids[i], SLOWNESS_GRID, time_s, rf.dt, rf.gaussian_width_hz, draw, rng,
+                                             n_rf=n_rf, model_name=p["model"][i])
+            img = build_image(traces, time_s, slow, mapper, settings)[0]
+            with torch.no_grad():  # logits: probabilities saturate at 1.0 and would tie at the threshold
+                probs.append(float(module(torch.from_numpy(img[None]))[0]))
+            a = stack_station(traces, time_s, slow, distance_for_slowness(slow, p["model"][i]), refs[cfg["earth_model"]],
+                              cfg["stacking"]).attrs
+            verdicts.append(a["verdict"])
+        return np.array(probs), np.array(verdicts)
+
+    p0, v0 = stations(None, seed)
+    threshold = float(np.quantile(p0, 0.95))
+    rows = {"no_x": {"cnn_false_positive": float(np.mean(p0 > threshold)),
+                     "stacking_false_positive": float(np.mean(v0 == "present")), "cnn_threshold": threshold}}
+    print(f"  no X: CNN logit threshold {threshold:.3f} (5 % FPR), stacking false positives "
+          f"{100 * np.mean(v0 == 'present'):.1f} %")
+    for k, dvs in enumerate(DVS):
+        p1, v1 = stations(dvs, seed + 10 * (k + 1))
+        y = np.r_[np.zeros(p0.size), np.ones(p1.size)]
+        rows[f"{dvs:.3f}"] = {"cnn_tpr_at_5pct_fpr": float(np.mean(p1 > threshold)),
+                              "cnn_auc": float(metrics.roc_auc(y, np.r_[p0, p1])),
+                              "stacking_detected": float(np.mean(v1 == "present"))}
+        r = rows[f"{dvs:.3f}"]
+        print(f"  dVs {100 * dvs:4.1f} %: CNN TPR {100 * r['cnn_tpr_at_5pct_fpr']:5.1f} % (AUC {r['cnn_auc']:.3f}), "
+              f"stacking {100 * r['stacking_detected']:5.1f} %")
+
+    def limit(key):
+        return next((d for d in DVS if rows[f"{d:.3f}"][key] >= 0.9), None)
+
+    rows["cnn_limit_dvs"] = limit("cnn_tpr_at_5pct_fpr")
+    rows["stacking_limit_dvs"] = limit("stacking_detected")
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--config", type=Path, help="configuration (default: built-in defaults)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--stations", type=int, default=100, help="stations per dVs row of the detection limit")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["crossmodel", "limit", "realnoise"])
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    cfg = cfgmod.load(args.config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rf = RFSettings(**cfg["receiver_function"])
+    summary: dict = {"config": str(args.config), "threads": args.threads}
+    train, test = args.out / "train.nc", args.out / "test.nc"
+    if not train.exists():
+        t0 = time.perf_counter()
+        write_netcdf(make_dataset(cfg, n_jobs=args.threads), train)
+        print(f"synthetic training set: {cfg['synthetics']['n_samples']} samples in {time.perf_counter() - t0:.0f} s")
+    if not test.exists():
+        tcfg = cfgmod.deep_merge(cfg, {"synthetics": {"seed": cfg["synthetics"]["seed"] + 1,
+                                                      "n_samples": cfg["synthetics"]["n_test_samples"]}})
+        write_netcdf(make_dataset(tcfg, n_jobs=args.threads), test)
+    workers = 1 if args.threads >= 2 else 0
+    t0 = time.perf_counter()
+    res = training.pretrain(cfg, str(train), str(test), args.out / "pretrain.ckpt", args.out / "pretrain.json",
+                            threads=max(1, args.threads - workers), num_workers=workers)
+    summary["pretrain_seconds"] = time.perf_counter() - t0
+    summary["pretrain"] = {k: res[k] for k in ("epochs", "fit_seconds", "temperature", "train_samples")}
+    summary["test"] = {k: v for k, v in res["test"].items() if k not in ("confusion",)}
+    print(f"pretrain: {res['epochs']} epochs, {summary['pretrain_seconds']:.0f} s in all; test accuracy "
+          f"{res['test']['accuracy']:.4f}, AUC {res['test']['roc_auc']:.4f}, per model {res['test']['per_model']}")
+    module = training.load_classifier(args.out / "pretrain.ckpt")
+    src = training.SyntheticSource.read(test)
+    if "realnoise" not in args.skip:
+        pool_path = real_noise_pool(rf, args.out / "real_noise.nc")
+        from xdisc.synthetics import load_noise_pool
+
+        pool = load_noise_pool(str(pool_path), rf)
+        summary["real_noise"] = evaluate_set(module, src, cfg, cfg["cnn"]["seed"] + 2, noise_pool=pool)
+        summary["real_noise"]["pool_traces"] = int(pool.shape[0])
+        print(f"real pre-P noise ({pool.shape[0]} traces of CX.PB01): accuracy {summary['real_noise']['accuracy']:.4f}, "
+              f"AUC {summary['real_noise']['roc_auc']:.4f}")
+    if "crossmodel" not in args.skip:
+        summary["cross_model"] = {}
+        for held in ("ak135", "iasp91", "prem"):
+            train_models = [m for m in ("ak135", "iasp91", "prem") if m != held]
+            r = training.pretrain(cfg, str(train), str(test), args.out / f"cross_{held}.ckpt",
+                                  args.out / f"cross_{held}.json", threads=max(1, args.threads - workers),
+                                  train_models=train_models, test_models=[held], num_workers=workers)
+            summary["cross_model"][held] = {"accuracy": r["test"]["accuracy"], "roc_auc": r["test"]["roc_auc"]}
+            print(f"cross-model: train {'+'.join(train_models)}, test {held}: accuracy {r['test']['accuracy']:.4f}, "
+                  f"AUC {r['test']['roc_auc']:.4f}")
+    if "limit" not in args.skip:
+        print(f"detection limit ({args.stations} stations per row, 50 RFs, default noise):")
+        summary["detection_limit"] = detection_limit(module, cfg, args.stations, 50, 500)
+        print(f"  limit (>= 90 %): CNN {summary['detection_limit']['cnn_limit_dvs']}, "
+              f"stacking {summary['detection_limit']['stacking_limit_dvs']}")
+    (args.out / "targets.json").write_text(json.dumps(summary, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

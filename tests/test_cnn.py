@@ -1,0 +1,163 @@
+"""CNN: a tiny pretrain / fine-tune / predict run through the real Lightning code paths, station-grouped
+folds, verdict thresholds, determinism."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from xdisc import config as cfgmod
+from xdisc import training
+from xdisc.artifacts import write_netcdf
+from xdisc.cli import main
+from xdisc.earthmodel import load_model
+from xdisc.images import DepthMapper, ImageSettings, StationDraw, images_dataset, station_images, synthetic_station
+from xdisc.synthetics import make_dataset
+
+TINY = {"synthetics": {"n_samples": 48, "n_test_samples": 24},
+        "cnn": {"pretrain": {"max_epochs": 2, "batch_size": 16, "patience": 2},
+                "finetune": {"max_epochs": 2, "batch_size": 8, "synthetic_replay": 1.0, "n_folds": 3},
+                "rf_per_station": [20, 40]},
+        "images": {"images_per_station": 3}}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cnn")
+    cfg = cfgmod.load(None, TINY)
+    train = tmp / "train.nc"
+    test = tmp / "test.nc"
+    write_netcdf(make_dataset(cfg, n_jobs=2), train)
+    write_netcdf(make_dataset(cfgmod.load(None, cfgmod.deep_merge(TINY, {"synthetics": {"seed": 7,
+                                                                                          "n_samples": 24}})),
+                              n_jobs=2), test)
+    return {"cfg": cfg, "train": train, "test": test, "dir": tmp}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tiny):
+    out = tiny["dir"] / "pretrain.ckpt"
+    result = training.pretrain(tiny["cfg"], str(tiny["train"]), str(tiny["test"]), out, tiny["dir"] / "pretrain.json")
+    return out, result
+
+
+def _station_files(tiny, n_stations=4):
+    """Image files of 'real-like' stations: synthetic stations written in the real image layout."""
+    cfg = tiny["cfg"]
+    src = training.SyntheticSource.read(tiny["train"])
+    settings = ImageSettings.from_config(cfg["images"])
+    mapper = DepthMapper(load_model("ak135"), settings.depths_km)
+    files, truth = [], {}
+    for k in range(n_stations):
+        i = int(np.flatnonzero(src.label == k % 2)[k])
+        rng = np.random.default_rng(k)
+        rf, p = synthetic_station(src.clean[i], src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
+                                  StationDraw(), rng, n_rf=30)
+        imgs = station_images(rf, src.time_s, p, mapper, settings)
+        code = f"S{k}"
+        path = tiny["dir"] / "images" / f"XX.{code}.nc"
+        write_netcdf(images_dataset(imgs, {"network": "XX", "station": code, "latitude": 10.0 + k,
+                                           "longitude": 20.0}, settings), path)
+        files.append(path)
+        truth[f"XX.{code}"] = "present" if src.label[i] else "absent"
+    return files, truth
+
+
+def test_pretrain_writes_a_loadable_calibrated_checkpoint_and_metrics(pretrained, tiny):
+    out, result = pretrained
+    module = training.load_classifier(out)
+    assert module.hparams.net_config["n_depth"] == 321  # the architecture is rebuilt from the checkpoint
+    assert float(module.temperature) == pytest.approx(result["temperature"])
+    saved = json.loads((tiny["dir"] / "pretrain.json").read_text())
+    assert saved["train_samples"] + saved["val_samples"] == 48
+    assert saved["test"]["n"] == 24 and 0.0 <= saved["test"]["accuracy"] <= 1.0
+    assert set(saved["test"]["per_model"]) <= {"ak135", "iasp91", "prem"}
+    assert saved["versions"]["torch"].startswith("2.13")
+    curves = (tiny["dir"] / "logs" / "pretrain" / "metrics.csv").read_text()
+    assert "val/loss" in curves and "train/loss" in curves
+    assert not (tiny["dir"] / "pretrain_checkpoints").exists()
+
+
+def test_pretraining_is_deterministic(tiny, pretrained):
+    out2 = tiny["dir"] / "again.ckpt"
+    training.pretrain(tiny["cfg"], str(tiny["train"]), None, out2, tiny["dir"] / "again.json")
+    a = torch.load(pretrained[0], map_location="cpu", weights_only=False)["state_dict"]
+    b = torch.load(out2, map_location="cpu", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_synthetic_images_are_fresh_per_epoch_and_fixed_for_validation(tiny):
+    src = training.SyntheticSource.read(tiny["train"])
+    settings = ImageSettings()
+    train = training.SyntheticImages(src, np.arange(4), settings, StationDraw(), "ak135", seed=1)
+    first = train[0][0].clone()
+    assert torch.equal(first, train[0][0])  # same epoch, same draw
+    train.epoch = 1
+    assert not torch.equal(first, train[0][0])
+    val = training.SyntheticImages(src, np.arange(4), settings, StationDraw(), "ak135", seed=1, fixed=True)
+    v0 = val[0][0].clone()
+    val.epoch = 5
+    assert torch.equal(v0, val[0][0])
+
+
+def test_grouped_folds_never_split_a_station():
+    groups = np.array(["A"] * 5 + ["B"] * 3 + ["C"] * 4 + ["D"] * 2)
+    folds = training._grouped_folds(groups, 3, seed=0)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(groups)))
+    for test_idx in folds:
+        train_idx = np.setdiff1d(np.arange(len(groups)), test_idx)
+        assert not set(groups[test_idx]) & set(groups[train_idx])
+
+
+def test_finetune_cross_validates_by_station_then_predicts(tiny, pretrained):
+    files, truth = _station_files(tiny)
+    labels = tiny["dir"] / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["station", "image", "label", "labeller", "time", "note", "source"])
+        for code, lab in truth.items():
+            w.writerow([code, "*", lab, "test", "2026-11-25T00:00:00Z", "", "test"])
+        w.writerow(["XX.S0", "1", "unsure", "test", "2026-11-25T00:01:00Z", "", "test"])  # overrides one image
+    out = tiny["dir"] / "finetune.ckpt"
+    result = training.finetune(tiny["cfg"], pretrained[0], files, [labels], out, tiny["dir"] / "finetune.json",
+                               synthetic_path=str(tiny["train"]))
+    assert result["n_images"] == 4 * 3 - 1  # 'unsure' is not trained on
+    assert result["cross_validation"]["folds"] == 3
+    assert result["cross_validation"]["grouped_by"] == "station"
+    assert result["cross_validation"]["finetuned"]["n"] == 11
+    module = training.load_classifier(out)
+    assert module.hparams.freeze_features is True
+    pre = training.load_classifier(pretrained[0])
+    feat = [k for k in pre.state_dict() if k.startswith("net.features") and k.endswith("weight")]
+    assert all(torch.equal(pre.state_dict()[k], module.state_dict()[k]) for k in feat)  # frozen encoder
+    head = [k for k in pre.state_dict() if k.startswith("net.head") and k.endswith("weight")]
+    assert any(not torch.equal(pre.state_dict()[k], module.state_dict()[k]) for k in head)
+    # CLI: predict every station
+    table = tiny["dir"] / "cnn.csv"
+    assert main(["predict", *map(str, files), "--model", str(out), "--out", str(table),
+                 "--settings", json.dumps({"cnn": {"verdict": {"min_rf": 10}}})]) == 0
+    rows = list(csv.DictReader(open(table)))
+    assert [r["station"] for r in rows] == sorted(truth)
+    for r in rows:
+        assert r["n_images"] == "3" and r["n_rf"] == "30" and 0 <= float(r["probability"]) <= 1
+        assert r["verdict"] in ("present", "absent", "undetermined")
+
+
+def test_finetune_without_usable_labels_keeps_the_pretrained_model(tiny, pretrained):
+    files, _ = _station_files(tiny, 1)
+    labels = tiny["dir"] / "unsure.csv"
+    labels.write_text("station,image,label,labeller,time,note,source\nXX.S0,*,unsure,t,2026-11-25T00:00:00Z,,t\n")
+    out = tiny["dir"] / "same.ckpt"
+    result = training.finetune(tiny["cfg"], pretrained[0], files, [labels], out, tiny["dir"] / "same.json")
+    assert result["n_images"] == 0 and "pretrained" in result["note"]
+    assert out.read_bytes() == pretrained[0].read_bytes()
+
+
+@pytest.mark.parametrize("prob,n_rf,expected", [
+    ([0.9, 0.8, 0.85], 50, "present"), ([0.1, 0.2, 0.05], 50, "absent"), ([0.5, 0.6, 0.4], 50, "undetermined"),
+    ([0.95, 0.9], 5, "undetermined"), ([0.99, 0.1, 0.99], 50, "undetermined"), ([], 0, "undetermined")])
+def test_station_verdict_thresholds(prob, n_rf, expected, default_config):
+    verdict, reason = training.station_verdict(np.array(prob), n_rf, default_config["cnn"]["verdict"])
+    assert verdict == expected
+    assert (reason == "") == (expected != "undetermined")

@@ -1,0 +1,173 @@
+"""CNN-stacking comparison: a known pair of tables gives exactly the expected station table and summary."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+
+import pytest
+from matplotlib.image import imread
+from xdisc import compare
+from xdisc.stacking import TABLE_COLUMNS
+
+CNN_CSV = """\
+station,latitude,longitude,n_rf,n_images,probability,probability_std,verdict
+AA.A1,10.5,20.25,30,5,0.9,0.05,present
+AA.A2,11,21,25,4,0.2,0.1,absent
+AA.A3,12,22,12,3,0.8,0.1,present
+AA.A4,13,23,8,2,0.55,0.2,undetermined
+AA.A5,14,24,40,6,0.1,0.02,absent
+AA.A7,16,26,20,3,0.3,0.1,absent
+AA.A8,17,27,33,5,0.95,0.01,present
+AA.A9,18,28,9,2,0.15,0.05,absent
+"""
+
+# stacking.TABLE_COLUMNS, written the way 'xdisc verdicts' writes them (%.4g, nan)
+STACKING_CSV = """\
+station,latitude,longitude,n_rf,verdict,x_depth_km,x_depth_err_km,x_amp,x_amp_err,d410_km,d660_km
+AA.A1,10.5,20.25,28,present,300,8.5,0.03,0.005,410,660
+AA.A2,11,21,25,absent,nan,nan,nan,nan,412,665
+AA.A3,12,22,11,absent,nan,nan,nan,nan,nan,nan
+AA.A4,13,23,8,present,280,12,0.02,0.006,405,nan
+AA.A5,14,24,40,absent,nan,nan,nan,nan,410,660
+AA.A6,15,25,19,present,320,10,0.04,0.01,410,660
+AA.A8,17,27,31,present,310,5,0.05,0.004,410,660
+AA.A9,18,28,9,undetermined,nan,nan,nan,nan,nan,nan
+"""
+
+EXPECTED_CSV = """\
+station,latitude,longitude,n_rf,stacking_verdict,cnn_verdict,cnn_probability,cnn_probability_std,x_depth_km,\
+x_depth_err_km,agree
+AA.A1,10.5,20.25,28,present,present,0.9,0.05,300,8.5,yes
+AA.A2,11,21,25,absent,absent,0.2,0.1,nan,nan,yes
+AA.A3,12,22,11,absent,present,0.8,0.1,nan,nan,no
+AA.A4,13,23,8,present,undetermined,0.55,0.2,280,12,n/a
+AA.A5,14,24,40,absent,absent,0.1,0.02,nan,nan,yes
+AA.A6,15,25,19,present,missing,nan,nan,320,10,n/a
+AA.A7,16,26,20,missing,absent,0.3,0.1,nan,nan,n/a
+AA.A8,17,27,31,present,present,0.95,0.01,310,5,yes
+AA.A9,18,28,9,undetermined,absent,0.15,0.05,nan,nan,n/a
+"""
+
+
+@pytest.fixture
+def tables(tmp_path):
+    cnn, stacking = tmp_path / "cnn.csv", tmp_path / "stacking.csv"
+    cnn.write_text(CNN_CSV)
+    stacking.write_text(STACKING_CSV)
+    return cnn, stacking
+
+
+def _kappa_by_hand() -> float:
+    # compared stations (both present/absent): A1 p/p, A2 a/a, A3 a/p, A5 a/a, A8 p/p
+    #                  cnn present  cnn absent
+    # stacking present      2            0
+    # stacking absent       1            2
+    n = 5
+    observed = (2 + 2) / n
+    chance = (2 / n) * (3 / n) + (3 / n) * (2 / n)  # row x column marginals, present then absent
+    return (observed - chance) / (1 - chance)
+
+
+def test_stacking_fixture_has_the_stacking_columns():
+    assert STACKING_CSV.splitlines()[0].split(",") == list(TABLE_COLUMNS)
+
+
+def test_known_tables_give_the_expected_rows_and_summary(tables, tmp_path):
+    rows, summary = compare.compare_verdicts(*tables)
+    assert [r["station"] for r in rows] == [f"AA.A{i}" for i in range(1, 10)]
+    a6 = rows[5]
+    assert a6["cnn_verdict"] == "missing" and math.isnan(a6["cnn_probability"]) and a6["n_rf"] == 19
+    a7 = rows[6]
+    assert a7["stacking_verdict"] == "missing" and math.isnan(a7["x_depth_km"]) and a7["latitude"] == 16.0
+
+    assert summary["n_stations"] == 9
+    assert summary["n_compared"] == 5
+    assert summary["n_agree"] == 4
+    assert summary["agreement"] == pytest.approx(0.8)
+    assert summary["cohen_kappa"] == pytest.approx(_kappa_by_hand())
+    assert summary["cohen_kappa"] == pytest.approx(8 / 13)  # (0.8 - 0.48) / 0.52
+    assert summary["disagreeing"] == ["AA.A3"]
+    assert summary["missing_in_cnn"] == ["AA.A6"]
+    assert summary["missing_in_stacking"] == ["AA.A7"]
+    assert summary["confusion"] == {
+        "present": {"present": 2, "absent": 0, "undetermined": 1, "missing": 1},
+        "absent": {"present": 1, "absent": 2, "undetermined": 0, "missing": 0},
+        "undetermined": {"present": 0, "absent": 1, "undetermined": 0, "missing": 0},
+        "missing": {"present": 0, "absent": 1, "undetermined": 0, "missing": 0},
+    }
+    assert sum(sum(r.values()) for r in summary["confusion"].values()) == summary["n_stations"]
+    assert summary["inputs"] == {"cnn": str(tables[0]), "stacking": str(tables[1])}
+
+    out_csv, out_json = tmp_path / "verdicts" / "stations.csv", tmp_path / "metrics" / "agreement.json"
+    compare.write_outputs(rows, summary, out_csv, out_json)
+    assert out_csv.read_bytes().decode() == EXPECTED_CSV.replace("\n", "\r\n")  # csv writes \r\n (RFC 4180)
+    with open(out_csv, newline="") as f:
+        assert tuple(csv.DictReader(f).fieldnames) == compare.STATION_COLUMNS
+    written = json.loads(out_json.read_text())
+    assert written == json.loads(json.dumps(summary))
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_nothing_compared_gives_null_agreement_in_json(tmp_path):
+    cnn, stacking = tmp_path / "cnn.csv", tmp_path / "stacking.csv"
+    cnn.write_text(CNN_CSV.splitlines()[0] + "\nAA.B1,1,2,3,1,0.5,0.3,undetermined\n")
+    stacking.write_text(STACKING_CSV.splitlines()[0] + "\nAA.B1,1,2,3,present,300,10,0.03,0.01,410,660\n")
+    rows, summary = compare.compare_verdicts(cnn, stacking)
+    assert rows[0]["agree"] == "n/a"
+    assert summary["n_compared"] == 0 and math.isnan(summary["agreement"]) and math.isnan(summary["cohen_kappa"])
+    out_json = tmp_path / "agreement.json"
+    compare.write_outputs(rows, summary, tmp_path / "stations.csv", out_json)
+    text = out_json.read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["agreement"] is None and json.loads(text)["cohen_kappa"] is None
+
+
+def test_coordinates_fall_back_to_the_cnn_table(tmp_path):
+    cnn, stacking = tmp_path / "cnn.csv", tmp_path / "stacking.csv"
+    cnn.write_text(CNN_CSV.splitlines()[0] + "\nAA.B1,1.5,2.5,3,1,0.7,0.1,present\n")
+    stacking.write_text(STACKING_CSV.splitlines()[0] + "\nAA.B1,nan,nan,3,present,300,10,0.03,0.01,410,660\n")
+    rows, _ = compare.compare_verdicts(cnn, stacking)
+    assert (rows[0]["latitude"], rows[0]["longitude"]) == (1.5, 2.5)
+
+
+@pytest.mark.parametrize("table,text,match", [
+    ("cnn", CNN_CSV.replace("AA.A2,11,21,25,4,0.2,0.1,absent", "AA.A2,11,21,25,4,0.2,0.1,maybe"), "maybe"),
+    ("stacking", STACKING_CSV.replace("AA.A9,", "AA.A8,"), "listed twice"),
+    ("cnn", CNN_CSV.replace("probability_std,", "prob_std,"), "probability_std"),
+])
+def test_bad_tables_raise_clear_errors(tables, table, text, match):
+    path = tables[0] if table == "cnn" else tables[1]
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        compare.compare_verdicts(*tables)
+
+
+def test_missing_table(tables, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        compare.compare_verdicts(tmp_path / "nope.csv", tables[1])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xdisc")
+    sub = parser.add_subparsers(dest="command", required=True)
+    compare.add_parser(sub)
+    return parser
+
+
+def test_cli_writes_table_summary_and_figure(tables, tmp_path):
+    out, summary, figure = tmp_path / "stations.csv", tmp_path / "agreement.json", tmp_path / "agreement.png"
+    args = _parser().parse_args(["compare", "--cnn", str(tables[0]), "--stacking", str(tables[1]), "--out", str(out),
+                                 "--summary", str(summary), "--figure", str(figure)])
+    assert args.func(args) == 0
+    assert out.read_bytes().decode() == EXPECTED_CSV.replace("\n", "\r\n")
+    assert json.loads(summary.read_text())["agreement"] == pytest.approx(0.8)
+    assert imread(figure).shape[0] > 300
+
+
+def test_cli_needs_its_inputs(capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["compare", "--cnn", "a.csv"])
+    assert "--stacking" in capsys.readouterr().err

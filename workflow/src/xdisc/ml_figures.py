@@ -1,0 +1,452 @@
+"""Figures of the CNN evaluation and of the CNN-stacking comparison.
+
+Every function takes numbers that were computed elsewhere (:mod:`xdisc.metrics`,
+:mod:`xdisc.compare`, Lightning's ``metrics.csv``) and a path; the format follows the suffix
+(``.png`` at :data:`xdisc.figures.DPI`, ``.pdf`` or ``.svg`` as vectors) and the file is written
+atomically. As in :mod:`xdisc.figures`, figures are :class:`~matplotlib.figure.Figure` objects
+with their own Agg canvas: no pyplot state is touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+
+from xdisc.artifacts import atomic_output
+from xdisc.compare import CATEGORIES, DECIDED, MISSING
+from xdisc.figures import DIVERGING_CMAP, DPI, SUFFIXES
+from xdisc.metrics import agreement_summary
+
+RUN_COLOURS = ("#1f618d", "#c0392b", "#117a65", "#b9770e", "#6c3483", "#566573")
+TRAIN_COLOUR, VAL_COLOUR = "#1f618d", "#c0392b"
+VERDICT_MARKERS = {"present": "^", "absent": "o", "undetermined": "s", MISSING: "D"}
+NO_VALUE_COLOUR = "0.8"
+RING_COLOUR = "#8e44ad"
+MAX_STATION_LABELS = 40  # above this many stations the map carries no station codes
+
+# columns of a Lightning CSVLogger metrics.csv, in order of preference
+TRAIN_LOSS = ("train/loss_epoch", "train/loss", "train_loss_epoch", "train_loss")
+VAL_LOSS = ("val/loss", "val/loss_epoch", "val_loss")
+TRAIN_ACC = ("train/acc_epoch", "train/acc", "train/accuracy", "train_acc_epoch", "train_acc")
+VAL_ACC = ("val/acc", "val/acc_epoch", "val/accuracy", "val_acc")
+
+
+# --------------------------------------------------------------------------------------------------
+# classification
+
+
+def plot_confusion(matrix, labels: Sequence[str], path: str | Path, title: str = "Confusion matrix",
+                   xlabel: str = "predicted", ylabel: str = "true") -> Path:
+    """Count matrix (rows ``ylabel``, columns ``xlabel``, both in the order of ``labels``).
+
+    Each cell shows its count and its share of the row; the colour is that share."""
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.shape != (len(labels), len(labels)):
+        raise ValueError(f"matrix of shape {m.shape} does not match {len(labels)} labels")
+    k = len(labels)
+    fig = _figure((2.2 + 1.1 * k, 1.6 + 1.0 * k))
+    ax = fig.add_subplot()
+    totals = m.sum(axis=1, keepdims=True)
+    share = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
+    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(k):
+        for j in range(k):
+            count = f"{m[i, j]:.0f}" if float(m[i, j]).is_integer() else f"{m[i, j]:.3g}"
+            pct = f"\n{100 * share[i, j]:.0f} %" if totals[i, 0] > 0 else ""
+            ax.text(j, i, count + pct, ha="center", va="center", fontsize=12 if k <= 4 else 9,
+                    color="white" if share[i, j] > 0.6 else "black")
+    ax.set_xticks(range(k), labels)
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}\n(n = {m.sum():.0f}; colour and % = share of the row)", fontsize=11)
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cb.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    cb.set_label("share of the row")
+    return _save(fig, path)
+
+
+def plot_roc(curves: Mapping[str, tuple], path: str | Path, title: str = "ROC curve",
+             mark_fpr: float | None = 0.05) -> Path:
+    """ROC curves ``{name: (fpr, tpr, auc)}`` with the chance diagonal; AUC in the legend and,
+    when ``mark_fpr`` is given, a dotted line at that false-positive rate."""
+    fig = _figure((6.2, 6.0))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.55", ls="--", lw=1.0, label="chance (AUC = 0.5)")
+    if mark_fpr is not None:
+        ax.axvline(mark_fpr, color="0.4", ls=":", lw=0.9, label=f"FPR = {100 * mark_fpr:g} %")
+    for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
+        fpr, tpr = np.asarray(fpr, float), np.asarray(tpr, float)
+        auc_text = f"{auc:.3f}" if auc is not None and math.isfinite(auc) else "n/a"
+        ax.plot(fpr, tpr, color=RUN_COLOURS[i % len(RUN_COLOURS)], lw=1.8,
+                label=f"{name} (AUC = {auc_text})")
+    if not curves:
+        _no_data(ax, "no ROC curve")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false-positive rate (X absent called present)")
+    ax.set_ylabel("true-positive rate (X present found)")
+    ax.set_title(title, fontsize=11)
+    ax.grid(color="0.9", lw=0.5)
+    ax.set_axisbelow(True)
+    ax.legend(loc="lower right", fontsize=9)
+    return _save(fig, path)
+
+
+def plot_reliability(bins, path: str | Path, ece: float, ece_after: float | None = None, bins_after=None,
+                     title: str = "Reliability of P(X present)") -> Path:
+    """Reliability diagram (frequency of X against mean predicted probability, per bin) above a
+    histogram of the predictions.
+
+    ``bins`` is a :class:`xdisc.metrics.Reliability` or a mapping with its fields (``edges``,
+    ``mean_prob``, ``frequency``, ``counts``); ``ece`` its expected calibration error.
+    ``ece_after`` (and optionally ``bins_after``) describe the same set after temperature scaling."""
+    edges, mean_prob, freq, counts = _bins(bins)
+    fig = _figure((6.4, 7.4))
+    gs = fig.add_gridspec(2, 1, height_ratios=[3, 1.3])
+    ax = fig.add_subplot(gs[0])
+    ax_h = fig.add_subplot(gs[1], sharex=ax)
+    ax.plot([0, 1], [0, 1], color="0.55", ls="--", lw=1.0, label="perfect calibration")
+    width = np.diff(edges)
+    ax.bar(edges[:-1], np.nan_to_num(freq), width=width, align="edge", color="#aed6f1", edgecolor="#1f618d",
+           lw=0.6, label="frequency of X per bin")
+    filled = counts > 0
+    ax.plot(mean_prob[filled], freq[filled], "o-", color="#1f618d", ms=5, lw=1.2,
+            label=f"model (ECE = {_num(ece)})")
+    if bins_after is not None:
+        _, mp_after, f_after, c_after = _bins(bins_after)
+        ok = c_after > 0
+        ax.plot(mp_after[ok], f_after[ok], "s-", color="#c0392b", ms=5, lw=1.2,
+                label=f"after temperature scaling (ECE = {_num(ece_after)})")
+    elif ece_after is not None:
+        ax.plot([], [], " ", label=f"after temperature scaling: ECE = {_num(ece_after)}")
+    if not filled.any():
+        _no_data(ax, "no predictions")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("observed frequency of X")
+    ax.set_title(title, fontsize=11)
+    ax.grid(color="0.9", lw=0.5)
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper left", fontsize=9)
+    ax.tick_params(labelbottom=False)
+
+    ax_h.bar(edges[:-1], counts, width=width, align="edge", color="0.7", edgecolor="0.3", lw=0.6)
+    positive = counts[counts > 0]
+    if positive.size and positive.max() / positive.min() > 50:
+        ax_h.set_yscale("log")
+    else:
+        ax_h.set_ylim(0, 1.1 * max(float(counts.max(initial=0)), 1.0))
+    ax_h.set_xlabel("predicted probability of X")
+    ax_h.set_ylabel("samples per bin")
+    ax_h.text(0.99, 0.95, f"n = {int(counts.sum())}", transform=ax_h.transAxes, ha="right", va="top", fontsize=9)
+    ax_h.grid(axis="y", color="0.9", lw=0.5)
+    ax_h.set_axisbelow(True)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs(x, series: Mapping[str, object], path: str | Path, xlabel: str, ylabel: str = "accuracy",
+                     title: str | None = None, xscale: str = "linear", chance: float | None = 0.5) -> Path:
+    """Accuracy (or another score in [0, 1]) against a property of the test set (SNR, X strength).
+
+    A value of ``series`` is either ``y`` (drawn against ``x``) or a tuple ``(x, y)`` or
+    ``(x, y, yerr)`` with its own abscissa; ``chance`` draws a dashed line (``None``: none)."""
+    fig = _figure((7.0, 4.8))
+    ax = fig.add_subplot()
+    if chance is not None:
+        ax.axhline(chance, color="0.55", ls="--", lw=1.0, label=f"chance ({100 * chance:g} %)")
+    for i, (name, value) in enumerate(series.items()):
+        if isinstance(value, tuple):
+            if len(value) not in (2, 3):
+                raise ValueError(f"series {name!r}: a tuple must be (x, y) or (x, y, yerr)")
+            xs, ys, err = (*value, None)[:3]
+        else:
+            xs, ys, err = x, value, None
+        xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+        if xs.shape != ys.shape:
+            raise ValueError(f"series {name!r}: x and y differ in shape {xs.shape} and {ys.shape}")
+        colour = RUN_COLOURS[i % len(RUN_COLOURS)]
+        ax.errorbar(xs, ys, yerr=None if err is None else np.asarray(err, float), color=colour, marker="o", ms=4,
+                    lw=1.5, capsize=2.5, label=str(name))
+    if not series:
+        _no_data(ax, "no data")
+    ax.set_xscale(xscale)
+    if xscale == "log":  # plain numbers (1, 2, 5, 10, 20) rather than powers of ten
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+    ax.set_ylim(0.0, 1.02)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"{ylabel[:1].upper()}{ylabel[1:]} against {xlabel}", fontsize=11)
+    ax.grid(color="0.9", lw=0.5)
+    ax.set_axisbelow(True)
+    ax.legend(loc="lower right", fontsize=9)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# training
+
+
+def read_metrics_csv(path: str | Path) -> dict[str, np.ndarray]:
+    """Columns of a Lightning ``CSVLogger`` ``metrics.csv`` as float arrays (``NaN`` where a row
+    does not log that metric)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training metrics {path} do not exist")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = reader.fieldnames or []
+    return {name: np.array([_float(r.get(name)) for r in rows], dtype=float) for name in header}
+
+
+def per_epoch(columns: Mapping[str, np.ndarray], candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Mean per epoch of the first column of ``candidates`` that holds a value: (epochs, values,
+    column name); empty arrays and ``""`` when none does."""
+    epoch = columns.get("epoch")
+    for name in candidates:
+        values = columns.get(name)
+        if values is None or epoch is None:
+            continue
+        ok = np.isfinite(values) & np.isfinite(epoch)
+        if not ok.any():
+            continue
+        epochs, inverse = np.unique(epoch[ok], return_inverse=True)
+        means = np.bincount(inverse, weights=values[ok]) / np.bincount(inverse)
+        return epochs, means, name
+    return np.array([]), np.array([]), ""
+
+
+def plot_training_curves(metrics_csv_paths: Mapping[str, str | Path], path: str | Path, title: str = "CNN training",
+                         loss_label: str = "loss (binary cross-entropy)") -> Path:
+    """Loss (top) and accuracy (bottom) per epoch, training and validation, one column per run
+    (e.g. ``{"pretrain": ..., "fine-tune": ...}``), from Lightning ``metrics.csv`` files.
+
+    Step-level values are averaged per epoch; the epoch of the lowest validation loss is starred."""
+    if not metrics_csv_paths:
+        raise ValueError("no training run given")
+    runs = {name: read_metrics_csv(p) for name, p in metrics_csv_paths.items()}
+    fig = _figure((4.6 * len(runs) + 0.6, 6.6))
+    axes = fig.subplots(2, len(runs), squeeze=False, sharex="col")
+    for j, (name, cols) in enumerate(runs.items()):
+        ax_loss, ax_acc = axes[0, j], axes[1, j]
+        for ax, which, metrics in ((ax_loss, "loss", (TRAIN_LOSS, VAL_LOSS)), (ax_acc, "accuracy", (TRAIN_ACC, VAL_ACC))):
+            drawn = False
+            for label, candidates, colour in (("training", metrics[0], TRAIN_COLOUR),
+                                              ("validation", metrics[1], VAL_COLOUR)):
+                ep, val, _ = per_epoch(cols, candidates)
+                if ep.size:
+                    ax.plot(ep, val, "o-", color=colour, ms=3.5 if ep.size <= 60 else 0, lw=1.4, label=label)
+                    drawn = True
+            if which == "loss":
+                ep, val, _ = per_epoch(cols, VAL_LOSS)
+                if ep.size and np.isfinite(val).any():
+                    k = int(np.nanargmin(val))
+                    ax.plot(ep[k], val[k], marker="*", ms=13, color="#f1c40f", mec="k", mew=0.8, ls="none",
+                            zorder=5, label=f"lowest validation loss (epoch {ep[k]:.0f})")
+            else:
+                bottom, top = ax.get_ylim()
+                if drawn:
+                    top = min(top, 1.005)
+                    ax.set_ylim(bottom, top)
+                ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0 if top - bottom > 0.06 else 1))
+            if not drawn:
+                _no_data(ax, f"no {which} logged")
+            ax.set_ylabel(which if which == "accuracy" else loss_label)
+            ax.grid(color="0.9", lw=0.5)
+            ax.set_axisbelow(True)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8, loc="best")
+        ax_loss.set_title(str(name), fontsize=11)
+        ax_acc.set_xlabel("epoch")
+        ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title, fontsize=13)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# comparison with stacking
+
+
+def plot_agreement(rows: Sequence[Mapping], path: str | Path, title: str = "CNN and stacking verdicts") -> Path:
+    """Station map (longitude/latitude; colour = CNN probability of X, marker = stacking verdict,
+    ring = the two methods disagree) beside the confusion table of the verdicts.
+
+    ``rows`` are station rows of :func:`xdisc.compare.compare_verdicts` (or read back from
+    ``stations.csv``). Stations without coordinates are listed under the map."""
+    rows = list(rows)
+    fig = _figure((13.5, 6.4))
+    gs = fig.add_gridspec(1, 2, width_ratios=[1.3, 1.0])
+    ax = fig.add_subplot(gs[0])
+    ax_t = fig.add_subplot(gs[1])
+    lat = np.array([_float(r.get("latitude")) for r in rows])
+    lon = np.array([_float(r.get("longitude")) for r in rows])
+    prob = np.array([_float(r.get("cnn_probability")) for r in rows])
+    stacking = [str(r.get("stacking_verdict", MISSING)) for r in rows]
+    disagree = np.array([str(r.get("agree")) == "no" for r in rows], dtype=bool)
+    placed = np.isfinite(lat) & np.isfinite(lon)
+    norm = Normalize(0.0, 1.0)
+
+    for verdict, marker in VERDICT_MARKERS.items():
+        sel = placed & np.array([v == verdict for v in stacking], dtype=bool)
+        known = sel & np.isfinite(prob)
+        if known.any():
+            ax.scatter(lon[known], lat[known], c=prob[known], cmap=DIVERGING_CMAP, norm=norm, marker=marker, s=90,
+                       edgecolors="k", linewidths=0.7, zorder=3)
+        if (sel & ~known).any():
+            ax.scatter(lon[sel & ~known], lat[sel & ~known], color=NO_VALUE_COLOUR, marker=marker, s=90,
+                       edgecolors="k", linewidths=0.7, zorder=3)
+    ring = placed & disagree
+    if ring.any():
+        ax.scatter(lon[ring], lat[ring], s=330, facecolors="none", edgecolors=RING_COLOUR, linewidths=2.0,
+                   zorder=2)
+    if placed.sum() <= MAX_STATION_LABELS:
+        for i in np.flatnonzero(placed):
+            ax.annotate(str(rows[i].get("station", "")), (lon[i], lat[i]), xytext=(7, 7), textcoords="offset points",
+                        fontsize=8, color="0.15", zorder=4)
+    cb = fig.colorbar(_mappable(norm), ax=ax, fraction=0.046, pad=0.03)
+    cb.set_label("CNN probability of X")
+    _map_limits(ax, lon[placed], lat[placed])
+    ax.set_xlabel("longitude (°)")
+    ax.set_ylabel("latitude (°)")
+    ax.set_title("Stations (marker: stacking verdict, colour: CNN)", fontsize=11)
+    ax.grid(color="0.9", lw=0.5)
+    ax.set_axisbelow(True)
+    if not placed.any():
+        _no_data(ax, "no station coordinates")
+    on_map = {stacking[i] for i in np.flatnonzero(placed)}
+    handles = [Line2D([], [], marker=m, ls="none", mfc="white", mec="k", ms=8, label=f"stacking: {v}")
+               for v, m in VERDICT_MARKERS.items() if v in on_map]
+    if (placed & ~np.isfinite(prob)).any():
+        handles.append(Line2D([], [], marker="o", ls="none", mfc=NO_VALUE_COLOUR, mec="k", ms=8,
+                              label="no CNN probability"))
+    if ring.any():
+        handles.append(Line2D([], [], marker="o", ls="none", mfc="none", mec=RING_COLOUR, mew=2.0, ms=13,
+                              label="verdicts disagree"))
+    unplaced = [str(rows[i].get("station", "?")) for i in np.flatnonzero(~placed)]
+    if unplaced:
+        more = f" and {len(unplaced) - 8} more" if len(unplaced) > 8 else ""
+        handles.append(Line2D([], [], ls="none", label=f"not on the map (no coordinates): "
+                                                       f"{', '.join(unplaced[:8])}{more}"))
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.1), ncols=3, fontsize=8,
+                  frameon=False)
+
+    _agreement_table(ax_t, rows)
+    fig.suptitle(f"{title} — {len(rows)} station{'s' if len(rows) != 1 else ''}", fontsize=13)
+    return _save(fig, path)
+
+
+def _agreement_table(ax, rows: Sequence[Mapping]) -> None:
+    stacking = [str(r.get("stacking_verdict", MISSING)) for r in rows]
+    cnn = [str(r.get("cnn_verdict", MISSING)) for r in rows]
+    full = agreement_summary(stacking, cnn, CATEGORIES)["confusion"]
+    decided = agreement_summary(stacking, cnn, DECIDED)
+    ax.axis("off")
+    cells = [[str(full[a][b]) for b in CATEGORIES] for a in CATEGORIES]
+    colours = [["white"] * len(CATEGORIES) for _ in CATEGORIES]
+    for i, a in enumerate(CATEGORIES):
+        for j, b in enumerate(CATEGORIES):
+            if a in DECIDED and b in DECIDED and full[a][b] > 0:
+                colours[i][j] = "#d5f5e3" if a == b else "#fadbd8"
+    table = ax.table(cellText=cells, cellColours=colours, rowLabels=list(CATEGORIES), colLabels=list(CATEGORIES),
+                     cellLoc="center", loc="upper center", bbox=[0.22, 0.42, 0.78, 0.44])
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    ax.text(0.615, 0.9, "CNN verdict →", transform=ax.transAxes, ha="center", va="bottom", fontsize=10)
+    ax.text(0.0, 0.87, "stacking verdict ↓", transform=ax.transAxes, ha="left", va="bottom", fontsize=10)
+    n, n_agree = decided["n"], decided["n_agree"]
+    lines = [f"stations: {len(rows)}",
+             f"compared (both present/absent): {n}",
+             f"agreement: {_pct(decided['agreement'])} ({n_agree} of {n})" if n else "agreement: n/a (none compared)",
+             f"Cohen's kappa: {_num(decided['kappa'])}" if n == 0 or math.isfinite(decided["kappa"])
+             else "Cohen's kappa: n/a (the compared stations share one verdict)"]
+    names = [str(r.get("station", "?")) for r in rows if str(r.get("agree")) == "no"]
+    if names:
+        more = f" and {len(names) - 6} more" if len(names) > 6 else ""
+        lines.append(f"disagree: {', '.join(names[:6])}{more}")
+    ax.text(0.0, 0.36, "\n".join(lines), transform=ax.transAxes, ha="left", va="top", fontsize=10, linespacing=1.5)
+    ax.set_title("Confusion table (green: agree, red: disagree)", fontsize=11)
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"figure path must end with one of {SUFFIXES}: {path}")
+    metadata = {".pdf": {"CreationDate": None}, ".svg": {"Date": None}}.get(suffix)  # reproducible vectors
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format=suffix[1:], dpi=DPI, metadata=metadata)
+    return path
+
+
+def _bins(bins) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    get = bins.__getitem__ if isinstance(bins, Mapping) else lambda k: getattr(bins, k)
+    edges, mean_prob, freq = (np.asarray(get(k), float) for k in ("edges", "mean_prob", "frequency"))
+    counts = np.asarray(get("counts"), float)
+    if not (edges.size == mean_prob.size + 1 == freq.size + 1 == counts.size + 1):
+        raise ValueError("reliability bins: edges must have one element more than mean_prob, frequency, counts")
+    return edges, mean_prob, freq, counts
+
+
+def _mappable(norm: Normalize):
+    from matplotlib.cm import ScalarMappable
+
+    return ScalarMappable(norm=norm, cmap=DIVERGING_CMAP)
+
+
+def _map_limits(ax, lon: np.ndarray, lat: np.ndarray, min_span_deg: float = 2.0) -> None:
+    """Limits around the stations with a margin (at least ``min_span_deg``), aspect 1/cos(latitude)."""
+    if lon.size == 0:
+        ax.set_xlim(-180, 180)
+        ax.set_ylim(-90, 90)
+        return
+    spans = []
+    for values in (lon, lat):
+        lo, hi = float(values.min()), float(values.max())
+        half = max(hi - lo, min_span_deg) * 0.6
+        spans.append(((lo + hi) / 2 - half, (lo + hi) / 2 + half))
+    ax.set_xlim(*spans[0])
+    ax.set_ylim(max(spans[1][0], -90.0), min(spans[1][1], 90.0))
+    ax.set_aspect(1.0 / max(math.cos(math.radians(float(np.mean(lat)))), 0.2))
+
+
+def _no_data(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4", fontsize=11)
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _num(value) -> str:
+    return f"{value:.3f}" if value is not None and math.isfinite(value) else "n/a"
+
+
+def _pct(value) -> str:
+    return f"{100 * value:.0f} %" if value is not None and math.isfinite(value) else "n/a"
