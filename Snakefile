@@ -23,3 +23,5 @@ rule all:
         rules.collect_stacking_verdicts.output,
         rules.compare_verdicts.output,
         rules.plot_training_curves.output,
+        rules.evaluate_methods.output,
+        rules.plot_synthetic_examples.output,

@@ -137,3 +137,18 @@ def test_fast_noise_path_matches_the_reference_noise():
     assert np.allclose(f_ours[band] / f_ref[band], 1.0, atol=0.1)
     quiet = augment.noisy_copies(rng, clean, idx[:2], np.full(2, 1e12), TIME, RF.dt, RF.gaussian_width_hz)
     assert np.allclose(quiet, clean[0], atol=1e-4)  # the signal passes unchanged
+
+
+def test_real_noise_windows_stay_inside_nan_padded_traces():
+    rng = np.random.default_rng(5)
+    n = 200
+    pool = np.full((3, 600), np.nan)
+    pool[0, :600] = np.arange(600.0)          # long: windows start anywhere in 0..400
+    pool[1, :150] = 1.0                       # shorter than a window: never drawn
+    pool[2, :250] = -np.arange(250.0)         # windows start in 0..50
+    out = augment.real_noise(rng, pool, (500, n))
+    assert np.all(np.isfinite(out)) and np.allclose(out.std(axis=1), 1.0)
+    slopes = np.sign(out[:, 1] - out[:, 0])   # ramps: +1 or -1 per window (polarity and row)
+    assert set(np.unique(slopes)) == {-1.0, 1.0}
+    with pytest.raises(ValueError, match="at least 700 samples"):
+        augment.real_noise(rng, pool, (2, 700))

@@ -49,8 +49,19 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tiny_run):
     stations = (wd / "results" / "verdicts" / "stations.csv").read_text().splitlines()
     assert stations[1].startswith("CX.PB01,") and stations[1].endswith(",n/a")
     assert json.loads((wd / "results" / "metrics" / "agreement.json").read_text())["n_stations"] == 1
-    for fig in ("agreement.png", "cnn/pretrain/pretrain_roc.png"):
-        assert (wd / "results" / "figures" / fig).stat().st_size > 10_000
+    figures = ("agreement.png", "synthetic_examples.png", "cnn/training_curves.png", "cnn/pretrain/pretrain_roc.png",
+               "cnn/evaluation/accuracy_vs_snr.png", "cnn/evaluation/detection_vs_dvs.png", "stack/CX.PB01.png")
+    for fig in figures:
+        assert (wd / "results" / "figures" / fig).stat().st_size > 10_000, fig
+    evaluation = json.loads((wd / "results" / "metrics" / "evaluation.json").read_text())
+    assert len(evaluation["cnn"]["accuracy"]) == len(evaluation["stacking"]["accuracy"]) == 3
+    # the HTML report holds every figure with its caption
+    report = _run(wd, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr
+    html = (wd / "results" / "report.html").read_text()
+    for fig in figures:
+        assert f"figures/{fig}" in html, fig
+    assert "separately seeded synthetic test set" in html  # a caption
     again = _run(wd, "--cores", "2")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     # a science setting changes -> the rule reruns

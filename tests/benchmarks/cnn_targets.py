@@ -31,7 +31,7 @@ import xarray as xr
 from xdisc import config as cfgmod
 from xdisc import metrics, training
 from xdisc.artifacts import write_netcdf
-from xdisc.deconvolution import RFSettings, gaussian_filter
+from xdisc.deconvolution import RFSettings
 from xdisc.earthmodel import load_model
 from xdisc.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
 from xdisc.moveout import distance_for_slowness
@@ -42,44 +42,61 @@ from xdisc.synthetics import Layering, _row, build_model, cap_constant_style, dr
 DVS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06)
 
 
-def real_noise_pool(rf: RFSettings, out: Path) -> Path:
-    """Pre-P noise of CX.PB01 (rf example data) as a pool of unit-std traces at the RF sampling rate."""
+def real_noise_pool(rf: RFSettings, out: Path, step_s: float = 10.0) -> Path:
+    """Real pre-P noise of CX.PB01 (rf package example data: 13 events, 9-minute windows) turned
+    into receiver-function noise the way real data are: band-passed (0.03-2 Hz), resampled, and
+    deconvolved (same method and settings as the receiver functions) with the event's own vertical
+    P window (-30..150 s) as source and a pre-P window of the N or E component (ending >= 5 s before
+    P; windows every ``step_s``) as response. Rows: (event, component, window), 180 s long, so that
+    receiver-function-length windows of them start anywhere in the first 50 s."""
     import rf as rfpkg
     from obspy import read, read_events
     from obspy.geodetics import locations2degrees
     from obspy.taup import TauPyModel
 
+    from xdisc.deconvolution import deconvolve
+
     base = Path(rfpkg.__file__).parent / "example"
     st = read(str(base / "example_data.mseed"))
+    st.detrend("linear").taper(0.05).filter("bandpass", freqmin=0.03, freqmax=2.0, corners=4, zerophase=True)
+    st.resample(rf.sampling_rate_hz)
     cat = read_events(str(base / "example_events.xml"))
-    lat, lon = -21.04, -69.49
     taup = TauPyModel("ak135")
-    n = rf.time_axis().size
-    traces = []
+    n_src = int(round(180.0 * rf.sampling_rate_hz))
+    pre = int(round(30.0 * rf.sampling_rate_hz))
+    srcs, rsps, names = [], [], []
     for ev in cat:
         o = ev.preferred_origin() or ev.origins[0]
-        dist = locations2degrees(o.latitude, o.longitude, lat, lon)
-        arr = taup.get_travel_times(o.depth / 1000.0, dist, ["P", "Pdiff", "PKiKP", "PKIKP"])
-        if not arr:
+        arr = taup.get_travel_times(o.depth / 1000.0, locations2degrees(o.latitude, o.longitude, -21.04, -69.49),
+                                    ["P", "Pdiff", "PKiKP", "PKIKP"])
+        z = [tr for tr in st.select(channel="BHZ") if tr.stats.starttime < o.time + arr[0].time < tr.stats.endtime]
+        if not arr or not z:
             continue
-        t_p = o.time + arr[0].time
+        ip = int(round((o.time + arr[0].time - z[0].stats.starttime) * rf.sampling_rate_hz))
+        src = z[0].data[ip - pre:ip - pre + n_src].astype(float)
+        if ip - pre < 0 or src.size < n_src:
+            continue
         for tr in st.select(channel="BH[NE]"):
-            if not (tr.stats.starttime < t_p < tr.stats.endtime):
+            if abs(tr.stats.starttime - z[0].stats.starttime) > 1.0:
                 continue
-            seg = tr.slice(tr.stats.starttime, t_p - 20.0).copy()
-            seg.detrend("linear").taper(0.05)
-            seg.resample(rf.sampling_rate_hz)
-            x = seg.data.astype(float)
-            if x.size < n:
-                continue
-            f = np.fft.rfftfreq(x.size, 1.0 / rf.sampling_rate_hz)
-            x = np.fft.irfft(np.fft.rfft(x) * gaussian_filter(f, rf.gaussian_width_hz), x.size)
-            traces.append(x[:n * (x.size // n)].reshape(-1, n) if x.size >= 2 * n else x[None, :n])
-    pool = np.concatenate(traces)
+            last = ip - int(round(5.0 * rf.sampling_rate_hz)) - n_src  # the window ends 5 s before P
+            for a in range(0, last + 1, int(round(step_s * rf.sampling_rate_hz))):
+                srcs.append(src)
+                rsps.append(tr.data[a:a + n_src].astype(float))
+                names.append(f"{o.time.isoformat()[:19]} {tr.stats.channel} +{a / rf.sampling_rate_hz:.0f}s")
+    taper = np.hanning(2 * 50)
+    win = np.ones(n_src)
+    win[:50], win[-50:] = taper[:50], taper[50:]
+    res = deconvolve(np.array(srcs) * win, np.array(rsps) * win, rf.dt, rf.deconvolution, rf.gaussian_width_hz,
+                     time_before_p_s=rf.time_before_p_s, n_out=n_src, water_level=rf.water_level,
+                     max_iterations=rf.max_iterations, min_fit_change_percent=rf.min_fit_change_percent)
+    pool = res.rf
     pool = (pool - pool.mean(1, keepdims=True)) / pool.std(1, keepdims=True)
-    ds = xr.Dataset({"noise": (("trace", "time"), pool.astype(np.float32), {"units": "1"})},
+    ds = xr.Dataset({"noise": (("trace", "time"), pool.astype(np.float32), {"units": "1"}),
+                     "window": ("trace", np.array(names, dtype=object))},
                     attrs={"sampling_rate_hz": rf.sampling_rate_hz,
-                           "source": "CX.PB01 BHN/BHE before P - 20 s (rf package example data), Gaussian-filtered"})
+                           "source": "CX.PB01 (rf package example data): pre-P N/E windows deconvolved with the "
+                                     "event's vertical P window, like receiver functions"})
     write_netcdf(ds, out)
     return out
 
@@ -156,6 +173,9 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--stations", type=int, default=100, help="stations per dVs row of the detection limit")
     ap.add_argument("--skip", nargs="*", default=[], choices=["crossmodel", "limit", "realnoise"])
+    ap.add_argument("--train-real-noise", type=float, default=0.0,
+                    help="fraction of training stations with real CX.PB01 noise (from the first half of the events; "
+                         "the real-noise test then uses only the other half)")
     args = ap.parse_args()
     import logging
 
@@ -174,6 +194,17 @@ def main():
                                                       "n_samples": cfg["synthetics"]["n_test_samples"]}})
         write_netcdf(make_dataset(tcfg, n_jobs=args.threads), test)
     workers = 1 if args.threads >= 2 else 0
+    pool_path = real_noise_pool(rf, args.out / "real_noise.nc")
+    if args.train_real_noise > 0:
+        from xdisc.synthetics import load_noise_pool
+
+        pool = load_noise_pool(str(pool_path), rf)
+        half = (len(pool) // 4) * 2  # N and E of one event stay on the same side
+        write_netcdf(xr.Dataset({"noise": (("trace", "time"), pool[:half].astype(np.float32))},
+                                attrs={"sampling_rate_hz": rf.sampling_rate_hz}), args.out / "real_noise_train.nc")
+        cfg = cfgmod.deep_merge(cfg, {"synthetics": {"noise": {"real_noise_file": str(args.out / "real_noise_train.nc"),
+                                                               "real_noise_fraction": args.train_real_noise}}})
+        summary["train_real_noise_fraction"] = args.train_real_noise
     t0 = time.perf_counter()
     res = training.pretrain(cfg, str(train), str(test), args.out / "pretrain.ckpt", args.out / "pretrain.json",
                             threads=max(1, args.threads - workers), num_workers=workers)
@@ -185,10 +216,11 @@ def main():
     module = training.load_classifier(args.out / "pretrain.ckpt")
     src = training.SyntheticSource.read(test)
     if "realnoise" not in args.skip:
-        pool_path = real_noise_pool(rf, args.out / "real_noise.nc")
         from xdisc.synthetics import load_noise_pool
 
         pool = load_noise_pool(str(pool_path), rf)
+        if args.train_real_noise > 0:
+            pool = pool[(len(pool) // 4) * 2:]  # events never seen in training
         summary["real_noise"] = evaluate_set(module, src, cfg, cfg["cnn"]["seed"] + 2, noise_pool=pool)
         summary["real_noise"]["pool_traces"] = int(pool.shape[0])
         print(f"real pre-P noise ({pool.shape[0]} traces of CX.PB01): accuracy {summary['real_noise']['accuracy']:.4f}, "

@@ -79,6 +79,10 @@ rule predict_stations:
         csv=results("verdicts", "cnn.csv"),
     params:
         settings=cnn_settings(leave_out=("pretrain", "finetune", "labels")),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
     log:
         results("logs", "predict_stations.log"),
     shell:
@@ -93,6 +97,10 @@ rule compare_verdicts:
         csv=results("verdicts", "stations.csv"),
         summary=results("metrics", "agreement.json"),
         figure=report(results("figures", "agreement.png"), caption="../report/agreement.rst", category="Verdicts"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     log:
         results("logs", "compare_verdicts.log"),
     shell:
@@ -107,7 +115,34 @@ rule plot_training_curves:
     output:
         png=report(results("figures", "cnn", "training_curves.png"), caption="../report/training_curves.rst",
                    category="CNN"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     log:
         results("logs", "plot_training_curves.log"),
     shell:
         "xdisc plot training-curves {input.pretrain} {input.finetune} --out {output.png} 2> {log}"
+
+
+rule evaluate_methods:
+    input:
+        model=rules.pretrain_cnn.output.ckpt,
+        test=rules.pretrain_cnn.input.test,
+    output:
+        json=results("metrics", "evaluation.json"),
+        figures=report(directory(results("figures", "cnn", "evaluation")), patterns=["{name}.png"],
+                       caption="../report/evaluation.rst", category="CNN"),
+    params:
+        settings=cnn_settings("earth_model", "images", "synthetics", "stacking", leave_out=("verdict", "labels")),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    log:
+        results("logs", "evaluate_methods.log"),
+    benchmark:
+        results("benchmarks", "evaluate_methods.tsv")
+    shell:
+        "xdisc evaluate --settings {params.settings:q} --model {input.model} --test {input.test}"
+        " --out {output.json} --figures {output.figures} 2> {log}"

@@ -6,6 +6,10 @@ rule download_events:
         xml=raw("events.xml"),
     params:
         settings=settings_json("data", "earth_model"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
     log:
         results("logs", "download_events.log"),
     shell:
@@ -18,6 +22,10 @@ checkpoint select_stations:
         csv=raw("stations.csv"),
     params:
         settings=settings_json("data", "earth_model"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
     log:
         results("logs", "select_stations.log"),
     shell:

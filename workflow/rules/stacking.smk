@@ -26,6 +26,10 @@ rule collect_stacking_verdicts:
         all_station_stacks,
     output:
         csv=results("verdicts", "stacking.csv"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     log:
         results("logs", "collect_stacking_verdicts.log"),
     shell:

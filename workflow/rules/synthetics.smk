@@ -17,3 +17,19 @@ rule simulate_synthetics:
         results("benchmarks", "simulate_synthetics", "{split}.tsv")
     shell:
         "xdisc synth --settings {params.settings:q} --jobs {threads} --out {output.nc} 2> {log}"
+
+
+rule plot_synthetic_examples:
+    input:
+        nc=results("synthetic", "pretrain.nc"),
+    output:
+        png=report(results("figures", "synthetic_examples.png"), caption="../report/synthetic_examples.rst",
+                   category="Synthetics"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        results("logs", "plot_synthetic_examples.log"),
+    shell:
+        "xdisc plot synthetic-examples {input.nc} --out {output.png} 2> {log}"

@@ -35,19 +35,26 @@ def coloured_noise(rng: np.random.Generator, shape, dt: float, width_hz: float,
 
 
 def real_noise(rng: np.random.Generator, pool: np.ndarray, shape) -> np.ndarray:
-    """Random windows from a pool of real noise traces (trace, time), unit std per window."""
+    """Random windows from a pool of real noise traces (trace, time), unit std per window, random
+    polarity. Traces may be NaN-padded at the end (different lengths): a window starts anywhere
+    that keeps it inside the trace's finite part; traces shorter than the window are never drawn."""
     shape = tuple(np.atleast_1d(shape))
     n = shape[-1]
-    if pool.ndim != 2 or pool.shape[1] < n:
-        raise ValueError(f"real noise pool needs shape (trace, time>={n}), got {pool.shape}")
+    if pool.ndim != 2:
+        raise ValueError(f"real noise pool needs shape (trace, time), got {pool.shape}")
+    length = np.isfinite(pool).cumprod(axis=1).sum(axis=1)  # finite samples at the start of each trace
+    usable = np.flatnonzero(length >= n)
+    if usable.size == 0:
+        raise ValueError(f"real noise pool has no trace of at least {n} samples")
     count = int(np.prod(shape[:-1], dtype=int))
-    rows = rng.integers(0, pool.shape[0], count)
-    starts = rng.integers(0, pool.shape[1] - n + 1, count)
+    rows = usable[rng.integers(0, usable.size, count)]
+    starts = (rng.random(count) * (length[rows] - n + 1)).astype(int)
     idx = starts[:, None] + np.arange(n)[None, :]
     out = pool[rows[:, None], idx]
     out = out - out.mean(axis=-1, keepdims=True)
     std = out.std(axis=-1, keepdims=True)
-    return (out / np.where(std > 0, std, 1.0)).reshape(shape)
+    sign = rng.choice([-1.0, 1.0], size=(count, 1))
+    return (sign * out / np.where(std > 0, std, 1.0)).reshape(shape)
 
 
 def direct_p_amplitude(rf: np.ndarray, time_s: np.ndarray, half_width_s: float = 1.0) -> np.ndarray:

@@ -515,6 +515,37 @@ def run_predict(args) -> int:
     return 0
 
 
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="CNN and stacking on the same synthetic test stations (accuracy vs SNR, dVs)",
+                       description="Turn every sample of the held-out synthetic test set into one station per SNR "
+                                   "level (cnn.evaluation: receiver functions per station, SNR levels, samples) "
+                                   "and decide X with the CNN "
+                                   "and with the stacking method on the same traces: accuracy against SNR, "
+                                   "detection rate against dVs, false positives.")
+    p.add_argument("--model", required=True, type=Path, help="checkpoint from 'xdisc train'")
+    p.add_argument("--test", required=True, type=Path, help="synthetic test set from 'xdisc synth'")
+    p.add_argument("--out", required=True, type=Path, help="results JSON")
+    p.add_argument("--figures", type=Path, help="folder for accuracy_vs_snr.png and detection_vs_dvs.png")
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    from xdisc.evaluation import evaluate_methods, plot_evaluation
+    from xdisc.training import load_classifier, write_json
+
+    config = _load_config(args)
+    result = evaluate_methods(load_classifier(args.model), str(args.test), config, progress=_progress("evaluate"))
+    write_json(result, args.out)
+    for k, snr in enumerate(result["snr_levels"]):
+        log.info("evaluate: SNR %4.1f: accuracy CNN %.3f, stacking %.3f", snr, result["cnn"]["accuracy"][k],
+                 result["stacking"]["accuracy"][k])
+    if args.figures:
+        plot_evaluation(result, args.figures)
+    return 0
+
+
 # ----------------------------------------------------------------------------- plot
 
 def _add_plot(sub) -> None:
@@ -522,8 +553,9 @@ def _add_plot(sub) -> None:
                        description="Figures that read finished artifacts and recompute no science. "
                                    "training-curves: loss and accuracy per epoch of each training run named by "
                                    "its metrics JSON (from 'xdisc train'; runs without a curve are left out).")
-    p.add_argument("figure", choices=["training-curves"])
-    p.add_argument("inputs", nargs="+", type=Path, help="metrics JSON files of 'xdisc train'")
+    p.add_argument("figure", choices=["training-curves", "synthetic-examples"])
+    p.add_argument("inputs", nargs="+", type=Path,
+                   help="training-curves: metrics JSON files of 'xdisc train'; synthetic-examples: a synthetic set")
     p.add_argument("--out", required=True, type=Path, help="figure (PNG or PDF)")
     p.set_defaults(func=run_plot)
 
@@ -531,6 +563,13 @@ def _add_plot(sub) -> None:
 def run_plot(args) -> int:
     from xdisc.ml_figures import plot_training_curves
 
+    if args.figure == "synthetic-examples":
+        from xdisc.artifacts import open_netcdf
+        from xdisc.figures import plot_synthetic_examples
+
+        plot_synthetic_examples(open_netcdf(args.inputs[0]), args.out)
+        log.info("plot: %s", args.out)
+        return 0
     runs = {}
     for path in args.inputs:
         meta = json.loads(path.read_text())
@@ -605,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_images(sub)
     _add_train(sub)
     _add_predict(sub)
+    _add_evaluate(sub)
     compare.add_parser(sub)
     labeling.add_parser(sub)
     _add_plot(sub)

@@ -278,3 +278,68 @@ def _float(value) -> float:
 def _int(value, default: int) -> int:
     f = _float(value)
     return int(f) if math.isfinite(f) else int(default)
+
+
+def plot_synthetic_examples(ds: xr.Dataset, path: str | Path, slowness: float = 0.06,
+                            time_window_s: tuple = (-5.0, 80.0)) -> Path:
+    """Synthetic receiver functions with and without X for each reference model of a synthetic set:
+    for every model the sample with the strongest sharp X and a sample without X (noise-free in
+    black, the noisy training trace in grey) at the slowness nearest ``slowness``."""
+    from xdisc.artifacts import atomic_output
+    from xdisc.earthmodel import load_model
+    from xdisc.moveout import delay_table
+
+    k = int(np.argmin(np.abs(ds["slowness"].values - slowness)))
+    t = ds["time"].values
+    win = (t >= time_window_s[0]) & (t <= time_window_s[1])
+    models = [str(m) for m in dict.fromkeys(ds["model"].values.astype(str))]
+    fig = Figure(figsize=(9.0, 1.9 * max(1, 2 * len(models)) + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(max(1, 2 * len(models)), 1, sharex=True, squeeze=False)[:, 0]
+    label, model = ds["label"].values, ds["model"].values.astype(str)
+    dvs, grad = ds["x_dvs"].values, ds["x_gradient_km"].values
+    for m_i, name in enumerate(models):
+        with_x = np.flatnonzero((label == 1) & (model == name))
+        without = np.flatnonzero((label == 0) & (model == name))
+        picks = []
+        if with_x.size:
+            sharp = with_x[grad[with_x] <= 5.0] if np.any(grad[with_x] <= 5.0) else with_x
+            picks.append(int(sharp[np.argmax(dvs[sharp])]))
+        if without.size:
+            picks.append(int(without[0]))
+        for j in range(2):
+            ax = axes[2 * m_i + j]
+            if j >= len(picks):
+                _no_data(ax, f"no sample {'with' if j == 0 else 'without'} X for {name}")
+                continue
+            i = picks[j]
+            clean = ds["rf_clean"].values[i, k][win]
+            noisy = ds["rf"].values[i, k][win]
+            ax.plot(t[win], noisy, color="0.7", lw=0.8, label="noisy (training)")
+            ax.plot(t[win], clean, color="k", lw=1.1, label="noise-free")
+            ax.axhline(0, color="0.5", lw=0.5)
+            peak = np.nanmax(np.abs(clean[t[win] > 3.0])) if np.any(t[win] > 3.0) else 1.0
+            ax.set_ylim(-2.5 * peak, 2.5 * peak)  # show the weak arrivals; direct P is clipped
+            if label[i] == 1:
+                text = (f"{name}: X at {float(ds['x_depth_km'].values[i]):.0f} km, dVs {100 * dvs[i]:.1f} %, "
+                        f"gradient {grad[i]:.0f} km, style {ds['x_style'].values[i]}")
+            else:
+                text = f"{name}: no X"
+            text += f"; Moho {float(ds['moho_km'].values[i]):.0f} km, distractor {ds['distractor'].values[i]}"
+            ax.set_title(text, fontsize=9, loc="left")
+            depths = ([float(ds["x_depth_km"].values[i])] if label[i] == 1 else []) + [410.0, 660.0]
+            delays = delay_table(load_model(name), depths, [float(ds["slowness"].values[k])])[0]
+            for d, tt in zip(depths, delays):
+                ax.axvline(tt, color="#c0392b" if d not in (410.0, 660.0) else "#2471a3", ls="--", lw=0.9)
+                ax.text(tt, ax.get_ylim()[1], f" Ps {d:.0f}", va="top", ha="left", fontsize=7,
+                        color="#c0392b" if d not in (410.0, 660.0) else "#2471a3")
+            ax.set_ylabel("amplitude / P")
+            ax.grid(color="0.92", lw=0.5)
+    axes[0].legend(loc="lower right", fontsize=8)
+    axes[-1].set_xlabel(f"time after P (s), slowness {ds['slowness'].values[k]:.3f} s/km")
+    fig.suptitle("Synthetic receiver functions with and without X (vertical scale: weak arrivals; P clipped)",
+                 fontsize=11)
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+    return path

@@ -191,7 +191,7 @@ def plot_accuracy_vs(x, series: Mapping[str, object], path: str | Path, xlabel: 
     ax.set_title(title or f"{ylabel[:1].upper()}{ylabel[1:]} against {xlabel}", fontsize=11)
     ax.grid(color="0.9", lw=0.5)
     ax.set_axisbelow(True)
-    ax.legend(loc="lower right", fontsize=9)
+    ax.legend(loc="best", fontsize=9)
     return _save(fig, path)
 
 

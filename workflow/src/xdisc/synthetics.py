@@ -318,9 +318,10 @@ def load_noise_pool(path: str, rf: RFSettings) -> np.ndarray:
         rate = ds.attrs.get("sampling_rate_hz", rf.sampling_rate_hz)
     if abs(float(rate) - rf.sampling_rate_hz) > 1e-6:
         raise ValueError(f"{path}: noise sampled at {rate} Hz, receiver functions at {rf.sampling_rate_hz} Hz")
-    pool = pool[np.all(np.isfinite(pool), axis=1)]
+    n = rf.time_axis().size
+    pool = pool[np.isfinite(pool).cumprod(axis=1).sum(axis=1) >= n]  # NaN padding at the end is allowed
     if pool.shape[0] == 0:
-        raise ValueError(f"{path}: no finite noise trace")
+        raise ValueError(f"{path}: no noise trace with {n} finite samples (the receiver-function length)")
     return pool
 
 

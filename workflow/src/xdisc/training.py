@@ -255,16 +255,28 @@ class EpochLog(L.Callback):
                  time.perf_counter() - self.t0)
 
 
+def _loggers(cfg: dict, out_dir: Path, name: str) -> list:
+    """CSV logs always (results/cnn/logs/NAME/metrics.csv); TensorBoard too when asked for and installed."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = [CSVLogger(str(out_dir / "logs"), name=name, version="")]
+    if cfg.get("tensorboard"):
+        try:
+            loggers.append(TensorBoardLogger(str(out_dir / "logs" / "tensorboard"), name=name))
+        except ModuleNotFoundError as exc:
+            log.warning("cnn.tensorboard is set but TensorBoard is not installed (%s); CSV logs only", exc)
+    return loggers
+
+
 def _trainer(cfg: dict, out_dir: Path, name: str, max_epochs: int, patience: int, threads: int) -> L.Trainer:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     torch.set_num_threads(max(1, threads))
     ckpt = ModelCheckpoint(dirpath=out_dir / f"{name}_checkpoints", filename="best", monitor="val/loss",
                            mode="min", save_top_k=1, enable_version_counter=False)
     callbacks = [ckpt, EarlyStopping(monitor="val/loss", mode="min", patience=patience), EpochLog(name)]
     return L.Trainer(max_epochs=max_epochs, accelerator="auto", devices=1, deterministic=True,
-                     callbacks=callbacks, logger=CSVLogger(str(out_dir / "logs"), name=name, version=""),
+                     callbacks=callbacks, logger=_loggers(cfg, out_dir, name),
                      enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False, log_every_n_steps=10,
                      default_root_dir=str(out_dir), num_sanity_val_steps=0)
 
