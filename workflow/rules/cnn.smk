@@ -21,8 +21,8 @@ rule build_station_images:
 
 rule pretrain_cnn:
     input:
-        train=results("synthetic", "pretrain.nc"),
-        test=results("synthetic", "test.nc"),
+        train=expand(rules.simulate_synthetics.output.nc, split="pretrain"),
+        test=expand(rules.simulate_synthetics.output.nc, split="test"),
     output:
         ckpt=results("cnn", "pretrain.ckpt"),
         metrics=results("metrics", "pretrain.json"),

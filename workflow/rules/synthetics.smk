@@ -21,7 +21,7 @@ rule simulate_synthetics:
 
 rule plot_synthetic_examples:
     input:
-        nc=results("synthetic", "pretrain.nc"),
+        nc=expand(rules.simulate_synthetics.output.nc, split="pretrain"),
     output:
         png=report(results("figures", "synthetic_examples.png"), caption="../report/synthetic_examples.rst",
                    category="Synthetics"),

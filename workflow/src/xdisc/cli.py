@@ -285,7 +285,7 @@ def run_rf(args) -> int:
     log.info("rf %s: %d event window(s)", args.station, len(items))
     rf = RFSettings(**config["receiver_function"])
     ds = compute_station(items, inv, row, rf, config["rf_processing"], config["earth_model"],
-                         event_table(read_events(str(args.events))))
+                         event_table(read_events(str(args.events))), progress=_progress(f"rf {args.station}"))
     write_netcdf(ds, args.out)
     log.info("rf %s: %d receiver functions, %d pass QC -> %s", args.station, ds.sizes["event"], ds.attrs["n_pass"],
              args.out)

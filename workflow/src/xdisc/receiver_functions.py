@@ -279,8 +279,12 @@ def _rms(x, t, window):
 
 
 def compute_station(items: list[tuple[dict, object]], inventory, station: dict, rf: RFSettings, proc: dict,
-                    earth_model: str = "ak135", event_meta: dict | None = None) -> xr.Dataset:
-    """Receiver functions of one station. ``items`` = (request row, Stream or exception) per event."""
+                    earth_model: str = "ak135", event_meta: dict | None = None, progress=None) -> xr.Dataset:
+    """Receiver functions of one station. ``items`` = (request row, Stream or exception) per event;
+    ``progress(done, total, elapsed_s, unit)`` is called after each block of events."""
+    import time
+
+    t0 = time.perf_counter()
     taup = _LazyTauP(earth_model)  # only built when a manifest row lacks slowness and incidence
     rows = []
     for request, _ in items:
@@ -291,6 +295,8 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
     results = []
     for a in range(0, len(pairs), BLOCK_EVENTS):
         results += prepare_events(pairs[a:a + BLOCK_EVENTS], inventory, rf, proc)
+        if progress is not None:
+            progress(len(results), len(pairs), time.perf_counter() - t0, "events prepared")
     prepared = []
     for i, (row, res) in enumerate(zip(rows, results)):
         if isinstance(res, Rejected):
@@ -327,6 +333,8 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
         rf_r[idx] = res.rf[:k]
         rf_t[idx] = res.rf[k:]
         fit[idx] = res.fit_percent[:k]
+        if progress is not None:
+            progress(a + len(block), len(prepared), time.perf_counter() - t0, "events deconvolved")
     p_amp, p_off = direct_p(rf_r, out_t, proc["max_p_offset_s"])
     reasons = []
     for i, row in enumerate(rows):
