@@ -228,6 +228,10 @@ class XClassifier(L.LightningModule):
         self.log("test/loss", loss, batch_size=len(y))
         self.log("test/acc", ((logits > 0).float() == y).float().mean(), batch_size=len(y))
 
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.hparams.freeze_features:  # a frozen encoder also keeps its batch-norm statistics
+            self.net.features.eval()
+
     def on_train_epoch_start(self):
         loader = self.trainer.train_dataloader
         data = getattr(loader, "dataset", None)
