@@ -29,7 +29,8 @@ def cluster(tmp_path_factory):
     assert start.returncode == 0, start.stdout + start.stderr
     yield state
     subprocess.run(["bash", str(SCRIPTS / "stop_local_cluster.sh"), str(state)], capture_output=True, timeout=120)
-    assert not (state / "slurmctld.pid").exists() and not (state / "slurmd.pid").exists()
+    for pidfile in ("slurmctld.pid", "slurmd.pid", "munged.pidfile"):
+        assert not (state / pidfile).exists(), f"{pidfile}: daemon not stopped"
 
 
 @pytest.mark.slow

@@ -27,8 +27,10 @@ fi
 chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
 mkdir -p /run/munge /var/log/munge /var/lib/munge
 chown munge:munge /run/munge /var/log/munge /var/lib/munge
-if ! pgrep -x munged >/dev/null; then
-    runuser -u munge -- munged --pid-file="$DIR/munged.pid" 2>/dev/null || runuser -u munge -- munged
+if ! munge -n </dev/null >/dev/null 2>&1; then  # a working munged is left alone (and not stopped later)
+    runuser -u munge -- munged --pid-file=/run/munge/munged.pid  # user munge can write there
+    for _ in $(seq 1 20); do [ -s /run/munge/munged.pid ] && break; sleep 0.25; done
+    echo /run/munge/munged.pid > "$DIR/munged.pidfile"  # so that stop_local_cluster.sh stops it
 fi
 
 cat > "$DIR/slurm.conf" <<CONF

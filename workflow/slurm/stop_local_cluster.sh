@@ -5,6 +5,11 @@ set -uo pipefail
 DIR=${1:-/tmp/xdisc-slurm}
 for name in slurmd slurmctld munged; do
     pidfile="$DIR/$name.pid"
+    if [ "$name" = munged ]; then  # only the munged that start_local_cluster.sh started
+        [ -s "$DIR/munged.pidfile" ] || continue
+        pidfile=$(cat "$DIR/munged.pidfile")
+        rm -f "$DIR/munged.pidfile"
+    fi
     if [ -s "$pidfile" ]; then
         pid=$(cat "$pidfile")
         kill "$pid" 2>/dev/null && echo "stop_local_cluster: stopped $name ($pid)"
