@@ -36,8 +36,8 @@ from xdisc.earthmodel import load_model
 from xdisc.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
 from xdisc.moveout import distance_for_slowness
 from xdisc.stacking import stack_station
-from xdisc.synthetic_stations import SLOWNESS_GRID, clean_grid
-from xdisc.synthetics import Layering, _row, build_model, cap_constant_style, draw_parameters, make_dataset
+from xdisc.synthetic_stations import SLOWNESS_GRID, clean_grid, station_parameters
+from xdisc.synthetics import Layering, _row, build_model, make_dataset
 
 DVS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06)
 
@@ -121,13 +121,7 @@ def detection_limit(module, cfg, n_stations: int, n_rf: int, seed: int) -> dict:
     time_s = rf.time_axis()
 
     def stations(dvs, s):
-        syn = cfgmod.validate({"synthetics": {"x_fraction": 0.0 if dvs is None else 1.0}})["synthetics"]
-        p = draw_parameters(n_stations, syn, s)
-        if dvs is not None:
-            p["x_dvp"] = p["x_dvp"] / p["x_dvs"] * dvs
-            p["x_drho"] = p["x_drho"] / p["x_dvs"] * dvs
-            p["x_dvs"] = np.full(n_stations, dvs)
-            cap_constant_style(p)
+        p = station_parameters(n_stations, dvs, s)
         grids = clean_grid([build_model(_row(p, i), refs[p["model"][i]]) for i in range(n_stations)], rf, lay)
         rng = np.random.default_rng([s, 3])
         probs, verdicts = [], []

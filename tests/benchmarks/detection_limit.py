@@ -22,20 +22,14 @@ from xdisc import config as cfgmod
 from xdisc.deconvolution import RFSettings
 from xdisc.earthmodel import load_model
 from xdisc.stacking import stack_station
-from xdisc.synthetic_stations import clean_grid, make_station
-from xdisc.synthetics import Layering, _row, build_model, cap_constant_style, draw_parameters
+from xdisc.synthetic_stations import clean_grid, make_station, station_parameters
+from xdisc.synthetics import Layering, _row, build_model
 
 DVS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06)
 
 
 def run(dvs: float | None, n_stations: int, n_rf: int, seed: int, cfg, rf, lay, refs):
-    syn = cfgmod.validate({"synthetics": {"x_fraction": 0.0 if dvs is None else 1.0}})["synthetics"]
-    p = draw_parameters(n_stations, syn, seed)
-    if dvs is not None:
-        p["x_dvp"] = p["x_dvp"] / p["x_dvs"] * dvs
-        p["x_drho"] = p["x_drho"] / p["x_dvs"] * dvs
-        p["x_dvs"] = np.full(n_stations, dvs)
-        cap_constant_style(p)  # as the generator: style 'constant' keeps 40 % of the 410's jump
+    p = station_parameters(n_stations, dvs, seed)  # style 'constant' keeps 40 % of the 410's jump, as generated
     models = [build_model(_row(p, i), refs[p["model"][i]]) for i in range(n_stations)]
     grids = clean_grid(models, rf, lay)
     rng = np.random.default_rng(seed + 1)

@@ -334,6 +334,19 @@ def run_stack(args) -> int:
     return 0
 
 
+def _write_verdict_table(rows: list[dict], columns, path: Path, label: str) -> None:
+    """One row per station, sorted by station, floats to 4 significant digits; log the verdict counts."""
+    import csv
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: r["station"]):
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("present", "absent", "undetermined")}
+    log.info("%s: %d station(s): %s -> %s", label, len(rows), counts, path)
+
+
 def _add_verdicts(sub) -> None:
     p = sub.add_parser("verdicts", help="table of the stacking verdicts of all stations",
                        description="Collect the verdicts of 'xdisc stack' outputs into one CSV table.")
@@ -343,19 +356,11 @@ def _add_verdicts(sub) -> None:
 
 
 def run_verdicts(args) -> int:
-    import csv
-
     from xdisc.artifacts import open_netcdf
     from xdisc.stacking import TABLE_COLUMNS, verdict_row
 
     rows = [verdict_row(open_netcdf(path)) for path in args.stacks]
-    with atomic_output(args.out) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: r["station"]):
-            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("present", "absent", "undetermined")}
-    log.info("verdicts: %d station(s): %s -> %s", len(rows), counts, args.out)
+    _write_verdict_table(rows, TABLE_COLUMNS, args.out, "verdicts")
     return 0
 
 
@@ -493,8 +498,6 @@ def _add_predict(sub) -> None:
 
 
 def run_predict(args) -> int:
-    import csv
-
     from xdisc.training import PREDICTION_COLUMNS, load_classifier, prediction_row
 
     config = _load_config(args)
@@ -505,13 +508,7 @@ def run_predict(args) -> int:
             rows.append(prediction_row(module, path, config["cnn"]["verdict"]))
         except (OSError, KeyError, ValueError) as exc:
             log.error("predict: %s left out: %s", path, exc)
-    with atomic_output(args.out) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=PREDICTION_COLUMNS)
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: r["station"]):
-            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("present", "absent", "undetermined")}
-    log.info("predict: %d station(s): %s -> %s", len(rows), counts, args.out)
+    _write_verdict_table(rows, PREDICTION_COLUMNS, args.out, "predict")
     return 0
 
 

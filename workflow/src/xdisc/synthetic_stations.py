@@ -53,3 +53,20 @@ def make_station(clean: np.ndarray, n_rf: int, rng: np.random.Generator, rf: RFS
                                              rng.uniform(*colour_exponent)) for _ in range(n_rf)])
     noisy = augment.add_noise(traces, noise, snr, time_s)
     return Station(noisy, SLOWNESS_GRID[k], grid_dist[k], traces)
+
+
+def station_parameters(n: int, dvs: float | None, seed: int) -> dict:
+    """Parameters of ``n`` synthetic stations from the default synthetic distribution: without X
+    (``dvs`` None) or all with X of relative S jump ``dvs`` (dVp and drho scaled alike; style
+    'constant' capped as the generator does)."""
+    from xdisc import config as cfgmod
+    from xdisc.synthetics import cap_constant_style, draw_parameters
+
+    syn = cfgmod.validate({"synthetics": {"x_fraction": 0.0 if dvs is None else 1.0}})["synthetics"]
+    p = draw_parameters(n, syn, seed)
+    if dvs is not None:
+        p["x_dvp"] = p["x_dvp"] / p["x_dvs"] * dvs
+        p["x_drho"] = p["x_drho"] / p["x_dvs"] * dvs
+        p["x_dvs"] = np.full(n, dvs)
+        cap_constant_style(p)
+    return p

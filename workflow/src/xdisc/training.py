@@ -445,12 +445,11 @@ def _from_pretrained(path: str | Path, fc: dict, epochs: int) -> XClassifier:
     return module
 
 
-def _replay(config: dict, synthetic_path: str | None, n: int, seed: int) -> Dataset | None:
+def _replay(config: dict, src: SyntheticSource | None, n: int, seed: int) -> Dataset | None:
     """``n`` synthetic station images (fresh noise per epoch) mixed into fine-tuning, so the
     network does not forget what pretraining taught it when real labels are few or one-sided."""
-    if not synthetic_path or n <= 0:
+    if src is None or n <= 0:
         return None
-    src = SyntheticSource.read(synthetic_path)
     idx = np.sort(np.random.default_rng([seed, 11]).choice(src.label.size, size=min(n, src.label.size),
                                                            replace=False))
     return SyntheticImages(src, idx, ImageSettings.from_config(config["images"]),
@@ -496,9 +495,11 @@ def finetune(config: dict, pretrained: str | Path, image_files: list, label_file
         write_json(result, metrics_path)
         return result
 
+    replay_source = SyntheticSource.read(synthetic_path) if synthetic_path and fc["synthetic_replay"] > 0 else None
+
     def dataset(sel, seed):
         real = ArrayImages(x[sel], y[sel])
-        rep = _replay(config, synthetic_path, int(round(fc["synthetic_replay"] * len(sel))), seed)
+        rep = _replay(config, replay_source, int(round(fc["synthetic_replay"] * len(sel))), seed)
         return real if rep is None else ConcatDataset([real, rep])
 
     n_groups = len(set(groups.tolist()))
