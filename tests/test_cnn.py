@@ -144,6 +144,17 @@ def test_finetune_cross_validates_by_station_then_predicts(tiny, pretrained):
         assert r["verdict"] in ("present", "absent", "undetermined")
 
 
+def test_predict_leaves_out_an_unreadable_image_file_and_keeps_the_others(tiny, pretrained, caplog):
+    files, _ = _station_files(tiny, 1)
+    broken = tiny["dir"] / "images" / "XX.BAD.nc"
+    broken.write_bytes(b"not a NetCDF file")
+    table = tiny["dir"] / "cnn_bad.csv"
+    assert main(["predict", str(files[0]), str(broken), "--model", str(pretrained[0]), "--out", str(table)]) == 0
+    rows = list(csv.DictReader(open(table)))
+    assert [r["station"] for r in rows] == ["XX.S0"]
+    assert any("XX.BAD.nc left out" in r.getMessage() for r in caplog.records)
+
+
 def test_finetune_without_usable_labels_keeps_the_pretrained_model(tiny, pretrained):
     files, _ = _station_files(tiny, 1)
     labels = tiny["dir"] / "unsure.csv"
