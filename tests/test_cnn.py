@@ -11,6 +11,7 @@ from xdisc import config as cfgmod
 from xdisc import training
 from xdisc.artifacts import write_netcdf
 from xdisc.cli import main
+from xdisc.cnn_model import XNet
 from xdisc.earthmodel import load_model
 from xdisc.images import DepthMapper, ImageSettings, StationDraw, images_dataset, station_images, synthetic_station
 from xdisc.synthetics import make_dataset
@@ -99,6 +100,28 @@ def test_synthetic_images_are_fresh_per_epoch_and_fixed_for_validation(tiny):
     v0 = val[0][0].clone()
     val.epoch = 5
     assert torch.equal(v0, val[0][0])
+
+
+def test_derived_features_are_the_t_values_of_bins_and_of_the_weighted_stack():
+    rng = np.random.default_rng(3)
+    amp = rng.normal(0.0, 0.03, (2, 9, 321))
+    noise = rng.uniform(0.005, 0.05, (2, 9, 321))
+    x = torch.from_numpy(np.stack([amp, noise], axis=1).astype(np.float32))
+    clip = 8.0
+    d = XNet(derived_features=True, t_clip=clip).derive(x).numpy()
+    assert d.shape == (2, 4, 9, 321)
+    np.testing.assert_allclose(d[:, 0], 10.0 * amp, rtol=1e-5, atol=1e-7)  # scaled inputs kept
+    np.testing.assert_allclose(d[:, 1], 10.0 * noise, rtol=1e-5)
+    np.testing.assert_allclose(d[:, 2], clip * np.tanh(amp / noise / clip) / 3.0, rtol=1e-4, atol=1e-6)
+    # stack over bins: inverse-variance weighted mean divided by its standard error, the same at every bin
+    w = 1.0 / noise**2
+    mean = (w * amp).sum(axis=1) / w.sum(axis=1)
+    stderr = 1.0 / np.sqrt(w.sum(axis=1))
+    expected = clip * np.tanh(mean / stderr / clip) / 3.0
+    for b in range(9):
+        np.testing.assert_allclose(d[:, 3, b], expected, rtol=1e-4, atol=1e-6)
+    assert np.abs(d[:, 2:]).max() <= clip / 3.0  # clean data cannot saturate the first layer
+    assert XNet(derived_features=False).derive(x).shape == (2, 2, 9, 321)
 
 
 def test_grouped_folds_never_split_a_station():
