@@ -187,7 +187,7 @@ def main():
         tcfg = cfgmod.deep_merge(cfg, {"synthetics": {"seed": cfg["synthetics"]["seed"] + 1,
                                                       "n_samples": cfg["synthetics"]["n_test_samples"]}})
         write_netcdf(make_dataset(tcfg, n_jobs=args.threads), test)
-    workers = 1 if args.threads >= 2 else 0
+    workers = args.threads if args.threads >= 2 else 0  # as 'xdisc train --workers auto'
     pool_path = real_noise_pool(rf, args.out / "real_noise.nc")
     if args.train_real_noise > 0:
         from xdisc.synthetics import load_noise_pool
@@ -201,7 +201,7 @@ def main():
         summary["train_real_noise_fraction"] = args.train_real_noise
     t0 = time.perf_counter()
     res = training.pretrain(cfg, str(train), str(test), args.out / "pretrain.ckpt", args.out / "pretrain.json",
-                            threads=max(1, args.threads - workers), num_workers=workers)
+                            threads=1 if workers else args.threads, num_workers=workers)
     summary["pretrain_seconds"] = time.perf_counter() - t0
     summary["pretrain"] = {k: res[k] for k in ("epochs", "fit_seconds", "temperature", "train_samples")}
     summary["test"] = {k: v for k, v in res["test"].items() if k not in ("confusion",)}
@@ -224,7 +224,7 @@ def main():
         for held in ("ak135", "iasp91", "prem"):
             train_models = [m for m in ("ak135", "iasp91", "prem") if m != held]
             r = training.pretrain(cfg, str(train), str(test), args.out / f"cross_{held}.ckpt",
-                                  args.out / f"cross_{held}.json", threads=max(1, args.threads - workers),
+                                  args.out / f"cross_{held}.json", threads=1 if workers else args.threads,
                                   train_models=train_models, test_models=[held], num_workers=workers)
             summary["cross_model"][held] = {"accuracy": r["test"]["accuracy"], "roc_auc": r["test"]["roc_auc"]}
             print(f"cross-model: train {'+'.join(train_models)}, test {held}: accuracy {r['test']['accuracy']:.4f}, "

@@ -427,7 +427,8 @@ def _add_train(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--workers", default="0",
                    help="data-loader worker processes that build images while torch trains (default 0; 'auto': "
-                        "one when --threads >= 2, taken from the threads)")
+                        "one per thread when --threads >= 2, torch then trains on one thread: building the images "
+                        "takes most of the time)")
     p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
     p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
     p.set_defaults(func=run_train)
@@ -444,8 +445,8 @@ def run_train(args) -> int:
     if args.stage == "pretrain":
         if args.synthetics is None:
             raise cfgmod.ConfigError("xdisc train pretrain needs --synthetics")
-        workers = (1 if args.threads >= 2 else 0) if args.workers == "auto" else int(args.workers)
-        threads = max(1, args.threads - workers) if args.workers == "auto" else args.threads
+        workers = (args.threads if args.threads >= 2 else 0) if args.workers == "auto" else int(args.workers)
+        threads = 1 if args.workers == "auto" else args.threads
         result = training.pretrain(config, str(args.synthetics), str(args.test) if args.test else None, args.out,
                                    args.metrics, threads, _models(args.train_models), _models(args.test_models),
                                    workers)
