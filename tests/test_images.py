@@ -139,6 +139,32 @@ def test_fast_noise_path_matches_the_reference_noise():
     assert np.allclose(quiet, clean[0], atol=1e-4)  # the signal passes unchanged
 
 
+def test_microseism_peak_moves_noise_power_into_its_band_in_both_noise_paths():
+    rng = np.random.default_rng(6)
+    clean = np.stack([_pulse(0.0, 1.0)])
+    f = np.fft.rfftfreq(TIME.size, RF.dt)
+    band = (f >= 0.15) & (f < 0.25)
+
+    def share(x):
+        power = (np.abs(np.fft.rfft(x * np.hanning(TIME.size), axis=1)) ** 2).mean(0)
+        return power[band].sum() / power.sum()
+
+    shares = []
+    for amplitude in (0.0, 4.0):
+        ref = augment.coloured_noise(rng, (2000, TIME.size), RF.dt, RF.gaussian_width_hz, 0.0, (amplitude, 0.2))
+        fast = augment.noisy_copies(rng, clean, np.zeros(2000, int), np.full(2000, 5.0), TIME, RF.dt,
+                                    RF.gaussian_width_hz, 0.0, 0.0, (amplitude, 0.2)) - clean[0]
+        assert np.allclose(ref.std(axis=1), 1.0)
+        assert fast.std(axis=1).mean() == pytest.approx(1.0 / 5.0, rel=0.05)  # still P amplitude / SNR
+        assert share(fast) == pytest.approx(share(ref), abs=0.03)
+        shares.append(share(ref))
+    # white noise in the 0.5 Hz Gaussian band: ~21 % of the power in 0.15-0.25 Hz (ratio of Gaussian
+    # integrals); a peak 4 times the background at 0.2 Hz (relative width 30 %): most of it
+    gauss = np.exp(-((f / 0.5) ** 2))
+    assert shares[0] == pytest.approx(gauss[band].sum() / gauss[1:].sum(), abs=0.03)
+    assert shares[1] > 0.5
+
+
 def test_real_noise_windows_stay_inside_nan_padded_traces():
     rng = np.random.default_rng(5)
     n = 200

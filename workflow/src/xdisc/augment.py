@@ -13,21 +13,35 @@ import numpy as np
 from xdisc.deconvolution import direct_p, gaussian_filter
 
 
+def noise_colour(f: np.ndarray, exponent: float = 0.0, microseism: tuple | None = None) -> np.ndarray:
+    """Amplitude spectrum of the added noise before the Gaussian low-pass: f^(-exponent/2)
+    (1 at the lowest non-zero frequency, 0 at 0 Hz), plus with ``microseism`` = (amplitude, centre_hz)
+    a Gaussian peak with a relative width of 30 % around the centre, ``amplitude`` times the power
+    law at the centre: the microseism band (about 0.1-0.3 Hz) that dominates the noise of real
+    receiver functions."""
+    colour = np.zeros_like(f, dtype=float)
+    colour[1:] = (f[1:] / f[1]) ** (-exponent / 2.0)
+    if microseism is not None and microseism[0] > 0:
+        amplitude, centre = microseism
+        at_centre = (centre / f[1]) ** (-exponent / 2.0)
+        colour[1:] += amplitude * at_centre * np.exp(-0.5 * ((f[1:] - centre) / (0.3 * centre)) ** 2)
+    return colour
+
+
 def coloured_noise(rng: np.random.Generator, shape, dt: float, width_hz: float,
-                   exponent: float = 0.0) -> np.ndarray:
+                   exponent: float = 0.0, microseism: tuple | None = None) -> np.ndarray:
     """Band-limited noise with unit standard deviation per trace.
 
     White Gaussian noise shaped by the receiver-function Gaussian low-pass of ``width_hz``
-    and an amplitude spectrum ~ f^(-exponent/2) (0 = white within the band, 1 = pink).
+    and the amplitude spectrum :func:`noise_colour` (exponent 0 = white within the band, 1 = pink;
+    optional microseism peak).
     """
     shape = tuple(np.atleast_1d(shape))
     n = shape[-1]
     nfft = int(2 ** np.ceil(np.log2(2 * n)))
     white = rng.standard_normal(shape[:-1] + (nfft,))
     f = np.fft.rfftfreq(nfft, dt)
-    colour = np.ones_like(f)
-    colour[1:] = (f[1:] / f[1]) ** (-exponent / 2.0)
-    colour[0] = 0.0
+    colour = noise_colour(f, exponent, microseism)
     spec = np.fft.rfft(white) * gaussian_filter(f, width_hz) * colour
     noise = np.fft.irfft(spec, nfft)[..., :n]
     std = noise.std(axis=-1, keepdims=True)
@@ -122,7 +136,8 @@ def trim_window(rf: np.ndarray, time_s: np.ndarray, start_s: float, end_s: float
 
 
 def noisy_copies(rng: np.random.Generator, clean: np.ndarray, index: np.ndarray, snr, time_s: np.ndarray, dt: float,
-                 width_hz: float, exponent: float = 0.0, max_shift_s: float = 0.0) -> np.ndarray:
+                 width_hz: float, exponent: float = 0.0, max_shift_s: float = 0.0,
+                 microseism: tuple | None = None) -> np.ndarray:
     """Noisy, time-shifted copies of a few noise-free traces, in one inverse FFT.
 
     Trace ``j`` of the result is ``clean[index[j]]`` shifted by a uniform random time in
@@ -136,9 +151,7 @@ def noisy_copies(rng: np.random.Generator, clean: np.ndarray, index: np.ndarray,
     n = clean.shape[-1]
     nfft = int(2 ** np.ceil(np.log2(n + 64)))
     f = np.fft.rfftfreq(nfft, dt)
-    colour = np.zeros_like(f)
-    colour[1:] = (f[1:] / f[1]) ** (-exponent / 2.0)
-    shape_f = gaussian_filter(f, width_hz) * colour
+    shape_f = gaussian_filter(f, width_hz) * noise_colour(f, exponent, microseism)
     m = index.size
     band = np.flatnonzero(shape_f > 1e-6 * shape_f.max())  # draw noise only where the band lets it through
     nb = band[-1] + 1

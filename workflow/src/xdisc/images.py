@@ -229,6 +229,8 @@ class StationDraw:
     distance_range_deg: tuple = (30.0, 90.0)
     snr: tuple = (3.0, 30.0)
     colour_exponent: tuple = (0.0, 1.5)
+    microseism_amplitude: tuple = (0.0, 0.0)
+    microseism_hz: tuple = (0.1, 0.3)
     real_noise_fraction: float = 0.0
     spurious_probability: float = 0.1
     spurious_amplitude: tuple = (0.02, 0.15)
@@ -243,6 +245,8 @@ class StationDraw:
         noise, aug = synthetics["noise"], synthetics["augmentation"]
         return cls(rf_per_station=tuple(cnn["rf_per_station"]), distance_range_deg=tuple(cnn["distance_range_deg"]),
                    snr=tuple(noise["snr"]), colour_exponent=tuple(noise["colour_exponent"]),
+                   microseism_amplitude=tuple(noise["microseism_amplitude"]),
+                   microseism_hz=tuple(noise["microseism_hz"]),
                    real_noise_fraction=noise["real_noise_fraction"] if noise.get("real_noise_file") else 0.0,
                    spurious_probability=aug["spurious_probability"],
                    spurious_amplitude=tuple(aug["spurious_amplitude"]),
@@ -269,8 +273,12 @@ def synthetic_station(clean: np.ndarray, grid_slowness: np.ndarray, time_s: np.n
         traces = augment.shift_time(rng, np.asarray(clean, float)[k], dt, draw.time_shift_s)
         out = augment.add_noise(traces, augment.real_noise(rng, noise_pool, traces.shape), snr_i, time_s)
     else:
-        out = augment.noisy_copies(rng, clean, k, snr_i, time_s, dt, width_hz, rng.uniform(*draw.colour_exponent),
-                                   draw.time_shift_s)
+        exponent = rng.uniform(*draw.colour_exponent)
+        microseism = None
+        if draw.microseism_amplitude[1] > 0:  # drawn only then: the default stream stays as it was
+            microseism = (rng.uniform(*draw.microseism_amplitude), rng.uniform(*draw.microseism_hz))
+        out = augment.noisy_copies(rng, clean, k, snr_i, time_s, dt, width_hz, exponent, draw.time_shift_s,
+                                   microseism)
     out = augment.add_spurious_arrivals(rng, out, time_s, draw.spurious_probability, draw.spurious_amplitude)
     out = augment.jitter_amplitude(rng, out, draw.amplitude_jitter)
     if rng.random() < draw.trim_probability:

@@ -60,6 +60,8 @@ PARAMETER_DOCS = {
     "noise_kind": ("", "added noise: none, coloured or real"),
     "snr": ("1", "direct-P amplitude / noise standard deviation (inf = no noise)"),
     "noise_exponent": ("1", "spectral exponent of coloured noise"),
+    "noise_microseism": ("1", "amplitude of the microseism peak of coloured noise (0 = none)"),
+    "noise_microseism_hz": ("Hz", "centre frequency of the microseism peak"),
     "trim_start_s": ("s", "start of the kept window relative to P"),
     "trim_end_s": ("s", "end of the kept window relative to P"),
 }
@@ -173,6 +175,9 @@ def draw_parameters(n: int, cfg: dict, seed: int) -> dict[str, np.ndarray]:
     trim = rng.random(n) < ac["trim_probability"]
     p["trim_start_s"] = np.where(trim, uni(ac["trim_start_s"]), -np.inf)
     p["trim_end_s"] = np.where(trim, uni(ac["trim_end_s"]), np.inf)
+    coloured = p["noise_kind"] == "coloured"  # drawn last: the earlier columns keep their values
+    p["noise_microseism"] = np.where(coloured, uni(nc["microseism_amplitude"]), np.nan)
+    p["noise_microseism_hz"] = np.where(coloured, uni(nc["microseism_hz"]), np.nan)
     _clamp_layers(p, xc["depth_km"][0])
     cap_constant_style(p)
     return p
@@ -299,7 +304,8 @@ def augment_sample(clean: np.ndarray, params: dict, i: int, time_s: np.ndarray, 
             noise = augment.real_noise(rng, noise_pool, out.shape)
         else:
             noise = augment.coloured_noise(rng, out.shape, rf.dt, rf.gaussian_width_hz,
-                                           params["noise_exponent"][i])
+                                           params["noise_exponent"][i],
+                                           (params["noise_microseism"][i], params["noise_microseism_hz"][i]))
         out = augment.add_noise(out, noise, params["snr"][i], time_s)
     out = augment.add_spurious_arrivals(rng, out, time_s, ac["spurious_probability"], ac["spurious_amplitude"])
     out = augment.jitter_amplitude(rng, out, ac["amplitude_jitter"])
