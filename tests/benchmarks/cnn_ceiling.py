@@ -1,0 +1,181 @@
+"""How much X signal do the held-out synthetic test images hold? A clairvoyant ceiling for the CNN.
+
+    python tests/benchmarks/cnn_ceiling.py --test OUT/test.nc --checkpoint OUT/pretrain.ckpt \
+        [--config config/full.yaml] [--noise-pool OUT/real_noise.nc] [--json OUT/ceiling.json]
+
+(``OUT`` from tests/benchmarks/cnn_targets.py). Not part of the test suite.
+
+For every test sample with X the script re-simulates its *twin*: the same model, crust, 410/660,
+distractors and everything else, without X. Both go through the same station draw as the CNN's
+held-out test images (same random stream: same distances, noise, spurious pulses, trimming), so
+the difference of the two images' amplitude channels is the X signal itself, and the image's
+noise channel is its standard error. Per sample
+
+    d' = max over depth z in 200-400 km of sqrt( sum over slowness bins (delta_b(z) / sigma_b(z))^2 )
+
+is the detectability of X for a clairvoyant detector that knows X's depth and amplitude and
+reads the image there (for a Gaussian pulse in noise of the same shape this is the matched
+filter). Between a sample and its twin, that detector is right with probability Phi(d'/2); the
+mean over the test set is its accuracy. The noise channel knows only the pre-P noise; a second
+d' uses the residual that is really there in 200-400 km instead (twin image minus the noise-free
+image of the same slownesses: noise, spurious pulses, jitter, shifts), per bin the larger of the
+two. It ignores the look-elsewhere cost of an unknown depth
+and the distractors, so it is an optimistic estimate of what any classifier of these images
+can reach, not a proof. The CNN's accuracy (its held-out test images, same thresholds) is
+reported per d' class next to it, which tells whether the CNN misses X that is there or X that is
+buried in noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from xdisc import config as cfgmod
+from xdisc import training
+from xdisc.deconvolution import RFSettings
+from xdisc.earthmodel import load_model
+from xdisc.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.synthetics import PARAMETER_DOCS, Layering, simulate
+
+D_CLASSES = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, np.inf)
+
+
+def phi(x):
+    return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(x, float) / math.sqrt(2.0)))
+
+
+def twin_parameters(ds: xr.Dataset, rows: np.ndarray) -> dict:
+    """The generating parameters of samples ``rows`` with X removed (label 0, no jump)."""
+    p = {k: ds[k].values[rows] for k in PARAMETER_DOCS if k in ds}
+    p["label"] = np.zeros(rows.size, np.int8)
+    return p
+
+
+WINDOW_KM = (200.0, 400.0)
+
+
+def detectability(img_x: np.ndarray, img_twin: np.ndarray, depths: np.ndarray,
+                  sigma: np.ndarray | None = None) -> float:
+    """d' of the X signal (amplitude difference / standard error, summed over bins in quadrature);
+    ``sigma`` (bin,): a noise level per bin instead of the image's noise channel."""
+    sel = (depths >= WINDOW_KM[0]) & (depths <= WINDOW_KM[1])
+    delta = img_x[0][:, sel] - img_twin[0][:, sel]
+    sig = img_x[1][:, sel] if sigma is None else sigma[:, None]
+    return float(np.sqrt(np.sum((delta / sig) ** 2, axis=0)).max())
+
+
+def residual_sigma(img_twin: np.ndarray, img_clean: np.ndarray, depths: np.ndarray) -> np.ndarray:
+    """Per bin: the larger of the rms residual (noisy minus noise-free) in the window and the mean
+    noise channel there; bins without data get infinity."""
+    sel = (depths >= WINDOW_KM[0]) & (depths <= WINDOW_KM[1])
+    rms = np.sqrt(np.mean((img_twin[0][:, sel] - img_clean[0][:, sel]) ** 2, axis=1))
+    sig = np.maximum(rms, img_twin[1][:, sel].mean(axis=1))
+    return np.where(rms > 0, sig, np.inf)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--test", type=Path, required=True, help="synthetic test set (xdisc synth, seed + 1)")
+    ap.add_argument("--checkpoint", type=Path, required=True, help="pretrained CNN (xdisc train pretrain)")
+    ap.add_argument("--config", type=Path, help="configuration the test set and CNN were made with")
+    ap.add_argument("--noise-pool", type=Path, help="real noise pool: test images with real noise instead")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    cfg = cfgmod.load(args.config)
+    rf, lay = RFSettings(**cfg["receiver_function"]), Layering(**cfg["layering"])
+    settings = ImageSettings.from_config(cfg["images"])
+    draw = StationDraw.from_config(cfg["synthetics"], cfg["cnn"])
+    pool = None
+    if args.noise_pool:
+        from xdisc.synthetics import load_noise_pool
+
+        pool = load_noise_pool(str(args.noise_pool), rf)
+        draw = StationDraw(**{**draw.__dict__, "real_noise_fraction": 1.0})
+    seed = cfg["cnn"]["seed"] + 2  # the held-out test images of xdisc train pretrain
+    src = training.SyntheticSource.read(args.test)
+    module = training.load_classifier(args.checkpoint)
+    data = training.SyntheticImages(src, np.arange(src.label.size), settings, draw, cfg["earth_model"], seed,
+                                    fixed=True, noise_pool=pool)
+    logits, y = training.logits_of(module, data)
+    pred = (1.0 / (1.0 + np.exp(-logits / float(module.temperature)))) >= 0.5
+
+    with xr.open_dataset(args.test) as ds:
+        rows = np.flatnonzero(ds["label"].values == 1)
+        twin_p = twin_parameters(ds, rows)
+        slowness = ds["slowness"].values.astype(float)
+        dvs, grad = ds["x_dvs"].values, ds["x_gradient_km"].values
+        distractor = ds["distractor"].values.astype(str)
+    print(f"simulating {rows.size} twins without X ...", flush=True)
+    twins = simulate(twin_p, slowness, rf, lay, cfg["synthetics"]["response_duration_s"], n_jobs=args.threads)
+    mapper = DepthMapper(load_model(cfg["earth_model"]), settings.depths_km)
+    quiet = StationDraw(**{**draw.__dict__, "spurious_probability": 0.0, "amplitude_jitter": 0.0,
+                           "time_shift_s": 0.0, "trim_probability": 0.0, "real_noise_fraction": 0.0})
+    dprime = np.full(src.label.size, np.nan)
+    dprime_res = np.full(src.label.size, np.nan)
+    for k, i in enumerate(rows):
+        imgs = []
+        for clean, d, snr in ((src.clean[i], draw, None), (twins[k], draw, None), (twins[k], quiet, 1e9)):
+            rng = np.random.default_rng([seed, 10**6, int(i)])  # SyntheticImages' fixed draw of sample i
+            traces, slow = synthetic_station(clean, src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
+                                             d, rng, snr=snr, noise_pool=pool if snr is None else None,
+                                             model_name=cfg["earth_model"])
+            imgs.append(build_image(traces, src.time_s, slow, mapper, settings)[0])
+        assert np.allclose(imgs[0], data[int(i)][0].numpy(), atol=1e-5), "not the CNN's test image"
+        dprime[i] = detectability(imgs[0], imgs[1], settings.depths_km)
+        dprime_res[i] = detectability(imgs[0], imgs[1], settings.depths_km,
+                                      residual_sigma(imgs[1], imgs[2], settings.depths_km))
+
+    x = y == 1
+    clair_tpr = phi(dprime[x] / 2.0)
+    summary = {"test": str(args.test), "checkpoint": str(args.checkpoint), "noise": "real" if pool is not None
+               else "coloured", "n": int(y.size), "n_x": int(x.sum()),
+               "cnn_accuracy": float(np.mean(pred == y)), "cnn_tpr": float(pred[x].mean()),
+               "cnn_false_positive_rate": float(pred[~x].mean()),
+               "clairvoyant_accuracy": float(np.mean(clair_tpr)),
+               "median_dprime": float(np.median(dprime[x])),
+               "clairvoyant_accuracy_residual_noise": float(np.mean(phi(dprime_res[x] / 2.0))),
+               "median_dprime_residual_noise": float(np.median(dprime_res[x]))}
+    print(f"CNN: accuracy {summary['cnn_accuracy']:.3f} (TPR {summary['cnn_tpr']:.3f}, false positives "
+          f"{summary['cnn_false_positive_rate']:.3f}); clairvoyant single-depth detector: accuracy "
+          f"{summary['clairvoyant_accuracy']:.3f}; median d' {summary['median_dprime']:.2f}; with the residual "
+          f"noise: accuracy {summary['clairvoyant_accuracy_residual_noise']:.3f}, median d' "
+          f"{summary['median_dprime_residual_noise']:.2f}")
+    for key, dp in (("classes", dprime), ("classes_residual_noise", dprime_res)):
+        summary[key] = []
+        print(f"by d' ({'pre-P noise' if key == 'classes' else 'residual noise'}):")
+        print(f"{'d prime':>10} {'n':>4} {'CNN TPR':>8} {'clairv.':>8} {'dVs %':>6} {'grad km':>8}")
+        for lo, hi in itertools.pairwise(D_CLASSES):
+            s = x & (dp >= lo) & (dp < hi)
+            if not s.any():
+                continue
+            row = {"dprime": [lo, hi], "n": int(s.sum()), "cnn_tpr": float(pred[s].mean()),
+                   "clairvoyant_tpr": float(phi(dp[s] / 2.0).mean()),
+                   "median_dvs": float(np.median(dvs[s])), "median_gradient_km": float(np.median(grad[s]))}
+            summary[key].append(row)
+            print(f"{lo:4.0f}-{hi:<5.0f} {row['n']:4d} {row['cnn_tpr']:8.3f} {row['clairvoyant_tpr']:8.3f} "
+                  f"{100 * row['median_dvs']:6.1f} {row['median_gradient_km']:8.1f}")
+    summary["false_positive_by_distractor"] = {}
+    for kind in np.unique(distractor[~x]):
+        s = ~x & (distractor == kind)
+        summary["false_positive_by_distractor"][kind] = float(pred[s].mean())
+        print(f"no X, distractor {kind}: CNN false positives {100 * pred[s].mean():.1f} % (n={s.sum()})")
+    for cut in (2.0, 4.0):
+        s = x & (dprime >= cut)
+        summary[f"share_x_dprime_below_{cut:.0f}"] = float(np.mean(dprime[x] < cut))
+        summary[f"cnn_accuracy_x_dprime_ge_{cut:.0f}_and_no_x"] = float(
+            np.mean(np.r_[pred[s], ~pred[~x]]))
+        print(f"X with d' < {cut:.0f}: {100 * np.mean(dprime[x] < cut):.1f} %; CNN accuracy on X with d' >= {cut:.0f} "
+              f"and every no-X sample: {summary[f'cnn_accuracy_x_dprime_ge_{cut:.0f}_and_no_x']:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
