@@ -8,8 +8,11 @@ Steps (each prints its numbers; a JSON summary goes to OUT/targets.json):
 2. pretraining (``xdisc train pretrain`` code) timed on this machine; held-out test accuracy,
    ROC AUC, accuracy per reference model;
 3. the test set's signals embedded in *real* pre-P noise of the embedded station CX.PB01
-   (rf package example data: 13 events, N and E components, the part before P - 20 s,
-   Gaussian-filtered like the receiver functions) instead of coloured noise;
+   (rf package example data: N and E windows ending >= 5 s before P, deconvolved like the
+   receiver functions; 3 events have enough data before P) instead of coloured noise. With
+   ``--train-real-noise F`` a fraction F of the training stations takes real noise too: the
+   transverse receiver functions of the other events (``--train-noise transverse``) or the
+   pre-P windows of the first test event (``pre-p``; the test keeps the other two);
 4. cross-model generalisation: train on two reference models, test on the third;
 5. detection limit, CNN against stacking on the *same* stations: for each dVs, ``--stations``
    synthetic stations with X and as many without (50 RFs each, default noise); the CNN detects
@@ -42,6 +45,32 @@ from xdisc.synthetics import Layering, _row, build_model, make_dataset
 DVS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06)
 
 
+STATION_LAT_LON = (-21.04, -69.49)  # CX.PB01
+
+
+def _example_data(rf: RFSettings):
+    """The rf package's CX.PB01 example: waveforms band-passed (0.03-2 Hz) and resampled to the
+    receiver-function rate, the events, and a TauP model."""
+    import rf as rfpkg
+    from obspy import read, read_events
+    from obspy.taup import TauPyModel
+
+    base = Path(rfpkg.__file__).parent / "example"
+    st = read(str(base / "example_data.mseed"))
+    st.detrend("linear").taper(0.05).filter("bandpass", freqmin=0.03, freqmax=2.0, corners=4, zerophase=True)
+    st.resample(rf.sampling_rate_hz)
+    return st, read_events(str(base / "example_events.xml")), TauPyModel("ak135")
+
+
+def _p_time(taup, origin):
+    from obspy.geodetics import locations2degrees
+
+    arr = taup.get_travel_times(origin.depth / 1000.0, locations2degrees(origin.latitude, origin.longitude,
+                                                                          *STATION_LAT_LON),
+                                ["P", "Pdiff", "PKiKP", "PKIKP"])
+    return origin.time + arr[0].time if arr else None
+
+
 def real_noise_pool(rf: RFSettings, out: Path, step_s: float = 10.0) -> Path:
     """Real pre-P noise of CX.PB01 (rf package example data: 13 events, 9-minute windows) turned
     into receiver-function noise the way real data are: band-passed (0.03-2 Hz), resampled, and
@@ -49,30 +78,19 @@ def real_noise_pool(rf: RFSettings, out: Path, step_s: float = 10.0) -> Path:
     P window (-30..150 s) as source and a pre-P window of the N or E component (ending >= 5 s before
     P; windows every ``step_s``) as response. Rows: (event, component, window), 180 s long, so that
     receiver-function-length windows of them start anywhere in the first 50 s."""
-    import rf as rfpkg
-    from obspy import read, read_events
-    from obspy.geodetics import locations2degrees
-    from obspy.taup import TauPyModel
-
     from xdisc.deconvolution import deconvolve
 
-    base = Path(rfpkg.__file__).parent / "example"
-    st = read(str(base / "example_data.mseed"))
-    st.detrend("linear").taper(0.05).filter("bandpass", freqmin=0.03, freqmax=2.0, corners=4, zerophase=True)
-    st.resample(rf.sampling_rate_hz)
-    cat = read_events(str(base / "example_events.xml"))
-    taup = TauPyModel("ak135")
+    st, cat, taup = _example_data(rf)
     n_src = int(round(180.0 * rf.sampling_rate_hz))
     pre = int(round(30.0 * rf.sampling_rate_hz))
     srcs, rsps, names = [], [], []
     for ev in cat:
         o = ev.preferred_origin() or ev.origins[0]
-        arr = taup.get_travel_times(o.depth / 1000.0, locations2degrees(o.latitude, o.longitude, -21.04, -69.49),
-                                    ["P", "Pdiff", "PKiKP", "PKIKP"])
-        z = [tr for tr in st.select(channel="BHZ") if tr.stats.starttime < o.time + arr[0].time < tr.stats.endtime]
-        if not arr or not z:
+        tp = _p_time(taup, o)
+        z = [tr for tr in st.select(channel="BHZ") if tp is not None and tr.stats.starttime < tp < tr.stats.endtime]
+        if not z:
             continue
-        ip = int(round((o.time + arr[0].time - z[0].stats.starttime) * rf.sampling_rate_hz))
+        ip = int(round((tp - z[0].stats.starttime) * rf.sampling_rate_hz))
         src = z[0].data[ip - pre:ip - pre + n_src].astype(float)
         if ip - pre < 0 or src.size < n_src:
             continue
@@ -97,6 +115,57 @@ def real_noise_pool(rf: RFSettings, out: Path, step_s: float = 10.0) -> Path:
                     attrs={"sampling_rate_hz": rf.sampling_rate_hz,
                            "source": "CX.PB01 (rf package example data): pre-P N/E windows deconvolved with the "
                                      "event's vertical P window, like receiver functions"})
+    write_netcdf(ds, out)
+    return out
+
+
+def transverse_noise_pool(rf: RFSettings, out: Path, exclude: set[str], after_p_s: tuple = (3.0, 140.0)) -> Path:
+    """Transverse receiver functions of CX.PB01 (rf package example data) as a noise pool: a 1-D
+    isotropic Earth puts no P-to-S conversion on T, so what the deconvolution leaves there is noise
+    (microseism, P coda, scattering), processed exactly like the radial receiver functions. Each
+    event's T component (rotated with the back azimuth) is deconvolved with its vertical P window
+    (-30..150 s, as in :func:`real_noise_pool`) and kept from ``after_p_s[0]`` (direct P and
+    near-P energy left out) to ``after_p_s[1]`` after P. Events whose origin time starts with one of
+    ``exclude`` (the real-noise test events) are left out."""
+    from obspy.geodetics import gps2dist_azimuth
+    from xdisc.deconvolution import deconvolve
+
+    st, cat, taup = _example_data(rf)
+    n_src = int(round(180.0 * rf.sampling_rate_hz))
+    pre = int(round(30.0 * rf.sampling_rate_hz))
+    srcs, rsps, names = [], [], []
+    for ev in cat:
+        o = ev.preferred_origin() or ev.origins[0]
+        name = o.time.isoformat()[:19]
+        if name in exclude:
+            continue
+        tp = _p_time(taup, o)
+        comps = {c: [tr for tr in st.select(channel=f"BH{c}")
+                     if tp is not None and tr.stats.starttime < tp < tr.stats.endtime] for c in "ZNE"}
+        if not all(comps.values()):
+            continue
+        z, north, east = (comps[c][0] for c in "ZNE")
+        ip = int(round((tp - z.stats.starttime) * rf.sampling_rate_hz))
+        cut = [tr.data[ip - pre:ip - pre + n_src].astype(float) for tr in (z, north, east)]
+        if ip - pre < 0 or min(c.size for c in cut) < n_src:
+            continue
+        baz = np.radians(gps2dist_azimuth(*STATION_LAT_LON, o.latitude, o.longitude)[1])
+        srcs.append(cut[0])
+        rsps.append(-cut[2] * np.cos(baz) + cut[1] * np.sin(baz))  # T, as receiver_functions.prepare_events
+        names.append(f"{name} T")
+    win = np.ones(n_src)
+    win[:50], win[-50:] = np.hanning(100)[:50], np.hanning(100)[50:]
+    res = deconvolve(np.array(srcs) * win, np.array(rsps) * win, rf.dt, rf.deconvolution, rf.gaussian_width_hz,
+                     time_before_p_s=rf.time_before_p_s, n_out=n_src, water_level=rf.water_level,
+                     max_iterations=rf.max_iterations, min_fit_change_percent=rf.min_fit_change_percent)
+    t = np.arange(n_src) * rf.dt - rf.time_before_p_s
+    pool = res.rf[:, (t >= after_p_s[0]) & (t <= after_p_s[1])]
+    pool = (pool - pool.mean(1, keepdims=True)) / pool.std(1, keepdims=True)
+    ds = xr.Dataset({"noise": (("trace", "time"), pool.astype(np.float32), {"units": "1"}),
+                     "window": ("trace", np.array(names, dtype=object))},
+                    attrs={"sampling_rate_hz": rf.sampling_rate_hz,
+                           "source": f"CX.PB01 (rf package example data): transverse receiver functions, "
+                                     f"{after_p_s[0]:g}-{after_p_s[1]:g} s after P"})
     write_netcdf(ds, out)
     return out
 
@@ -168,8 +237,12 @@ def main():
     ap.add_argument("--stations", type=int, default=100, help="stations per dVs row of the detection limit")
     ap.add_argument("--skip", nargs="*", default=[], choices=["crossmodel", "limit", "realnoise"])
     ap.add_argument("--train-real-noise", type=float, default=0.0,
-                    help="fraction of training stations with real CX.PB01 noise (from the first half of the events; "
-                         "the real-noise test then uses only the other half)")
+                    help="fraction of training stations with real CX.PB01 noise (see --train-noise); the real-noise "
+                         "test uses only events that training never saw")
+    ap.add_argument("--train-noise", choices=["transverse", "pre-p"], default="transverse",
+                    help="real training noise: transverse receiver functions of the events that are not in the "
+                         "real-noise test (default), or the pre-P windows of the first test event (the test then "
+                         "keeps the other events)")
     args = ap.parse_args()
     import logging
 
@@ -189,16 +262,22 @@ def main():
         write_netcdf(make_dataset(tcfg, n_jobs=args.threads), test)
     workers = args.threads if args.threads >= 2 else 0  # as 'xdisc train --workers auto'
     pool_path = real_noise_pool(rf, args.out / "real_noise.nc")
+    with xr.open_dataset(pool_path) as ds:
+        pool_events = np.array([str(w)[:19] for w in ds["window"].values])
+    test_rows = np.arange(pool_events.size)  # rows of the real pre-P pool used by the real-noise test
     if args.train_real_noise > 0:
-        from xdisc.synthetics import load_noise_pool
-
-        pool = load_noise_pool(str(pool_path), rf)
-        half = (len(pool) // 4) * 2  # N and E of one event stay on the same side
-        write_netcdf(xr.Dataset({"noise": (("trace", "time"), pool[:half].astype(np.float32))},
-                                attrs={"sampling_rate_hz": rf.sampling_rate_hz}), args.out / "real_noise_train.nc")
-        cfg = cfgmod.deep_merge(cfg, {"synthetics": {"noise": {"real_noise_file": str(args.out / "real_noise_train.nc"),
+        if args.train_noise == "transverse":  # every event that is not a test event
+            train_path = transverse_noise_pool(rf, args.out / "transverse_noise_train.nc", set(pool_events))
+        else:  # pre-P windows of the first event for training, the other events for the test
+            first = pool_events == pool_events[0]
+            test_rows = np.flatnonzero(~first)
+            with xr.open_dataset(pool_path) as ds:
+                write_netcdf(ds.isel(trace=np.flatnonzero(first)).load(), args.out / "real_noise_train.nc")
+            train_path = args.out / "real_noise_train.nc"
+        cfg = cfgmod.deep_merge(cfg, {"synthetics": {"noise": {"real_noise_file": str(train_path),
                                                                "real_noise_fraction": args.train_real_noise}}})
-        summary["train_real_noise_fraction"] = args.train_real_noise
+        summary["train_real_noise"] = {"fraction": args.train_real_noise, "kind": args.train_noise,
+                                       "file": str(train_path)}
     t0 = time.perf_counter()
     res = training.pretrain(cfg, str(train), str(test), args.out / "pretrain.ckpt", args.out / "pretrain.json",
                             threads=1 if workers else args.threads, num_workers=workers)
@@ -212,9 +291,7 @@ def main():
     if "realnoise" not in args.skip:
         from xdisc.synthetics import load_noise_pool
 
-        pool = load_noise_pool(str(pool_path), rf)
-        if args.train_real_noise > 0:
-            pool = pool[(len(pool) // 4) * 2:]  # events never seen in training
+        pool = load_noise_pool(str(pool_path), rf)[test_rows]  # events never seen in training
         summary["real_noise"] = evaluate_set(module, src, cfg, cfg["cnn"]["seed"] + 2, noise_pool=pool)
         summary["real_noise"]["pool_traces"] = int(pool.shape[0])
         print(f"real pre-P noise ({pool.shape[0]} traces of CX.PB01): accuracy {summary['real_noise']['accuracy']:.4f}, "
