@@ -63,6 +63,21 @@ def test_deterministic_and_independent_of_threads(small_config, small_set):
     assert not np.allclose(other["rf"].values, small_set["rf"].values)
 
 
+def test_draw_does_not_depend_on_the_order_of_weight_mappings(small_config):
+    """The Snakemake rules pass settings as JSON with sorted keys, the YAML file keeps its own order:
+    the same configuration must draw the same models either way."""
+    import json
+
+    cfg = small_config["synthetics"]
+    shuffled = json.loads(json.dumps(cfg))
+    shuffled["x"]["styles"] = dict(reversed(list(cfg["x"]["styles"].items())))
+    shuffled["distractors"]["kinds"] = dict(reversed(list(cfg["distractors"]["kinds"].items())))
+    assert list(shuffled["x"]["styles"]) != list(cfg["x"]["styles"])
+    a, b = draw_parameters(300, cfg, 5), draw_parameters(300, shuffled, 5)
+    for key in ("x_style", "distractor", "x_dvs", "distractor_depth_km"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def test_noise_and_augmentation(small_set):
     ds = small_set
     t = ds["time"].values

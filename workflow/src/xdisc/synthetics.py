@@ -148,11 +148,11 @@ def draw_parameters(n: int, cfg: dict, seed: int) -> dict[str, np.ndarray]:
     p["x_dvp"] = np.where(pos, dvs * uni(xc["dvp_ratio"]), 0.0)
     p["x_drho"] = np.where(pos, dvs * uni(xc["drho_ratio"]), 0.0)
     p["x_gradient_km"] = np.where(pos, uni(xc["gradient_km"]), 0.0)
-    styles = np.array(list(xc["styles"]))
+    styles = np.array(sorted(xc["styles"]))  # sorted: the draw must not depend on how the mapping was written
     weights = np.array([xc["styles"][s] for s in styles], float)
     p["x_style"] = np.where(pos, styles[rng.choice(len(styles), n, p=weights / weights.sum())], "none")
     p["x_thickness_km"] = np.where(pos, uni(xc["layer_thickness_km"]), nan)
-    kinds = np.array(list(dc["kinds"]))
+    kinds = np.array(sorted(dc["kinds"]))
     kw = np.array([dc["kinds"][k] for k in kinds], float)
     has_d = rng.random(n) < dc["probability"]
     kind = np.where(has_d, kinds[rng.choice(len(kinds), n, p=kw / kw.sum())], "none")
