@@ -223,7 +223,9 @@ def images_dataset(st_images, station: dict, settings: ImageSettings, rf_attrs: 
 
 @dataclass(frozen=True)
 class StationDraw:
-    """How a synthetic station is drawn from one sample's noise-free receiver functions."""
+    """How a synthetic station is drawn from one sample's noise-free receiver functions.
+    :meth:`from_config` takes the configuration's values; the field defaults here (no microseism
+    peak, for one) keep the random stream of code that builds a draw directly."""
 
     rf_per_station: tuple = (20, 100)
     distance_range_deg: tuple = (30.0, 90.0)
