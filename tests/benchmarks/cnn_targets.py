@@ -71,6 +71,28 @@ def _p_time(taup, origin):
     return origin.time + arr[0].time if arr else None
 
 
+def _pool_of_windows(rf: RFSettings, srcs: list, rsps: list, names: list, out: Path, source: str,
+                     after_p_s: tuple = (-np.inf, np.inf)) -> Path:
+    """Deconvolve response windows with their source windows (5 s Hann tapers, the receiver-function
+    settings), keep ``after_p_s`` after P, scale each row to zero mean and unit std, write the pool."""
+    from xdisc.deconvolution import deconvolve
+
+    n_src = len(srcs[0])
+    win = np.ones(n_src)
+    win[:50], win[-50:] = np.hanning(100)[:50], np.hanning(100)[50:]
+    res = deconvolve(np.array(srcs) * win, np.array(rsps) * win, rf.dt, rf.deconvolution, rf.gaussian_width_hz,
+                     time_before_p_s=rf.time_before_p_s, n_out=n_src, water_level=rf.water_level,
+                     max_iterations=rf.max_iterations, min_fit_change_percent=rf.min_fit_change_percent)
+    t = np.arange(n_src) * rf.dt - rf.time_before_p_s
+    pool = res.rf[:, (t >= after_p_s[0]) & (t <= after_p_s[1])]
+    pool = (pool - pool.mean(1, keepdims=True)) / pool.std(1, keepdims=True)
+    ds = xr.Dataset({"noise": (("trace", "time"), pool.astype(np.float32), {"units": "1"}),
+                     "window": ("trace", np.array(names, dtype=object))},
+                    attrs={"sampling_rate_hz": rf.sampling_rate_hz, "source": source})
+    write_netcdf(ds, out)
+    return out
+
+
 def real_noise_pool(rf: RFSettings, out: Path, step_s: float = 10.0) -> Path:
     """Real pre-P noise of CX.PB01 (rf package example data: 13 events, 9-minute windows) turned
     into receiver-function noise the way real data are: band-passed (0.03-2 Hz), resampled, and
@@ -78,8 +100,6 @@ def real_noise_pool(rf: RFSettings, out: Path, step_s: float = 10.0) -> Path:
     P window (-30..150 s) as source and a pre-P window of the N or E component (ending >= 5 s before
     P; windows every ``step_s``) as response. Rows: (event, component, window), 180 s long, so that
     receiver-function-length windows of them start anywhere in the first 50 s."""
-    from xdisc.deconvolution import deconvolve
-
     st, cat, taup = _example_data(rf)
     n_src = int(round(180.0 * rf.sampling_rate_hz))
     pre = int(round(30.0 * rf.sampling_rate_hz))
@@ -102,21 +122,8 @@ def real_noise_pool(rf: RFSettings, out: Path, step_s: float = 10.0) -> Path:
                 srcs.append(src)
                 rsps.append(tr.data[a:a + n_src].astype(float))
                 names.append(f"{o.time.isoformat()[:19]} {tr.stats.channel} +{a / rf.sampling_rate_hz:.0f}s")
-    taper = np.hanning(2 * 50)
-    win = np.ones(n_src)
-    win[:50], win[-50:] = taper[:50], taper[50:]
-    res = deconvolve(np.array(srcs) * win, np.array(rsps) * win, rf.dt, rf.deconvolution, rf.gaussian_width_hz,
-                     time_before_p_s=rf.time_before_p_s, n_out=n_src, water_level=rf.water_level,
-                     max_iterations=rf.max_iterations, min_fit_change_percent=rf.min_fit_change_percent)
-    pool = res.rf
-    pool = (pool - pool.mean(1, keepdims=True)) / pool.std(1, keepdims=True)
-    ds = xr.Dataset({"noise": (("trace", "time"), pool.astype(np.float32), {"units": "1"}),
-                     "window": ("trace", np.array(names, dtype=object))},
-                    attrs={"sampling_rate_hz": rf.sampling_rate_hz,
-                           "source": "CX.PB01 (rf package example data): pre-P N/E windows deconvolved with the "
-                                     "event's vertical P window, like receiver functions"})
-    write_netcdf(ds, out)
-    return out
+    return _pool_of_windows(rf, srcs, rsps, names, out, "CX.PB01 (rf package example data): pre-P N/E windows "
+                            "deconvolved with the event's vertical P window, like receiver functions")
 
 
 def transverse_noise_pool(rf: RFSettings, out: Path, exclude: set[str], after_p_s: tuple = (3.0, 140.0)) -> Path:
@@ -128,7 +135,6 @@ def transverse_noise_pool(rf: RFSettings, out: Path, exclude: set[str], after_p_
     near-P energy left out) to ``after_p_s[1]`` after P. Events whose origin time starts with one of
     ``exclude`` (the real-noise test events) are left out."""
     from obspy.geodetics import gps2dist_azimuth
-    from xdisc.deconvolution import deconvolve
 
     st, cat, taup = _example_data(rf)
     n_src = int(round(180.0 * rf.sampling_rate_hz))
@@ -153,21 +159,8 @@ def transverse_noise_pool(rf: RFSettings, out: Path, exclude: set[str], after_p_
         srcs.append(cut[0])
         rsps.append(-cut[2] * np.cos(baz) + cut[1] * np.sin(baz))  # T, as receiver_functions.prepare_events
         names.append(f"{name} T")
-    win = np.ones(n_src)
-    win[:50], win[-50:] = np.hanning(100)[:50], np.hanning(100)[50:]
-    res = deconvolve(np.array(srcs) * win, np.array(rsps) * win, rf.dt, rf.deconvolution, rf.gaussian_width_hz,
-                     time_before_p_s=rf.time_before_p_s, n_out=n_src, water_level=rf.water_level,
-                     max_iterations=rf.max_iterations, min_fit_change_percent=rf.min_fit_change_percent)
-    t = np.arange(n_src) * rf.dt - rf.time_before_p_s
-    pool = res.rf[:, (t >= after_p_s[0]) & (t <= after_p_s[1])]
-    pool = (pool - pool.mean(1, keepdims=True)) / pool.std(1, keepdims=True)
-    ds = xr.Dataset({"noise": (("trace", "time"), pool.astype(np.float32), {"units": "1"}),
-                     "window": ("trace", np.array(names, dtype=object))},
-                    attrs={"sampling_rate_hz": rf.sampling_rate_hz,
-                           "source": f"CX.PB01 (rf package example data): transverse receiver functions, "
-                                     f"{after_p_s[0]:g}-{after_p_s[1]:g} s after P"})
-    write_netcdf(ds, out)
-    return out
+    return _pool_of_windows(rf, srcs, rsps, names, out, f"CX.PB01 (rf package example data): transverse receiver "
+                            f"functions, {after_p_s[0]:g}-{after_p_s[1]:g} s after P", after_p_s)
 
 
 def evaluate_set(module, src, cfg, seed, noise_pool=None, models=None) -> dict:
