@@ -24,6 +24,14 @@ and the distractors, so it is an optimistic estimate of what any classifier of t
 can reach, not a proof. The CNN's accuracy (its held-out test images, same thresholds) is
 reported per d' class next to it, which tells whether the CNN misses X that is there or X that is
 buried in noise.
+
+Two detectors that do *not* know X's depth bracket the CNN from the other side (both score the
+largest t-value of the inverse-variance weighted stack over the slowness bins, SCAN_KM deep):
+the *scan detector* reads the test images as they are, like a conventional depth-stack pick (also
+divided by a robust scale of the stack in 450-620 km); the *known-structure scan* first subtracts
+the noise-free image of the twin, so it knows the crust, the multiples and the distractors and
+pays only for the unknown depth and the noise. Their accuracies use a threshold fitted on the
+other half of the samples (even / odd rows).
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from xdisc import config as cfgmod
-from xdisc import training
+from xdisc import metrics, training
 from xdisc.deconvolution import RFSettings
 from xdisc.earthmodel import load_model
 from xdisc.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
@@ -58,6 +66,47 @@ def twin_parameters(ds: xr.Dataset, rows: np.ndarray) -> dict:
 
 
 WINDOW_KM = (200.0, 400.0)
+SCAN_KM = (240.0, 360.0)  # X depths (synthetics.x.depth_km default) plus half a pulse either side
+SCALE_KM = (450.0, 620.0)  # between the 410 and the 660: no X, no discontinuity in the models
+
+
+def stack_t(img: np.ndarray) -> np.ndarray:
+    """t-value of the inverse-variance weighted stack over slowness bins at each depth (the
+    CNN's derived channel before clipping)."""
+    amp, noise = img[0], np.maximum(img[1], 1e-4)
+    w = noise**-2.0
+    return (amp * w).sum(axis=0) / np.sqrt(w.sum(axis=0))
+
+
+def scan_peak(amplitude: np.ndarray, noise: np.ndarray, depths: np.ndarray) -> float:
+    """Largest stack t-value over SCAN_KM of an amplitude channel with its noise channel."""
+    t = stack_t(np.stack([amplitude, noise]))
+    return float(t[(depths >= SCAN_KM[0]) & (depths <= SCAN_KM[1])].max())
+
+
+def scan_statistics(img: np.ndarray, depths: np.ndarray) -> tuple[float, float]:
+    """A conventional detector that does not know X's depth: the largest stack t-value over
+    SCAN_KM, raw and divided by a robust scale of the stack t-values in SCALE_KM (which carries
+    the residual that the noise channel misses: spurious pulses, jitter, shifts)."""
+    t = stack_t(img)
+    peak = float(t[(depths >= SCAN_KM[0]) & (depths <= SCAN_KM[1])].max())
+    ref = t[(depths >= SCALE_KM[0]) & (depths <= SCALE_KM[1])]
+    scale = 1.4826 * float(np.median(np.abs(ref - np.median(ref))))
+    return peak, peak / max(scale, 1e-6)
+
+
+def crossfit_accuracy(y: np.ndarray, score: np.ndarray) -> float:
+    """Accuracy with the threshold fitted on the other half of the samples (even/odd rows), so
+    the threshold is not tuned on the samples it is scored on."""
+    idx = np.arange(y.size)
+    right = 0
+    for part in (0, 1):
+        fit, use = idx % 2 == part, idx % 2 != part
+        cands = np.unique(score[fit])
+        accs = [np.mean((score[fit] >= c) == (y[fit] == 1)) for c in cands]
+        thr = cands[int(np.argmax(accs))]
+        right += int(np.sum((score[use] >= thr) == (y[use] == 1)))
+    return right / y.size
 
 
 def detectability(img_x: np.ndarray, img_twin: np.ndarray, depths: np.ndarray,
@@ -105,6 +154,7 @@ def main():
                                     fixed=True, noise_pool=pool)
     logits, y = training.logits_of(module, data)
     pred = (1.0 / (1.0 + np.exp(-logits / float(module.temperature)))) >= 0.5
+    scans = np.array([scan_statistics(data[i][0].numpy(), settings.depths_km) for i in range(y.size)])
 
     with xr.open_dataset(args.test) as ds:
         rows = np.flatnonzero(ds["label"].values == 1)
@@ -119,6 +169,7 @@ def main():
                            "time_shift_s": 0.0, "trim_probability": 0.0, "real_noise_fraction": 0.0})
     dprime = np.full(src.label.size, np.nan)
     dprime_res = np.full(src.label.size, np.nan)
+    known = np.full((src.label.size, 2), np.nan)  # known-structure scan: (with X, its twin)
     for k, i in enumerate(rows):
         imgs = []
         for clean, d, snr in ((src.clean[i], draw, None), (twins[k], draw, None), (twins[k], quiet, 1e9)):
@@ -131,6 +182,7 @@ def main():
         dprime[i] = detectability(imgs[0], imgs[1], settings.depths_km)
         dprime_res[i] = detectability(imgs[0], imgs[1], settings.depths_km,
                                       residual_sigma(imgs[1], imgs[2], settings.depths_km))
+        known[i] = [scan_peak(img[0] - imgs[2][0], img[1], settings.depths_km) for img in imgs[:2]]
 
     x = y == 1
     clair_tpr = phi(dprime[x] / 2.0)
@@ -147,6 +199,24 @@ def main():
           f"{summary['clairvoyant_accuracy']:.3f}; median d' {summary['median_dprime']:.2f}; with the residual "
           f"noise: accuracy {summary['clairvoyant_accuracy_residual_noise']:.3f}, median d' "
           f"{summary['median_dprime_residual_noise']:.2f}")
+    summary["cnn_auc"] = metrics.roc_auc(y, logits)
+    summary["cnn_accuracy_crossfit_threshold"] = crossfit_accuracy(y, logits)
+    print(f"CNN: AUC {summary['cnn_auc']:.3f}, accuracy {summary['cnn_accuracy_crossfit_threshold']:.3f} "
+          "with the threshold fitted on the other half of the test set")
+    for k, name in enumerate(("scan_detector", "scan_detector_normalised")):
+        summary[name] = {"auc": metrics.roc_auc(y, scans[:, k]),
+                         "accuracy_crossfit_threshold": crossfit_accuracy(y, scans[:, k])}
+        print(f"{name.replace('_', ' ')} (largest stack t-value over {SCAN_KM[0]:.0f}-{SCAN_KM[1]:.0f} km"
+              f"{', over its robust scale in 450-620 km' if k else ''}): AUC {summary[name]['auc']:.3f}, "
+              f"accuracy {summary[name]['accuracy_crossfit_threshold']:.3f} (threshold fitted on the other half)")
+    kx = known[x]
+    ky = np.r_[np.ones(len(kx), int), np.zeros(len(kx), int)]
+    summary["known_structure_scan"] = {"auc": metrics.roc_auc(ky, np.r_[kx[:, 0], kx[:, 1]]),
+                                       "accuracy_crossfit_threshold": crossfit_accuracy(ky, np.r_[kx[:, 0], kx[:, 1]])}
+    print(f"known-structure scan (subtracts the noise-free image without X, largest stack t-value over "
+          f"{SCAN_KM[0]:.0f}-{SCAN_KM[1]:.0f} km; each X sample against its twin): AUC "
+          f"{summary['known_structure_scan']['auc']:.3f}, accuracy "
+          f"{summary['known_structure_scan']['accuracy_crossfit_threshold']:.3f} (threshold fitted on the other half)")
     for key, dp in (("classes", dprime), ("classes_residual_noise", dprime_res)):
         summary[key] = []
         print(f"by d' ({'pre-P noise' if key == 'classes' else 'residual noise'}):")
