@@ -28,6 +28,12 @@ def _setup_logging(verbose: int) -> None:
                         datefmt="%H:%M:%S", stream=sys.stderr)
 
 
+def _add_config_arguments(p) -> None:
+    """--config and --settings, read by :func:`_load_config`."""
+    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
+    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+
+
 def _load_config(args) -> dict:
     overrides = json.loads(args.settings) if getattr(args, "settings", None) else {}
     if not isinstance(overrides, dict):
@@ -59,8 +65,7 @@ def _add_synth(sub) -> None:
                     "for a quick look (give --x-depth or --no-x). Output: NetCDF with rf(sample, slowness, "
                     "time), label(sample) and every generating parameter.")
     p.add_argument("--out", required=True, type=Path, help="output NetCDF file")
-    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
-    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    _add_config_arguments(p)
     p.add_argument("--n-samples", type=int, help="number of samples (synthetics.n_samples)")
     p.add_argument("--seed", type=int, help="random seed (synthetics.seed)")
     p.add_argument("--jobs", type=int, default=1, help="worker threads (default 1)")
@@ -172,8 +177,7 @@ def _add_download(sub) -> None:
         description="Acquire the inputs named by the 'data' configuration. Run 'events' and 'stations' once, "
                     "then 'waveforms' per station; an interrupted 'waveforms' run resumes from its manifest.")
     p.add_argument("what", choices=["events", "stations", "waveforms"])
-    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
-    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    _add_config_arguments(p)
     p.add_argument("--out", type=Path, help="events: QuakeML file; stations: StationXML file")
     p.add_argument("--out-csv", type=Path, help="stations: station table (CSV)")
     p.add_argument("--station", help="waveforms: NET.STA")
@@ -263,8 +267,7 @@ def _add_rf(sub) -> None:
     p.add_argument("--manifest", required=True, type=Path, help="manifest from 'download waveforms'")
     p.add_argument("--waveforms", required=True, type=Path, help="folder of the event windows")
     p.add_argument("--out", required=True, type=Path, help="output NetCDF")
-    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
-    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    _add_config_arguments(p)
     p.set_defaults(func=run_rf)
 
 
@@ -294,6 +297,19 @@ def run_rf(args) -> int:
 
 # ----------------------------------------------------------------------------- stack
 
+def _usable_receiver_functions(path: Path, use_qc: bool):
+    """A station's receiver functions (``xdisc rf``), the mask of those without NaNs (and, with
+    ``use_qc``, that passed quality control), and the station's codes and coordinates."""
+    from xdisc.artifacts import open_netcdf
+
+    rf_ds = open_netcdf(path)
+    keep = np.all(np.isfinite(rf_ds["rf"].values), axis=1)
+    if use_qc:
+        keep &= rf_ds["qc_pass"].values == 1
+    station = {k: rf_ds[k].item() for k in ("network", "station", "latitude", "longitude")}
+    return rf_ds, keep, station
+
+
 def _add_stack(sub) -> None:
     p = sub.add_parser("stack", help="depth and slowness stacks of one station, bootstrap bounds, X verdict",
                        description="Moveout-correct the station's receiver functions to depth, stack them with "
@@ -301,23 +317,18 @@ def _add_stack(sub) -> None:
     p.add_argument("--rf", required=True, type=Path, help="receiver functions from 'xdisc rf'")
     p.add_argument("--out", required=True, type=Path, help="output NetCDF")
     p.add_argument("--figure", type=Path, help="figure of the station (PNG or PDF)")
-    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
-    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    _add_config_arguments(p)
     p.set_defaults(func=run_stack)
 
 
 def run_stack(args) -> int:
-    from xdisc.artifacts import open_netcdf, write_netcdf
+    from xdisc.artifacts import write_netcdf
     from xdisc.earthmodel import load_model
     from xdisc.stacking import stack_station
 
     config = _load_config(args)
     cfg = config["stacking"]
-    rf_ds = open_netcdf(args.rf)
-    keep = np.all(np.isfinite(rf_ds["rf"].values), axis=1)
-    if cfg["use_qc"]:
-        keep &= rf_ds["qc_pass"].values == 1
-    station = {k: rf_ds[k].item() for k in ("network", "station", "latitude", "longitude")}
+    rf_ds, keep, station = _usable_receiver_functions(args.rf, cfg["use_qc"])
     ds = stack_station(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
                        rf_ds["distance_deg"].values[keep], load_model(config["earth_model"]), cfg,
                        event_ids=rf_ds["event"].values[keep], station=station)
@@ -373,23 +384,18 @@ def _add_images(sub) -> None:
                                    "from seeded random subsets and back-azimuth quadrants.")
     p.add_argument("--rf", required=True, type=Path, help="receiver functions from 'xdisc rf'")
     p.add_argument("--out", required=True, type=Path, help="output NetCDF")
-    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
-    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    _add_config_arguments(p)
     p.set_defaults(func=run_images)
 
 
 def run_images(args) -> int:
-    from xdisc.artifacts import open_netcdf, write_netcdf
+    from xdisc.artifacts import write_netcdf
     from xdisc.earthmodel import load_model
     from xdisc.images import DepthMapper, ImageSettings, images_dataset, station_images
 
     config = _load_config(args)
     settings = ImageSettings.from_config(config["images"])
-    rf_ds = open_netcdf(args.rf)
-    keep = np.all(np.isfinite(rf_ds["rf"].values), axis=1)
-    if config["stacking"]["use_qc"]:
-        keep &= rf_ds["qc_pass"].values == 1
-    station = {k: rf_ds[k].item() for k in ("network", "station", "latitude", "longitude")}
+    rf_ds, keep, station = _usable_receiver_functions(args.rf, config["stacking"]["use_qc"])
     code = f"{station['network']}.{station['station']}"
     mapper = DepthMapper(load_model(config["earth_model"]), settings.depths_km)
     imgs = station_images(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
@@ -429,8 +435,7 @@ def _add_train(sub) -> None:
                    help="data-loader worker processes that build images while torch trains (default 0; 'auto': "
                         "one per thread when --threads >= 2, torch then trains on one thread: building the images "
                         "takes most of the time)")
-    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
-    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    _add_config_arguments(p)
     p.set_defaults(func=run_train)
 
 
@@ -493,8 +498,7 @@ def _add_predict(sub) -> None:
     p.add_argument("images", nargs="*", type=Path, help="station images from 'xdisc images'")
     p.add_argument("--model", required=True, type=Path, help="checkpoint from 'xdisc train'")
     p.add_argument("--out", required=True, type=Path, help="CSV table (results/verdicts/cnn.csv)")
-    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
-    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    _add_config_arguments(p)
     p.set_defaults(func=run_predict)
 
 
@@ -524,8 +528,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--test", required=True, type=Path, help="synthetic test set from 'xdisc synth'")
     p.add_argument("--out", required=True, type=Path, help="results JSON")
     p.add_argument("--figures", type=Path, help="folder for accuracy_vs_snr.png and detection_vs_dvs.png")
-    p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
-    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    _add_config_arguments(p)
     p.set_defaults(func=run_evaluate)
 
 
