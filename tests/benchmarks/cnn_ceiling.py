@@ -78,10 +78,13 @@ def stack_t(img: np.ndarray) -> np.ndarray:
     return (amp * w).sum(axis=0) / np.sqrt(w.sum(axis=0))
 
 
+def _largest_in(t: np.ndarray, depths: np.ndarray, window: tuple) -> float:
+    return float(t[(depths >= window[0]) & (depths <= window[1])].max())
+
+
 def scan_peak(amplitude: np.ndarray, noise: np.ndarray, depths: np.ndarray) -> float:
     """Largest stack t-value over SCAN_KM of an amplitude channel with its noise channel."""
-    t = stack_t(np.stack([amplitude, noise]))
-    return float(t[(depths >= SCAN_KM[0]) & (depths <= SCAN_KM[1])].max())
+    return _largest_in(stack_t(np.stack([amplitude, noise])), depths, SCAN_KM)
 
 
 def scan_statistics(img: np.ndarray, depths: np.ndarray) -> tuple[float, float]:
@@ -89,7 +92,7 @@ def scan_statistics(img: np.ndarray, depths: np.ndarray) -> tuple[float, float]:
     SCAN_KM, raw and divided by a robust scale of the stack t-values in SCALE_KM (which carries
     the residual that the noise channel misses: spurious pulses, jitter, shifts)."""
     t = stack_t(img)
-    peak = float(t[(depths >= SCAN_KM[0]) & (depths <= SCAN_KM[1])].max())
+    peak = _largest_in(t, depths, SCAN_KM)
     ref = t[(depths >= SCALE_KM[0]) & (depths <= SCALE_KM[1])]
     scale = 1.4826 * float(np.median(np.abs(ref - np.median(ref))))
     return peak, peak / max(scale, 1e-6)
