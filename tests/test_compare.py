@@ -7,9 +7,11 @@ import csv
 import json
 import math
 
+import numpy as np
 import pytest
 from matplotlib.image import imread
 from xdisc import compare
+from xdisc.artifacts import write_json
 from xdisc.stacking import TABLE_COLUMNS
 
 CNN_CSV = """\
@@ -123,6 +125,21 @@ def test_nothing_compared_gives_null_agreement_in_json(tmp_path):
     text = out_json.read_text()
     assert "NaN" not in text
     assert json.loads(text)["agreement"] is None and json.loads(text)["cohen_kappa"] is None
+
+
+def test_metrics_json_is_strict_json_with_numpy_values_and_unknowns_as_null(tmp_path):
+    """The one JSON writer of every metrics file (training, evaluation, agreement)."""
+    data = {"auc": np.float64("nan"), "acc": np.float32(0.75), "n": np.int64(3), "curve": np.array([0.0, np.inf]),
+            "per_model": {np.str_("ak135"): np.float64(0.8)}, "pair": (1, float("-inf")), "ok": True}
+    path = write_json(data, tmp_path / "metrics" / "m.json")
+
+    def reject(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    loaded = json.loads(path.read_text(), parse_constant=reject)
+    assert loaded == {"auc": None, "acc": 0.75, "n": 3, "curve": [0.0, None], "per_model": {"ak135": 0.8},
+                      "pair": [1, None], "ok": True}
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def test_coordinates_fall_back_to_the_cnn_table(tmp_path):

@@ -1,10 +1,12 @@
-"""NetCDF artifacts: CF-style global attributes, provenance, atomic writes."""
+"""NetCDF artifacts: CF-style global attributes, provenance, atomic writes; strict JSON summaries."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
 import functools
+import json
+import math
 import os
 import platform
 import sys
@@ -81,6 +83,30 @@ def write_netcdf(ds: xr.Dataset, path: str | Path, compress: bool = True) -> Pat
                 encoding[name] = {"zlib": True, "complevel": 4}
     with atomic_output(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    return Path(path)
+
+
+def json_ready(obj):
+    """``obj`` with numpy scalars and arrays turned into Python numbers and lists, tuples into
+    lists, and NaN / infinity into ``None``: what strict JSON (and jq, R, JavaScript) can read."""
+    if isinstance(obj, np.ndarray):
+        return json_ready(obj.tolist())
+    if isinstance(obj, np.generic):
+        return json_ready(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {(k.item() if isinstance(k, np.generic) else k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj
+
+
+def write_json(data: dict, path: str | Path) -> Path:
+    """Write ``data`` as indented strict JSON (see :func:`json_ready`: unknown values are ``null``),
+    atomically (see :func:`atomic_output`)."""
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n")
     return Path(path)
 
 

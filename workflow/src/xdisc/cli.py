@@ -533,8 +533,9 @@ def _add_evaluate(sub) -> None:
 
 
 def run_evaluate(args) -> int:
+    from xdisc.artifacts import write_json
     from xdisc.evaluation import evaluate_methods, plot_evaluation
-    from xdisc.training import load_classifier, write_json
+    from xdisc.training import load_classifier
 
     config = _load_config(args)
     result = evaluate_methods(load_classifier(args.model), str(args.test), config, progress=_progress("evaluate"))

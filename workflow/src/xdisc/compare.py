@@ -14,13 +14,12 @@ and Cohen's kappa are computed over the *compared* stations, those where both me
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from pathlib import Path
 
 from xdisc import __version__
-from xdisc.artifacts import atomic_output
+from xdisc.artifacts import atomic_output, write_json
 from xdisc.metrics import agreement_summary
 
 log = logging.getLogger(__name__)
@@ -128,9 +127,7 @@ def write_outputs(rows: list[dict], summary: dict, stations_csv: str | Path, sum
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _format(row[k]) for k in STATION_COLUMNS})
-    with atomic_output(summary_json) as tmp, open(tmp, "w") as f:
-        json.dump(_json_safe(summary), f, indent=2, allow_nan=False)
-        f.write("\n")
+    write_json(summary, summary_json)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,11 +198,3 @@ def _fmt(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
-def _json_safe(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj

@@ -14,7 +14,6 @@ real images, predict per station.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -29,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xdisc import metrics
-from xdisc.artifacts import atomic_output, open_netcdf, software_versions
+from xdisc.artifacts import atomic_output, open_netcdf, software_versions, write_json
 from xdisc.cnn_model import XNet
 from xdisc.config import config_hash
 from xdisc.deconvolution import RFSettings
@@ -309,19 +308,6 @@ def evaluate(logits: np.ndarray, y: np.ndarray, temperature: float) -> dict:
     out["confusion"] = metrics.confusion(y, (prob >= 0.5).astype(int)).tolist()
     out["ece_uncalibrated"] = float(metrics.expected_calibration_error(y, 1.0 / (1.0 + np.exp(-logits))))
     return out
-
-
-def _json_default(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    raise TypeError(type(v))
-
-
-def write_json(data: dict, path: Path) -> None:
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True) + "\n")
 
 
 def _finalise(trainer: L.Trainer, module: XClassifier, val_set: Dataset, out: Path) -> tuple[XClassifier, float]:
