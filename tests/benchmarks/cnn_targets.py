@@ -93,6 +93,28 @@ def _pool_of_windows(rf: RFSettings, srcs: list, rsps: list, names: list, out: P
     return out
 
 
+def _p_windows(rf: RFSettings, components: str = "Z"):
+    """Per event of the CX.PB01 example whose P lies inside records of every one of ``components``
+    (vertical first) with room for the -30..150 s window: (origin, its name = origin time to the
+    second, the stream, {component: that window}, the vertical trace, P's sample in it)."""
+    st, cat, taup = _example_data(rf)
+    n_src = int(round(180.0 * rf.sampling_rate_hz))
+    pre = int(round(30.0 * rf.sampling_rate_hz))
+    for ev in cat:
+        o = ev.preferred_origin() or ev.origins[0]
+        tp = _p_time(taup, o)
+        traces = {c: [tr for tr in st.select(channel=f"BH{c}")
+                      if tp is not None and tr.stats.starttime < tp < tr.stats.endtime] for c in components}
+        if not all(traces.values()):
+            continue
+        z = traces["Z"][0]
+        ip = int(round((tp - z.stats.starttime) * rf.sampling_rate_hz))
+        cut = {c: trs[0].data[ip - pre:ip - pre + n_src].astype(float) for c, trs in traces.items()}
+        if ip - pre < 0 or min(w.size for w in cut.values()) < n_src:
+            continue
+        yield o, o.time.isoformat()[:19], st, cut, z, ip
+
+
 def real_noise_pool(rf: RFSettings, out: Path, step_s: float = 10.0) -> Path:
     """Real pre-P noise of CX.PB01 (rf package example data: 13 events, 9-minute windows) turned
     into receiver-function noise the way real data are: band-passed (0.03-2 Hz), resampled, and
@@ -100,28 +122,17 @@ def real_noise_pool(rf: RFSettings, out: Path, step_s: float = 10.0) -> Path:
     P window (-30..150 s) as source and a pre-P window of the N or E component (ending >= 5 s before
     P; windows every ``step_s``) as response. Rows: (event, component, window), 180 s long, so that
     receiver-function-length windows of them start anywhere in the first 50 s."""
-    st, cat, taup = _example_data(rf)
-    n_src = int(round(180.0 * rf.sampling_rate_hz))
-    pre = int(round(30.0 * rf.sampling_rate_hz))
     srcs, rsps, names = [], [], []
-    for ev in cat:
-        o = ev.preferred_origin() or ev.origins[0]
-        tp = _p_time(taup, o)
-        z = [tr for tr in st.select(channel="BHZ") if tp is not None and tr.stats.starttime < tp < tr.stats.endtime]
-        if not z:
-            continue
-        ip = int(round((tp - z[0].stats.starttime) * rf.sampling_rate_hz))
-        src = z[0].data[ip - pre:ip - pre + n_src].astype(float)
-        if ip - pre < 0 or src.size < n_src:
-            continue
+    for _, name, st, cut, z, ip in _p_windows(rf):
+        n_src = cut["Z"].size
         for tr in st.select(channel="BH[NE]"):
-            if abs(tr.stats.starttime - z[0].stats.starttime) > 1.0:
+            if abs(tr.stats.starttime - z.stats.starttime) > 1.0:
                 continue
             last = ip - int(round(5.0 * rf.sampling_rate_hz)) - n_src  # the window ends 5 s before P
             for a in range(0, last + 1, int(round(step_s * rf.sampling_rate_hz))):
-                srcs.append(src)
+                srcs.append(cut["Z"])
                 rsps.append(tr.data[a:a + n_src].astype(float))
-                names.append(f"{o.time.isoformat()[:19]} {tr.stats.channel} +{a / rf.sampling_rate_hz:.0f}s")
+                names.append(f"{name} {tr.stats.channel} +{a / rf.sampling_rate_hz:.0f}s")
     return _pool_of_windows(rf, srcs, rsps, names, out, "CX.PB01 (rf package example data): pre-P N/E windows "
                             "deconvolved with the event's vertical P window, like receiver functions")
 
@@ -136,28 +147,13 @@ def transverse_noise_pool(rf: RFSettings, out: Path, exclude: set[str], after_p_
     ``exclude`` (the real-noise test events) are left out."""
     from obspy.geodetics import gps2dist_azimuth
 
-    st, cat, taup = _example_data(rf)
-    n_src = int(round(180.0 * rf.sampling_rate_hz))
-    pre = int(round(30.0 * rf.sampling_rate_hz))
     srcs, rsps, names = [], [], []
-    for ev in cat:
-        o = ev.preferred_origin() or ev.origins[0]
-        name = o.time.isoformat()[:19]
+    for o, name, _, cut, _, _ in _p_windows(rf, "ZNE"):
         if name in exclude:
             continue
-        tp = _p_time(taup, o)
-        comps = {c: [tr for tr in st.select(channel=f"BH{c}")
-                     if tp is not None and tr.stats.starttime < tp < tr.stats.endtime] for c in "ZNE"}
-        if not all(comps.values()):
-            continue
-        z, north, east = (comps[c][0] for c in "ZNE")
-        ip = int(round((tp - z.stats.starttime) * rf.sampling_rate_hz))
-        cut = [tr.data[ip - pre:ip - pre + n_src].astype(float) for tr in (z, north, east)]
-        if ip - pre < 0 or min(c.size for c in cut) < n_src:
-            continue
         baz = np.radians(gps2dist_azimuth(*STATION_LAT_LON, o.latitude, o.longitude)[1])
-        srcs.append(cut[0])
-        rsps.append(-cut[2] * np.cos(baz) + cut[1] * np.sin(baz))  # T, as receiver_functions.prepare_events
+        srcs.append(cut["Z"])
+        rsps.append(-cut["E"] * np.cos(baz) + cut["N"] * np.sin(baz))  # T, as receiver_functions.prepare_events
         names.append(f"{name} T")
     return _pool_of_windows(rf, srcs, rsps, names, out, f"CX.PB01 (rf package example data): transverse receiver "
                             f"functions, {after_p_s[0]:g}-{after_p_s[1]:g} s after P", after_p_s)
