@@ -131,6 +131,23 @@ def test_accuracy_vs_png(tmp_path):
         F.plot_accuracy_vs([1, 2], {"CNN": [0.5]}, tmp_path / "bad.png", "x")
 
 
+def test_rates_by_structure_png(tmp_path):
+    from xdisc.evaluation import rates_by
+
+    rng = np.random.default_rng(3)
+    y = rng.random(200) < 0.5
+    positive = {"cnn": rng.random((2, 200)) < 0.7, "stacking": rng.random((2, 200)) < 0.4}
+    by = {"moho_km": rates_by(rng.uniform(20, 70, 200), y, positive),
+          "x_gradient_km": rates_by(np.where(y, rng.uniform(0, 20, 200), 0.0), y, positive, x_only=True),
+          "distractor": rates_by(rng.choice(["none", "deep", "lvz"], 200), y, positive, categorical=True)}
+    _check_png(F.plot_rates_by_structure(by, 1, tmp_path / "by.png"))
+    # three panels in a 2 x 2 grid: the fourth is blank, not an empty frame; no parameter at all: a note
+    _check_png(F.plot_rates_by_structure({}, 0, tmp_path / "none.png"), min_px=200)
+    one = {"distractor": rates_by(np.array(["none"] * 4), np.array([1, 1, 0, 0]),
+                                  {"cnn": np.zeros((1, 4), bool)}, categorical=True)}
+    _check_png(F.plot_rates_by_structure(one, 0, tmp_path / "one.png"), min_px=200)
+
+
 def test_agreement_map(tmp_path):
     _check_png(F.plot_agreement(_rows(14), tmp_path / "a.png"))
 

@@ -50,11 +50,15 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tiny_run):
     assert stations[1].startswith("CX.PB01,") and stations[1].endswith(",n/a")
     assert json.loads((wd / "results" / "metrics" / "agreement.json").read_text())["n_stations"] == 1
     figures = ("agreement.png", "synthetic_examples.png", "cnn/training_curves.png", "cnn/pretrain/pretrain_roc.png",
-               "cnn/evaluation/accuracy_vs_snr.png", "cnn/evaluation/detection_vs_dvs.png", "stack/CX.PB01.png")
+               "cnn/evaluation/accuracy_vs_snr.png", "cnn/evaluation/detection_vs_dvs.png",
+               "cnn/evaluation/detection_by_structure.png", "stack/CX.PB01.png")
     for fig in figures:
         assert (wd / "results" / "figures" / fig).stat().st_size > 10_000, fig
     evaluation = json.loads((wd / "results" / "metrics" / "evaluation.json").read_text())
     assert len(evaluation["cnn"]["accuracy"]) == len(evaluation["stacking"]["accuracy"]) == 3
+    moho = evaluation["by_structure"]["moho_km"]
+    assert sum(moho["count_x"]) + sum(moho["count_no_x"]) == evaluation["n_samples"]
+    assert len(moho["cnn_true_positive"]) == 3  # one row per SNR level
     # the HTML report holds every figure with its caption
     report = _run(wd, "--report", "results/report.html")
     assert report.returncode == 0, report.stderr

@@ -523,11 +523,13 @@ def _add_evaluate(sub) -> None:
                                    "level (cnn.evaluation: receiver functions per station, SNR levels, samples) "
                                    "and decide X with the CNN "
                                    "and with the stacking method on the same traces: accuracy against SNR, "
-                                   "detection rate against dVs, false positives.")
+                                   "detection rate against dVs, false positives, and both by the structure of the "
+                                   "stations (Moho depth, depth and gradient of X, distractor).")
     p.add_argument("--model", required=True, type=Path, help="checkpoint from 'xdisc train'")
     p.add_argument("--test", required=True, type=Path, help="synthetic test set from 'xdisc synth'")
     p.add_argument("--out", required=True, type=Path, help="results JSON")
-    p.add_argument("--figures", type=Path, help="folder for accuracy_vs_snr.png and detection_vs_dvs.png")
+    p.add_argument("--figures", type=Path,
+                   help="folder for accuracy_vs_snr.png, detection_vs_dvs.png and detection_by_structure.png")
     _add_config_arguments(p)
     p.set_defaults(func=run_evaluate)
 

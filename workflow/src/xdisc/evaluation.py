@@ -5,11 +5,15 @@ Every sample of the held-out synthetic test set becomes one synthetic station pe
 seeded); the CNN gives its calibrated probability (present at >= 0.5) and the stacking method
 its verdict (present / absent / undetermined, counted as not detected) on the *same* traces.
 Results: accuracy against SNR, detection rate against dVs (at the middle SNR level), false
-positives, for both methods, as JSON and figures.
+positives, and both broken down by the structure of the test stations (Moho depth, depth and
+gradient of X, distractor kind) at every SNR level, for both methods, as JSON and figures. At high
+SNR the breakdown shows what limits a detector once noise does not: weak, gradual X and crustal
+multiples of thick crusts arriving in the X window.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
@@ -23,6 +27,10 @@ from xdisc.stacking import stack_station
 log = logging.getLogger("xdisc.evaluation")
 
 DVS_BINS = (0.01, 0.02, 0.03, 0.04, 0.05, 0.0601)
+# test-set parameters of the structure breakdown: (which samples carry the value, kind)
+STRUCTURE = {"moho_km": ("all", "bins"), "x_depth_km": ("x", "bins"), "x_gradient_km": ("x", "bins"),
+             "distractor": ("all", "categories")}
+N_STRUCTURE_BINS = 5
 
 
 def evaluate_methods(module, test_path: str, config: dict, seed: int | None = None, progress=None) -> dict:
@@ -33,6 +41,7 @@ def evaluate_methods(module, test_path: str, config: dict, seed: int | None = No
     ev = config["cnn"]["evaluation"]
     n_rf, snr_levels = ev["n_rf"], tuple(ev["snr_levels"])
     src = SyntheticSource.read(test_path)
+    keep = np.arange(src.label.size)
     if ev["max_samples"] and ev["max_samples"] < src.label.size:
         keep = np.sort(np.random.default_rng([config["cnn"]["seed"], 17]).choice(src.label.size, ev["max_samples"],
                                                                                    replace=False))
@@ -68,7 +77,7 @@ def evaluate_methods(module, test_path: str, config: dict, seed: int | None = No
                         "undetermined": _rate(stack == "undetermined")}}
     mid = int(np.argmin(np.abs(np.asarray(snr_levels) - 10.0)))
     centres, cnn_tpr, stack_tpr, counts = [], [], [], []
-    for lo, hi in zip(DVS_BINS[:-1], DVS_BINS[1:]):
+    for lo, hi in itertools.pairwise(DVS_BINS):
         sel = y & (src.x_dvs >= lo) & (src.x_dvs < hi)
         centres.append(0.5 * (lo + hi))
         counts.append(int(sel.sum()))
@@ -78,7 +87,76 @@ def evaluate_methods(module, test_path: str, config: dict, seed: int | None = No
                      "cnn_true_positive": cnn_tpr, "stacking_true_positive": stack_tpr,
                      "cnn_false_positive": float(cnn_pos[mid, ~y].mean()),
                      "stacking_false_positive": float(stack_pos[mid, ~y].mean())}
+    structure = _structure_parameters(test_path, keep)
+    out["by_structure"] = {name: rates_by(values, y, {"cnn": cnn_pos, "stacking": stack_pos},
+                                          categorical=STRUCTURE[name][1] == "categories",
+                                          x_only=STRUCTURE[name][0] == "x")
+                           for name, values in structure.items()}
     return out
+
+
+def _structure_parameters(test_path: str, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The generating parameters of the breakdown (those the test file has) for samples ``keep``."""
+    from xdisc.artifacts import open_netcdf
+
+    with open_netcdf(test_path) as ds:
+        return {name: ds[name].values[keep] for name in STRUCTURE if name in ds}
+
+
+def rates_by(values: np.ndarray, y: np.ndarray, positive: dict[str, np.ndarray], categorical: bool = False,
+             x_only: bool = False, n_bins: int = N_STRUCTURE_BINS) -> dict:
+    """Detection (true-positive) and false-positive rates of each method per bin of ``values``.
+
+    ``positive``: method -> (level, sample) booleans; ``y``: (sample,) labels. Numeric values go
+    into at most ``n_bins`` equal bins with round edges (:func:`nice_edges`) around their range
+    (the range of the samples with X when ``x_only``: a property of X, which samples without X do
+    not have; then there are no false-positive rates); ``categorical`` values get one bin each.
+    Empty bins give NaN."""
+    y = np.asarray(y, bool)
+    values = np.asarray(values)
+    owners = y if x_only else np.ones_like(y)
+    if categorical:
+        labels = [str(v) for v in np.unique(values[owners].astype(str))]
+        member = [values.astype(str) == lab for lab in labels]
+        out = {"bins": labels}
+    else:
+        v = values.astype(float)
+        finite = owners & np.isfinite(v)
+        lo, hi = (float(v[finite].min()), float(v[finite].max())) if finite.any() else (0.0, 0.0)
+        edges = nice_edges(lo, hi, n_bins)
+        index = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, edges.size - 2)
+        member = [finite & (index == b) for b in range(edges.size - 1)]
+        out = {"bin_edges": [float(e) for e in edges]}
+    out["count_x"] = [int((m & y).sum()) for m in member]
+    if not x_only:
+        out["count_no_x"] = [int((m & ~y).sum()) for m in member]
+    for method, pos in positive.items():
+        pos = np.asarray(pos, bool)
+        out[f"{method}_true_positive"] = [[_mean(row[m & y]) for m in member] for row in pos]
+        if not x_only:
+            out[f"{method}_false_positive"] = [[_mean(row[m & ~y]) for m in member] for row in pos]
+    return out
+
+
+def nice_edges(lo: float, hi: float, n_bins: int) -> np.ndarray:
+    """At most ``n_bins`` equal bins with round edges (a step of 1, 2, 2.5 or 5 times a power of
+    ten) that cover [lo, hi]: 251.9-349.6 in 4 bins gives 250, 275, 300, 325, 350."""
+    if not hi > lo:
+        return np.array([lo, lo + 1.0]) if np.isfinite(lo) else np.array([0.0, 1.0])
+    raw = (hi - lo) / n_bins
+    power = 10.0 ** np.floor(np.log10(raw))
+    for step in (m * power * 10.0**k for k in (0, 1) for m in (1.0, 2.0, 2.5, 5.0)):
+        if step < raw * (1 - 1e-9):
+            continue
+        start = np.floor(lo / step) * step
+        count = max(1, int(np.ceil((hi - start) / step - 1e-9)))
+        if count <= n_bins:
+            return start + step * np.arange(count + 1)
+    return np.linspace(lo, hi, n_bins + 1)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
 
 
 def _acc(pred: np.ndarray, y: np.ndarray) -> list[float]:
@@ -91,10 +169,11 @@ def _rate(pred: np.ndarray) -> list[float]:
 
 
 def plot_evaluation(result: dict, folder) -> list:
-    """accuracy_vs_snr.png and detection_vs_dvs.png from :func:`evaluate_methods`'s result."""
+    """accuracy_vs_snr.png, detection_vs_dvs.png and detection_by_structure.png (at the highest
+    SNR level: what limits detection when noise does not) from :func:`evaluate_methods`'s result."""
     from pathlib import Path
 
-    from xdisc.ml_figures import plot_accuracy_vs
+    from xdisc.ml_figures import plot_accuracy_vs, plot_rates_by_structure
 
     folder = Path(folder)
     snr = result["snr_levels"]
@@ -112,4 +191,9 @@ def plot_evaluation(result: dict, folder) -> list:
                                   title=f"Detection of X at SNR {d['snr']:g} (false positives: CNN "
                                         f"{100 * d['cnn_false_positive']:.0f} %, stacking "
                                         f"{100 * d['stacking_false_positive']:.0f} %)"))
+    if result.get("by_structure"):
+        top = int(np.argmax(snr))
+        paths.append(plot_rates_by_structure(result["by_structure"], top, folder / "detection_by_structure.png",
+                                             title=f"CNN and stacking by structure of the test stations at SNR "
+                                                   f"{snr[top]:g} ({result['n_rf']} RFs each)"))
     return paths

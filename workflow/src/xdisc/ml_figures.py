@@ -10,6 +10,7 @@ with their own Agg canvas: no pyplot state is touched.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -379,6 +380,56 @@ def _agreement_table(ax, rows: Sequence[Mapping]) -> None:
         lines.append(f"disagree: {', '.join(names[:6])}{more}")
     ax.text(0.0, 0.36, "\n".join(lines), transform=ax.transAxes, ha="left", va="top", fontsize=10, linespacing=1.5)
     ax.set_title("Confusion table (green: agree, red: disagree)", fontsize=11)
+
+
+STRUCTURE_LABELS = {"moho_km": "Moho depth (km)", "x_depth_km": "depth of X (km)",
+                    "x_gradient_km": "gradient of X (km)", "distractor": "distractor"}
+METHOD_LABELS = {"cnn": "CNN"}
+
+
+def plot_rates_by_structure(by_structure: Mapping[str, Mapping], level: int, path: str | Path,
+                            title: str = "Detection by structure") -> Path:
+    """One panel per structure parameter (:func:`xdisc.evaluation.rates_by` results): each method's
+    detection rate (solid) and, where the parameter applies to stations without X, its
+    false-positive rate (dashed), at SNR level ``level``; tick labels give the station counts.
+    Categories (distractor kinds) get markers only: no line joins them."""
+    names = list(by_structure)
+    cols = min(2, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig = _figure((5.2 * cols, 3.9 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, name in zip(axes, names):
+        r = by_structure[name]
+        if "bins" in r:
+            labels, x = [str(b) for b in r["bins"]], np.arange(len(r["bins"]), dtype=float)
+        else:
+            e = np.asarray(r["bin_edges"], float)
+            labels, x = [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(e)], 0.5 * (e[1:] + e[:-1])
+        counts = [f"{c}" if "count_no_x" not in r else f"{c}/{d}" for c, d in
+                  zip(r["count_x"], r.get("count_no_x", r["count_x"]))]
+        methods = [k[: -len("_true_positive")] for k in r if k.endswith("_true_positive")]
+        joined = "bins" not in r
+        for i, method in enumerate(methods):
+            colour, shown = RUN_COLOURS[i % len(RUN_COLOURS)], METHOD_LABELS.get(method, method)
+            ax.plot(x, np.asarray(r[f"{method}_true_positive"][level], float), color=colour, marker="o", ms=5,
+                    lw=1.5, ls="-" if joined else "none", label=f"{shown}: detected")
+            if f"{method}_false_positive" in r:
+                ax.plot(x, np.asarray(r[f"{method}_false_positive"][level], float), color=colour, marker="s", ms=4,
+                        mfc="white", lw=1.2, ls="--" if joined else "none", label=f"{shown}: false positives")
+        ax.set_xticks(x, [f"{lab}\n(n={c})" for lab, c in zip(labels, counts)], fontsize=8)
+        ax.set_ylim(0.0, 1.02)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_xlabel(STRUCTURE_LABELS.get(name, name) + ("  (n = with X / without)" if "count_no_x" in r else
+                                                          "  (n = with X)"), fontsize=9)
+        ax.grid(color="0.9", lw=0.5)
+        ax.set_axisbelow(True)
+        ax.legend(loc="best", fontsize=7)
+    for ax in axes[len(names):]:
+        ax.set_axis_off()
+    if not names:
+        _no_data(axes[0], "no structure parameters")
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,59 @@
+"""The structure breakdown of ``xdisc evaluate``: detection and false-positive rates per bin of a
+test-set parameter, on a table worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from xdisc.evaluation import nice_edges, rates_by
+
+
+@pytest.mark.parametrize(("lo", "hi", "n", "edges"), [
+    (251.9, 349.6, 5, [250, 275, 300, 325, 350]),      # X depths of the default synthetics
+    (21.55, 69.5, 5, [20, 30, 40, 50, 60, 70]),         # Moho depths
+    (0.6, 19.8, 5, [0, 5, 10, 15, 20]),                 # X gradients
+    (0.01, 0.06, 4, [0.0, 0.02, 0.04, 0.06]),
+    (5.0, 5.0, 5, [5.0, 6.0]),                          # one value: one bin
+])
+def test_nice_edges_are_round_and_cover_the_range(lo, hi, n, edges):
+    got = nice_edges(lo, hi, n)
+    np.testing.assert_allclose(got, edges, atol=1e-12)
+    assert got[0] <= lo and got[-1] >= hi and got.size - 1 <= n
+
+
+def test_rates_by_a_numeric_parameter_of_every_station():
+    # Moho depths 25 (2 with X, 1 without) and 45 km (1 with X, 2 without); two SNR levels
+    moho = np.array([25.0, 25.0, 25.0, 45.0, 45.0, 45.0])
+    y = np.array([1, 1, 0, 1, 0, 0])
+    cnn = np.array([[1, 0, 1, 1, 0, 1],
+                    [1, 1, 0, 1, 0, 0]], bool)
+    r = rates_by(moho, y, {"cnn": cnn}, n_bins=2)
+    assert r["bin_edges"] == [20.0, 40.0, 60.0]
+    assert r["count_x"] == [2, 1] and r["count_no_x"] == [1, 2]
+    assert r["cnn_true_positive"] == [[0.5, 1.0], [1.0, 1.0]]
+    assert r["cnn_false_positive"] == [[1.0, 0.5], [0.0, 0.0]]
+
+
+def test_rates_by_a_property_of_x_ignores_stations_without_x():
+    # stations without X carry no X gradient (0 or NaN in the test file): they set neither the
+    # bins nor any rate, and there is no false-positive rate
+    grad = np.array([2.0, 18.0, 0.0, np.nan])
+    y = np.array([1, 1, 0, 0])
+    r = rates_by(grad, y, {"cnn": np.array([[True, False, True, True]])}, x_only=True, n_bins=4)
+    assert r["bin_edges"] == [0.0, 5.0, 10.0, 15.0, 20.0]
+    assert r["count_x"] == [1, 0, 0, 1] and "count_no_x" not in r and "cnn_false_positive" not in r
+    tp = r["cnn_true_positive"][0]
+    assert tp[0] == 1.0 and tp[3] == 0.0 and math.isnan(tp[1]) and math.isnan(tp[2])  # empty bins: NaN
+
+
+def test_rates_by_categories():
+    kind = np.array(["none", "deep", "none", "deep", "lvz"])
+    y = np.array([1, 0, 0, 1, 0])
+    r = rates_by(kind, y, {"cnn": np.array([[1, 1, 0, 0, 0]], bool),
+                           "stacking": np.array([[0, 0, 1, 1, 0]], bool)}, categorical=True)
+    assert r["bins"] == ["deep", "lvz", "none"]
+    assert r["count_x"] == [1, 0, 1] and r["count_no_x"] == [1, 1, 1]
+    assert r["cnn_false_positive"] == [[1.0, 0.0, 0.0]] and r["stacking_false_positive"] == [[0.0, 0.0, 1.0]]
+    assert r["stacking_true_positive"][0][0] == 1.0 and math.isnan(r["stacking_true_positive"][0][1])
