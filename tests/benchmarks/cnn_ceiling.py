@@ -32,6 +32,14 @@ divided by a robust scale of the stack in 450-620 km); the *known-structure scan
 the noise-free image of the twin, so it knows the crust, the multiples and the distractors and
 pays only for the unknown depth and the noise. Their accuracies use a threshold fitted on the
 other half of the samples (even / odd rows).
+
+A third detector knows even more and still not the depth: the *known-signal scan* knows the crust
+(it subtracts the noise-free twin image) and the X signal's shape and strength (the noise-free
+image with X minus the one without), and slides that template along depth over every position
+that keeps X in SCAN_KM, scoring the largest noise-weighted correlation (a matched filter whose
+only unknown is the depth). The difference between its accuracy and the clairvoyant's is the
+price of not knowing where X is; anything below it that a classifier loses is the price of not
+knowing the structure.
 """
 
 from __future__ import annotations
@@ -112,6 +120,30 @@ def crossfit_accuracy(y: np.ndarray, score: np.ndarray) -> float:
     return right / y.size
 
 
+def known_signal_scan(residual: np.ndarray, template: np.ndarray, noise: np.ndarray, depths: np.ndarray,
+                      x_depth_km: float, search: bool = True) -> float:
+    """Largest noise-weighted correlation of ``residual`` (bin, depth: image minus the noise-free
+    image without X) with ``template`` (the noise-free X signal) shifted along depth so that X
+    (at ``x_depth_km`` in the template) stays in SCAN_KM, divided by the template's weighted norm
+    (so that it is the matched-filter output in units of the noise). ``search=False``: the
+    template where it is (X's depth known: the clairvoyant's matched filter)."""
+    step = float(depths[1] - depths[0])
+    w = 1.0 / np.maximum(noise, 1e-4) ** 2
+    lo = int(np.floor((SCAN_KM[0] - x_depth_km) / step)) if search else 0
+    hi = int(np.ceil((SCAN_KM[1] - x_depth_km) / step)) if search else 0
+    best = -np.inf
+    for k in range(lo, hi + 1):
+        shifted = np.roll(template, k, axis=1)
+        if k > 0:
+            shifted[:, :k] = 0.0
+        elif k < 0:
+            shifted[:, k:] = 0.0
+        norm = np.sqrt(np.sum(shifted**2 * w))
+        if norm > 0:
+            best = max(best, float(np.sum(residual * shifted * w) / norm))
+    return best
+
+
 def detectability(img_x: np.ndarray, img_twin: np.ndarray, depths: np.ndarray,
                   sigma: np.ndarray | None = None) -> float:
     """d' of the X signal (amplitude difference / standard error, summed over bins in quadrature);
@@ -164,6 +196,7 @@ def main():
         twin_p = twin_parameters(ds, rows)
         slowness = ds["slowness"].values.astype(float)
         dvs, grad = ds["x_dvs"].values, ds["x_gradient_km"].values
+        x_depth = ds["x_depth_km"].values
         distractor = ds["distractor"].values.astype(str)
     print(f"simulating {rows.size} twins without X ...", flush=True)
     twins = simulate(twin_p, slowness, rf, lay, cfg["synthetics"]["response_duration_s"], n_jobs=args.threads)
@@ -173,9 +206,11 @@ def main():
     dprime = np.full(src.label.size, np.nan)
     dprime_res = np.full(src.label.size, np.nan)
     known = np.full((src.label.size, 2), np.nan)  # known-structure scan: (with X, its twin)
+    matched = np.full((src.label.size, 2, 2), np.nan)  # known-signal scan: (with X, its twin) x (scan, known depth)
     for k, i in enumerate(rows):
         imgs = []
-        for clean, d, snr in ((src.clean[i], draw, None), (twins[k], draw, None), (twins[k], quiet, 1e9)):
+        for clean, d, snr in ((src.clean[i], draw, None), (twins[k], draw, None), (twins[k], quiet, 1e9),
+                              (src.clean[i], quiet, 1e9)):
             rng = np.random.default_rng([seed, 10**6, int(i)])  # SyntheticImages' fixed draw of sample i
             traces, slow = synthetic_station(clean, src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
                                              d, rng, snr=snr, noise_pool=pool if snr is None else None,
@@ -186,6 +221,9 @@ def main():
         dprime_res[i] = detectability(imgs[0], imgs[1], settings.depths_km,
                                       residual_sigma(imgs[1], imgs[2], settings.depths_km))
         known[i] = [scan_peak(img[0] - imgs[2][0], img[1], settings.depths_km) for img in imgs[:2]]
+        template = imgs[3][0] - imgs[2][0]
+        matched[i] = [[known_signal_scan(img[0] - imgs[2][0], template, img[1], settings.depths_km, x_depth[i],
+                                         search) for search in (True, False)] for img in imgs[:2]]
 
     x = y == 1
     clair_tpr = phi(dprime[x] / 2.0)
@@ -220,6 +258,14 @@ def main():
           f"{SCAN_KM[0]:.0f}-{SCAN_KM[1]:.0f} km; each X sample against its twin): AUC "
           f"{summary['known_structure_scan']['auc']:.3f}, accuracy "
           f"{summary['known_structure_scan']['accuracy_crossfit_threshold']:.3f} (threshold fitted on the other half)")
+    mx = matched[x]
+    for j, name in enumerate(("known_signal_scan", "known_signal_known_depth")):
+        my = np.r_[mx[:, 0, j], mx[:, 1, j]]
+        summary[name] = {"auc": metrics.roc_auc(ky, my), "accuracy_crossfit_threshold": crossfit_accuracy(ky, my)}
+        print(f"{name.replace('_', ' ')} (knows the structure and X's signal, "
+              f"{'not its depth: matched filter slid over ' + str(SCAN_KM) + ' km' if j == 0 else 'and its depth'}; "
+              f"each X sample against its twin): AUC {summary[name]['auc']:.3f}, accuracy "
+              f"{summary[name]['accuracy_crossfit_threshold']:.3f} (threshold fitted on the other half)")
     for key, dp in (("classes", dprime), ("classes_residual_noise", dprime_res)):
         summary[key] = []
         print(f"by d' ({'pre-P noise' if key == 'classes' else 'residual noise'}):")
