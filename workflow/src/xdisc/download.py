@@ -254,7 +254,7 @@ def make_source(data_cfg: dict, provider: str | None = None) -> Source:
     for f in files:
         try:
             st += read(f)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - obspy raises many types for a bad file: log, skip, go on
             log.warning("skipping unreadable waveform file %s: %s", f, exc)
     return StreamSource(st, f"files:{local['waveforms']}")
 
@@ -269,7 +269,7 @@ def validate_mseed(data: bytes, req: Request):
         raise CorruptData(f"truncated miniSEED: {len(data)} bytes is not a whole number of records")
     try:
         st = read(io.BytesIO(data), format="MSEED")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any reader failure is corrupt data
         raise CorruptData(f"unreadable miniSEED: {exc}") from None
     st = st.select(network=req.network, station=req.station)
     if not len(st) or all(tr.stats.npts == 0 for tr in st):

@@ -12,6 +12,7 @@ Rejected receiver functions stay in the output, flagged with their reason.
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ def _first_gap(stream) -> str:
         by_id.setdefault(tr.id, []).append(tr)
     for tid, trs in sorted(by_id.items()):
         trs.sort(key=lambda tr: tr.stats.starttime)
-        for a, b in zip(trs[:-1], trs[1:]):
+        for a, b in itertools.pairwise(trs):
             gap = b.stats.starttime - a.stats.endtime
             if gap > 1.5 * a.stats.delta:
                 return f"gap of {gap - a.stats.delta:.1f} s in {tid}"
@@ -130,7 +131,7 @@ def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
             try:
                 o = inventory.get_orientation(tid, p_utc)
                 cache[key] = (float(o["azimuth"]), float(o["dip"]))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - cached and reported per trace as a rejection
                 cache[key] = exc
         if isinstance(cache[key], Exception):
             raise Rejected(f"no orientation for {tid}: {cache[key]}")
@@ -159,7 +160,7 @@ def _instrument(raw: dict, idx: list[int], rate: float, n_fft: int, inventory, p
                         if not resp.response_stages:
                             raise ValueError("the inventory holds no response stages (use response: gain)")
                         cache[key] = resp.get_evalresp_response(t_samp=1.0 / rate, nfft=n_fft, output="DISP")[0]
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - cached and reported per trace as a rejection
                     cache[key] = exc
             value = cache[key]
             if isinstance(value, Exception):
@@ -482,7 +483,7 @@ def load_items(manifest_path: Path, waveform_dir: Path) -> list[tuple[dict, obje
             path = Path(waveform_dir) / row["file"]
             try:
                 stream = read(str(path), format="MSEED")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - an unreadable file rejects that event only
                 stream = Rejected(f"cannot read {path.name}: {exc}")
             items.append((row, stream))
     return items
