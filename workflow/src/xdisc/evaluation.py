@@ -96,10 +96,11 @@ def evaluate_methods(module, test_path: str, config: dict, seed: int | None = No
 
 
 def _structure_parameters(test_path: str, keep: np.ndarray) -> dict[str, np.ndarray]:
-    """The generating parameters of the breakdown (those the test file has) for samples ``keep``."""
-    from xdisc.artifacts import open_netcdf
+    """The generating parameters of the breakdown (those the test file has) for samples ``keep``:
+    read lazily, only these variables (the receiver functions were read by SyntheticSource)."""
+    import xarray as xr
 
-    with open_netcdf(test_path) as ds:
+    with xr.open_dataset(test_path, engine="netcdf4") as ds:
         return {name: ds[name].values[keep] for name in STRUCTURE if name in ds}
 
 
@@ -116,8 +117,9 @@ def rates_by(values: np.ndarray, y: np.ndarray, positive: dict[str, np.ndarray],
     values = np.asarray(values)
     owners = y if x_only else np.ones_like(y)
     if categorical:
-        labels = [str(v) for v in np.unique(values[owners].astype(str))]
-        member = [values.astype(str) == lab for lab in labels]
+        text = values.astype(str)
+        labels = [str(v) for v in np.unique(text[owners])]
+        member = [text == lab for lab in labels]
         out = {"bins": labels}
     else:
         v = values.astype(float)

@@ -405,8 +405,8 @@ def plot_rates_by_structure(by_structure: Mapping[str, Mapping], level: int, pat
         else:
             e = np.asarray(r["bin_edges"], float)
             labels, x = [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(e)], 0.5 * (e[1:] + e[:-1])
-        counts = [f"{c}" if "count_no_x" not in r else f"{c}/{d}" for c, d in
-                  zip(r["count_x"], r.get("count_no_x", r["count_x"]))]
+        no_x = r.get("count_no_x")
+        counts = [f"{c}/{d}" for c, d in zip(r["count_x"], no_x)] if no_x else [str(c) for c in r["count_x"]]
         methods = [k[: -len("_true_positive")] for k in r if k.endswith("_true_positive")]
         joined = "bins" not in r
         for i, method in enumerate(methods):
