@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from xdisc import config as cfgmod
-from xdisc.earthmodel import load_model
-from xdisc.synthetics import Layering, RFSettings, single_rf
+from xdisc.core.earthmodel import load_model
+from xdisc.synth.synthetics import Layering, RFSettings, single_rf
 
 TESTS = Path(__file__).parent  # pytest puts this folder on sys.path: test helpers import as raytheory, oracles.*
 
@@ -48,7 +48,7 @@ def layering(default_config) -> Layering:
 def reference_rf(model: str, slowness: float, x_depth: float | None = None, x_dvs: float = 0.03,
                  style: str = "taper", gradient_km: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Noise-free RF (time, rf) of a reference model, optionally with X (default settings)."""
-    from xdisc.earthmodel import Discontinuity, insert_discontinuity
+    from xdisc.core.earthmodel import Discontinuity, insert_discontinuity
 
     settings = cfgmod.validate({})
     rf = RFSettings(**settings["receiver_function"])
@@ -74,8 +74,8 @@ def peak_time(time_s: np.ndarray, trace: np.ndarray, t0: float, half_window_s: f
 @pytest.fixture(scope="session")
 def rf_example_station(tmp_path_factory) -> dict:
     """QC-passed real receiver functions of the embedded station CX.PB01 (rf package example data)."""
-    from xdisc.download import download_station, get_events, get_stations, station_rows
-    from xdisc.receiver_functions import compute_station, event_table, load_items
+    from xdisc.data.download import download_station, get_events, get_stations, station_rows
+    from xdisc.data.receiver_functions import compute_station, event_table, load_items
 
     cfg = cfgmod.load(TESTS.parent / "config" / "config.yaml")  # the default run's settings
     d = cfg["data"]

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 from xdisc import config as cfgmod
-from xdisc import training
-from xdisc.artifacts import write_netcdf
 from xdisc.cli import main
-from xdisc.cnn_model import XNet
-from xdisc.earthmodel import load_model
-from xdisc.images import DepthMapper, ImageSettings, StationDraw, images_dataset, station_images, synthetic_station
-from xdisc.synthetics import make_dataset
+from xdisc.cnn import training
+from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, images_dataset, station_images, synthetic_station
+from xdisc.cnn.model import XNet
+from xdisc.core.artifacts import write_netcdf
+from xdisc.core.earthmodel import load_model
+from xdisc.synth.synthetics import make_dataset
 
 TINY = {"synthetics": {"n_samples": 48, "n_test_samples": 24},
         "cnn": {"pretrain": {"max_epochs": 2, "batch_size": 16, "patience": 2},

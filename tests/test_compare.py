@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 from matplotlib.image import imread
-from xdisc import compare
-from xdisc.artifacts import write_json
-from xdisc.stacking import TABLE_COLUMNS
+from xdisc.core.artifacts import write_json
+from xdisc.report import compare
+from xdisc.stack.stacking import TABLE_COLUMNS
 
 CNN_CSV = """\
 station,latitude,longitude,n_rf,n_images,probability,probability_std,verdict

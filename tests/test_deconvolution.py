@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from rf.deconvolve import deconv_iterative, deconv_waterlevel
-from xdisc.deconvolution import deconvolve, peak_normalised_gaussian
+from xdisc.core.deconvolution import deconvolve, peak_normalised_gaussian
 
 DT = 0.1
 
@@ -104,6 +104,6 @@ def test_silent_source_gives_nan_not_garbage():
 
 def test_fft_length_is_the_rf_packages():
     import scipy.fftpack
-    from xdisc.deconvolution import next_regular
+    from xdisc.core.deconvolution import next_regular
 
     assert all(next_regular(n) == scipy.fftpack.next_fast_len(n) for n in range(1, 3000))

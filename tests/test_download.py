@@ -14,7 +14,7 @@ import pytest
 from fdsn_servers import rf_example_stack
 from obspy import read, read_events
 from xdisc import config as cfgmod
-from xdisc.download import (
+from xdisc.data.download import (
     CorruptData,
     FDSNSource,
     fetch_station,
@@ -197,7 +197,7 @@ def _write_sds(stream, root):
 
 @pytest.mark.parametrize("layout", ["sds", "files"])
 def test_local_archives(tmp_path, layout, caplog):
-    from xdisc.download import embedded_paths
+    from xdisc.data.download import embedded_paths
 
     st = read(str(embedded_paths()["waveforms"]))
     if layout == "sds":

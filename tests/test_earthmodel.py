@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from xdisc.earthmodel import (
+from xdisc.core.earthmodel import (
     EARTH_RADIUS_KM,
     Discontinuity,
     EarthModel,

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from xdisc.evaluation import nice_edges, rates_by
+from xdisc.evaluate import nice_edges, rates_by
 
 
 @pytest.mark.parametrize(("lo", "hi", "n", "edges"), [

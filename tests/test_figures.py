@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from matplotlib.image import imread
-from xdisc.figures import DPI, FIGSIZE_IN, plot_station_stack, station_title
+from xdisc.report.figures import DPI, FIGSIZE_IN, plot_station_stack, station_title
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -150,7 +150,7 @@ def test_unknown_suffix(tmp_path):
 
 def test_module_does_not_import_pyplot():
     """Figures are built on matplotlib.figure.Figure: no pyplot import, so no global figure state."""
-    from xdisc import figures
+    from xdisc.report import figures
 
     tree = ast.parse(Path(figures.__file__).read_text(encoding="utf-8"))
     names = [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]

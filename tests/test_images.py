@@ -4,10 +4,7 @@ and real stations through the same builder, the fast noise path."""
 import numpy as np
 import pytest
 from raytheory import delay as ps_delay
-from xdisc import augment
-from xdisc.deconvolution import RFSettings
-from xdisc.earthmodel import load_model
-from xdisc.images import (
+from xdisc.cnn.images import (
     CHANNELS,
     DepthMapper,
     ImageSettings,
@@ -17,6 +14,9 @@ from xdisc.images import (
     station_images,
     synthetic_station,
 )
+from xdisc.core.deconvolution import RFSettings
+from xdisc.core.earthmodel import load_model
+from xdisc.synth import augment
 
 RF = RFSettings()
 TIME = RF.time_axis()

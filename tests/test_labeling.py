@@ -1,4 +1,4 @@
-"""xdisc.labeling: the label file, the import of published tables, the labelling server (real HTTP on
+"""xdisc.labels: the label file, the import of published tables, the labelling server (real HTTP on
 127.0.0.1) and the page in a real headless Chromium (selenium; bash tests/INSTALL_browser.sh)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from conftest import in_ci, need
-from xdisc import labeling
+from xdisc import labels as labeling
 
 SLOWNESS = np.linspace(0.04, 0.08, 9)
 DEPTH = np.arange(0.0, 800.0 + 1e-9, 2.5)
@@ -364,7 +364,7 @@ def test_server_pages_and_posts(workspace):
 
 # ----------------------------------------------------------------------------- real browser
 
-SERVE = ("import argparse, sys; from xdisc import labeling; p = argparse.ArgumentParser(); "
+SERVE = ("import argparse, sys; from xdisc import labels as labeling; p = argparse.ArgumentParser(); "
          "labeling.add_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
 
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import need
 from scipy.special import expit
 from scipy.stats import mannwhitneyu
-from xdisc import metrics as M
+from xdisc.core import metrics as M
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 from scipy.special import expit
-from xdisc import metrics as M
-from xdisc import ml_figures as F
+from xdisc.core import metrics as M
+from xdisc.report import ml_figures as F
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -132,7 +132,7 @@ def test_accuracy_vs_png(tmp_path):
 
 
 def test_rates_by_structure_png(tmp_path):
-    from xdisc.evaluation import rates_by
+    from xdisc.evaluate import rates_by
 
     rng = np.random.default_rng(3)
     y = rng.random(200) < 0.5

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import peak_time, reference_rf
 from raytheory import delay
-from xdisc.earthmodel import load_model
-from xdisc.moveout import to_depth
+from xdisc.core.earthmodel import load_model
+from xdisc.core.moveout import to_depth
 
 MODELS = ["ak135", "iasp91", "prem"]
 SLOWNESSES = [0.04, 0.06, 0.08]
@@ -82,8 +82,8 @@ def test_no_x_nothing_in_x_window(model):
 def test_moho_multiples_at_predicted_times(tmp_path):
     """One-layer crust over the AK135 mantle: Ps, PpPs (positive), PpSs+PsPs (negative)."""
     from xdisc import config as cfgmod
-    from xdisc.earthmodel import EarthModel
-    from xdisc.synthetics import Layering, RFSettings, single_rf
+    from xdisc.core.earthmodel import EarthModel
+    from xdisc.synth.synthetics import Layering, RFSettings, single_rf
 
     settings = cfgmod.validate({})
     rf = RFSettings(**settings["receiver_function"])

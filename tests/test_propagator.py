@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from scipy.linalg import expm
-from xdisc.propagator import _MATCH, _eigenvectors, layer_coefficients, plane_wave_response
+from xdisc.core.propagator import _MATCH, _eigenvectors, layer_coefficients, plane_wave_response
 
 
 def system_matrix(vp, vs, rho, p):

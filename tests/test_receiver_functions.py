@@ -10,9 +10,9 @@ from obspy import read, read_events, read_inventory
 from obspy.geodetics import gps2dist_azimuth, locations2degrees
 from obspy.taup import TauPyModel
 from xdisc import config as cfgmod
-from xdisc.deconvolution import RFSettings, deconvolve
-from xdisc.download import download_station, embedded_paths, event_id, get_events, get_stations, station_rows
-from xdisc.receiver_functions import _grid, compute_station, event_table, load_items, prepare_event
+from xdisc.core.deconvolution import RFSettings, deconvolve
+from xdisc.data.download import download_station, embedded_paths, event_id, get_events, get_stations, station_rows
+from xdisc.data.receiver_functions import _grid, compute_station, event_table, load_items, prepare_event
 
 CONFIG = {"rf_processing": {"response": "gain"}}
 
@@ -106,8 +106,8 @@ def test_deconvolution_matches_rf_package_on_real_data(embedded, method):
 
 def test_synthetic_rf_survives_convolution_and_deconvolution(embedded):
     """Synthetic R, Z (xdisc propagator) convolved with a real P wavelet and deconvolved -> the input RF."""
-    from xdisc.earthmodel import load_model
-    from xdisc.synthetics import Layering, receiver_functions, response_spectra
+    from xdisc.core.earthmodel import load_model
+    from xdisc.synth.synthetics import Layering, receiver_functions, response_spectra
 
     cfg = embedded["cfg"]
     rf = RFSettings(**cfg["receiver_function"])

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 from xdisc import config as cfgmod
-from xdisc.deconvolution import RFSettings
-from xdisc.earthmodel import Discontinuity, insert_discontinuity, load_model
-from xdisc.stacking import bootstrap_means, stack_station, vespagram
-from xdisc.synthetic_stations import clean_grid, make_station
-from xdisc.synthetics import Layering, _row, build_model, draw_parameters
+from xdisc.core.deconvolution import RFSettings
+from xdisc.core.earthmodel import Discontinuity, insert_discontinuity, load_model
+from xdisc.stack.stacking import bootstrap_means, stack_station, vespagram
+from xdisc.synth.stations import clean_grid, make_station
+from xdisc.synth.synthetics import Layering, _row, build_model, draw_parameters
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +94,8 @@ def test_bootstrap_is_seeded_and_ignores_nan():
 
 def test_station_without_receiver_functions(setup, tmp_path):
     """All RFs rejected by QC: the station still gets a stack file, a figure and a table row."""
-    from xdisc.figures import plot_station_stack
-    from xdisc.stacking import verdict_row
+    from xdisc.report.figures import plot_station_stack
+    from xdisc.stack.stacking import verdict_row
 
     cfg, rf, _ = setup
     t = rf.time_axis()

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import xarray as xr
-from xdisc import augment
 from xdisc import config as cfgmod
-from xdisc.artifacts import write_netcdf
-from xdisc.synthetics import draw_parameters, make_dataset
+from xdisc.core.artifacts import write_netcdf
+from xdisc.synth import augment
+from xdisc.synth.synthetics import draw_parameters, make_dataset
 
 SMALL = {"synthetics": {"n_samples": 8, "slowness_s_per_km": [0.05, 0.07]}}
 
@@ -144,8 +144,8 @@ def test_real_noise_pool(tmp_path, small_config):
 
 def test_constant_style_keeps_part_of_the_410(small_config):
     """Style 'constant' shrinks the 410; the generator keeps at least 40 % of its jump."""
-    from xdisc.earthmodel import load_model
-    from xdisc.synthetics import _row, build_model, s_jump_410
+    from xdisc.core.earthmodel import load_model
+    from xdisc.synth.synthetics import _row, build_model, s_jump_410
 
     cfg = cfgmod.validate({"synthetics": {"x_fraction": 1.0, "x": {"dvs": [0.05, 0.06],
                                                                    "styles": {"taper": 0, "constant": 1, "layer": 0}}}})

@@ -9,9 +9,9 @@ layered by xdisc). Installed in CI by tests/oracles/INSTALL_telewavesim.sh.
 import numpy as np
 import pytest
 from conftest import need
-from xdisc.deconvolution import deconvolve, gaussian_filter
-from xdisc.earthmodel import discretize, load_model
-from xdisc.propagator import plane_wave_response
+from xdisc.core.deconvolution import deconvolve, gaussian_filter
+from xdisc.core.earthmodel import discretize, load_model
+from xdisc.core.propagator import plane_wave_response
 
 pytestmark = pytest.mark.oracle
 
@@ -67,7 +67,7 @@ def test_single_layer_over_half_space_is_identical():
     """One crust over a half-space: the two codes agree to rounding (no internal interface)."""
     need("telewavesim")
     from oracles.telewavesim_ref import telewavesim_response
-    from xdisc.earthmodel import LayerStack
+    from xdisc.core.earthmodel import LayerStack
 
     stack = LayerStack(np.array([35.0, 0.0]), np.array([6.5, 8.04]), np.array([3.75, 4.48]), np.array([2.9, 3.3]))
     _, r_tw, z_tw = telewavesim_response(stack.thickness_km, stack.vp_km_s, stack.vs_km_s, stack.rho_g_cm3,

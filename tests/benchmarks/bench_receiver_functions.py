@@ -37,8 +37,8 @@ def _setup(copies):
     from pathlib import Path
 
     from xdisc import config as cfgmod
-    from xdisc.download import download_station, get_events, get_stations, station_rows
-    from xdisc.receiver_functions import event_table, load_items
+    from xdisc.data.download import download_station, get_events, get_stations, station_rows
+    from xdisc.data.receiver_functions import event_table, load_items
 
     cfg = cfgmod.validate({"rf_processing": {"response": "gain"}})
     d = cfg["data"]
@@ -53,8 +53,8 @@ def _setup(copies):
 
 def run_xdisc(method, copies, part, parts):
     from xdisc import config as cfgmod
-    from xdisc.deconvolution import RFSettings
-    from xdisc.receiver_functions import compute_station
+    from xdisc.core.deconvolution import RFSettings
+    from xdisc.data.receiver_functions import compute_station
 
     cfg, inv, station, items, meta = _setup(copies)
     items = items[part::parts]

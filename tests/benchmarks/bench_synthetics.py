@@ -28,10 +28,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 from xdisc import config as cfgmod
-from xdisc.deconvolution import gaussian_cutoff_hz
-from xdisc.earthmodel import EARTH_RADIUS_KM, LayerStack, load_model
-from xdisc.propagator import plane_wave_response
-from xdisc.synthetics import make_dataset
+from xdisc.core.deconvolution import gaussian_cutoff_hz
+from xdisc.core.earthmodel import EARTH_RADIUS_KM, LayerStack, load_model
+from xdisc.core.propagator import plane_wave_response
+from xdisc.synth.synthetics import make_dataset
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/oracles (test helper, not the package)
 

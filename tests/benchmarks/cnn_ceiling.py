@@ -53,11 +53,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from xdisc import config as cfgmod
-from xdisc import metrics, training
-from xdisc.deconvolution import RFSettings
-from xdisc.earthmodel import load_model
-from xdisc.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
-from xdisc.synthetics import PARAMETER_DOCS, Layering, simulate
+from xdisc.cnn import training
+from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.core import metrics
+from xdisc.core.deconvolution import RFSettings
+from xdisc.core.earthmodel import load_model
+from xdisc.synth.synthetics import PARAMETER_DOCS, Layering, simulate
 
 D_CLASSES = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, np.inf)
 
@@ -178,7 +179,7 @@ def main():
     draw = StationDraw.from_config(cfg["synthetics"], cfg["cnn"])
     pool = None
     if args.noise_pool:
-        from xdisc.synthetics import load_noise_pool
+        from xdisc.synth.synthetics import load_noise_pool
 
         pool = load_noise_pool(str(args.noise_pool), rf)
         draw = StationDraw(**{**draw.__dict__, "real_noise_fraction": 1.0})

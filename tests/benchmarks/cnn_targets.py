@@ -32,15 +32,16 @@ import numpy as np
 import torch
 import xarray as xr
 from xdisc import config as cfgmod
-from xdisc import metrics, training
-from xdisc.artifacts import write_netcdf
-from xdisc.deconvolution import RFSettings
-from xdisc.earthmodel import load_model
-from xdisc.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
-from xdisc.moveout import distance_for_slowness
-from xdisc.stacking import stack_station
-from xdisc.synthetic_stations import SLOWNESS_GRID, clean_grid, station_parameters
-from xdisc.synthetics import Layering, _row, build_model, make_dataset
+from xdisc.cnn import training
+from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.core import metrics
+from xdisc.core.artifacts import write_netcdf
+from xdisc.core.deconvolution import RFSettings
+from xdisc.core.earthmodel import load_model
+from xdisc.core.moveout import distance_for_slowness
+from xdisc.stack.stacking import stack_station
+from xdisc.synth.stations import SLOWNESS_GRID, clean_grid, station_parameters
+from xdisc.synth.synthetics import Layering, _row, build_model, make_dataset
 
 DVS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06)
 
@@ -75,7 +76,7 @@ def _pool_of_windows(rf: RFSettings, srcs: list, rsps: list, names: list, out: P
                      after_p_s: tuple = (-np.inf, np.inf)) -> Path:
     """Deconvolve response windows with their source windows (5 s Hann tapers, the receiver-function
     settings), keep ``after_p_s`` after P, scale each row to zero mean and unit std, write the pool."""
-    from xdisc.deconvolution import deconvolve
+    from xdisc.core.deconvolution import deconvolve
 
     n_src = len(srcs[0])
     win = np.ones(n_src)
@@ -278,7 +279,7 @@ def main():
     module = training.load_classifier(args.out / "pretrain.ckpt")
     src = training.SyntheticSource.read(test)
     if "realnoise" not in args.skip:
-        from xdisc.synthetics import load_noise_pool
+        from xdisc.synth.synthetics import load_noise_pool
 
         pool = load_noise_pool(str(pool_path), rf)[test_rows]  # events never seen in training
         summary["real_noise"] = evaluate_set(module, src, cfg, cfg["cnn"]["seed"] + 2, noise_pool=pool)

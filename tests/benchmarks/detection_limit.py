@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 from xdisc import config as cfgmod
-from xdisc.deconvolution import RFSettings
-from xdisc.earthmodel import load_model
-from xdisc.stacking import stack_station
-from xdisc.synthetic_stations import clean_grid, make_station, station_parameters
-from xdisc.synthetics import Layering, _row, build_model
+from xdisc.core.deconvolution import RFSettings
+from xdisc.core.earthmodel import load_model
+from xdisc.stack.stacking import stack_station
+from xdisc.synth.stations import clean_grid, make_station, station_parameters
+from xdisc.synth.synthetics import Layering, _row, build_model
 
 DVS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06)
 

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from xdisc import __version__, compare, labeling
+from xdisc import __version__
 from xdisc import config as cfgmod
-from xdisc.artifacts import atomic_output
+from xdisc import labels as labeling
+from xdisc.core.artifacts import atomic_output
+from xdisc.report import compare
 
 log = logging.getLogger("xdisc")
 
@@ -122,7 +124,7 @@ def _synth_overrides(args) -> dict:
 
 def single_parameters(args, config: dict) -> dict:
     """Parameter table of one model given on the command line."""
-    from xdisc.earthmodel import load_model
+    from xdisc.core.earthmodel import load_model
 
     name = config["synthetics"]["models"][0]
     load_model(name)  # fails early, with a clear message, on a bad name or file
@@ -151,8 +153,8 @@ def single_parameters(args, config: dict) -> dict:
 
 
 def run_synth(args) -> int:
-    from xdisc.artifacts import write_netcdf
-    from xdisc.synthetics import make_dataset
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.synth.synthetics import make_dataset
 
     config = cfgmod.load(args.config, cfgmod.deep_merge(
         json.loads(args.settings) if args.settings else {}, _synth_overrides(args)))
@@ -210,7 +212,7 @@ def _need(args, *names):
 def run_download(args) -> int:
     import csv
 
-    from xdisc import download as dl
+    from xdisc.data import download as dl
 
     config = _load_config(args)
     data_cfg = config["data"]
@@ -274,9 +276,9 @@ def _add_rf(sub) -> None:
 def run_rf(args) -> int:
     from obspy import read_events, read_inventory
 
-    from xdisc.artifacts import write_netcdf
-    from xdisc.deconvolution import RFSettings
-    from xdisc.receiver_functions import compute_station, event_table, load_items
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.core.deconvolution import RFSettings
+    from xdisc.data.receiver_functions import compute_station, event_table, load_items
 
     config = _load_config(args)
     row = _station_row(args.stations, args.station)
@@ -300,7 +302,7 @@ def run_rf(args) -> int:
 def _usable_receiver_functions(path: Path, use_qc: bool):
     """A station's receiver functions (``xdisc rf``), the mask of those without NaNs (and, with
     ``use_qc``, that passed quality control), and the station's codes and coordinates."""
-    from xdisc.artifacts import open_netcdf
+    from xdisc.core.artifacts import open_netcdf
 
     rf_ds = open_netcdf(path)
     keep = np.all(np.isfinite(rf_ds["rf"].values), axis=1)
@@ -322,9 +324,9 @@ def _add_stack(sub) -> None:
 
 
 def run_stack(args) -> int:
-    from xdisc.artifacts import write_netcdf
-    from xdisc.earthmodel import load_model
-    from xdisc.stacking import stack_station
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.core.earthmodel import load_model
+    from xdisc.stack.stacking import stack_station
 
     config = _load_config(args)
     cfg = config["stacking"]
@@ -338,7 +340,7 @@ def run_stack(args) -> int:
              f" at {a['x_depth_km']:.0f} km (amp {a['x_amp']:.3f})" if a["verdict"] == "present" else "",
              f" ({a['reason']})" if a["reason"] else "")
     if args.figure:
-        from xdisc.figures import plot_station_stack
+        from xdisc.report.figures import plot_station_stack
 
         plot_station_stack(ds, args.figure)
         log.info("stack: figure %s", args.figure)
@@ -367,8 +369,8 @@ def _add_verdicts(sub) -> None:
 
 
 def run_verdicts(args) -> int:
-    from xdisc.artifacts import open_netcdf
-    from xdisc.stacking import TABLE_COLUMNS, verdict_row
+    from xdisc.core.artifacts import open_netcdf
+    from xdisc.stack.stacking import TABLE_COLUMNS, verdict_row
 
     rows = [verdict_row(open_netcdf(path)) for path in args.stacks]
     _write_verdict_table(rows, TABLE_COLUMNS, args.out, "verdicts")
@@ -389,9 +391,9 @@ def _add_images(sub) -> None:
 
 
 def run_images(args) -> int:
-    from xdisc.artifacts import write_netcdf
-    from xdisc.earthmodel import load_model
-    from xdisc.images import DepthMapper, ImageSettings, images_dataset, station_images
+    from xdisc.cnn.images import DepthMapper, ImageSettings, images_dataset, station_images
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.core.earthmodel import load_model
 
     config = _load_config(args)
     settings = ImageSettings.from_config(config["images"])
@@ -444,7 +446,7 @@ def _models(arg: str | None) -> list[str] | None:
 
 
 def run_train(args) -> int:
-    from xdisc import training
+    from xdisc.cnn import training
 
     config = _load_config(args)
     if args.stage == "pretrain":
@@ -459,8 +461,8 @@ def run_train(args) -> int:
         log.info("pretrain: %d epochs in %.0f s; test accuracy %.4f, AUC %.4f -> %s", result["epochs"],
                  result["fit_seconds"], test.get("accuracy", np.nan), test.get("roc_auc", np.nan), args.out)
         if args.figures:
-            from xdisc import metrics
-            from xdisc.ml_figures import plot_confusion, plot_reliability, plot_roc
+            from xdisc.core import metrics
+            from xdisc.report.ml_figures import plot_confusion, plot_reliability, plot_roc
 
             for name, part in (("validation", result["validation"]), ("test", result.get("test"))):
                 if part:
@@ -503,7 +505,7 @@ def _add_predict(sub) -> None:
 
 
 def run_predict(args) -> int:
-    from xdisc.training import PREDICTION_COLUMNS, load_classifier, prediction_row
+    from xdisc.cnn.training import PREDICTION_COLUMNS, load_classifier, prediction_row
 
     config = _load_config(args)
     module = load_classifier(args.model)
@@ -535,9 +537,9 @@ def _add_evaluate(sub) -> None:
 
 
 def run_evaluate(args) -> int:
-    from xdisc.artifacts import write_json
-    from xdisc.evaluation import evaluate_methods, plot_evaluation
-    from xdisc.training import load_classifier
+    from xdisc.cnn.training import load_classifier
+    from xdisc.core.artifacts import write_json
+    from xdisc.evaluate import evaluate_methods, plot_evaluation
 
     config = _load_config(args)
     result = evaluate_methods(load_classifier(args.model), str(args.test), config, progress=_progress("evaluate"))
@@ -565,11 +567,11 @@ def _add_plot(sub) -> None:
 
 
 def run_plot(args) -> int:
-    from xdisc.ml_figures import plot_training_curves
+    from xdisc.report.ml_figures import plot_training_curves
 
     if args.figure == "synthetic-examples":
-        from xdisc.artifacts import open_netcdf
-        from xdisc.figures import plot_synthetic_examples
+        from xdisc.core.artifacts import open_netcdf
+        from xdisc.report.figures import plot_synthetic_examples
 
         plot_synthetic_examples(open_netcdf(args.inputs[0]), args.out)
         log.info("plot: %s", args.out)

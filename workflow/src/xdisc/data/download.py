@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xdisc.artifacts import atomic_output
-from xdisc.earthmodel import EARTH_RADIUS_KM
+from xdisc.core.artifacts import atomic_output
+from xdisc.core.earthmodel import EARTH_RADIUS_KM
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 Stage ``xdisc synth``: draw random models (crust, sediments, transition-zone topography,
 X, distractors) from a seed, compute the plane-wave P response of each at every slowness
-(:mod:`xdisc.propagator`), deconvolve it with the same Gaussian and method as real data
-(:mod:`xdisc.deconvolution`), augment (:mod:`xdisc.augment`) and write a NetCDF dataset
+(:mod:`xdisc.core.propagator`), deconvolve it with the same Gaussian and method as real data
+(:mod:`xdisc.core.deconvolution`), augment (:mod:`xdisc.synth.augment`) and write a NetCDF dataset
 ``rf(sample, slowness, time)`` with labels and every generating parameter.
 """
 
@@ -17,11 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from xdisc import augment
-from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
-from xdisc.deconvolution import RFSettings, deconvolve, gaussian_cutoff_hz
-from xdisc.earthmodel import (
+from xdisc.core.artifacts import as_float32, provenance_attrs
+from xdisc.core.deconvolution import RFSettings, deconvolve, gaussian_cutoff_hz
+from xdisc.core.earthmodel import (
     Discontinuity,
     EarthModel,
     LayerStack,
@@ -30,7 +29,8 @@ from xdisc.earthmodel import (
     load_model,
     replace_crust,
 )
-from xdisc.propagator import plane_wave_response
+from xdisc.core.propagator import plane_wave_response
+from xdisc.synth import augment
 
 log = logging.getLogger(__name__)
 

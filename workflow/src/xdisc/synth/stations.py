@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xdisc import augment
-from xdisc.deconvolution import RFSettings
-from xdisc.earthmodel import EarthModel
-from xdisc.moveout import distance_for_slowness
-from xdisc.synthetics import Layering, receiver_functions
+from xdisc.core.deconvolution import RFSettings
+from xdisc.core.earthmodel import EarthModel
+from xdisc.core.moveout import distance_for_slowness
+from xdisc.synth import augment
+from xdisc.synth.synthetics import Layering, receiver_functions
 
 SLOWNESS_GRID = np.round(np.arange(0.042, 0.0801, 0.002), 4)
 
@@ -60,7 +60,7 @@ def station_parameters(n: int, dvs: float | None, seed: int) -> dict:
     (``dvs`` None) or all with X of relative S jump ``dvs`` (dVp and drho scaled alike; style
     'constant' capped as the generator does)."""
     from xdisc import config as cfgmod
-    from xdisc.synthetics import cap_constant_style, draw_parameters
+    from xdisc.synth.synthetics import cap_constant_style, draw_parameters
 
     syn = cfgmod.validate({"synthetics": {"x_fraction": 0.0 if dvs is None else 1.0}})["synthetics"]
     p = draw_parameters(n, syn, seed)

@@ -1,6 +1,6 @@
 """XNet: a compact CNN that tells receiver-function images with an X conversion from those without.
 
-Input: images (batch, channel, slowness_bin, depth) from :mod:`xdisc.images` (channels
+Input: images (batch, channel, slowness_bin, depth) from :mod:`xdisc.cnn.images` (channels
 ``amplitude`` and ``noise``). Two 2-D convolution blocks (kernels span 3 slowness bins, so
 they see moveout across bins; pooling along depth only), a convolution over all slowness bins
 that collapses that axis, two 1-D blocks along depth, and a small dense head on the flattened

@@ -4,7 +4,7 @@ Per event: gaps, missing components, NaNs and unusable sampling are rejected wit
 the rest is demeaned, detrended, tapered, corrected for the instrument (response or gain),
 band-passed, resampled onto a grid aligned on the TauP-predicted P at the common rate,
 rotated ZNE -> ZRT (or LQT) and windowed. All events of the station are then deconvolved
-in one batch with :func:`xdisc.deconvolution.deconvolve` (the code path the synthetics use)
+in one batch with :func:`xdisc.core.deconvolution.deconvolve` (the code path the synthetics use)
 and quality-controlled: SNR on Z and R, deconvolution fit, direct-P polarity and timing.
 Rejected receiver functions stay in the output, flagged with their reason.
 """
@@ -21,10 +21,10 @@ import numpy as np
 import xarray as xr
 from scipy.fft import irfft, rfft
 
-from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
-from xdisc.deconvolution import RFSettings, deconvolve, direct_p, next_regular
-from xdisc.earthmodel import EARTH_RADIUS_KM
+from xdisc.core.artifacts import as_float32, provenance_attrs
+from xdisc.core.deconvolution import RFSettings, deconvolve, direct_p, next_regular
+from xdisc.core.earthmodel import EARTH_RADIUS_KM
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +404,7 @@ def _ray(taup, request, event_meta) -> dict:
 
 def event_table(catalog) -> dict[str, dict]:
     """Event id -> latitude, longitude, depth_km, magnitude."""
-    from xdisc.download import event_id
+    from xdisc.data.download import event_id
 
     table = {}
     for e in catalog:

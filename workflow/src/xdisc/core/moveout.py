@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from xdisc.earthmodel import EARTH_RADIUS_KM, EarthModel
+from xdisc.core.earthmodel import EARTH_RADIUS_KM, EarthModel
 
 PHASES = ("Ps", "PpPs", "PpSs")
 

@@ -6,7 +6,7 @@ real images, predict per station.
   augmented draw every epoch (seeded by seed, epoch and sample), a fixed draw for validation
   and test. :class:`XDataModule` reads the NetCDF files in ``setup`` and splits samples with a
   seeded permutation.
-* :class:`XClassifier` holds an :class:`~xdisc.cnn_model.XNet` built from the hyperparameters
+* :class:`XClassifier` holds an :class:`~xdisc.cnn.model.XNet` built from the hyperparameters
   saved in the checkpoint, one ``model_step`` for train/val/test, and a temperature (fitted on
   the validation set after training) that calibrates its probabilities.
 * :func:`pretrain`, :func:`finetune` and :func:`predict_station` are what the CLI calls.
@@ -27,16 +27,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from xdisc import metrics
-from xdisc.artifacts import atomic_output, open_netcdf, software_versions, write_json
-from xdisc.cnn_model import XNet
+from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.cnn.model import XNet
 from xdisc.config import config_hash
-from xdisc.deconvolution import RFSettings
-from xdisc.earthmodel import load_model
-from xdisc.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
-from xdisc.synthetics import load_noise_pool
+from xdisc.core import metrics
+from xdisc.core.artifacts import atomic_output, open_netcdf, software_versions, write_json
+from xdisc.core.deconvolution import RFSettings
+from xdisc.core.earthmodel import load_model
+from xdisc.synth.synthetics import load_noise_pool
 
-log = logging.getLogger("xdisc.training")
+log = logging.getLogger(__name__)
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips; our EpochLog reports progress
 
 LABELS = {"present": 1, "absent": 0}
@@ -390,7 +390,7 @@ def read_station_images(path: str | Path) -> dict:
 
 def labelled_images(image_files: list[str | Path], labels: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Images with a present/absent label, their labels (1/0) and station codes (for grouping)."""
-    from xdisc.labeling import labels_for_images
+    from xdisc.labels import labels_for_images
 
     xs, ys, groups = [], [], []
     for path in image_files:
@@ -455,7 +455,7 @@ def finetune(config: dict, pretrained: str | Path, image_files: list, label_file
     first, when at least two stations are labelled; then a final fit on every label)."""
     from torch.utils.data import ConcatDataset
 
-    from xdisc.labeling import read_labels
+    from xdisc.labels import read_labels
 
     cfg = config["cnn"]
     fc = cfg["finetune"]

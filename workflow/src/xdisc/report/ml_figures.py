@@ -1,9 +1,9 @@
 """Figures of the CNN evaluation and of the CNN-stacking comparison.
 
-Every function takes numbers that were computed elsewhere (:mod:`xdisc.metrics`,
-:mod:`xdisc.compare`, Lightning's ``metrics.csv``) and a path; the format follows the suffix
-(``.png`` at :data:`xdisc.figures.DPI`, ``.pdf`` or ``.svg`` as vectors) and the file is written
-atomically. As in :mod:`xdisc.figures`, figures are :class:`~matplotlib.figure.Figure` objects
+Every function takes numbers that were computed elsewhere (:mod:`xdisc.core.metrics`,
+:mod:`xdisc.report.compare`, Lightning's ``metrics.csv``) and a path; the format follows the suffix
+(``.png`` at :data:`xdisc.report.figures.DPI`, ``.pdf`` or ``.svg`` as vectors) and the file is written
+atomically. As in :mod:`xdisc.report.figures`, figures are :class:`~matplotlib.figure.Figure` objects
 with their own Agg canvas: no pyplot state is touched.
 """
 
@@ -22,10 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
-from xdisc.artifacts import atomic_output
-from xdisc.compare import CATEGORIES, DECIDED, MISSING
-from xdisc.figures import DIVERGING_CMAP, DPI, SUFFIXES
-from xdisc.metrics import agreement_summary
+from xdisc.core.artifacts import atomic_output
+from xdisc.core.metrics import agreement_summary
+from xdisc.report.compare import CATEGORIES, DECIDED, MISSING
+from xdisc.report.figures import DIVERGING_CMAP, DPI, SUFFIXES
 
 RUN_COLOURS = ("#1f618d", "#c0392b", "#117a65", "#b9770e", "#6c3483", "#566573")
 TRAIN_COLOUR, VAL_COLOUR = "#1f618d", "#c0392b"
@@ -109,7 +109,7 @@ def plot_reliability(bins, path: str | Path, ece: float, ece_after: float | None
     """Reliability diagram (frequency of X against mean predicted probability, per bin) above a
     histogram of the predictions.
 
-    ``bins`` is a :class:`xdisc.metrics.Reliability` or a mapping with its fields (``edges``,
+    ``bins`` is a :class:`xdisc.core.metrics.Reliability` or a mapping with its fields (``edges``,
     ``mean_prob``, ``frequency``, ``counts``); ``ece`` its expected calibration error.
     ``ece_after`` (and optionally ``bins_after``) describe the same set after temperature scaling."""
     edges, mean_prob, freq, counts = _bins(bins)
@@ -285,7 +285,7 @@ def plot_agreement(rows: Sequence[Mapping], path: str | Path, title: str = "CNN 
     """Station map (longitude/latitude; colour = CNN probability of X, marker = stacking verdict,
     ring = the two methods disagree) beside the confusion table of the verdicts.
 
-    ``rows`` are station rows of :func:`xdisc.compare.compare_verdicts` (or read back from
+    ``rows`` are station rows of :func:`xdisc.report.compare.compare_verdicts` (or read back from
     ``stations.csv``). Stations without coordinates are listed under the map."""
     rows = list(rows)
     fig = _figure((13.5, 6.4))
@@ -389,7 +389,7 @@ METHOD_LABELS = {"cnn": "CNN"}
 
 def plot_rates_by_structure(by_structure: Mapping[str, Mapping], level: int, path: str | Path,
                             title: str = "Detection by structure") -> Path:
-    """One panel per structure parameter (:func:`xdisc.evaluation.rates_by` results): each method's
+    """One panel per structure parameter (:func:`xdisc.evaluate.rates_by` results): each method's
     detection rate (solid) and, where the parameter applies to stations without X, its
     false-positive rate (dashed), at SNR level ``level``; tick labels give the station counts.
     Categories (distractor kinds) get markers only: no line joins them."""

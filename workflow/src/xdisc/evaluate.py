@@ -19,12 +19,12 @@ import time
 
 import numpy as np
 
-from xdisc.earthmodel import load_model
-from xdisc.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
-from xdisc.moveout import distance_for_slowness
-from xdisc.stacking import stack_station
+from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.core.earthmodel import load_model
+from xdisc.core.moveout import distance_for_slowness
+from xdisc.stack.stacking import stack_station
 
-log = logging.getLogger("xdisc.evaluation")
+log = logging.getLogger(__name__)
 
 DVS_BINS = (0.01, 0.02, 0.03, 0.04, 0.05, 0.0601)
 # test-set parameters of the structure breakdown: (which samples carry the value, kind)
@@ -36,7 +36,7 @@ N_STRUCTURE_BINS = 5
 def evaluate_methods(module, test_path: str, config: dict, seed: int | None = None, progress=None) -> dict:
     """Accuracy of the CNN and of stacking against SNR and dVs on synthetic test stations
     (``cnn.evaluation``: receiver functions per station, SNR levels, number of samples)."""
-    from xdisc.training import SyntheticSource, predict_station
+    from xdisc.cnn.training import SyntheticSource, predict_station
 
     ev = config["cnn"]["evaluation"]
     n_rf, snr_levels = ev["n_rf"], tuple(ev["snr_levels"])
@@ -175,7 +175,7 @@ def plot_evaluation(result: dict, folder) -> list:
     SNR level: what limits detection when noise does not) from :func:`evaluate_methods`'s result."""
     from pathlib import Path
 
-    from xdisc.ml_figures import plot_accuracy_vs, plot_rates_by_structure
+    from xdisc.report.ml_figures import plot_accuracy_vs, plot_rates_by_structure
 
     folder = Path(folder)
     snr = result["snr_levels"]

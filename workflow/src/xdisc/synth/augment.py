@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xdisc.deconvolution import direct_p, gaussian_filter
+from xdisc.core.deconvolution import direct_p, gaussian_filter
 
 
 def noise_colour(f: np.ndarray, exponent: float = 0.0, microseism: tuple | None = None) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Per-station comparison of the CNN and stacking verdicts.
 
 Inputs are the two verdict tables, ``results/verdicts/cnn.csv`` (CNN probability per station)
-and ``results/verdicts/stacking.csv`` (:data:`xdisc.stacking.TABLE_COLUMNS`), joined on
+and ``results/verdicts/stacking.csv`` (:data:`xdisc.stack.stacking.TABLE_COLUMNS`), joined on
 ``station``. Outputs are one table with both verdicts per station
 (``results/verdicts/stations.csv``, :data:`STATION_COLUMNS`) and a JSON summary of their
 agreement (``results/metrics/agreement.json``).
@@ -19,13 +19,13 @@ import math
 from pathlib import Path
 
 from xdisc import __version__
-from xdisc.artifacts import atomic_output, write_json
-from xdisc.metrics import agreement_summary
+from xdisc.core.artifacts import atomic_output, write_json
+from xdisc.core.metrics import agreement_summary
 
 log = logging.getLogger(__name__)
 
 DECIDED = ("present", "absent")
-VERDICTS = (*DECIDED, "undetermined")  # what a method may answer (as xdisc.stacking.VERDICTS)
+VERDICTS = (*DECIDED, "undetermined")  # what a method may answer (as xdisc.stack.stacking.VERDICTS)
 MISSING = "missing"  # the station is not in that method's table
 CATEGORIES = (*VERDICTS, MISSING)
 CNN_COLUMNS = ("station", "latitude", "longitude", "n_rf", "n_images", "probability", "probability_std", "verdict")
@@ -156,7 +156,7 @@ def run_compare(args) -> int:
              summary["n_stations"], summary["n_compared"], _fmt(summary["agreement"]), _fmt(summary["cohen_kappa"]),
              len(summary["disagreeing"]), args.out, args.summary)
     if args.figure:
-        from xdisc.ml_figures import plot_agreement
+        from xdisc.report.ml_figures import plot_agreement
 
         plot_agreement(rows, args.figure)
         log.info("compare: figure %s", args.figure)

@@ -2,7 +2,7 @@
 
 An image is built from a set of receiver functions of one station (or a subset of them):
 each trace is divided by its direct P, mapped to depth by 1-D ray theory at its own
-slowness (moveout correction, :func:`xdisc.moveout.to_depth`), and the traces are stacked
+slowness (moveout correction, :func:`xdisc.core.moveout.to_depth`), and the traces are stacked
 per slowness bin (``n_slowness_bins`` bins over ``slowness_range_s_per_km``) with
 inverse-variance weights from their pre-P noise. Two channels:
 
@@ -29,12 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from xdisc import augment
-from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
-from xdisc.deconvolution import noise_sigma, normalise_by_p
-from xdisc.earthmodel import EarthModel
-from xdisc.moveout import delay_table, distance_for_slowness
+from xdisc.core.artifacts import as_float32, provenance_attrs
+from xdisc.core.deconvolution import noise_sigma, normalise_by_p
+from xdisc.core.earthmodel import EarthModel
+from xdisc.core.moveout import delay_table, distance_for_slowness
+from xdisc.synth import augment
 
 CHANNELS = ("amplitude", "noise")
 

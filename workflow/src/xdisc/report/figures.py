@@ -1,7 +1,7 @@
 """Report figures drawn from artifacts.
 
 Plotting reads artifacts and never recomputes science: every number drawn here (stacks, bootstrap
-bounds, verdict, depths) comes from the station stack written by :mod:`xdisc.stacking`. The only
+bounds, verdict, depths) comes from the station stack written by :mod:`xdisc.stack.stacking`. The only
 processing is for display (trace gain, clipping, colour limits).
 
 Figures are built on :class:`matplotlib.figure.Figure` with an explicit Agg canvas, so no pyplot
@@ -285,9 +285,9 @@ def plot_synthetic_examples(ds: xr.Dataset, path: str | Path, slowness: float = 
     """Synthetic receiver functions with and without X for each reference model of a synthetic set:
     for every model the sample with the strongest sharp X and a sample without X (noise-free in
     black, the noisy training trace in grey) at the slowness nearest ``slowness``."""
-    from xdisc.artifacts import atomic_output
-    from xdisc.earthmodel import load_model
-    from xdisc.moveout import delay_table
+    from xdisc.core.artifacts import atomic_output
+    from xdisc.core.earthmodel import load_model
+    from xdisc.core.moveout import delay_table
 
     k = int(np.argmin(np.abs(ds["slowness"].values - slowness)))
     t = ds["time"].values

@@ -1,7 +1,7 @@
 """Conventional X verdict: moveout-corrected depth stacks with bootstrap bounds, and vespagrams.
 
 Stage ``xdisc stack``. The receiver functions of a station (normalised by their direct P)
-are mapped to depth with 1-D ray theory (:mod:`xdisc.moveout`, each at its own slowness),
+are mapped to depth with 1-D ray theory (:mod:`xdisc.core.moveout`, each at its own slowness),
 stacked with inverse-variance weights from their pre-P noise, and resampled with replacement
 (seeded bootstrap) for 95 % bounds. A slowness
 stack (vespagram: relative slowness in s/deg against time at the reference distance) tells
@@ -24,11 +24,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from xdisc.artifacts import as_float32, provenance_attrs
 from xdisc.config import config_hash
-from xdisc.deconvolution import noise_weights, normalise_by_p
-from xdisc.earthmodel import EarthModel
-from xdisc.moveout import delay_table, distance_for_slowness, slowness_for_distance, to_depth
+from xdisc.core.artifacts import as_float32, provenance_attrs
+from xdisc.core.deconvolution import noise_weights, normalise_by_p
+from xdisc.core.earthmodel import EarthModel
+from xdisc.core.moveout import delay_table, distance_for_slowness, slowness_for_distance, to_depth
 
 VERDICTS = ("present", "absent", "undetermined")
 TABLE_COLUMNS = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km", "x_amp",

@@ -1,0 +1,1 @@
+"""Stage: the CNN: station images, the network, training and prediction."""

@@ -1,0 +1,1 @@
+"""Stage: data acquisition (download) and receiver functions of real stations."""

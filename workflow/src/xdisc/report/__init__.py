@@ -1,0 +1,1 @@
+"""Reports: comparison of the verdicts and figures (read artifacts; recompute no science)."""

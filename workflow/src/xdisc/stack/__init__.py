@@ -1,0 +1,1 @@
+"""Stage: the conventional X verdict (moveout-corrected depth stacks, bootstrap bounds, vespagrams)."""

@@ -1,0 +1,1 @@
+"""Stage: synthetic receiver functions, their augmentation and synthetic stations."""
