@@ -11,7 +11,8 @@ from obspy.geodetics import gps2dist_azimuth, locations2degrees
 from obspy.taup import TauPyModel
 from xdisc import config as cfgmod
 from xdisc.core.deconvolution import RFSettings, deconvolve
-from xdisc.data.download import download_station, embedded_paths, event_id, get_events, get_stations, station_rows
+from xdisc.data.download import download_station, embedded_paths, get_events, get_stations, station_rows
+from xdisc.data.events import event_id
 from xdisc.data.receiver_functions import _grid, compute_station, event_table, load_items, prepare_event
 
 CONFIG = {"rf_processing": {"response": "gain"}}

@@ -22,6 +22,7 @@ import numpy as np
 from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
 from xdisc.core.earthmodel import load_model
 from xdisc.core.moveout import distance_for_slowness
+from xdisc.core.verdicts import PRESENT, UNDETERMINED
 from xdisc.stack.stacking import stack_station
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,13 @@ def evaluate_methods(module, test_path: str, config: dict, seed: int | None = No
             progress((a + 1) * n, len(snr_levels) * n, time.perf_counter() - t0, "stations")
     y = src.label.astype(bool)
     cnn_pos = prob >= 0.5
-    stack_pos = stack == "present"
+    stack_pos = stack == PRESENT
     out = {"n_samples": int(n), "n_rf": int(n_rf), "snr_levels": list(map(float, snr_levels)), "seed": int(seed),
            "cnn": {"accuracy": _acc(cnn_pos, y), "false_positive": _rate(cnn_pos[:, ~y]),
                    "true_positive": _rate(cnn_pos[:, y])},
            "stacking": {"accuracy": _acc(stack_pos, y), "false_positive": _rate(stack_pos[:, ~y]),
                         "true_positive": _rate(stack_pos[:, y]),
-                        "undetermined": _rate(stack == "undetermined")}}
+                        "undetermined": _rate(stack == UNDETERMINED)}}
     mid = int(np.argmin(np.abs(np.asarray(snr_levels) - 10.0)))
     centres, cnn_tpr, stack_tpr, counts = [], [], [], []
     for lo, hi in itertools.pairwise(DVS_BINS):

@@ -34,12 +34,13 @@ from xdisc.core import metrics
 from xdisc.core.artifacts import atomic_output, open_netcdf, software_versions, write_json
 from xdisc.core.deconvolution import RFSettings
 from xdisc.core.earthmodel import load_model
+from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
 from xdisc.synth.synthetics import load_noise_pool
 
 log = logging.getLogger(__name__)
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips; our EpochLog reports progress
 
-LABELS = {"present": 1, "absent": 0}
+LABELS = {PRESENT: 1, ABSENT: 0}
 
 
 # ----------------------------------------------------------------------------- data
@@ -548,17 +549,17 @@ def predict_station(module: XClassifier, images: np.ndarray) -> np.ndarray:
 def station_verdict(prob: np.ndarray, n_rf: int, cfg: dict) -> tuple[str, str]:
     """present / absent / undetermined from the probabilities of a station's images."""
     if len(prob) == 0:
-        return "undetermined", "no image (too few receiver functions)"
+        return UNDETERMINED, "no image (too few receiver functions)"
     if n_rf < cfg["min_rf"]:
-        return "undetermined", f"{n_rf} receiver functions < {cfg['min_rf']}"
+        return UNDETERMINED, f"{n_rf} receiver functions < {cfg['min_rf']}"
     mean, std = float(np.mean(prob)), float(np.std(prob))
     if std > cfg["max_probability_std"]:
-        return "undetermined", f"images disagree (probability std {std:.2f} > {cfg['max_probability_std']})"
+        return UNDETERMINED, f"images disagree (probability std {std:.2f} > {cfg['max_probability_std']})"
     if mean >= cfg["present_probability"]:
-        return "present", ""
+        return PRESENT, ""
     if mean <= cfg["absent_probability"]:
-        return "absent", ""
-    return "undetermined", (f"probability {mean:.2f} between {cfg['absent_probability']} and "
+        return ABSENT, ""
+    return UNDETERMINED, (f"probability {mean:.2f} between {cfg['absent_probability']} and "
                             f"{cfg['present_probability']}")
 
 

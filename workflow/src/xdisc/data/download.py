@@ -28,6 +28,7 @@ import numpy as np
 
 from xdisc.core.artifacts import atomic_output
 from xdisc.core.earthmodel import EARTH_RADIUS_KM
+from xdisc.data.events import event_id
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,6 @@ class CorruptData(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- what/when
-
-def event_id(event) -> str:
-    """Stable id of an event: its preferred origin time (UTC), e.g. 20110515T130815."""
-    origin = event.preferred_origin() or event.origins[0]
-    return origin.time.strftime("%Y%m%dT%H%M%S")
-
 
 @dataclass
 class Request:

@@ -25,6 +25,7 @@ from xdisc.config import config_hash
 from xdisc.core.artifacts import as_float32, provenance_attrs
 from xdisc.core.deconvolution import RFSettings, deconvolve, direct_p, next_regular
 from xdisc.core.earthmodel import EARTH_RADIUS_KM
+from xdisc.data.events import event_id
 
 log = logging.getLogger(__name__)
 
@@ -404,8 +405,6 @@ def _ray(taup, request, event_meta) -> dict:
 
 def event_table(catalog) -> dict[str, dict]:
     """Event id -> latitude, longitude, depth_km, magnitude."""
-    from xdisc.data.download import event_id
-
     table = {}
     for e in catalog:
         o = e.preferred_origin() or e.origins[0]

@@ -21,13 +21,11 @@ from pathlib import Path
 from xdisc import __version__
 from xdisc.core.artifacts import atomic_output, write_json
 from xdisc.core.metrics import agreement_summary
+from xdisc.core.verdicts import CATEGORIES, DECIDED, MISSING, VERDICTS
+from xdisc.report.ml_figures import plot_agreement
 
 log = logging.getLogger(__name__)
 
-DECIDED = ("present", "absent")
-VERDICTS = (*DECIDED, "undetermined")  # what a method may answer (as xdisc.stack.stacking.VERDICTS)
-MISSING = "missing"  # the station is not in that method's table
-CATEGORIES = (*VERDICTS, MISSING)
 CNN_COLUMNS = ("station", "latitude", "longitude", "n_rf", "n_images", "probability", "probability_std", "verdict")
 STACKING_REQUIRED = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km")
 STATION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "stacking_verdict", "cnn_verdict", "cnn_probability",
@@ -156,8 +154,6 @@ def run_compare(args) -> int:
              summary["n_stations"], summary["n_compared"], _fmt(summary["agreement"]), _fmt(summary["cohen_kappa"]),
              len(summary["disagreeing"]), args.out, args.summary)
     if args.figure:
-        from xdisc.report.ml_figures import plot_agreement
-
         plot_agreement(rows, args.figure)
         log.info("compare: figure %s", args.figure)
     return 0

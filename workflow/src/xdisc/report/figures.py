@@ -21,6 +21,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from xdisc.core.verdicts import DECIDED, PRESENT, UNDETERMINED
+
 FIGSIZE_IN = (14.0, 8.0)
 DPI = 120
 TIME_LIMITS_S = (-5.0, 100.0)  # a little before P, so the clipped direct P marks the time origin
@@ -71,13 +73,13 @@ def station_title(ds: xr.Dataset) -> str:
     name = f"{_scalar(ds, 'network', '??')}.{_scalar(ds, 'station', '???')}"
     lat, lon = _float(_scalar(ds, "latitude")), _float(_scalar(ds, "longitude"))
     where = f" ({lat:.2f}°, {lon:.2f}°)" if math.isfinite(lat) and math.isfinite(lon) else ""
-    verdict = str(a.get("verdict", "undetermined"))
+    verdict = str(a.get("verdict", UNDETERMINED))
     depth, amp = _float(a.get("x_depth_km")), _float(a.get("x_amp"))
-    if verdict == "present" and math.isfinite(depth):
+    if verdict == PRESENT and math.isfinite(depth):
         err = _float(a.get("x_depth_err_km"))
         at = f"{depth:.0f} ± {err:.0f} km" if math.isfinite(err) else f"{depth:.0f} km"
         what = f"X present at {at}" + (f" (amp {amp:.3f})" if math.isfinite(amp) else "")
-    elif verdict in ("present", "absent"):
+    elif verdict in DECIDED:
         what = f"X {verdict}"
     else:
         what = verdict
@@ -195,7 +197,7 @@ def _depth_stack(ax, ds: xr.Dataset) -> None:
     ax.set_xlim(-0.6 * lim, lim)
 
     x_depth, x_amp = _float(a.get("x_depth_km")), _float(a.get("x_amp"))
-    if a.get("verdict") == "present" and math.isfinite(x_depth):
+    if a.get("verdict") == PRESENT and math.isfinite(x_depth):
         if not math.isfinite(x_amp):
             x_amp = float(np.interp(x_depth, depth, stack))
         ax.plot([x_amp], [x_depth], marker="*", ms=15, color="#f1c40f", mec="k", mew=0.9, ls="none", zorder=6,

@@ -29,8 +29,8 @@ from xdisc.core.artifacts import as_float32, provenance_attrs
 from xdisc.core.deconvolution import noise_weights, normalise_by_p
 from xdisc.core.earthmodel import EarthModel
 from xdisc.core.moveout import delay_table, distance_for_slowness, slowness_for_distance, to_depth
+from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
 
-VERDICTS = ("present", "absent", "undetermined")
 TABLE_COLUMNS = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km", "x_amp",
                  "x_amp_err", "d410_km", "d660_km")
 
@@ -166,7 +166,7 @@ def _ps_relative_slowness(model: EarthModel, depth_km: float, distance_deg: floa
 
 def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
              ref_dist) -> dict:
-    out = {"verdict": "undetermined", "reason": "", "x_depth_km": np.nan, "x_depth_err_km": np.nan,
+    out = {"verdict": UNDETERMINED, "reason": "", "x_depth_km": np.nan, "x_depth_err_km": np.nan,
            "x_amp": np.nan, "x_amp_err": np.nan, "x_snr": np.nan, "x_relative_slowness": np.nan,
            "x_ps_relative_slowness": np.nan,
            "d410_km": np.nan, "d660_km": np.nan}
@@ -181,7 +181,7 @@ def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, c
     missing = [k[:4] for k in ("d410_km", "d660_km") if not np.isfinite(out[k])]
     candidates = _peaks(stack, lower, boot, depths, cfg["x_window_km"])
     if not candidates:
-        out["verdict"] = "undetermined" if missing else "absent"
+        out["verdict"] = UNDETERMINED if missing else ABSENT
         out["reason"] = f"{' and '.join(missing)} not seen" if missing else "no positive peak inside the X window"
         return out
     # every positive peak in the window is a candidate, largest first; X is the first that is
@@ -210,7 +210,7 @@ def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, c
     if missing:
         out["reason"] = f"{' and '.join(missing)} not seen"
         return out
-    out["verdict"] = "absent" if best_failed else "present"
+    out["verdict"] = ABSENT if best_failed else PRESENT
     out["reason"] = "; ".join(f"not {f}" for f in best_failed)
     return out
 
@@ -218,7 +218,7 @@ def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, c
 def verdict_row(ds: xr.Dataset) -> dict:
     """One row of results/verdicts/stacking.csv."""
     a = ds.attrs
-    present = a["verdict"] == "present"
+    present = a["verdict"] == PRESENT
     return {
         "station": f"{ds['network'].item()}.{ds['station'].item()}",
         "latitude": float(ds["latitude"]), "longitude": float(ds["longitude"]), "n_rf": int(a["n_rf"]),
