@@ -1,4 +1,4 @@
-"""xdisc.labels: the label file, the import of published tables, the labelling server (real HTTP on
+"""xdisc.labels and xdisc.label_app: the label file, the import of published tables, the labelling server (real HTTP on
 127.0.0.1) and the page in a real headless Chromium (selenium; bash tests/INSTALL_browser.sh)."""
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import numpy as np
 import pytest
 import xarray as xr
 from conftest import in_ci, need
-from xdisc import labels as labeling
+from xdisc import label_app
+from xdisc import labels as xlabels
+from xdisc.cli import build_parser
 
 SLOWNESS = np.linspace(0.04, 0.08, 9)
 DEPTH = np.arange(0.0, 800.0 + 1e-9, 2.5)
@@ -85,10 +87,7 @@ def workspace(tmp_path):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers()
-    labeling.add_parser(sub)
-    return p
+    return build_parser()
 
 
 def csv_rows(path: Path) -> list[dict]:
@@ -97,8 +96,8 @@ def csv_rows(path: Path) -> list[dict]:
 
 
 @contextlib.contextmanager
-def serving(session: labeling.LabelSession):
-    server = labeling.make_server(session, "127.0.0.1", 0)
+def serving(session: label_app.LabelSession):
+    server = label_app.make_server(session, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -125,39 +124,39 @@ def request(url: str, data: dict | bytes | None = None, headers: dict | None = N
 # ----------------------------------------------------------------------------- label file
 
 def row(station, image, label, note="", labeller="me"):
-    return {"station": station, "image": image, "label": label, "labeller": labeller, "time": labeling.utc_now(),
-            "note": note, "source": labeling.PAGE_SOURCE}
+    return {"station": station, "image": image, "label": label, "labeller": labeller, "time": xlabels.utc_now(),
+            "note": note, "source": label_app.PAGE_SOURCE}
 
 
 def test_append_creates_file_and_latest_row_wins(tmp_path):
     path = tmp_path / "new" / "folder" / "labels.csv"
-    labeling.append_labels(path, [row("XX.AAA", 0, "present"), row("XX.AAA", 1, "absent", note="low, noisy")])
-    labeling.append_labels(path, [row("XX.AAA", 0, "unsure"), row("XX.BBB", "*", "present")])
+    xlabels.append_labels(path, [row("XX.AAA", 0, "present"), row("XX.AAA", 1, "absent", note="low, noisy")])
+    xlabels.append_labels(path, [row("XX.AAA", 0, "unsure"), row("XX.BBB", "*", "present")])
     lines = path.read_text().splitlines()
-    assert lines[0] == ",".join(labeling.COLUMNS) and len(lines) == 5  # header once, rows never rewritten
-    labels = labeling.read_labels(path)
+    assert lines[0] == ",".join(xlabels.COLUMNS) and len(lines) == 5  # header once, rows never rewritten
+    labels = xlabels.read_labels(path)
     assert labels == {("XX.AAA", 0): "unsure", ("XX.AAA", 1): "absent", ("XX.BBB", "*"): "present"}
-    assert labeling.read_label_rows(path)[("XX.AAA", 1)]["note"] == "low, noisy"
+    assert xlabels.read_label_rows(path)[("XX.AAA", 1)]["note"] == "low, noisy"
 
 
 def test_station_wide_labels_expand_and_per_image_overrides(tmp_path):
     path = tmp_path / "labels.csv"
-    labeling.append_labels(path, [row("XX.AAA", "*", "present"), row("XX.AAA", 2, "absent"),
+    xlabels.append_labels(path, [row("XX.AAA", "*", "present"), row("XX.AAA", 2, "absent"),
                                   row("XX.BBB", 1, "unsure")])
-    labels = labeling.read_labels(path)
-    assert labeling.labels_for_images(labels, "XX.AAA", 4) == ["present", "present", "absent", "present"]
-    assert labeling.labels_for_images(labels, "XX.BBB", 3) == [None, "unsure", None]
-    assert labeling.labels_for_images(labels, "XX.CCC", 2) == [None, None]
+    labels = xlabels.read_labels(path)
+    assert xlabels.labels_for_images(labels, "XX.AAA", 4) == ["present", "present", "absent", "present"]
+    assert xlabels.labels_for_images(labels, "XX.BBB", 3) == [None, "unsure", None]
+    assert xlabels.labels_for_images(labels, "XX.CCC", 2) == [None, None]
 
 
 def test_torn_last_line_is_ended_and_left_out(tmp_path, caplog):
     path = tmp_path / "labels.csv"
-    labeling.append_labels(path, [row("XX.AAA", 0, "present")])
+    xlabels.append_labels(path, [row("XX.AAA", 0, "present")])
     with open(path, "a") as f:
         f.write("XX.AAA,1,pre")  # a crash in the middle of a write
-    labeling.append_labels(path, [row("XX.AAA", 2, "absent")])
+    xlabels.append_labels(path, [row("XX.AAA", 2, "absent")])
     with caplog.at_level(logging.WARNING):
-        labels = labeling.read_labels(path)
+        labels = xlabels.read_labels(path)
     assert labels == {("XX.AAA", 0): "present", ("XX.AAA", 2): "absent"}
     assert "line 3" in caplog.text
 
@@ -165,14 +164,14 @@ def test_torn_last_line_is_ended_and_left_out(tmp_path, caplog):
 def test_foreign_csv_is_not_appended_to(tmp_path):
     path = tmp_path / "other.csv"
     path.write_text("a,b\n1,2\n")
-    with pytest.raises(labeling.LabelError, match="not a label file"):
-        labeling.append_labels(path, [row("XX.AAA", 0, "present")])
+    with pytest.raises(xlabels.LabelError, match="not a label file"):
+        xlabels.append_labels(path, [row("XX.AAA", 0, "present")])
     assert path.read_text() == "a,b\n1,2\n"
 
 
 def test_demo_labels_are_valid():
     demo = Path(__file__).parents[1] / "data" / "labels" / "demo.csv"
-    rows = labeling.read_label_rows(demo)
+    rows = xlabels.read_label_rows(demo)
     assert list(rows) == [("CX.PB01", "*")]
     row = rows[("CX.PB01", "*")]
     assert row["label"] == "absent" and row["labeller"] == "demo" and row["source"] == "demo"
@@ -203,7 +202,7 @@ def test_import_good_table(tmp_path):
         ("XX.DDD", "*", "absent"), ("XX.EEE", "*", "unsure")]
     assert {r["labeller"] for r in rows} == {"Author2020"} and {r["source"] for r in rows} == {"author2020.csv"}
     assert rows[0]["note"] == "latitude=46.5; longitude=7.25; x_depth_km=305; reference=Author 2020"
-    assert labeling.labels_for_images(labeling.read_labels(labels), "XX.BBB", 2) == ["absent", "absent"]
+    assert xlabels.labels_for_images(xlabels.read_labels(labels), "XX.BBB", 2) == ["absent", "absent"]
 
 
 def test_import_labels_option_before_subcommand(tmp_path):
@@ -211,20 +210,20 @@ def test_import_labels_option_before_subcommand(tmp_path):
     table.write_text("station,verdict\nXX.AAA,yes\n")
     args = parser().parse_args(["label", "--labels", str(labels), "import", str(table)])
     assert args.labels == labels and args.func(args) == 0
-    assert labeling.read_labels(labels) == {("XX.AAA", "*"): "present"}
+    assert xlabels.read_labels(labels) == {("XX.AAA", "*"): "present"}
 
 
 def test_label_file_with_byte_order_mark(tmp_path):
     path = tmp_path / "excel.csv"
-    path.write_text("\ufeff" + ",".join(labeling.COLUMNS) + "\r\nXX.AAA,3,absent,me,2025-01-01T00:00:00+00:00,,x\r\n")
-    labeling.append_labels(path, [row("XX.AAA", 4, "present")])
-    assert labeling.read_labels(path) == {("XX.AAA", 3): "absent", ("XX.AAA", 4): "present"}
+    path.write_text("\ufeff" + ",".join(xlabels.COLUMNS) + "\r\nXX.AAA,3,absent,me,2025-01-01T00:00:00+00:00,,x\r\n")
+    xlabels.append_labels(path, [row("XX.AAA", 4, "present")])
+    assert xlabels.read_labels(path) == {("XX.AAA", 3): "absent", ("XX.AAA", 4): "present"}
 
 
 def test_import_semicolon_table_with_label_column(tmp_path):
     table, labels = tmp_path / "t.csv", tmp_path / "labels.csv"
     table.write_text("Station;Label;bin\nXX.AAA;1;12\nXX.BBB;no;13\n")
-    rows = labeling.import_table(table, labels)
+    rows = xlabels.import_table(table, labels)
     assert [(r["station"], r["label"], r["labeller"], r["note"]) for r in rows] == [
         ("XX.AAA", "present", "t", "bin=12"), ("XX.BBB", "absent", "t", "bin=13")]
 
@@ -237,10 +236,10 @@ def test_import_semicolon_table_with_label_column(tmp_path):
 def test_bad_table_appends_nothing(tmp_path, caplog, content, line):
     table, labels = tmp_path / "bad.csv", tmp_path / "labels.csv"
     table.write_text(content)
-    labeling.append_labels(labels, [row("XX.ZZZ", 0, "present")])
+    xlabels.append_labels(labels, [row("XX.ZZZ", 0, "present")])
     before = labels.read_bytes()
-    with pytest.raises(labeling.LabelError, match=line):
-        labeling.import_table(table, labels)
+    with pytest.raises(xlabels.LabelError, match=line):
+        xlabels.import_table(table, labels)
     args = parser().parse_args(["label", "import", str(table), "--labels", str(labels)])
     with caplog.at_level(logging.ERROR):
         assert args.func(args) == 1
@@ -251,20 +250,20 @@ def test_bad_table_appends_nothing(tmp_path, caplog, content, line):
 def test_table_without_verdict_column(tmp_path):
     table = tmp_path / "t.csv"
     table.write_text("station,x_depth_km\nXX.AAA,300\n")
-    with pytest.raises(labeling.LabelError, match="verdict"):
-        labeling.parse_table(table)
+    with pytest.raises(xlabels.LabelError, match="verdict"):
+        xlabels.parse_table(table)
 
 
 # ----------------------------------------------------------------------------- images and session
 
 def test_corrupt_image_file_is_left_out(workspace, caplog):
     with caplog.at_level(logging.WARNING):
-        session = labeling.LabelSession.open(workspace["images"], workspace["labels"], "me", workspace["stacks"])
+        session = label_app.LabelSession.open(workspace["images"], workspace["labels"], "me", workspace["stacks"])
     assert sorted(session.stations) == ["XX.AAA", "XX.BBB"]
     assert session.items == [("XX.AAA", 0), ("XX.AAA", 1), ("XX.BBB", 0), ("XX.BBB", 1)]
     assert "XX.BAD.nc left out" in caplog.text
     assert [p.name for p, _ in session.left_out] == ["XX.BAD.nc"]
-    assert labeling.read_labels(workspace["labels"]) == {}  # created with its folder, header only
+    assert xlabels.read_labels(workspace["labels"]) == {}  # created with its folder, header only
     with serving(session) as url:
         status, body, _ = request(url + "done")
         assert status == 200 and b"XX.BAD.nc" in body
@@ -297,9 +296,9 @@ def test_labeller_and_loopback_required(workspace, caplog):
 
 
 def test_resume_order_and_counts(workspace):
-    labeling.append_labels(workspace["labels"], [row("XX.AAA", 0, "present"), row("XX.AAA", "*", "absent"),
+    xlabels.append_labels(workspace["labels"], [row("XX.AAA", 0, "present"), row("XX.AAA", "*", "absent"),
                                                  row("XX.BBB", 0, "skip")])
-    session = labeling.LabelSession.open(workspace["images"], workspace["labels"], "me", workspace["stacks"])
+    session = label_app.LabelSession.open(workspace["images"], workspace["labels"], "me", workspace["stacks"])
     assert session.first_unlabelled() == ("XX.AAA", 1)  # a station-wide row is no label of the image itself
     assert session.first_unlabelled(after=("XX.AAA", 1)) == ("XX.BBB", 1)
     counts = session.counts()
@@ -314,21 +313,21 @@ def test_amplitude_colour_limit_shows_weak_arrivals():
     amp = np.zeros((9, DEPTH.size))
     amp[:, DEPTH < 60] = 0.35  # Moho: saturates on purpose
     amp[:, (DEPTH > 295) & (DEPTH < 305)] = 0.03
-    assert labeling.amplitude_limit(amp, DEPTH) == labeling.AMPLITUDE_LIMITS[0] == 0.05
+    assert label_app.amplitude_limit(amp, DEPTH) == label_app.AMPLITUDE_LIMITS[0] == 0.05
     noisy = np.random.default_rng(0).normal(0, 0.2, amp.shape)
-    assert labeling.amplitude_limit(noisy, DEPTH) == labeling.AMPLITUDE_LIMITS[1]
+    assert label_app.amplitude_limit(noisy, DEPTH) == label_app.AMPLITUDE_LIMITS[1]
 
 
 def test_verdict_text():
-    assert labeling.verdict_text(None) == "no stacking result"
+    assert label_app.verdict_text(None) == "no stacking result"
     ds = xr.Dataset(attrs={"verdict": "present", "x_depth_km": 302.4, "x_amp": 0.031, "reason": "", "n_rf": 80})
-    assert labeling.verdict_text(ds) == "stacking verdict: present — X at 302 km, amplitude 0.031 — 80 receiver functions"
+    assert label_app.verdict_text(ds) == "stacking verdict: present — X at 302 km, amplitude 0.031 — 80 receiver functions"
 
 
 # ----------------------------------------------------------------------------- server (HTTP)
 
 def test_server_pages_and_posts(workspace):
-    session = labeling.LabelSession.open(workspace["images"], workspace["labels"], "me", workspace["stacks"])
+    session = label_app.LabelSession.open(workspace["images"], workspace["labels"], "me", workspace["stacks"])
     labels = workspace["labels"]
     with serving(session) as url:
         status, body, final = request(url)
@@ -364,8 +363,8 @@ def test_server_pages_and_posts(workspace):
 
 # ----------------------------------------------------------------------------- real browser
 
-SERVE = ("import argparse, sys; from xdisc import labels as labeling; p = argparse.ArgumentParser(); "
-         "labeling.add_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+SERVE = ("import sys; from xdisc.cli import build_parser; a = build_parser().parse_args(sys.argv[1:]); "
+         "sys.exit(a.func(a))")
 
 
 @contextlib.contextmanager
@@ -463,7 +462,7 @@ def test_label_page_in_browser(workspace):
             at("/done")
             assert driver.find_element(By.ID, "done").text == "Done: every image is labelled"
             assert driver.find_element(By.ID, "progress").text.startswith("4 of 4 labelled")
-            counts = {k: driver.find_element(By.ID, f"count-{k}").text for k in labeling.LABELS}
+            counts = {k: driver.find_element(By.ID, f"count-{k}").text for k in xlabels.LABELS}
             assert counts == {"present": "1", "absent": "1", "unsure": "1", "skip": "1"}
             driver.find_element(By.ID, "review").click()  # relabel: a new row, the latest wins
             at("/item/XX.AAA/0")
@@ -476,7 +475,7 @@ def test_label_page_in_browser(workspace):
         ("XX.AAA", "0", "present"), ("XX.AAA", "1", "absent"), ("XX.BBB", "0", "unsure"), ("XX.BBB", "1", "skip"),
         ("XX.AAA", "0", "unsure")]
     assert {r["labeller"] for r in rows} == {"tester"}
-    assert labeling.read_labels(labels)[("XX.AAA", 0)] == "unsure"
+    assert xlabels.read_labels(labels)[("XX.AAA", 0)] == "unsure"
 
 
 def test_install_script_is_idempotent():

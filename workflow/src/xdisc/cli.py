@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xdisc import __version__
+from xdisc import __version__, labels
 from xdisc import config as cfgmod
-from xdisc import labels as labeling
 from xdisc.core.artifacts import atomic_output
+from xdisc.label_app import session as label_session
 from xdisc.report import compare
 
 log = logging.getLogger("xdisc")
@@ -552,6 +552,77 @@ def run_evaluate(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- label
+
+def _add_label(sub) -> None:
+    p = sub.add_parser(
+        "label", help="label station images by eye in a local web page (and import published tables)",
+        description="Serve a labelling page on 127.0.0.1 (loopback only; the URL is printed): one page per station "
+                    "image with the image (amplitude and significance vs slowness and depth), the station's depth "
+                    "stack and the stacking verdict. Keys p present, a absent, u unsure, s skip save at once "
+                    "(each label is appended to the label CSV and fsync-ed) and move to the next unlabelled "
+                    "image; a restart resumes at the first image without a label. Label CSV columns: "
+                    f"{','.join(labels.COLUMNS)}; append-only, the latest row per (station, image) wins. "
+                    "'xdisc label import TABLE.csv' appends station-wide labels from a published table instead.")
+    p.add_argument("--images", type=Path, default=label_session.DEFAULT_IMAGES, metavar="DIR",
+                   help=f"folder of the station images of 'xdisc images' (default {label_session.DEFAULT_IMAGES})")
+    p.add_argument("--stacks", type=Path, default=label_session.DEFAULT_STACKS, metavar="DIR",
+                   help=f"folder of the stacking results of 'xdisc stack' (default {label_session.DEFAULT_STACKS}; "
+                        "a missing file shows 'no stacking result')")
+    p.add_argument("--labels", type=Path, default=labels.DEFAULT_LABELS, metavar="CSV",
+                   help="label CSV to append to, created with its folder when missing "
+                        f"(default {labels.DEFAULT_LABELS})")
+    p.add_argument("--labeller", metavar="NAME", help="your name or initials, written in every row (required)")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (default 0: a free port; the URL is printed)")
+    p.add_argument("--open-browser", dest="open_browser", action="store_true", default=False,
+                   help="open the page in the default web browser")
+    p.add_argument("--no-browser", dest="open_browser", action="store_false",
+                   help="only print the URL (default)")
+    p.set_defaults(func=run_label)
+    _add_label_import(p.add_subparsers(dest="label_command", metavar="import", required=False,
+                                       title="import a published table instead (xdisc label import --help)"))
+
+
+def _add_label_import(sub) -> None:
+    p = sub.add_parser(
+        "import", help="append station-wide labels from a published table",
+        description="Append one row per station of a published table to the label CSV, with image '*' (every "
+                    "image of the station; a per-image label overrides it), labeller = the source name and "
+                    "source = the table's file name. TABLE.csv: comma, semicolon or tab separated, '#' lines "
+                    "are comments; columns 'station' (NET.STA) and 'verdict' or 'label' (present/yes/y/1/x/true, "
+                    "absent/no/n/0/nox/no-x/false, unsure/uncertain/?; case-insensitive); optional latitude, "
+                    "longitude, bin, x_depth_km, reference (kept in the note). The whole table is checked first: "
+                    "an unknown value, a bad station code or a station with two different verdicts is an error "
+                    "naming its line, and nothing is appended.")
+    p.add_argument("table", type=Path, metavar="TABLE.csv", help="published table (CSV)")
+    # SUPPRESS: 'xdisc label --labels X import T' keeps X (a default here would override it)
+    p.add_argument("--labels", type=Path, default=argparse.SUPPRESS, metavar="CSV",
+                   help="label CSV to append to, created with its folder when missing "
+                        f"(default {labels.DEFAULT_LABELS})")
+    p.add_argument("--source", metavar="NAME", help="name of the source, written as labeller (default: the table's file name "
+                                    "without suffix)")
+    p.set_defaults(func=run_import)
+
+
+def run_import(args) -> int:
+    try:
+        rows = labels.import_table(args.table, args.labels, args.source)
+    except (labels.LabelError, OSError) as exc:
+        log.error("label import: %s", exc)
+        return 1
+    counts = {v: sum(r["label"] == v for r in rows) for v in ("present", "absent", "unsure")}
+    log.info("label import: %d station(s) from %s (%s) -> %s", len(rows), args.table, counts, args.labels)
+    return 0
+
+
+def run_label(args, ready=None) -> int:
+    """Serve the labelling page until interrupted. ``ready(server)``, when given, is called once it listens."""
+    from xdisc.label_app import serve
+
+    return serve(args.images, args.labels, args.labeller, args.stacks, args.host, args.port, args.open_browser, ready)
+
+
 # ----------------------------------------------------------------------------- plot
 
 def _add_plot(sub) -> None:
@@ -652,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_evaluate(sub)
     compare.add_parser(sub)
-    labeling.add_parser(sub)
+    _add_label(sub)
     _add_plot(sub)
     _add_config(sub)
     return parser
