@@ -9,9 +9,10 @@ import pytest
 import torch
 from xdisc import config as cfgmod
 from xdisc.cli import main
-from xdisc.cnn import training
+from xdisc.cnn import datasets, predict, train
 from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, images_dataset, station_images, synthetic_station
 from xdisc.cnn.model import XNet
+from xdisc.cnn.module import load_classifier
 from xdisc.core.artifacts import write_netcdf
 from xdisc.core.earthmodel import load_model
 from xdisc.synth.synthetics import make_dataset
@@ -39,14 +40,14 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrained(tiny):
     out = tiny["dir"] / "pretrain.ckpt"
-    result = training.pretrain(tiny["cfg"], str(tiny["train"]), str(tiny["test"]), out, tiny["dir"] / "pretrain.json")
+    result = train.pretrain(tiny["cfg"], str(tiny["train"]), str(tiny["test"]), out, tiny["dir"] / "pretrain.json")
     return out, result
 
 
 def _station_files(tiny, n_stations=4):
     """Image files of 'real-like' stations: synthetic stations written in the real image layout."""
     cfg = tiny["cfg"]
-    src = training.SyntheticSource.read(tiny["train"])
+    src = datasets.SyntheticSource.read(tiny["train"])
     settings = ImageSettings.from_config(cfg["images"])
     mapper = DepthMapper(load_model("ak135"), settings.depths_km)
     files, truth = [], {}
@@ -67,7 +68,7 @@ def _station_files(tiny, n_stations=4):
 
 def test_pretrain_writes_a_loadable_calibrated_checkpoint_and_metrics(pretrained, tiny):
     out, result = pretrained
-    module = training.load_classifier(out)
+    module = load_classifier(out)
     assert module.hparams.net_config["n_depth"] == 321  # the architecture is rebuilt from the checkpoint
     assert float(module.temperature) == pytest.approx(result["temperature"])
     saved = json.loads((tiny["dir"] / "pretrain.json").read_text())
@@ -82,21 +83,21 @@ def test_pretrain_writes_a_loadable_calibrated_checkpoint_and_metrics(pretrained
 
 def test_pretraining_is_deterministic(tiny, pretrained):
     out2 = tiny["dir"] / "again.ckpt"
-    training.pretrain(tiny["cfg"], str(tiny["train"]), None, out2, tiny["dir"] / "again.json")
+    train.pretrain(tiny["cfg"], str(tiny["train"]), None, out2, tiny["dir"] / "again.json")
     a = torch.load(pretrained[0], map_location="cpu", weights_only=False)["state_dict"]
     b = torch.load(out2, map_location="cpu", weights_only=False)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_synthetic_images_are_fresh_per_epoch_and_fixed_for_validation(tiny):
-    src = training.SyntheticSource.read(tiny["train"])
+    src = datasets.SyntheticSource.read(tiny["train"])
     settings = ImageSettings()
-    train = training.SyntheticImages(src, np.arange(4), settings, StationDraw(), "ak135", seed=1)
+    train = datasets.SyntheticImages(src, np.arange(4), settings, StationDraw(), "ak135", seed=1)
     first = train[0][0].clone()
     assert torch.equal(first, train[0][0])  # same epoch, same draw
     train.epoch = 1
     assert not torch.equal(first, train[0][0])
-    val = training.SyntheticImages(src, np.arange(4), settings, StationDraw(), "ak135", seed=1, fixed=True)
+    val = datasets.SyntheticImages(src, np.arange(4), settings, StationDraw(), "ak135", seed=1, fixed=True)
     v0 = val[0][0].clone()
     val.epoch = 5
     assert torch.equal(v0, val[0][0])
@@ -126,7 +127,7 @@ def test_derived_features_are_the_t_values_of_bins_and_of_the_weighted_stack():
 
 def test_grouped_folds_never_split_a_station():
     groups = np.array(["A"] * 5 + ["B"] * 3 + ["C"] * 4 + ["D"] * 2)
-    folds = training._grouped_folds(groups, 3, seed=0)
+    folds = train._grouped_folds(groups, 3, seed=0)
     assert sorted(np.concatenate(folds).tolist()) == list(range(len(groups)))
     for test_idx in folds:
         train_idx = np.setdiff1d(np.arange(len(groups)), test_idx)
@@ -143,15 +144,15 @@ def test_finetune_cross_validates_by_station_then_predicts(tiny, pretrained):
             w.writerow([code, "*", lab, "test", "2026-11-25T00:00:00Z", "", "test"])
         w.writerow(["XX.S0", "1", "unsure", "test", "2026-11-25T00:01:00Z", "", "test"])  # overrides one image
     out = tiny["dir"] / "finetune.ckpt"
-    result = training.finetune(tiny["cfg"], pretrained[0], files, [labels], out, tiny["dir"] / "finetune.json",
+    result = train.finetune(tiny["cfg"], pretrained[0], files, [labels], out, tiny["dir"] / "finetune.json",
                                synthetic_path=str(tiny["train"]))
     assert result["n_images"] == 4 * 3 - 1  # 'unsure' is not trained on
     assert result["cross_validation"]["folds"] == 3
     assert result["cross_validation"]["grouped_by"] == "station"
     assert result["cross_validation"]["finetuned"]["n"] == 11
-    module = training.load_classifier(out)
+    module = load_classifier(out)
     assert module.hparams.freeze_features is True
-    pre = training.load_classifier(pretrained[0])
+    pre = load_classifier(pretrained[0])
     feat = [k for k in pre.state_dict() if k.startswith("net.features")]  # weights and batch-norm statistics
     assert all(torch.equal(pre.state_dict()[k], module.state_dict()[k]) for k in feat)  # frozen encoder
     head = [k for k in pre.state_dict() if k.startswith("net.head") and k.endswith("weight")]
@@ -183,7 +184,7 @@ def test_finetune_without_usable_labels_keeps_the_pretrained_model(tiny, pretrai
     labels = tiny["dir"] / "unsure.csv"
     labels.write_text("station,image,label,labeller,time,note,source\nXX.S0,*,unsure,t,2026-11-25T00:00:00Z,,t\n")
     out = tiny["dir"] / "same.ckpt"
-    result = training.finetune(tiny["cfg"], pretrained[0], files, [labels], out, tiny["dir"] / "same.json")
+    result = train.finetune(tiny["cfg"], pretrained[0], files, [labels], out, tiny["dir"] / "same.json")
     assert result["n_images"] == 0 and "pretrained" in result["note"]
     assert out.read_bytes() == pretrained[0].read_bytes()
 
@@ -192,6 +193,6 @@ def test_finetune_without_usable_labels_keeps_the_pretrained_model(tiny, pretrai
     ([0.9, 0.8, 0.85], 50, "present"), ([0.1, 0.2, 0.05], 50, "absent"), ([0.5, 0.6, 0.4], 50, "undetermined"),
     ([0.95, 0.9], 5, "undetermined"), ([0.99, 0.1, 0.99], 50, "undetermined"), ([], 0, "undetermined")])
 def test_station_verdict_thresholds(prob, n_rf, expected, default_config):
-    verdict, reason = training.station_verdict(np.array(prob), n_rf, default_config["cnn"]["verdict"])
+    verdict, reason = predict.station_verdict(np.array(prob), n_rf, default_config["cnn"]["verdict"])
     assert verdict == expected
     assert (reason == "") == (expected != "undetermined")

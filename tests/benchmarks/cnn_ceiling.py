@@ -53,8 +53,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from xdisc import config as cfgmod
-from xdisc.cnn import training
+from xdisc.cnn import datasets
 from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.cnn.module import load_classifier, logits_of
 from xdisc.core import metrics
 from xdisc.core.deconvolution import RFSettings
 from xdisc.core.earthmodel import load_model
@@ -184,11 +185,11 @@ def main():
         pool = load_noise_pool(str(args.noise_pool), rf)
         draw = StationDraw(**{**draw.__dict__, "real_noise_fraction": 1.0})
     seed = cfg["cnn"]["seed"] + 2  # the held-out test images of xdisc train pretrain
-    src = training.SyntheticSource.read(args.test)
-    module = training.load_classifier(args.checkpoint)
-    data = training.SyntheticImages(src, np.arange(src.label.size), settings, draw, cfg["earth_model"], seed,
+    src = datasets.SyntheticSource.read(args.test)
+    module = load_classifier(args.checkpoint)
+    data = datasets.SyntheticImages(src, np.arange(src.label.size), settings, draw, cfg["earth_model"], seed,
                                     fixed=True, noise_pool=pool)
-    logits, y = training.logits_of(module, data)
+    logits, y = logits_of(module, data)
     pred = (1.0 / (1.0 + np.exp(-logits / float(module.temperature)))) >= 0.5
     scans = np.array([scan_statistics(data[i][0].numpy(), settings.depths_km) for i in range(y.size)])
 

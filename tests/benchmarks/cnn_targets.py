@@ -32,8 +32,9 @@ import numpy as np
 import torch
 import xarray as xr
 from xdisc import config as cfgmod
-from xdisc.cnn import training
+from xdisc.cnn import datasets, train
 from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.cnn.module import load_classifier, logits_of
 from xdisc.core import metrics
 from xdisc.core.artifacts import write_netcdf
 from xdisc.core.deconvolution import RFSettings
@@ -165,10 +166,10 @@ def evaluate_set(module, src, cfg, seed, noise_pool=None, models=None) -> dict:
     draw = StationDraw.from_config(cfg["synthetics"], cfg["cnn"])
     if noise_pool is not None:
         draw = StationDraw(**{**draw.__dict__, "real_noise_fraction": 1.0})
-    data = training.SyntheticImages(src, keep, ImageSettings.from_config(cfg["images"]), draw, cfg["earth_model"],
+    data = datasets.SyntheticImages(src, keep, ImageSettings.from_config(cfg["images"]), draw, cfg["earth_model"],
                                     seed, fixed=True, noise_pool=noise_pool)
-    logits, y = training.logits_of(module, data)
-    return training.evaluate(logits, y, float(module.temperature))
+    logits, y = logits_of(module, data)
+    return train.evaluate(logits, y, float(module.temperature))
 
 
 def detection_limit(module, cfg, n_stations: int, n_rf: int, seed: int) -> dict:
@@ -269,15 +270,15 @@ def main():
         summary["train_real_noise"] = {"fraction": args.train_real_noise, "kind": args.train_noise,
                                        "file": str(train_path)}
     t0 = time.perf_counter()
-    res = training.pretrain(cfg, str(train), str(test), args.out / "pretrain.ckpt", args.out / "pretrain.json",
+    res = train.pretrain(cfg, str(train), str(test), args.out / "pretrain.ckpt", args.out / "pretrain.json",
                             threads=1 if workers else args.threads, num_workers=workers)
     summary["pretrain_seconds"] = time.perf_counter() - t0
     summary["pretrain"] = {k: res[k] for k in ("epochs", "fit_seconds", "temperature", "train_samples")}
     summary["test"] = {k: v for k, v in res["test"].items() if k not in ("confusion",)}
     print(f"pretrain: {res['epochs']} epochs, {summary['pretrain_seconds']:.0f} s in all; test accuracy "
           f"{res['test']['accuracy']:.4f}, AUC {res['test']['roc_auc']:.4f}, per model {res['test']['per_model']}")
-    module = training.load_classifier(args.out / "pretrain.ckpt")
-    src = training.SyntheticSource.read(test)
+    module = load_classifier(args.out / "pretrain.ckpt")
+    src = datasets.SyntheticSource.read(test)
     if "realnoise" not in args.skip:
         from xdisc.synth.synthetics import load_noise_pool
 
@@ -290,7 +291,7 @@ def main():
         summary["cross_model"] = {}
         for held in ("ak135", "iasp91", "prem"):
             train_models = [m for m in ("ak135", "iasp91", "prem") if m != held]
-            r = training.pretrain(cfg, str(train), str(test), args.out / f"cross_{held}.ckpt",
+            r = train.pretrain(cfg, str(train), str(test), args.out / f"cross_{held}.ckpt",
                                   args.out / f"cross_{held}.json", threads=1 if workers else args.threads,
                                   train_models=train_models, test_models=[held], num_workers=workers)
             summary["cross_model"][held] = {"accuracy": r["test"]["accuracy"], "roc_auc": r["test"]["roc_auc"]}

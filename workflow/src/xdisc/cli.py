@@ -446,7 +446,7 @@ def _models(arg: str | None) -> list[str] | None:
 
 
 def run_train(args) -> int:
-    from xdisc.cnn import training
+    from xdisc.cnn import train
 
     config = _load_config(args)
     if args.stage == "pretrain":
@@ -454,7 +454,7 @@ def run_train(args) -> int:
             raise cfgmod.ConfigError("xdisc train pretrain needs --synthetics")
         workers = (args.threads if args.threads >= 2 else 0) if args.workers == "auto" else int(args.workers)
         threads = 1 if args.workers == "auto" else args.threads
-        result = training.pretrain(config, str(args.synthetics), str(args.test) if args.test else None, args.out,
+        result = train.pretrain(config, str(args.synthetics), str(args.test) if args.test else None, args.out,
                                    args.metrics, threads, _models(args.train_models), _models(args.test_models),
                                    workers)
         test = result.get("test", {})
@@ -483,7 +483,7 @@ def run_train(args) -> int:
     if args.pretrained is None:
         raise cfgmod.ConfigError("xdisc train finetune needs --pretrained")
     labels = args.labels if args.labels is not None else [Path(p) for p in config["cnn"]["labels"]]
-    result = training.finetune(config, args.pretrained, args.images, labels, args.out, args.metrics, args.threads,
+    result = train.finetune(config, args.pretrained, args.images, labels, args.out, args.metrics, args.threads,
                                str(args.synthetics) if args.synthetics else None)
     cv = result.get("cross_validation")
     log.info("finetune: %d labelled image(s) from %d station(s)%s -> %s", result["n_images"], len(result["stations"]),
@@ -505,7 +505,8 @@ def _add_predict(sub) -> None:
 
 
 def run_predict(args) -> int:
-    from xdisc.cnn.training import PREDICTION_COLUMNS, load_classifier, prediction_row
+    from xdisc.cnn.module import load_classifier
+    from xdisc.cnn.predict import PREDICTION_COLUMNS, prediction_row
 
     config = _load_config(args)
     module = load_classifier(args.model)
@@ -537,7 +538,7 @@ def _add_evaluate(sub) -> None:
 
 
 def run_evaluate(args) -> int:
-    from xdisc.cnn.training import load_classifier
+    from xdisc.cnn.module import load_classifier
     from xdisc.core.artifacts import write_json
     from xdisc.evaluate import evaluate_methods, plot_evaluation
 

@@ -37,7 +37,8 @@ N_STRUCTURE_BINS = 5
 def evaluate_methods(module, test_path: str, config: dict, seed: int | None = None, progress=None) -> dict:
     """Accuracy of the CNN and of stacking against SNR and dVs on synthetic test stations
     (``cnn.evaluation``: receiver functions per station, SNR levels, number of samples)."""
-    from xdisc.cnn.training import SyntheticSource, predict_station
+    from xdisc.cnn.datasets import SyntheticSource
+    from xdisc.cnn.predict import predict_station
 
     ev = config["cnn"]["evaluation"]
     n_rf, snr_levels = ev["n_rf"], tuple(ev["snr_levels"])

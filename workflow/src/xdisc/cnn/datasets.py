@@ -1,0 +1,179 @@
+"""Datasets of the CNN: synthetic station images drawn on the fly from a synthetic set, images already
+built (real stations), the pretraining data module, and the labelled real images of fine-tuning.
+
+:class:`SyntheticImages` turns each sample of a synthetic dataset (noise-free receiver functions on a
+slowness grid) into a synthetic station image on the fly: a fresh noisy, augmented draw every epoch
+(seeded by seed, epoch and sample), a fixed draw for validation and test. :class:`XDataModule` reads
+the NetCDF files in ``setup`` and splits samples with a seeded permutation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.core.artifacts import open_netcdf
+from xdisc.core.deconvolution import RFSettings
+from xdisc.core.earthmodel import load_model
+from xdisc.core.verdicts import ABSENT, PRESENT
+from xdisc.labels import labels_for_images
+from xdisc.synth.synthetics import load_noise_pool
+
+LABELS = {PRESENT: 1, ABSENT: 0}
+
+
+@dataclass
+class SyntheticSource:
+    """Noise-free receiver functions of a synthetic dataset, in memory."""
+
+    clean: np.ndarray          # (sample, slowness, time) float32
+    label: np.ndarray          # (sample,)
+    model: np.ndarray          # (sample,) reference model name
+    x_dvs: np.ndarray          # (sample,)
+    grid_slowness: np.ndarray
+    time_s: np.ndarray
+    dt: float
+    gaussian_width_hz: float
+
+    @classmethod
+    def read(cls, path: str | Path, models: list[str] | None = None) -> SyntheticSource:
+        with open_netcdf(path) as ds:
+            keep = np.ones(ds.sizes["sample"], bool)
+            if models:
+                keep = np.isin(ds["model"].values.astype(str), models)
+                if not keep.any():
+                    raise ValueError(f"{path}: no sample of model(s) {', '.join(models)}")
+            time_s = ds["time"].values
+            return cls(clean=np.ascontiguousarray(ds["rf_clean"].values[keep], dtype=np.float32),
+                       label=ds["label"].values[keep].astype(int), model=ds["model"].values[keep].astype(str),
+                       x_dvs=ds["x_dvs"].values[keep].astype(float), grid_slowness=ds["slowness"].values.astype(float),
+                       time_s=time_s, dt=float(time_s[1] - time_s[0]),
+                       gaussian_width_hz=float(ds.attrs["rf_gaussian_width_hz"]))
+
+
+class SyntheticImages(Dataset):
+    """Synthetic station images of some samples: a new noise draw per epoch unless ``fixed``."""
+
+    def __init__(self, source: SyntheticSource, indices: np.ndarray, settings: ImageSettings, draw: StationDraw,
+                 model_name: str, seed: int, fixed: bool = False, noise_pool: np.ndarray | None = None,
+                 n_rf: int | None = None, snr=None):
+        self.source, self.indices = source, np.asarray(indices)
+        self.settings, self.draw, self.seed, self.fixed = settings, draw, seed, fixed
+        self.model_name, self.noise_pool, self.n_rf, self.snr = model_name, noise_pool, n_rf, snr
+        self.epoch = 0
+        self._mapper: DepthMapper | None = None
+        self._cache: dict[int, np.ndarray] = {}  # fixed draws are built once
+
+    def __len__(self) -> int:
+        return self.indices.size
+
+    def image(self, j: int, epoch: int) -> np.ndarray:
+        if self._mapper is None:  # built lazily: cheap to pickle into DataLoader workers
+            self._mapper = DepthMapper(load_model(self.model_name), self.settings.depths_km)
+        i = int(self.indices[j])
+        s = self.source
+        rng = np.random.default_rng([self.seed, epoch, i])
+        rf, p = synthetic_station(s.clean[i], s.grid_slowness, s.time_s, s.dt, s.gaussian_width_hz, self.draw, rng,
+                                  n_rf=self.n_rf, snr=self.snr, noise_pool=self.noise_pool,
+                                  model_name=self.model_name)
+        return build_image(rf, s.time_s, p, self._mapper, self.settings)[0]
+
+    def __getitem__(self, j: int):
+        i = int(self.indices[j])
+        if self.fixed:
+            if j not in self._cache:
+                self._cache[j] = self.image(j, 10**6)
+            img = self._cache[j]
+        else:
+            img = self.image(j, self.epoch)
+        return torch.from_numpy(img), torch.tensor(float(self.source.label[i]))
+
+
+class ArrayImages(Dataset):
+    """Images already built (real stations): (image, channel, bin, depth) and labels."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, j: int):
+        return self.images[j], self.labels[j]
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+class XDataModule(L.LightningDataModule):
+    """Synthetic pretraining data: seeded train/validation split of one file, a separate test file."""
+
+    def __init__(self, train_path: str, test_path: str | None, settings: ImageSettings, draw: StationDraw,
+                 model_name: str, seed: int, batch_size: int = 64, val_fraction: float = 0.15,
+                 train_models: list[str] | None = None, test_models: list[str] | None = None,
+                 noise_file: str | None = None, num_workers: int = 0, rf: RFSettings | None = None):
+        super().__init__()
+        self.train_path, self.test_path = train_path, test_path
+        self.settings, self.draw, self.model_name, self.seed = settings, draw, model_name, seed
+        self.batch_size, self.val_fraction, self.num_workers = batch_size, val_fraction, num_workers
+        self.train_models, self.test_models, self.noise_file, self.rf = train_models, test_models, noise_file, rf
+
+    def setup(self, stage: str | None = None) -> None:
+        if getattr(self, "train_set", None) is not None:
+            return
+        pool = load_noise_pool(self.noise_file, self.rf) if self.noise_file else None
+        src = SyntheticSource.read(self.train_path, self.train_models)
+        order = np.random.default_rng([self.seed, 7]).permutation(src.label.size)
+        n_val = max(1, int(round(self.val_fraction * order.size)))
+        common = dict(settings=self.settings, draw=self.draw, model_name=self.model_name, noise_pool=pool)
+        self.train_set = SyntheticImages(src, np.sort(order[n_val:]), seed=self.seed, **common)
+        self.val_set = SyntheticImages(src, np.sort(order[:n_val]), seed=self.seed + 1, fixed=True, **common)
+        self.test_set = None
+        if self.test_path:
+            test = SyntheticSource.read(self.test_path, self.test_models)
+            self.test_set = SyntheticImages(test, np.arange(test.label.size), seed=self.seed + 2, fixed=True,
+                                            **common)
+
+    def _loader(self, data, shuffle: bool) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, generator=gen if shuffle else None,
+                          num_workers=self.num_workers, worker_init_fn=_worker_init if self.num_workers else None)
+
+    def train_dataloader(self):
+        return self._loader(self.train_set, True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, False)
+
+    def test_dataloader(self):
+        return self._loader(self.test_set, False)
+
+
+def read_station_images(path: str | Path) -> dict:
+    """Images of one station (from ``xdisc images``) as plain arrays."""
+    with open_netcdf(path) as ds:
+        return {"station": f"{ds['network'].item()}.{ds['station'].item()}", "images": ds["rf_image"].values,
+                "n_rf": ds["n_rf"].values, "latitude": float(ds["latitude"]), "longitude": float(ds["longitude"])}
+
+
+def labelled_images(image_files: list[str | Path], labels: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images with a present/absent label, their labels (1/0) and station codes (for grouping)."""
+    xs, ys, groups = [], [], []
+    for path in image_files:
+        st = read_station_images(path)
+        for j, lab in enumerate(labels_for_images(labels, st["station"], len(st["images"]))):
+            if lab in LABELS:
+                xs.append(st["images"][j])
+                ys.append(LABELS[lab])
+                groups.append(st["station"])
+    if not xs:
+        return np.zeros((0,)), np.zeros(0, int), np.zeros(0, str)
+    return np.stack(xs), np.array(ys), np.array(groups)

@@ -1,0 +1,269 @@
+"""CNN training with PyTorch Lightning: pretrain on synthetic stations (:func:`pretrain`), fine-tune
+on labelled real images (:func:`finetune`); the datasets are in :mod:`xdisc.cnn.datasets`, the
+LightningModule in :mod:`xdisc.cnn.module`, prediction in :mod:`xdisc.cnn.predict`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from xdisc.cnn.datasets import ArrayImages, SyntheticImages, SyntheticSource, XDataModule, labelled_images
+from xdisc.cnn.images import ImageSettings, StationDraw
+from xdisc.cnn.module import XClassifier, logits_of
+from xdisc.config import config_hash
+from xdisc.core import metrics
+from xdisc.core.artifacts import atomic_output, software_versions, write_json
+from xdisc.core.deconvolution import RFSettings
+
+log = logging.getLogger(__name__)
+
+
+class EpochLog(L.Callback):
+    """One log line per epoch (progress for non-interactive runs, e.g. Snakemake logs)."""
+
+    def __init__(self, label: str):
+        self.label, self.t0 = label, time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):  # runs after the epoch's validation
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        log.info("%s epoch %d/%d: train loss %.4f, val loss %.4f, val acc %.3f, val AUC %.4f (%.0f s)", self.label,
+                 trainer.current_epoch + 1, trainer.max_epochs, m.get("train/loss", math.nan),
+                 m.get("val/loss", math.nan), m.get("val/acc", math.nan), m.get("val/auc", math.nan),
+                 time.perf_counter() - self.t0)
+
+
+def _loggers(cfg: dict, out_dir: Path, name: str) -> list:
+    """CSV logs always (results/cnn/logs/NAME/metrics.csv); TensorBoard too when asked for and installed."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = [CSVLogger(str(out_dir / "logs"), name=name, version="")]
+    if cfg.get("tensorboard"):
+        try:
+            loggers.append(TensorBoardLogger(str(out_dir / "logs" / "tensorboard"), name=name))
+        except ModuleNotFoundError as exc:
+            log.warning("cnn.tensorboard is set but TensorBoard is not installed (%s); CSV logs only", exc)
+    return loggers
+
+
+def _trainer(cfg: dict, out_dir: Path, name: str, max_epochs: int, patience: int, threads: int) -> L.Trainer:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    torch.set_num_threads(max(1, threads))
+    ckpt = ModelCheckpoint(dirpath=out_dir / f"{name}_checkpoints", filename="best", monitor="val/loss",
+                           mode="min", save_top_k=1, enable_version_counter=False)
+    callbacks = [ckpt, EarlyStopping(monitor="val/loss", mode="min", patience=patience), EpochLog(name)]
+    return L.Trainer(max_epochs=max_epochs, accelerator="auto", devices=1, deterministic=True,
+                     callbacks=callbacks, logger=_loggers(cfg, out_dir, name),
+                     enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False, log_every_n_steps=10,
+                     default_root_dir=str(out_dir), num_sanity_val_steps=0)
+
+
+# ----------------------------------------------------------------------------- evaluation
+def evaluate(logits: np.ndarray, y: np.ndarray, temperature: float) -> dict:
+    """Metrics of calibrated probabilities, plus ROC curve and reliability bins for the figures."""
+    prob = 1.0 / (1.0 + np.exp(-logits / temperature))
+    out = metrics.binary_metrics(y, prob)
+    out["tpr_at_5pct_fpr"] = float(metrics.tpr_at_fpr(y, prob, 0.05)) if len(np.unique(y)) == 2 else math.nan
+    out["confusion"] = metrics.confusion(y, (prob >= 0.5).astype(int)).tolist()
+    out["ece_uncalibrated"] = float(metrics.expected_calibration_error(y, 1.0 / (1.0 + np.exp(-logits))))
+    return out
+
+
+def _finalise(trainer: L.Trainer, module: XClassifier, val_set: Dataset, out: Path) -> tuple[XClassifier, float]:
+    """Load the best checkpoint, fit the temperature on validation, save to ``out`` atomically."""
+    best = trainer.checkpoint_callback.best_model_path
+    if best:
+        module = XClassifier.load_from_checkpoint(best, map_location="cpu")
+    logits, y = logits_of(module, val_set)
+    temperature = float(metrics.fit_temperature(logits, y)) if len(np.unique(y)) == 2 else 1.0
+    if not np.isfinite(temperature) or temperature <= 0:
+        temperature = 1.0
+    module.temperature.fill_(temperature)
+    trainer.strategy.connect(module)
+    with atomic_output(out) as tmp:
+        trainer.save_checkpoint(str(tmp), weights_only=False)
+    return module, temperature
+
+
+def model_settings(cfg: dict, settings: ImageSettings) -> dict:
+    return {"n_channels": settings.shape[0], "n_slowness_bins": settings.shape[1], "n_depth": settings.shape[2],
+            **cfg["network"]}
+
+
+def pretrain(config: dict, train_path: str, test_path: str | None, out: Path, metrics_path: Path,
+             threads: int = 1, train_models: list[str] | None = None, test_models: list[str] | None = None,
+             num_workers: int = 0) -> dict:
+    """Train :class:`XClassifier` on synthetic stations; evaluate on a separately seeded test set."""
+    cfg = config["cnn"]
+    settings = ImageSettings.from_config(config["images"])
+    draw = StationDraw.from_config(config["synthetics"], cfg)
+    pc = cfg["pretrain"]
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    dm = XDataModule(train_path, test_path, settings, draw, config["earth_model"], cfg["seed"], pc["batch_size"],
+                     cfg["val_fraction"], train_models, test_models,
+                     config["synthetics"]["noise"].get("real_noise_file"), num_workers,
+                     RFSettings(**config["receiver_function"]))
+    dm.setup("fit")
+    module = XClassifier(model_settings(cfg, settings), pc["learning_rate"], pc["weight_decay"], pc["max_epochs"])
+    out_dir = Path(out).parent
+    t0 = time.perf_counter()
+    trainer = _trainer(cfg, out_dir, "pretrain", pc["max_epochs"], pc["patience"], threads)
+    log.info("pretrain: %d training / %d validation samples (%s), %d parameters, %d thread(s)",
+             len(dm.train_set), len(dm.val_set), ", ".join(sorted(set(dm.train_set.source.model))),
+             sum(p.numel() for p in module.parameters()), threads)
+    trainer.fit(module, datamodule=dm)
+    fit_s = time.perf_counter() - t0
+    module, temperature = _finalise(trainer, module, dm.val_set, out)
+    result = {"stage": "pretrain", "train_samples": len(dm.train_set), "val_samples": len(dm.val_set),
+              "epochs": trainer.current_epoch, "fit_seconds": fit_s, "temperature": temperature,
+              "threads": threads, "train_models": sorted(set(dm.train_set.source.model)),
+              "parameters": sum(p.numel() for p in module.parameters()), "seed": cfg["seed"],
+              "config_hash": config_hash({k: config[k] for k in ("cnn", "images", "synthetics")}),
+              "versions": software_versions(("torch", "lightning")),
+              "metrics_csv": str(out_dir / "logs" / "pretrain" / "metrics.csv")}
+    vl, vy = logits_of(module, dm.val_set)
+    result["validation"] = evaluate(vl, vy, temperature)
+    if dm.test_set is not None:
+        tl, ty = logits_of(module, dm.test_set)
+        result["test"] = evaluate(tl, ty, temperature)
+        result["test_models"] = sorted(set(dm.test_set.source.model))
+        result["test"]["per_model"] = {
+            m: evaluate(tl[dm.test_set.source.model == m], ty[dm.test_set.source.model == m], temperature)["accuracy"]
+            for m in sorted(set(dm.test_set.source.model))}
+        result["_test_logits"] = tl
+        result["_test_labels"] = ty
+    public = {k: v for k, v in result.items() if not k.startswith("_")}
+    write_json(public, metrics_path)
+    shutil.rmtree(out_dir / "pretrain_checkpoints", ignore_errors=True)
+    return result
+
+
+# ----------------------------------------------------------------------------- real images
+def _fit_fixed(module: XClassifier, data: Dataset, epochs: int, batch_size: int, seed: int, threads: int,
+               out_dir: Path, name: str) -> XClassifier:
+    """Fine-tuning fit: a fixed number of epochs, no validation split (labelled data are scarce)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    torch.set_num_threads(max(1, threads))
+    L.seed_everything(seed, workers=True, verbose=False)
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=gen)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="auto", devices=1, deterministic=True,
+                        logger=CSVLogger(str(out_dir / "logs"), name=name, version="") if name else False,
+                        enable_checkpointing=False, enable_progress_bar=sys.stderr.isatty(),
+                        enable_model_summary=False, limit_val_batches=0, log_every_n_steps=1,
+                        default_root_dir=str(out_dir))
+    trainer.fit(module, train_dataloaders=loader)
+    return module
+
+
+def _from_pretrained(path: str | Path, fc: dict, epochs: int) -> XClassifier:
+    base = XClassifier.load_from_checkpoint(str(path), map_location="cpu")
+    module = XClassifier(base.hparams.net_config, fc["learning_rate"], fc["weight_decay"], epochs,
+                         freeze_features=fc["freeze_features"])
+    module.load_state_dict(base.state_dict())
+    return module
+
+
+def _replay(config: dict, src: SyntheticSource | None, n: int, seed: int) -> Dataset | None:
+    """``n`` synthetic station images (fresh noise per epoch) mixed into fine-tuning, so the
+    network does not forget what pretraining taught it when real labels are few or one-sided."""
+    if src is None or n <= 0:
+        return None
+    idx = np.sort(np.random.default_rng([seed, 11]).choice(src.label.size, size=min(n, src.label.size),
+                                                           replace=False))
+    return SyntheticImages(src, idx, ImageSettings.from_config(config["images"]),
+                           StationDraw.from_config(config["synthetics"], config["cnn"]), config["earth_model"], seed)
+
+
+def _grouped_folds(groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """Station-grouped folds: every station's images in exactly one test fold."""
+    stations = np.array(sorted(set(groups)))
+    order = np.random.default_rng([seed, 13]).permutation(stations.size)
+    return [np.flatnonzero(np.isin(groups, stations[order[f::k]])) for f in range(k)]
+
+
+def finetune(config: dict, pretrained: str | Path, image_files: list, label_files: list, out: Path,
+             metrics_path: Path, threads: int = 1, synthetic_path: str | None = None) -> dict:
+    """Fine-tune the pretrained classifier on labelled real images (station-grouped cross-validation
+    first, when at least two stations are labelled; then a final fit on every label)."""
+    from torch.utils.data import ConcatDataset
+
+    from xdisc.labels import read_labels
+
+    cfg = config["cnn"]
+    fc = cfg["finetune"]
+    labels: dict = {}
+    for path in label_files:
+        if Path(path).is_file():
+            labels.update(read_labels(path))
+        else:
+            log.warning("finetune: label file %s does not exist; left out", path)
+    x, y, groups = labelled_images(image_files, labels)
+    out_dir = Path(out).parent
+    base = XClassifier.load_from_checkpoint(str(pretrained), map_location="cpu")
+    base_temperature = float(base.temperature)
+    result = {"stage": "finetune", "n_images": int(len(y)), "n_present": int((y == 1).sum()),
+              "n_absent": int((y == 0).sum()), "stations": sorted(set(groups.tolist())),
+              "label_files": [str(p) for p in label_files], "seed": cfg["seed"],
+              "versions": software_versions(("torch", "lightning")), "cross_validation": None}
+    if len(y) == 0:
+        log.warning("finetune: no image carries a present/absent label; the fine-tuned model is the pretrained one")
+        result["note"] = "no present/absent labels: fine-tuned model = pretrained model"
+        with atomic_output(out) as tmp:
+            shutil.copyfile(pretrained, tmp)
+        write_json(result, metrics_path)
+        return result
+
+    replay_source = SyntheticSource.read(synthetic_path) if synthetic_path and fc["synthetic_replay"] > 0 else None
+
+    def dataset(sel, seed):
+        real = ArrayImages(x[sel], y[sel])
+        rep = _replay(config, replay_source, int(round(fc["synthetic_replay"] * len(sel))), seed)
+        return real if rep is None else ConcatDataset([real, rep])
+
+    n_groups = len(set(groups.tolist()))
+    k = min(fc["n_folds"], n_groups)
+    if k >= 2:
+        oof = np.full(len(y), np.nan)
+        for f, test_idx in enumerate(_grouped_folds(groups, k, cfg["seed"])):
+            train_idx = np.setdiff1d(np.arange(len(y)), test_idx)
+            module = _from_pretrained(pretrained, fc, fc["max_epochs"])
+            _fit_fixed(module, dataset(train_idx, cfg["seed"] + f), fc["max_epochs"], fc["batch_size"],
+                       cfg["seed"] + f, threads, out_dir, "")
+            oof[test_idx] = logits_of(module, ArrayImages(x[test_idx], y[test_idx]))[0]
+            log.info("finetune: fold %d/%d done (%d test images from %d station(s))", f + 1, k, len(test_idx),
+                     len(set(groups[test_idx].tolist())))
+        pre_logits = logits_of(base, ArrayImages(x, y))[0]
+        temperature = float(metrics.fit_temperature(oof, y)) if len(np.unique(y)) == 2 else base_temperature
+        if not np.isfinite(temperature) or temperature <= 0:
+            temperature = base_temperature
+        result["cross_validation"] = {"folds": k, "grouped_by": "station",
+                                      "finetuned": evaluate(oof, y, temperature),
+                                      "pretrained_only": evaluate(pre_logits, y, base_temperature)}
+    else:
+        temperature = base_temperature
+        result["note"] = (f"{n_groups} labelled station(s): station-grouped cross-validation needs at least 2; "
+                          "the model is fine-tuned on every label without a held-out estimate")
+        log.warning("finetune: %s", result["note"])
+    module = _from_pretrained(pretrained, fc, fc["max_epochs"])
+    _fit_fixed(module, dataset(np.arange(len(y)), cfg["seed"]), fc["max_epochs"], fc["batch_size"], cfg["seed"],
+               threads, out_dir, "finetune")
+    module.temperature.fill_(temperature)
+    result["temperature"] = temperature
+    result["metrics_csv"] = str(out_dir / "logs" / "finetune" / "metrics.csv")
+    with atomic_output(out) as tmp:
+        torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                    "pytorch-lightning_version": L.__version__}, tmp)
+    write_json(result, metrics_path)
+    return result
