@@ -10,11 +10,12 @@ import torch
 from xdisc import config as cfgmod
 from xdisc.cli import main
 from xdisc.cnn import datasets, predict, train
-from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, images_dataset, station_images, synthetic_station
+from xdisc.cnn.images import DepthMapper, ImageSettings, images_dataset, station_images
 from xdisc.cnn.model import XNet
 from xdisc.cnn.module import load_classifier
 from xdisc.core.artifacts import write_netcdf
 from xdisc.core.earthmodel import load_model
+from xdisc.synth.stations import StationDraw, synthetic_station
 from xdisc.synth.synthetics import make_dataset
 
 TINY = {"synthetics": {"n_samples": 48, "n_test_samples": 24},

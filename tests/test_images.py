@@ -4,19 +4,11 @@ and real stations through the same builder, the fast noise path."""
 import numpy as np
 import pytest
 from raytheory import delay as ps_delay
-from xdisc.cnn.images import (
-    CHANNELS,
-    DepthMapper,
-    ImageSettings,
-    StationDraw,
-    build_image,
-    images_dataset,
-    station_images,
-    synthetic_station,
-)
+from xdisc.cnn.images import CHANNELS, DepthMapper, ImageSettings, build_image, images_dataset, station_images
 from xdisc.core.deconvolution import RFSettings
 from xdisc.core.earthmodel import load_model
 from xdisc.synth import augment
+from xdisc.synth.stations import StationDraw, synthetic_station
 
 RF = RFSettings()
 TIME = RF.time_axis()

@@ -54,11 +54,12 @@ import numpy as np
 import xarray as xr
 from xdisc import config as cfgmod
 from xdisc.cnn import datasets
-from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import load_classifier, logits_of
 from xdisc.core import metrics
 from xdisc.core.deconvolution import RFSettings
 from xdisc.core.earthmodel import load_model
+from xdisc.synth.stations import StationDraw, synthetic_station
 from xdisc.synth.synthetics import PARAMETER_DOCS, Layering, simulate
 
 D_CLASSES = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, np.inf)

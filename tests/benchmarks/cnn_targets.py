@@ -33,7 +33,7 @@ import torch
 import xarray as xr
 from xdisc import config as cfgmod
 from xdisc.cnn import datasets, train
-from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import load_classifier, logits_of
 from xdisc.core import metrics
 from xdisc.core.artifacts import write_netcdf
@@ -41,7 +41,7 @@ from xdisc.core.deconvolution import RFSettings
 from xdisc.core.earthmodel import load_model
 from xdisc.core.moveout import distance_for_slowness
 from xdisc.stack.stacking import stack_station
-from xdisc.synth.stations import SLOWNESS_GRID, clean_grid, station_parameters
+from xdisc.synth.stations import SLOWNESS_GRID, StationDraw, clean_grid, station_parameters, synthetic_station
 from xdisc.synth.synthetics import Layering, _row, build_model, make_dataset
 
 DVS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06)

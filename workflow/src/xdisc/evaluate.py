@@ -19,11 +19,12 @@ import time
 
 import numpy as np
 
-from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.core.earthmodel import load_model
 from xdisc.core.moveout import distance_for_slowness
 from xdisc.core.verdicts import PRESENT, UNDETERMINED
 from xdisc.stack.stacking import stack_station
+from xdisc.synth.stations import StationDraw, synthetic_station
 
 log = logging.getLogger(__name__)
 

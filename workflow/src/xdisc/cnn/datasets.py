@@ -17,12 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from xdisc.cnn.images import DepthMapper, ImageSettings, StationDraw, build_image, synthetic_station
+from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.core.artifacts import open_netcdf
 from xdisc.core.deconvolution import RFSettings
 from xdisc.core.earthmodel import load_model
 from xdisc.core.verdicts import ABSENT, PRESENT
 from xdisc.labels import labels_for_images
+from xdisc.synth.stations import StationDraw, synthetic_station
 from xdisc.synth.synthetics import load_noise_pool
 
 LABELS = {PRESENT: 1, ABSENT: 0}

@@ -18,12 +18,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xdisc.cnn.datasets import ArrayImages, SyntheticImages, SyntheticSource, XDataModule, labelled_images
-from xdisc.cnn.images import ImageSettings, StationDraw
+from xdisc.cnn.images import ImageSettings
 from xdisc.cnn.module import XClassifier, logits_of
 from xdisc.config import config_hash
 from xdisc.core import metrics
 from xdisc.core.artifacts import atomic_output, software_versions, write_json
 from xdisc.core.deconvolution import RFSettings
+from xdisc.synth.stations import StationDraw
 
 log = logging.getLogger(__name__)
 

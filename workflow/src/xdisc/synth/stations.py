@@ -1,6 +1,12 @@
 """Synthetic stations: many noisy receiver functions of one model over a realistic slowness
 distribution, for validating the stacking verdict and the CNN against known truth.
 
+Two generators, kept apart because their random streams differ: :func:`synthetic_station` (with
+:class:`StationDraw`) is the one of the pipeline (CNN training, ``xdisc evaluate``): one colour
+exponent per station, augmentation, optional real noise; :func:`make_station` (with
+:func:`clean_grid` on :data:`SLOWNESS_GRID`) is the plain one of the stacking tests and the
+detection-limit benchmark: one colour exponent per trace, no augmentation.
+
 Distances are drawn uniformly in 30-90 deg; each is turned into the P slowness of a surface
 source (TauP) and snapped to the nearest slowness of a grid at which the model's noise-free
 receiver functions are computed once (the moveout error of the snap is nil: the receiver
@@ -70,3 +76,83 @@ def station_parameters(n: int, dvs: float | None, seed: int) -> dict:
         p["x_dvs"] = np.full(n, dvs)
         cap_constant_style(p)
     return p
+
+
+# ----------------------------------------------------------------------------- pipeline generator
+
+@dataclass(frozen=True)
+class StationDraw:
+    """How a synthetic station is drawn from one sample's noise-free receiver functions.
+    :meth:`from_config` takes the configuration's values; the field defaults here (no microseism
+    peak, for one) keep the random stream of code that builds a draw directly."""
+
+    rf_per_station: tuple = (20, 100)
+    distance_range_deg: tuple = (30.0, 90.0)
+    snr: tuple = (3.0, 30.0)
+    colour_exponent: tuple = (0.0, 1.5)
+    microseism_amplitude: tuple = (0.0, 0.0)
+    microseism_hz: tuple = (0.1, 0.3)
+    real_noise_fraction: float = 0.0
+    spurious_probability: float = 0.1
+    spurious_amplitude: tuple = (0.02, 0.15)
+    amplitude_jitter: float = 0.05
+    time_shift_s: float = 0.1
+    trim_probability: float = 0.3
+    trim_start_s: tuple = (-10.0, -3.0)
+    trim_end_s: tuple = (80.0, 120.0)
+
+    @classmethod
+    def from_config(cls, synthetics: dict, cnn: dict) -> StationDraw:
+        noise, aug = synthetics["noise"], synthetics["augmentation"]
+        return cls(rf_per_station=tuple(cnn["rf_per_station"]), distance_range_deg=tuple(cnn["distance_range_deg"]),
+                   snr=tuple(noise["snr"]), colour_exponent=tuple(noise["colour_exponent"]),
+                   microseism_amplitude=tuple(noise["microseism_amplitude"]),
+                   microseism_hz=tuple(noise["microseism_hz"]),
+                   real_noise_fraction=noise["real_noise_fraction"] if noise.get("real_noise_file") else 0.0,
+                   spurious_probability=aug["spurious_probability"],
+                   spurious_amplitude=tuple(aug["spurious_amplitude"]),
+                   amplitude_jitter=aug["amplitude_jitter"], time_shift_s=aug["time_shift_s"],
+                   trim_probability=aug["trim_probability"], trim_start_s=tuple(aug["trim_start_s"]),
+                   trim_end_s=tuple(aug["trim_end_s"]))
+
+
+def synthetic_station(clean: np.ndarray, grid_slowness: np.ndarray, time_s: np.ndarray, dt: float,
+                      width_hz: float, draw: StationDraw, rng: np.random.Generator, n_rf: int | None = None,
+                      snr: float | tuple | None = None, noise_pool: np.ndarray | None = None,
+                      model_name: str = "ak135") -> tuple[np.ndarray, np.ndarray]:
+    """Noisy, augmented receiver functions (n, time) and their slownesses from a sample's noise-free
+    set ``clean`` (slowness, time): distances uniform in the configured range, each snapped to the
+    nearest grid slowness; per-trace SNR log-uniform (or fixed/range ``snr``)."""
+    grid_dist = _grid_distances(tuple(np.round(grid_slowness, 6)), model_name)
+    if n_rf is None:
+        n_rf = int(rng.integers(draw.rf_per_station[0], draw.rf_per_station[1] + 1))
+    dist = rng.uniform(*draw.distance_range_deg, n_rf)
+    k = np.argmin(np.abs(dist[:, None] - grid_dist[None, :]), axis=1)
+    lo, hi = (snr, snr) if np.isscalar(snr) else (snr or draw.snr)
+    snr_i = np.exp(rng.uniform(np.log(lo), np.log(hi), n_rf))
+    if noise_pool is not None and rng.random() < draw.real_noise_fraction:
+        traces = augment.shift_time(rng, np.asarray(clean, float)[k], dt, draw.time_shift_s)
+        out = augment.add_noise(traces, augment.real_noise(rng, noise_pool, traces.shape), snr_i, time_s)
+    else:
+        exponent = rng.uniform(*draw.colour_exponent)
+        microseism = None
+        if draw.microseism_amplitude[1] > 0:  # drawn only then: the default stream stays as it was
+            microseism = (rng.uniform(*draw.microseism_amplitude), rng.uniform(*draw.microseism_hz))
+        out = augment.noisy_copies(rng, clean, k, snr_i, time_s, dt, width_hz, exponent, draw.time_shift_s,
+                                   microseism)
+    out = augment.add_spurious_arrivals(rng, out, time_s, draw.spurious_probability, draw.spurious_amplitude)
+    out = augment.jitter_amplitude(rng, out, draw.amplitude_jitter)
+    if rng.random() < draw.trim_probability:
+        out = augment.trim_window(out, time_s, rng.uniform(*draw.trim_start_s), rng.uniform(*draw.trim_end_s))
+    return out, np.asarray(grid_slowness, float)[k]
+
+
+_GRID_DISTANCES: dict = {}
+
+
+def _grid_distances(grid: tuple, model_name: str) -> np.ndarray:
+    key = (grid, model_name)
+    if key not in _GRID_DISTANCES:
+        d = distance_for_slowness(np.asarray(grid), model_name)
+        _GRID_DISTANCES[key] = np.where(np.isfinite(d), d, np.inf)  # slownesses no surface source has: never drawn
+    return _GRID_DISTANCES[key]
