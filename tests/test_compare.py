@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from xdisc.cli import build_parser
 from xdisc.core.artifacts import write_json
 from xdisc.report import compare
 from xdisc.stack.stacking import TABLE_COLUMNS
@@ -168,10 +169,7 @@ def test_missing_table(tables, tmp_path):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xdisc")
-    sub = parser.add_subparsers(dest="command", required=True)
-    compare.add_parser(sub)
-    return parser
+    return build_parser()
 
 
 def test_cli_writes_table_summary_and_figure(tables, tmp_path):

@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from xdisc import __version__, labels
+from xdisc import __version__
 from xdisc import config as cfgmod
+from xdisc import labels as label_files
 from xdisc.core.artifacts import atomic_output
 from xdisc.label_app import session as label_session
-from xdisc.report import compare
 
 log = logging.getLogger("xdisc")
 
@@ -122,45 +123,16 @@ def _synth_overrides(args) -> dict:
     return out
 
 
-def single_parameters(args, config: dict) -> dict:
-    """Parameter table of one model given on the command line."""
-    from xdisc.core.earthmodel import load_model
-
-    name = config["synthetics"]["models"][0]
-    load_model(name)  # fails early, with a clear message, on a bad name or file
-    has_x = args.x_depth is not None
-    if has_x and args.no_x:
-        raise cfgmod.ConfigError("give either --x-depth or --no-x")
-    moho = args.moho_km if args.moho_km is not None else np.nan
-    row = {
-        "model": name, "label": int(has_x), "moho_km": moho,
-        "vpvs": args.vpvs if args.moho_km is not None else np.nan,
-        "crust_vp_scale": 1.0, "sediment_km": 0.0, "sediment_vs_km_s": np.nan, "sediment_vpvs": np.nan,
-        "d410_shift_km": 0.0, "d660_shift_km": 0.0,
-        "x_depth_km": args.x_depth if has_x else np.nan, "x_dvs": args.x_dvs if has_x else 0.0,
-        "x_dvp": args.x_dvs * args.x_dvp_ratio if has_x else 0.0,
-        "x_drho": args.x_dvs * args.x_drho_ratio if has_x else 0.0,
-        "x_gradient_km": args.x_gradient_km if has_x else 0.0,
-        "x_style": args.x_style if has_x else "none", "x_thickness_km": 40.0 if has_x else np.nan,
-        "distractor": "none", "distractor_depth_km": np.nan, "distractor_dvs": 0.0,
-        "distractor_thickness_km": np.nan,
-        "noise_kind": "coloured" if config["synthetics"]["noise"]["enabled"] else "none",
-        "snr": float(np.sqrt(np.prod(config["synthetics"]["noise"]["snr"]))) if config["synthetics"]["noise"]["enabled"] else np.inf,
-        "noise_exponent": 0.0 if config["synthetics"]["noise"]["enabled"] else np.nan,
-        "trim_start_s": -np.inf, "trim_end_s": np.inf,
-    }
-    return {k: np.array([v]) for k, v in row.items()}
-
-
 def run_synth(args) -> int:
     from xdisc.core.artifacts import write_netcdf
-    from xdisc.synth.synthetics import make_dataset
+    from xdisc.synth.synthetics import make_dataset, single_parameters
 
     config = cfgmod.load(args.config, cfgmod.deep_merge(
         json.loads(args.settings) if args.settings else {}, _synth_overrides(args)))
     params = None
     if args.x_depth is not None or args.no_x:
-        params = single_parameters(args, config)
+        params = single_parameters(config, args.x_depth, args.no_x, args.x_dvs, args.x_dvp_ratio, args.x_drho_ratio,
+                                   args.x_gradient_km, args.x_style, args.moho_km, args.vpvs)
     n = config["synthetics"]["n_samples"] if params is None else 1
     log.info("synth: %d samples x %d slownesses, models %s, seed %d, %d thread(s)", n,
              len(config["synthetics"]["slowness_s_per_km"]), ", ".join(config["synthetics"]["models"]),
@@ -299,19 +271,6 @@ def run_rf(args) -> int:
 
 # ----------------------------------------------------------------------------- stack
 
-def _usable_receiver_functions(path: Path, use_qc: bool):
-    """A station's receiver functions (``xdisc rf``), the mask of those without NaNs (and, with
-    ``use_qc``, that passed quality control), and the station's codes and coordinates."""
-    from xdisc.core.artifacts import open_netcdf
-
-    rf_ds = open_netcdf(path)
-    keep = np.all(np.isfinite(rf_ds["rf"].values), axis=1)
-    if use_qc:
-        keep &= rf_ds["qc_pass"].values == 1
-    station = {k: rf_ds[k].item() for k in ("network", "station", "latitude", "longitude")}
-    return rf_ds, keep, station
-
-
 def _add_stack(sub) -> None:
     p = sub.add_parser("stack", help="depth and slowness stacks of one station, bootstrap bounds, X verdict",
                        description="Moveout-correct the station's receiver functions to depth, stack them with "
@@ -325,15 +284,10 @@ def _add_stack(sub) -> None:
 
 def run_stack(args) -> int:
     from xdisc.core.artifacts import write_netcdf
-    from xdisc.core.earthmodel import load_model
-    from xdisc.stack.stacking import stack_station
+    from xdisc.stack.stacking import stack_file
 
-    config = _load_config(args)
-    cfg = config["stacking"]
-    rf_ds, keep, station = _usable_receiver_functions(args.rf, cfg["use_qc"])
-    ds = stack_station(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
-                       rf_ds["distance_deg"].values[keep], load_model(config["earth_model"]), cfg,
-                       event_ids=rf_ds["event"].values[keep], station=station)
+    ds = stack_file(args.rf, _load_config(args))
+    station = {k: ds[k].item() for k in ("network", "station")}
     write_netcdf(ds, args.out)
     a = ds.attrs
     log.info("stack %s.%s: %d RFs, verdict %s%s%s", station["network"], station["station"], a["n_rf"], a["verdict"],
@@ -348,15 +302,9 @@ def run_stack(args) -> int:
 
 
 def _write_verdict_table(rows: list[dict], columns, path: Path, label: str) -> None:
-    """One row per station, sorted by station, floats to 4 significant digits; log the verdict counts."""
-    import csv
+    from xdisc.core.verdicts import write_verdict_table
 
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: r["station"]):
-            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("present", "absent", "undetermined")}
+    counts = write_verdict_table(rows, columns, path)
     log.info("%s: %d station(s): %s -> %s", label, len(rows), counts, path)
 
 
@@ -391,23 +339,18 @@ def _add_images(sub) -> None:
 
 
 def run_images(args) -> int:
-    from xdisc.cnn.images import DepthMapper, ImageSettings, images_dataset, station_images
+    from xdisc.cnn.images import ImageSettings, images_file
     from xdisc.core.artifacts import write_netcdf
-    from xdisc.core.earthmodel import load_model
 
     config = _load_config(args)
-    settings = ImageSettings.from_config(config["images"])
-    rf_ds, keep, station = _usable_receiver_functions(args.rf, config["stacking"]["use_qc"])
-    code = f"{station['network']}.{station['station']}"
-    mapper = DepthMapper(load_model(config["earth_model"]), settings.depths_km)
-    imgs = station_images(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
-                          mapper, settings, rf_ds["back_azimuth_deg"].values[keep])
-    write_netcdf(images_dataset(imgs, station, settings), args.out)
-    if len(imgs.n_rf) == 0:
-        log.warning("images %s: %d receiver functions < images.min_rf = %d: no image", code, int(keep.sum()),
-                    settings.min_rf)
+    ds, n_used = images_file(args.rf, config)
+    code = f"{ds['network'].item()}.{ds['station'].item()}"
+    write_netcdf(ds, args.out)
+    if ds.sizes["image"] == 0:
+        log.warning("images %s: %d receiver functions < images.min_rf = %d: no image", code, n_used,
+                    ImageSettings.from_config(config["images"]).min_rf)
     else:
-        log.info("images %s: %d image(s) from %d receiver functions -> %s", code, len(imgs.n_rf), int(keep.sum()),
+        log.info("images %s: %d image(s) from %d receiver functions -> %s", code, ds.sizes["image"], n_used,
                  args.out)
     return 0
 
@@ -455,36 +398,20 @@ def run_train(args) -> int:
         workers = (args.threads if args.threads >= 2 else 0) if args.workers == "auto" else int(args.workers)
         threads = 1 if args.workers == "auto" else args.threads
         result = train.pretrain(config, str(args.synthetics), str(args.test) if args.test else None, args.out,
-                                   args.metrics, threads, _models(args.train_models), _models(args.test_models),
-                                   workers)
+                                args.metrics, threads, _models(args.train_models), _models(args.test_models), workers)
         test = result.get("test", {})
         log.info("pretrain: %d epochs in %.0f s; test accuracy %.4f, AUC %.4f -> %s", result["epochs"],
                  result["fit_seconds"], test.get("accuracy", np.nan), test.get("roc_auc", np.nan), args.out)
         if args.figures:
-            from xdisc.core import metrics
-            from xdisc.report.ml_figures import plot_confusion, plot_reliability, plot_roc
+            from xdisc.report.ml_figures import plot_pretrain
 
-            for name, part in (("validation", result["validation"]), ("test", result.get("test"))):
-                if part:
-                    plot_confusion(np.array(part["confusion"]), ["absent", "present"],
-                                   args.figures / f"pretrain_{name}_confusion.png",
-                                   f"Pretrained CNN, synthetic {name} set")
-            if "_test_logits" in result:
-                prob = 1.0 / (1.0 + np.exp(-result["_test_logits"] / result["temperature"]))
-                y = result["_test_labels"]
-                fpr, tpr, _ = metrics.roc_curve(y, prob)
-                plot_roc({"pretrained CNN, synthetic test": (fpr, tpr, metrics.roc_auc(y, prob))},
-                         args.figures / "pretrain_roc.png")
-                raw = 1.0 / (1.0 + np.exp(-result["_test_logits"]))
-                plot_reliability(metrics.reliability(y, raw), args.figures / "pretrain_reliability.png",
-                                 ece=result["test"]["ece_uncalibrated"], ece_after=result["test"]["ece"],
-                                 bins_after=metrics.reliability(y, prob))
+            plot_pretrain(result, args.figures)
         return 0
     if args.pretrained is None:
         raise cfgmod.ConfigError("xdisc train finetune needs --pretrained")
     labels = args.labels if args.labels is not None else [Path(p) for p in config["cnn"]["labels"]]
     result = train.finetune(config, args.pretrained, args.images, labels, args.out, args.metrics, args.threads,
-                               str(args.synthetics) if args.synthetics else None)
+                            str(args.synthetics) if args.synthetics else None)
     cv = result.get("cross_validation")
     log.info("finetune: %d labelled image(s) from %d station(s)%s -> %s", result["n_images"], len(result["stations"]),
              f"; grouped CV accuracy {cv['finetuned']['accuracy']:.3f} (pretrained only "
@@ -540,7 +467,8 @@ def _add_evaluate(sub) -> None:
 def run_evaluate(args) -> int:
     from xdisc.cnn.module import load_classifier
     from xdisc.core.artifacts import write_json
-    from xdisc.evaluate import evaluate_methods, plot_evaluation
+    from xdisc.evaluate import evaluate_methods
+    from xdisc.report.ml_figures import plot_evaluation
 
     config = _load_config(args)
     result = evaluate_methods(load_classifier(args.model), str(args.test), config, progress=_progress("evaluate"))
@@ -553,6 +481,42 @@ def run_evaluate(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- compare
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="per-station agreement of the CNN and stacking verdicts",
+                       description="Join the CNN and stacking verdict tables on station; write one table with "
+                                   "both verdicts per station and a JSON summary (agreement and Cohen's kappa "
+                                   "over the stations where both methods decided, confusion table, disagreeing "
+                                   "stations).")
+    p.add_argument("--cnn", required=True, type=Path, help="CNN verdicts (CSV from 'xdisc predict')")
+    p.add_argument("--stacking", required=True, type=Path, help="stacking verdicts (CSV from 'xdisc verdicts')")
+    p.add_argument("--out", required=True, type=Path, help="station table (CSV)")
+    p.add_argument("--summary", required=True, type=Path, help="agreement summary (JSON)")
+    p.add_argument("--figure", type=Path, help="map of the stations and confusion table (PNG or PDF)")
+    p.set_defaults(func=run_compare)
+
+
+def run_compare(args) -> int:
+    from xdisc.report.compare import compare_verdicts, write_outputs
+
+    rows, summary = compare_verdicts(args.cnn, args.stacking)
+    write_outputs(rows, summary, args.out, args.summary)
+    log.info("compare: %d station(s), %d compared, agreement %s, kappa %s, %d disagree -> %s, %s",
+             summary["n_stations"], summary["n_compared"], _fmt(summary["agreement"]), _fmt(summary["cohen_kappa"]),
+             len(summary["disagreeing"]), args.out, args.summary)
+    if args.figure:
+        from xdisc.report.ml_figures import plot_agreement
+
+        plot_agreement(rows, args.figure)
+        log.info("compare: figure %s", args.figure)
+    return 0
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
 # ----------------------------------------------------------------------------- label
 
 def _add_label(sub) -> None:
@@ -563,16 +527,16 @@ def _add_label(sub) -> None:
                     "stack and the stacking verdict. Keys p present, a absent, u unsure, s skip save at once "
                     "(each label is appended to the label CSV and fsync-ed) and move to the next unlabelled "
                     "image; a restart resumes at the first image without a label. Label CSV columns: "
-                    f"{','.join(labels.COLUMNS)}; append-only, the latest row per (station, image) wins. "
+                    f"{','.join(label_files.COLUMNS)}; append-only, the latest row per (station, image) wins. "
                     "'xdisc label import TABLE.csv' appends station-wide labels from a published table instead.")
     p.add_argument("--images", type=Path, default=label_session.DEFAULT_IMAGES, metavar="DIR",
                    help=f"folder of the station images of 'xdisc images' (default {label_session.DEFAULT_IMAGES})")
     p.add_argument("--stacks", type=Path, default=label_session.DEFAULT_STACKS, metavar="DIR",
                    help=f"folder of the stacking results of 'xdisc stack' (default {label_session.DEFAULT_STACKS}; "
                         "a missing file shows 'no stacking result')")
-    p.add_argument("--labels", type=Path, default=labels.DEFAULT_LABELS, metavar="CSV",
+    p.add_argument("--labels", type=Path, default=label_files.DEFAULT_LABELS, metavar="CSV",
                    help="label CSV to append to, created with its folder when missing "
-                        f"(default {labels.DEFAULT_LABELS})")
+                        f"(default {label_files.DEFAULT_LABELS})")
     p.add_argument("--labeller", metavar="NAME", help="your name or initials, written in every row (required)")
     p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port (default 0: a free port; the URL is printed)")
@@ -600,7 +564,7 @@ def _add_label_import(sub) -> None:
     # SUPPRESS: 'xdisc label --labels X import T' keeps X (a default here would override it)
     p.add_argument("--labels", type=Path, default=argparse.SUPPRESS, metavar="CSV",
                    help="label CSV to append to, created with its folder when missing "
-                        f"(default {labels.DEFAULT_LABELS})")
+                        f"(default {label_files.DEFAULT_LABELS})")
     p.add_argument("--source", metavar="NAME", help="name of the source, written as labeller (default: the table's file name "
                                     "without suffix)")
     p.set_defaults(func=run_import)
@@ -608,8 +572,8 @@ def _add_label_import(sub) -> None:
 
 def run_import(args) -> int:
     try:
-        rows = labels.import_table(args.table, args.labels, args.source)
-    except (labels.LabelError, OSError) as exc:
+        rows = label_files.import_table(args.table, args.labels, args.source)
+    except (label_files.LabelError, OSError) as exc:
         log.error("label import: %s", exc)
         return 1
     counts = {v: sum(r["label"] == v for r in rows) for v in ("present", "absent", "unsure")}
@@ -639,7 +603,7 @@ def _add_plot(sub) -> None:
 
 
 def run_plot(args) -> int:
-    from xdisc.report.ml_figures import plot_training_curves
+    from xdisc.report.ml_figures import plot_training_curves, training_runs
 
     if args.figure == "synthetic-examples":
         from xdisc.core.artifacts import open_netcdf
@@ -648,15 +612,9 @@ def run_plot(args) -> int:
         plot_synthetic_examples(open_netcdf(args.inputs[0]), args.out)
         log.info("plot: %s", args.out)
         return 0
-    runs = {}
-    for path in args.inputs:
-        meta = json.loads(path.read_text())
-        csv_path = Path(meta.get("metrics_csv", ""))
-        if meta.get("metrics_csv") and csv_path.is_file():
-            runs[{"pretrain": "pretraining (synthetic)", "finetune": "fine-tuning (real)"}.get(meta.get("stage"),
-                                                                                                 path.stem)] = csv_path
-        else:
-            log.warning("plot: %s has no training curve (%s)", path, meta.get("note", "no metrics_csv"))
+    runs, left_out = training_runs(args.inputs)
+    for path, why in left_out:
+        log.warning("plot: %s has no training curve (%s)", path, why)
     if not runs:
         raise ValueError("no training curve in the given metrics files")
     plot_training_curves(runs, args.out)
@@ -723,7 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_predict(sub)
     _add_evaluate(sub)
-    compare.add_parser(sub)
+    _add_compare(sub)
     _add_label(sub)
     _add_plot(sub)
     _add_config(sub)

@@ -171,34 +171,3 @@ def _acc(pred: np.ndarray, y: np.ndarray) -> list[float]:
 def _rate(pred: np.ndarray) -> list[float]:
     return [float(v) if pred.shape[1] else float("nan") for v in (pred.mean(axis=1) if pred.shape[1] else
                                                                   np.full(pred.shape[0], np.nan))]
-
-
-def plot_evaluation(result: dict, folder) -> list:
-    """accuracy_vs_snr.png, detection_vs_dvs.png and detection_by_structure.png (at the highest
-    SNR level: what limits detection when noise does not) from :func:`evaluate_methods`'s result."""
-    from pathlib import Path
-
-    from xdisc.report.ml_figures import plot_accuracy_vs, plot_rates_by_structure
-
-    folder = Path(folder)
-    snr = result["snr_levels"]
-    paths = [plot_accuracy_vs(snr, {"CNN": result["cnn"]["accuracy"], "stacking": result["stacking"]["accuracy"],
-                                    "CNN false positives": result["cnn"]["false_positive"],
-                                    "stacking false positives": result["stacking"]["false_positive"]},
-                              folder / "accuracy_vs_snr.png", xlabel="SNR of every receiver function (P / noise std)",
-                              ylabel="accuracy / false-positive rate", xscale="log",
-                              title=f"Synthetic test stations ({result['n_samples']}, {result['n_rf']} RFs each)")]
-    d = result["by_dvs"]
-    x = [100 * c for c in d["dvs_bin_centre"]]
-    paths.append(plot_accuracy_vs(x, {"CNN": d["cnn_true_positive"], "stacking": d["stacking_true_positive"]},
-                                  folder / "detection_vs_dvs.png", xlabel="dVs of X (%), bin centre",
-                                  ylabel="detection rate", chance=None,
-                                  title=f"Detection of X at SNR {d['snr']:g} (false positives: CNN "
-                                        f"{100 * d['cnn_false_positive']:.0f} %, stacking "
-                                        f"{100 * d['stacking_false_positive']:.0f} %)"))
-    if result.get("by_structure"):
-        top = int(np.argmax(snr))
-        paths.append(plot_rates_by_structure(result["by_structure"], top, folder / "detection_by_structure.png",
-                                             title=f"CNN and stacking by structure of the test stations at SNR "
-                                                   f"{snr[top]:g} ({result['n_rf']} RFs each)"))
-    return paths

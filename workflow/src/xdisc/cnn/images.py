@@ -30,9 +30,9 @@ import numpy as np
 import xarray as xr
 
 from xdisc.config import config_hash
-from xdisc.core.artifacts import as_float32, provenance_attrs
+from xdisc.core.artifacts import as_float32, provenance_attrs, usable_receiver_functions
 from xdisc.core.deconvolution import noise_sigma, normalise_by_p
-from xdisc.core.earthmodel import EarthModel
+from xdisc.core.earthmodel import EarthModel, load_model
 from xdisc.core.moveout import delay_table
 
 CHANNELS = ("amplitude", "noise")
@@ -216,3 +216,14 @@ def images_dataset(st_images, station: dict, settings: ImageSettings, rf_attrs: 
         source="xdisc images: moveout-corrected slowness-bin stacks", seed=settings.seed,
         config_hash=config_hash(settings.__dict__)))
     return ds
+
+
+def images_file(rf_path, config: dict) -> tuple[xr.Dataset, int]:
+    """The images of one station's file (``xdisc rf``; its usable receiver functions as for stacking) as
+    :func:`images_dataset`, and the number of receiver functions used."""
+    settings = ImageSettings.from_config(config["images"])
+    rf_ds, keep, station = usable_receiver_functions(rf_path, config["stacking"]["use_qc"])
+    mapper = DepthMapper(load_model(config["earth_model"]), settings.depths_km)
+    imgs = station_images(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
+                          mapper, settings, rf_ds["back_azimuth_deg"].values[keep])
+    return images_dataset(imgs, station, settings), int(keep.sum())

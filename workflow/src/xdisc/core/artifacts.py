@@ -121,3 +121,14 @@ def open_netcdf(path: str | Path) -> xr.Dataset:
 
 def as_float32(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
+
+
+def usable_receiver_functions(path: str | Path, use_qc: bool):
+    """A station's receiver functions (``xdisc rf``), the mask of those without NaNs (and, with
+    ``use_qc``, that passed quality control), and the station's codes and coordinates."""
+    rf_ds = open_netcdf(path)
+    keep = np.all(np.isfinite(rf_ds["rf"].values), axis=1)
+    if use_qc:
+        keep &= rf_ds["qc_pass"].values == 1
+    station = {k: rf_ds[k].item() for k in ("network", "station", "latitude", "longitude")}
+    return rf_ds, keep, station

@@ -22,7 +22,6 @@ from xdisc import __version__
 from xdisc.core.artifacts import atomic_output, write_json
 from xdisc.core.metrics import agreement_summary
 from xdisc.core.verdicts import CATEGORIES, DECIDED, MISSING, VERDICTS
-from xdisc.report.ml_figures import plot_agreement
 
 log = logging.getLogger(__name__)
 
@@ -129,37 +128,6 @@ def write_outputs(rows: list[dict], summary: dict, stations_csv: str | Path, sum
 
 
 # --------------------------------------------------------------------------------------------------
-# command line
-
-
-def add_parser(sub) -> None:
-    """Register ``xdisc compare`` on an argparse subparsers object."""
-    p = sub.add_parser("compare", help="per-station agreement of the CNN and stacking verdicts",
-                       description="Join the CNN and stacking verdict tables on station; write one table with "
-                                   "both verdicts per station and a JSON summary (agreement and Cohen's kappa "
-                                   "over the stations where both methods decided, confusion table, disagreeing "
-                                   "stations).")
-    p.add_argument("--cnn", required=True, type=Path, help="CNN verdicts (CSV from 'xdisc predict')")
-    p.add_argument("--stacking", required=True, type=Path, help="stacking verdicts (CSV from 'xdisc verdicts')")
-    p.add_argument("--out", required=True, type=Path, help="station table (CSV)")
-    p.add_argument("--summary", required=True, type=Path, help="agreement summary (JSON)")
-    p.add_argument("--figure", type=Path, help="map of the stations and confusion table (PNG or PDF)")
-    p.set_defaults(func=run_compare)
-
-
-def run_compare(args) -> int:
-    rows, summary = compare_verdicts(args.cnn, args.stacking)
-    write_outputs(rows, summary, args.out, args.summary)
-    log.info("compare: %d station(s), %d compared, agreement %s, kappa %s, %d disagree -> %s, %s",
-             summary["n_stations"], summary["n_compared"], _fmt(summary["agreement"]), _fmt(summary["cohen_kappa"]),
-             len(summary["disagreeing"]), args.out, args.summary)
-    if args.figure:
-        plot_agreement(rows, args.figure)
-        log.info("compare: figure %s", args.figure)
-    return 0
-
-
-# --------------------------------------------------------------------------------------------------
 # helpers
 
 
@@ -188,9 +156,3 @@ def _format(value) -> str:
     if isinstance(value, float):
         return format(value, ".10g")  # 300.0 -> "300", NaN -> "nan"
     return str(value)
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3f}"
-
-

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from xdisc.core.artifacts import atomic_output
-from xdisc.core.metrics import agreement_summary
+from xdisc.core.metrics import agreement_summary, reliability, roc_auc, roc_curve
 from xdisc.core.verdicts import ABSENT, CATEGORIES, DECIDED, MISSING, PRESENT, UNDETERMINED
 from xdisc.report.figures import DIVERGING_CMAP, DPI, SUFFIXES
 
@@ -230,6 +231,23 @@ def per_epoch(columns: Mapping[str, np.ndarray], candidates: Sequence[str]) -> t
     return np.array([]), np.array([]), ""
 
 
+TRAINING_RUN_NAMES = {"pretrain": "pretraining (synthetic)", "finetune": "fine-tuning (real)"}
+
+
+def training_runs(metrics_json_paths: Sequence[str | Path]) -> tuple[dict[str, Path], list[tuple[Path, str]]]:
+    """``{run name: metrics.csv}`` of the training runs named by the metrics JSON files of ``xdisc train``
+    (input of :func:`plot_training_curves`), and ``(path, why)`` of those without a curve."""
+    runs, left_out = {}, []
+    for path in map(Path, metrics_json_paths):
+        meta = json.loads(path.read_text())
+        csv_path = Path(meta.get("metrics_csv", ""))
+        if meta.get("metrics_csv") and csv_path.is_file():
+            runs[TRAINING_RUN_NAMES.get(meta.get("stage"), path.stem)] = csv_path
+        else:
+            left_out.append((path, meta.get("note", "no metrics_csv")))
+    return runs, left_out
+
+
 def plot_training_curves(metrics_csv_paths: Mapping[str, str | Path], path: str | Path, title: str = "CNN training",
                          loss_label: str = "loss (binary cross-entropy)") -> Path:
     """Loss (top) and accuracy (bottom) per epoch, training and validation, one column per run
@@ -430,6 +448,60 @@ def plot_rates_by_structure(by_structure: Mapping[str, Mapping], level: int, pat
         _no_data(axes[0], "no structure parameters")
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# figures of one stage's results
+
+
+def plot_pretrain(result: Mapping, folder: str | Path) -> list[Path]:
+    """Figures of ``xdisc train pretrain`` from :func:`xdisc.cnn.train.pretrain`'s result: confusion tables of
+    the validation and test sets, and the ROC curve and reliability diagram of the test set."""
+    folder = Path(folder)
+    paths = []
+    for name, part in (("validation", result["validation"]), ("test", result.get("test"))):
+        if part:
+            paths.append(plot_confusion(np.array(part["confusion"]), ["absent", "present"],
+                                        folder / f"pretrain_{name}_confusion.png",
+                                        f"Pretrained CNN, synthetic {name} set"))
+    if "_test_logits" in result:
+        prob = 1.0 / (1.0 + np.exp(-result["_test_logits"] / result["temperature"]))
+        y = result["_test_labels"]
+        fpr, tpr, _ = roc_curve(y, prob)
+        paths.append(plot_roc({"pretrained CNN, synthetic test": (fpr, tpr, roc_auc(y, prob))},
+                              folder / "pretrain_roc.png"))
+        raw = 1.0 / (1.0 + np.exp(-result["_test_logits"]))
+        paths.append(plot_reliability(reliability(y, raw), folder / "pretrain_reliability.png",
+                                      ece=result["test"]["ece_uncalibrated"], ece_after=result["test"]["ece"],
+                                      bins_after=reliability(y, prob)))
+    return paths
+
+
+def plot_evaluation(result: dict, folder) -> list:
+    """accuracy_vs_snr.png, detection_vs_dvs.png and detection_by_structure.png (at the highest
+    SNR level: what limits detection when noise does not) from :func:`xdisc.evaluate.evaluate_methods`'s result."""
+    folder = Path(folder)
+    snr = result["snr_levels"]
+    paths = [plot_accuracy_vs(snr, {"CNN": result["cnn"]["accuracy"], "stacking": result["stacking"]["accuracy"],
+                                    "CNN false positives": result["cnn"]["false_positive"],
+                                    "stacking false positives": result["stacking"]["false_positive"]},
+                              folder / "accuracy_vs_snr.png", xlabel="SNR of every receiver function (P / noise std)",
+                              ylabel="accuracy / false-positive rate", xscale="log",
+                              title=f"Synthetic test stations ({result['n_samples']}, {result['n_rf']} RFs each)")]
+    d = result["by_dvs"]
+    x = [100 * c for c in d["dvs_bin_centre"]]
+    paths.append(plot_accuracy_vs(x, {"CNN": d["cnn_true_positive"], "stacking": d["stacking_true_positive"]},
+                                  folder / "detection_vs_dvs.png", xlabel="dVs of X (%), bin centre",
+                                  ylabel="detection rate", chance=None,
+                                  title=f"Detection of X at SNR {d['snr']:g} (false positives: CNN "
+                                        f"{100 * d['cnn_false_positive']:.0f} %, stacking "
+                                        f"{100 * d['stacking_false_positive']:.0f} %)"))
+    if result.get("by_structure"):
+        top = int(np.argmax(snr))
+        paths.append(plot_rates_by_structure(result["by_structure"], top, folder / "detection_by_structure.png",
+                                             title=f"CNN and stacking by structure of the test stations at SNR "
+                                                   f"{snr[top]:g} ({result['n_rf']} RFs each)"))
+    return paths
 
 
 # --------------------------------------------------------------------------------------------------

@@ -25,9 +25,9 @@ import numpy as np
 import xarray as xr
 
 from xdisc.config import config_hash
-from xdisc.core.artifacts import as_float32, provenance_attrs
+from xdisc.core.artifacts import as_float32, provenance_attrs, usable_receiver_functions
 from xdisc.core.deconvolution import noise_weights, normalise_by_p
-from xdisc.core.earthmodel import EarthModel
+from xdisc.core.earthmodel import EarthModel, load_model
 from xdisc.core.moveout import delay_table, distance_for_slowness, slowness_for_distance, to_depth
 from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
 
@@ -228,3 +228,13 @@ def verdict_row(ds: xr.Dataset) -> dict:
         "x_amp": a["x_amp"] if present else np.nan, "x_amp_err": a["x_amp_err"] if present else np.nan,
         "d410_km": a["d410_km"], "d660_km": a["d660_km"],
     }
+
+
+def stack_file(rf_path, config: dict) -> xr.Dataset:
+    """:func:`stack_station` of the usable receiver functions of one station's file (``xdisc rf``),
+    with the configuration's ``stacking`` settings and ``earth_model``."""
+    cfg = config["stacking"]
+    rf_ds, keep, station = usable_receiver_functions(rf_path, cfg["use_qc"])
+    return stack_station(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
+                         rf_ds["distance_deg"].values[keep], load_model(config["earth_model"]), cfg,
+                         event_ids=rf_ds["event"].values[keep], station=station)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from xdisc.config import config_hash
+from xdisc.config import ConfigError, config_hash
 from xdisc.core.artifacts import as_float32, provenance_attrs
 from xdisc.core.deconvolution import RFSettings, deconvolve, gaussian_cutoff_hz
 from xdisc.core.earthmodel import (
@@ -364,6 +364,39 @@ def simulate(params: dict, slowness, rf: RFSettings, layering: Layering, respons
             if progress is not None:
                 progress(done, n, _time.perf_counter() - t0)
     return out if augmenter is None else (out, noisy)
+
+
+def single_parameters(config: dict, x_depth_km: float | None, no_x: bool = False, x_dvs: float = 0.03,
+                      x_dvp_ratio: float = 0.5, x_drho_ratio: float = 0.3, x_gradient_km: float = 0.0,
+                      x_style: str = "taper", moho_km: float | None = None, vpvs: float = 1.75) -> dict:
+    """Parameter table of one model (``xdisc synth --x-depth`` or ``--no-x``: a quick look): the first model
+    of ``synthetics.models``, with X at ``x_depth_km`` (None: without X) and the crust of the model unless
+    ``moho_km`` is given."""
+    name = config["synthetics"]["models"][0]
+    load_model(name)  # fails early, with a clear message, on a bad name or file
+    has_x = x_depth_km is not None
+    if has_x and no_x:
+        raise ConfigError("give either --x-depth or --no-x")
+    moho = moho_km if moho_km is not None else np.nan
+    row = {
+        "model": name, "label": int(has_x), "moho_km": moho,
+        "vpvs": vpvs if moho_km is not None else np.nan,
+        "crust_vp_scale": 1.0, "sediment_km": 0.0, "sediment_vs_km_s": np.nan, "sediment_vpvs": np.nan,
+        "d410_shift_km": 0.0, "d660_shift_km": 0.0,
+        "x_depth_km": x_depth_km if has_x else np.nan, "x_dvs": x_dvs if has_x else 0.0,
+        "x_dvp": x_dvs * x_dvp_ratio if has_x else 0.0,
+        "x_drho": x_dvs * x_drho_ratio if has_x else 0.0,
+        "x_gradient_km": x_gradient_km if has_x else 0.0,
+        "x_style": x_style if has_x else "none", "x_thickness_km": 40.0 if has_x else np.nan,
+        "distractor": "none", "distractor_depth_km": np.nan, "distractor_dvs": 0.0,
+        "distractor_thickness_km": np.nan,
+        "noise_kind": "coloured" if config["synthetics"]["noise"]["enabled"] else "none",
+        "snr": float(np.sqrt(np.prod(config["synthetics"]["noise"]["snr"]))) if config["synthetics"]["noise"]["enabled"]
+        else np.inf,
+        "noise_exponent": 0.0 if config["synthetics"]["noise"]["enabled"] else np.nan,
+        "trim_start_s": -np.inf, "trim_end_s": np.inf,
+    }
+    return {k: np.array([v]) for k, v in row.items()}
 
 
 def make_dataset(config: dict, n_samples: int | None = None, n_jobs: int = 1, progress=None,
