@@ -51,7 +51,10 @@ STOP_TIMEOUT_S = 5.0  # grace period for a subprocess or thread to end before it
 UPSTREAM_TIMEOUT_S = 30.0  # proxy -> real server
 REQUEST_READ_TIMEOUT_S = 10.0  # a handler waits at most this long for a client to send its request
 MAX_FAULT_DELAY_S = 60.0
-FAULT_KINDS = ("500", "503", "204", "slow", "truncate", "close")
+FAULT_KINDS = ("500", "503", "204", "slow", "truncate", "close", "html", "badxml")
+HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Maintenance</title></head>\n"
+             b"<body><h1>Down for maintenance</h1><p>Please come back later.</p></body></html>\n")
+BAD_XML = b'<?xml version="1.0" encoding="UTF-8"?>\n<FDSNStationXML schemaVersion="1.1"><Network code="CX">'
 THREAD_PREFIX = "fdsn-test"  # every thread started here is named "fdsn-test..." (leak checks)
 
 
@@ -692,7 +695,8 @@ class FaultProxy(_ThreadedServer):
     ``inject(kind, ...)`` queues a fault; each request takes the first queued fault that matches it (path
     and query substrings), ``count`` times. Kinds: "500" / "503" / "204" answer that status without asking
     upstream; "slow" waits ``delay_s`` then answers normally; "truncate" sends the real status and
-    Content-Length but half the body, then closes; "close" drops the connection without a status line.
+    Content-Length but half the body, then closes; "close" drops the connection without a status line;
+    "html" answers 200 with an HTML maintenance page, "badxml" 200 with cut-off (malformed) XML.
     """
 
     def __init__(self, routes: Mapping[str, str | Server], *, upstream_timeout_s: float = UPSTREAM_TIMEOUT_S):
@@ -848,6 +852,10 @@ class _ProxyHandler(_Handler):
         if kind == "close":
             self.close_connection = True  # no status line at all; the log keeps None
             return None
+        if kind in ("html", "badxml"):  # status 200 with a body that is not what the service promises
+            self._log(200)
+            return self._send(200, HTML_PAGE if kind == "html" else BAD_XML,
+                              "text/html; charset=utf-8" if kind == "html" else "application/xml")
         if kind == "slow" and proxy._stopping.wait(fault.delay_s):
             return None  # the proxy is stopping: give up on this request
         try:

@@ -47,6 +47,115 @@ def test_bad_values_name_the_key(bad, where):
     assert where in str(err.value)
 
 
+@pytest.mark.parametrize("bad, named", [
+    ({"data": {"events": {"min_distance_deg": 90, "max_distance_deg": 30}}},
+     ["data.events.min_distance_deg (90) must be smaller than data.events.max_distance_deg (30)"]),
+    ({"data": {"events": {"min_distance_deg": 40, "max_distance_deg": 40}}}, ["data.events.min_distance_deg (40)"]),
+    ({"data": {"events": {"min_magnitude": 7, "max_magnitude": 6}}}, ["data.events.min_magnitude (7)", "(6)"]),
+    ({"cnn": {"verdict": {"present_probability": 0.2, "absent_probability": 0.4}}},
+     ["cnn.verdict.present_probability (0.2) must be larger than cnn.verdict.absent_probability (0.4)"]),
+    ({"data": {"stations": {"starttime": "yesterday"}}}, ["data.stations.starttime ('yesterday')", "ISO 8601"]),
+    ({"data": {"stations": {"endtime": "2011-13-45"}}}, ["data.stations.endtime ('2011-13-45')"]),
+    ({"data": {"stations": {"starttime": "2012-01-01", "endtime": "2011-06-01"}}},
+     ["data.stations.starttime (2012-01-01) must be earlier than data.stations.endtime (2011-06-01)"]),
+    ({"data": {"stations": {"region": {"minlatitude": 10, "maxlatitude": -10, "minlongitude": 0,
+                                       "maxlongitude": 5}}}}, ["data.stations.region.minlatitude (10)", "(-10)"]),
+    ({"data": {"window_before_p_s": 20}}, ["data.window_before_p_s (20)", "rf_processing.noise_window_s"]),
+    ({"data": {"window_after_p_s": 120}}, ["data.window_after_p_s (120)", "rf_processing.source_window_s"]),
+    ({"receiver_function": {"time_before_p_s": 40}}, ["receiver_function.time_before_p_s (40)"]),
+    ({"stacking": {"d660_window_km": [630, 850]}}, ["stacking.d660_window_km ([630, 850])", "(800)"]),
+    ({"synthetics": {"distractors": {"shallow_depth_km": [200, 300]}}},
+     ["synthetics.distractors.shallow_depth_km ([200, 300])", "synthetics.x.depth_km ([250, 350])"]),
+    ({"synthetics": {"distractors": {"deep_depth_km": [300, 390]}}},
+     ["synthetics.distractors.deep_depth_km ([300, 390])"]),
+    ({"synthetics": {"x": {"styles": {"taper": 0, "constant": 0, "layer": 0}}}}, ["synthetics.x.styles"]),
+    ({"synthetics": {"noise": {"snr": [0, 10]}}}, ["synthetics.noise.snr ([0, 10])"]),
+])
+def test_contradictions_name_keys_and_values(bad, named):
+    with pytest.raises(cfgmod.ConfigError) as err:
+        cfgmod.validate(bad)
+    for text in named:
+        assert text in str(err.value)
+
+
+def test_every_contradiction_is_reported_at_once():
+    bad = {"data": {"events": {"min_distance_deg": 90, "max_distance_deg": 30},
+                    "stations": {"starttime": "yesterday"}},
+           "cnn": {"verdict": {"present_probability": 0.2}}}
+    with pytest.raises(cfgmod.ConfigError) as err:
+        cfgmod.validate(bad)
+    lines = str(err.value).splitlines()[1:]
+    assert [line.split()[0] for line in lines] == ["data.events.min_distance_deg", "cnn.verdict.present_probability",
+                                                  "data.stations.starttime"]
+
+
+def test_iso_times_are_accepted():
+    cfg = cfgmod.validate({"data": {"stations": {"starttime": "2011-01-01T12:30:00Z", "endtime": "20111231"}}})
+    assert cfg["data"]["stations"]["endtime"] == "20111231"
+
+
+def test_schema_is_draft_2020_12_as_snakemake_expects():
+    import jsonschema
+
+    schema = cfgmod.load_schema()
+    assert schema["$schema"] == jsonschema.Draft202012Validator.META_SCHEMA["$schema"]
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def _local(tmp_path, **local):
+    return cfgmod.validate({"data": {"source": "local", "local": local}})
+
+
+def test_check_inputs_accepts_present_files_relative_to_base_dir(tmp_path):
+    (tmp_path / "sds").mkdir()
+    (tmp_path / "mseed").mkdir()
+    (tmp_path / "mseed" / "a.mseed").write_bytes(b"")
+    (tmp_path / "inv.xml").write_text("")
+    (tmp_path / "ev.xml").write_text("")
+    cfgmod.check_inputs(cfgmod.validate({}))  # embedded data: nothing to check
+    for waveforms, fmt in (("sds", "sds"), ("mseed", "files"), ("mseed/*.mseed", "files"),
+                           (str(tmp_path / "mseed"), "files")):
+        cfg = _local(tmp_path, waveforms=waveforms, format=fmt, inventory="inv.xml", events=str(tmp_path / "ev.xml"))
+        cfgmod.check_inputs(cfg, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("local, named", [
+    ({"waveforms": "archive", "format": "sds"}, ["data.local.waveforms: SDS root archive", "is not a folder"]),
+    ({"waveforms": "mseed/*.sac", "format": "files"}, ["data.local.waveforms: no waveform files match mseed/*.sac"]),
+    ({"waveforms": "empty", "format": "files"}, ["data.local.waveforms: no waveform files match empty"]),
+    ({"waveforms": None}, ["data.local.waveforms is not set"]),
+    ({"inventory": "nope.xml"}, ["data.local.inventory: StationXML file nope.xml"]),
+    ({"events": None}, ["data.local.events is not set"]),
+    ({"events": "/no/such/events.xml"}, ["data.local.events: QuakeML file /no/such/events.xml does not exist"]),
+])
+def test_check_inputs_names_key_and_path(tmp_path, local, named):
+    (tmp_path / "sds").mkdir()
+    (tmp_path / "mseed").mkdir()
+    (tmp_path / "mseed" / "a.mseed").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "inv.xml").write_text("")
+    (tmp_path / "ev.xml").write_text("")
+    good = {"waveforms": "sds", "format": "sds", "inventory": "inv.xml", "events": "ev.xml"}
+    cfg = _local(tmp_path, **{**good, **local})
+    with pytest.raises(cfgmod.ConfigError) as err:
+        cfgmod.check_inputs(cfg, base_dir=tmp_path)
+    for text in named:
+        assert text in str(err.value)
+    assert len(str(err.value).splitlines()) == 2  # only the broken key
+
+
+def test_check_inputs_uses_the_working_folder(tmp_path, monkeypatch):
+    (tmp_path / "sds").mkdir()
+    (tmp_path / "inv.xml").write_text("")
+    (tmp_path / "ev.xml").write_text("")
+    cfg = _local(tmp_path, waveforms="sds", format="sds", inventory="inv.xml", events="ev.xml")
+    monkeypatch.chdir(tmp_path)
+    cfgmod.check_inputs(cfg)
+    monkeypatch.chdir(tmp_path / "sds")
+    with pytest.raises(cfgmod.ConfigError, match="data.local.inventory"):
+        cfgmod.check_inputs(cfg)
+
+
 def test_missing_or_broken_config_file(tmp_path):
     with pytest.raises(cfgmod.ConfigError, match="does not exist"):
         cfgmod.load(tmp_path / "nope.yaml")

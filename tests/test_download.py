@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from fdsn_servers import rf_example_stack
-from obspy import read, read_events
+from obspy import UTCDateTime, read, read_events
 from xdisc import config as cfgmod
 from xdisc.data.download import (
     CorruptData,
@@ -20,6 +20,7 @@ from xdisc.data.download import (
     fetch_station,
     get_events,
     get_stations,
+    journal_path,
     make_source,
     plan_requests,
     read_manifest,
@@ -143,16 +144,16 @@ def test_kill_and_resume(stack, tmp_path):
            "--events", str(ev), "--stations", str(sc), "--out-dir", str(tmp_path / "w"),
            "--manifest", str(tmp_path / "m.csv")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    journal = journal_path(tmp_path / "w")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        done = [r for r in read_manifest(tmp_path / "m.csv").values() if r["status"] == "ok"] \
-            if (tmp_path / "m.csv").is_file() else []
-        if len(done) >= 2:
+        if sum(r["status"] == "ok" for r in read_manifest(journal).values()) >= 2:
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
-    finished = {r["event_id"] for r in read_manifest(tmp_path / "m.csv").values() if r["status"] == "ok"}
+    assert not (tmp_path / "m.csv").exists()  # an unfinished download leaves no manifest
+    finished = {r["event_id"] for r in read_manifest(journal).values() if r["status"] == "ok"}
     assert 2 <= len(finished) < 7
     for eid in finished:  # nothing half-written
         assert len(read(str(tmp_path / "w" / f"{eid}.mseed"))) == 3
@@ -179,7 +180,13 @@ def test_truncated_mseed_is_rejected():
     with pytest.raises(CorruptData, match="truncated"):
         validate_mseed(data[:-200], req)
     with pytest.raises(CorruptData, match="unreadable"):
+        with pytest.warns(UserWarning):  # obspy warns about the undecodable codes first
+            validate_mseed(data[:8] + b"\xff" * (len(data) - 8), req)
+    with pytest.raises(CorruptData, match="not miniSEED: the answer is unknown bytes"):
         validate_mseed(b"\0" * 4096, req)
+    page = b"<!DOCTYPE html>\n<html><body><h1>Service Unavailable</h1></body></html>\n".ljust(512)
+    with pytest.raises(CorruptData, match="not miniSEED: the answer is an HTML page .*Service Unavailable"):
+        validate_mseed(page, req)  # 512 bytes: a whole number of records, so not "truncated" either
 
 
 def _write_sds(stream, root):
@@ -230,3 +237,83 @@ def test_missing_local_inputs_are_clear_errors(tmp_path):
         make_source(cfg["data"])
     with pytest.raises(FileNotFoundError, match="inventory"):
         get_stations(cfg["data"])
+
+
+# ----------------------------------------------------------------------------- issue 15: bad files, bad answers
+
+def test_unreadable_sds_file_rejects_its_windows_only(tmp_path):
+    """A file of random bytes named like a day file: the windows it would serve are rejected with the file
+    named in the reason; every other window of the station is fetched."""
+    from xdisc.data.download import embedded_paths
+
+    st = read(str(embedded_paths()["waveforms"]))
+    root = tmp_path / "sds"
+    _write_sds(st, root)
+    p = embedded_paths()
+    cfg = cfgmod.validate({"data": {"source": "local", "local": {"waveforms": str(root), "format": "sds",
+                                                                 "inventory": str(p["inventory"]),
+                                                                 "events": str(p["events"])}}})
+    requests = _plan(cfg)
+    victim = read(str(embedded_paths()["waveforms"]))  # the BHZ day file of the first window
+    t = UTCDateTime(requests[0].starttime)
+    name = f"CX.PB01..BHZ.D.{t.year}.{t.julday:03d}"
+    day_file = root / str(t.year) / "CX" / "PB01" / "BHZ.D" / name
+    assert day_file.is_file() and victim
+    day_file.write_bytes(np.random.default_rng(15).integers(0, 256, 8192, dtype=np.uint8).tobytes())
+    served = {r.event_id for r in requests
+              if {UTCDateTime(r.starttime).julday, UTCDateTime(r.endtime).julday} & {t.julday}}
+    summary = fetch_station(requests, make_source(cfg["data"]), tmp_path / "w", tmp_path / "m.csv", channel="BH?",
+                            retries=0)
+    m = read_manifest(tmp_path / "m.csv")
+    assert len(m) == len(requests) == 7  # the manifest lists every requested window
+    for eid, row in m.items():
+        if eid in served:
+            assert row["status"] == "rejected" and name in row["reason"], row
+        else:
+            assert row["status"] == "ok", row
+    assert summary.rejected == len(served) >= 1 and summary.ok == 7 - len(served)
+
+
+@pytest.mark.parametrize("fault", ["html", "badxml"])
+def test_bad_station_answer_is_recorded_and_next_provider_asked(stack, tmp_path, fault):
+    from fdsn_servers import FaultProxy, fdsn_routes
+
+    bad = FaultProxy(fdsn_routes(stack.dataselect, stack.metadata))
+    try:
+        bad.inject(fault, path_contains="/fdsnws/station/", count=10)
+        settings = fdsn_settings(stack, providers=[bad.base_url, stack.base_url])
+        sx, sc, pc = tmp_path / "stations.xml", tmp_path / "stations.csv", tmp_path / "providers.csv"
+        run = xdisc("download", "stations", "--settings", json.dumps(settings), "--out", sx, "--out-csv", sc,
+                    "--out-providers", pc)
+        assert run.returncode == 0, run.stderr
+        assert "Traceback" not in run.stderr
+        assert bad.fired  # the bad provider was asked first
+    finally:
+        bad.stop()
+    with open(pc) as f:
+        providers = list(csv.DictReader(f))
+    assert [(r["provider"], r["status"]) for r in providers] == [(bad.base_url, "error"), (stack.base_url, "ok")]
+    assert "not usable StationXML" in providers[0]["reason"] and providers[1]["n_stations"] == "1"
+    with open(sc) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["network"], r["station"], r["provider"], r["status"]) for r in rows] == [
+        ("CX", "PB01", stack.base_url, "selected")]
+
+
+def test_bad_event_answer_is_one_clear_error(stack, tmp_path):
+    stack.proxy.inject("html", path_contains="/fdsnws/event/")
+    run = xdisc("download", "events", "--settings", json.dumps(fdsn_settings(stack)), "--out", tmp_path / "e.xml")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "answer is not usable QuakeML" in run.stderr
+    assert not (tmp_path / "e.xml").exists()
+
+
+def test_html_dataselect_answer_is_named_not_miniseed(stack, tmp_path):
+    cfg = cfgmod.validate(fdsn_settings(stack))
+    requests = _plan(cfg)
+    stack.proxy.inject("html", query_contains=requests[2].starttime[:19])
+    source = FDSNSource(stack.base_url, client=stack.client(timeout=5.0))
+    fetch_station(requests, source, tmp_path / "w", tmp_path / "m.csv", channel="BH?", retries=2, backoff_s=0.01)
+    row = read_manifest(tmp_path / "m.csv")[requests[2].event_id]
+    assert row["status"] == "rejected" and row["attempts"] == "1"
+    assert row["reason"].startswith("not miniSEED: the answer is an HTML page") and "Maintenance" in row["reason"]

@@ -361,6 +361,23 @@ def test_server_pages_and_posts(workspace):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", rows[0]["time"])
 
 
+def test_formula_like_notes_are_stored_as_text(workspace):
+    """A note typed on the page that starts like a spreadsheet formula is stored with a leading quote."""
+    session = label_app.LabelSession.open(workspace["images"], workspace["labels"], "=me", workspace["stacks"])
+    notes = ["=HYPERLINK(\"http://evil.example\")", "+1+1", "-2", "@SUM(A1)", "fine = clear"]
+    with serving(session) as url:
+        for image, note in zip((0, 1, 0, 1, 0), notes, strict=True):
+            station = "XX.AAA" if note not in ("-2", "@SUM(A1)") else "XX.BBB"
+            status, _, _ = request(url + "label", {"station": station, "image": image, "label": "present",
+                                                   "note": note})
+            assert status == 200, note
+    rows = csv_rows(workspace["labels"])
+    assert [r["note"] for r in rows] == ["'=HYPERLINK(\"http://evil.example\")", "'+1+1", "'-2", "'@SUM(A1)",
+                                         "fine = clear"]
+    assert {r["labeller"] for r in rows} == {"'=me"}
+    assert xlabels.read_labels(workspace["labels"])  # the file stays a valid label file
+
+
 # ----------------------------------------------------------------------------- real browser
 
 SERVE = ("import sys; from xdisc.cli import build_parser; a = build_parser().parse_args(sys.argv[1:]); "

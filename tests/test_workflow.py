@@ -153,6 +153,33 @@ def test_invalid_config_stops_with_the_key(tmp_path):
     assert not (wd / "results").exists()
 
 
+def test_dry_run_prints_no_schema_warning(tmp_path):
+    run = _run(_workdir(tmp_path, {}), "-n", "--cores", "1")
+    assert run.returncode == 0, run.stderr
+    assert "No validator found" not in run.stdout + run.stderr
+    assert "may not be validated correctly" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("config, named", [
+    ({"data": {"events": {"min_distance_deg": 90, "max_distance_deg": 30}}},
+     ["data.events.min_distance_deg (90) must be smaller than data.events.max_distance_deg (30)"]),
+    ({"data": {"source": "local", "local": {"waveforms": "archive/sds", "format": "sds", "inventory": "meta/st.xml",
+                                            "events": "meta/ev.xml"}}},
+     ["data.local.waveforms: SDS root archive/sds", "data.local.inventory: StationXML file meta/st.xml",
+      "data.local.events: QuakeML file meta/ev.xml"]),
+])
+@pytest.mark.parametrize("args", [("-n",), ("--cores", "2")], ids=["dry-run", "run"])
+def test_contradictory_config_stops_before_any_job(tmp_path, config, named, args):
+    wd = _workdir(tmp_path, config)
+    run = _run(wd, *args, "--cores", "1") if args == ("-n",) else _run(wd, *args)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    for text in named:
+        assert text in out
+    assert "ConfigError" in out and "Traceback" not in out
+    assert not (wd / "results").exists() and not (wd / "data").exists()
+
+
 def test_snakefile_has_only_includes_and_rule_all():
     text = (ROOT / "Snakefile").read_text()
     assert "run:" not in text and "shell:" not in text

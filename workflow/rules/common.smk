@@ -4,10 +4,13 @@ import json
 from snakemake.utils import validate
 
 import xdisc.config
+import xdisc.data.codes
 
-# JSON-schema validation (fills defaults), then xdisc's own checks (ordered ranges, nested defaults)
-validate(config, schema=str(xdisc.config.schema_path()))
+# xdisc's checks first (nested defaults, schema, relations between keys: one message naming every
+# key and value), then Snakemake's schema validation, then the input files of data.source 'local'
 config.update(xdisc.config.validate(config))
+validate(config, schema=str(xdisc.config.schema_path()))
+xdisc.config.check_inputs(config)
 
 RESULTS = config["results_dir"]
 
@@ -39,8 +42,8 @@ def raw(*parts):
 
 
 wildcard_constraints:
-    network="[A-Z0-9]{1,2}",
-    station="[A-Z0-9]{1,5}",
+    network=xdisc.data.codes.CODE_PATTERNS["network"],
+    station=xdisc.data.codes.CODE_PATTERNS["station"],
     split="pretrain|test",
 
 
@@ -54,12 +57,14 @@ def synthetic_settings(wildcards):
 
 
 def selected_stations():
-    """NET.STA codes from the station table written by checkpoint select_stations."""
+    """NET.STA codes of the stations selected in the table written by checkpoint select_stations
+    (stations skipped there, e.g. for an invalid code, are listed with their reason, never run)."""
     import csv
 
     table = checkpoints.select_stations.get().output.csv
     with open(table, newline="") as f:
-        return [f"{row['network']}.{row['station']}" for row in csv.DictReader(f)]
+        rows = xdisc.data.codes.selected(list(csv.DictReader(f)))
+    return [f"{row['network']}.{row['station']}" for row in rows]
 
 
 def all_receiver_functions(wildcards):

@@ -20,6 +20,7 @@ checkpoint select_stations:
     output:
         xml=raw("stations.xml"),
         csv=raw("stations.csv"),
+        providers=raw("providers.csv"),
     params:
         settings=settings_json("data", "earth_model"),
     threads: 1
@@ -29,7 +30,8 @@ checkpoint select_stations:
     log:
         results("logs", "select_stations.log"),
     shell:
-        "xdisc download stations --settings {params.settings:q} --out {output.xml} --out-csv {output.csv} 2> {log}"
+        "xdisc download stations --settings {params.settings:q} --out {output.xml} --out-csv {output.csv}"
+        " --out-providers {output.providers} 2> {log}"
 
 
 rule download_waveforms:

@@ -153,7 +153,8 @@ def _add_download(sub) -> None:
     p.add_argument("what", choices=["events", "stations", "waveforms"])
     _add_config_arguments(p)
     p.add_argument("--out", type=Path, help="events: QuakeML file; stations: StationXML file")
-    p.add_argument("--out-csv", type=Path, help="stations: station table (CSV)")
+    p.add_argument("--out-csv", type=Path, help="stations: station table (CSV; skipped stations with the reason)")
+    p.add_argument("--out-providers", type=Path, help="stations: what each provider answered (CSV)")
     p.add_argument("--station", help="waveforms: NET.STA")
     p.add_argument("--events", type=Path, help="waveforms: QuakeML from 'download events'")
     p.add_argument("--stations", type=Path, help="waveforms: station table from 'download stations'")
@@ -165,14 +166,27 @@ def _add_download(sub) -> None:
 def _station_row(table: Path, code: str) -> dict:
     import csv
 
+    from xdisc.data.codes import selected
+
     if "." not in code:
         raise cfgmod.ConfigError(f"--station must be NET.STA, got {code!r}")
     net, sta = code.split(".", 1)
     with open(table, newline="") as f:
         for row in csv.DictReader(f):
             if row["network"] == net and row["station"] == sta:
+                if not selected([row]):
+                    raise cfgmod.ConfigError(f"station {code} was skipped: {row.get('reason', '')}")
                 return row
     raise cfgmod.ConfigError(f"station {code} is not in {table}")
+
+
+def _write_csv(path: Path, rows: list[dict], fields) -> None:
+    import csv
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _need(args, *names):
@@ -182,9 +196,8 @@ def _need(args, *names):
 
 
 def run_download(args) -> int:
-    import csv
-
     from xdisc.data import download as dl
+    from xdisc.data.codes import selected
 
     config = _load_config(args)
     data_cfg = config["data"]
@@ -198,18 +211,27 @@ def run_download(args) -> int:
         return 0
     if args.what == "stations":
         _need(args, "out", "out_csv")
-        inv, providers = dl.get_stations(data_cfg)
-        rows = dl.station_rows(inv, providers)
-        if not rows:
-            raise cfgmod.ConfigError("no station matches data.stations (check codes, channels, region and time range)")
+        report: list[dict] = []
+        inv, providers = dl.get_stations(data_cfg, report=report)
+        if args.out_providers is not None:
+            _write_csv(args.out_providers, report, dl.PROVIDER_FIELDS)
+        inv, no_channel = dl.valid_inventory(inv)
+        rows = dl.station_rows(inv, providers, no_channel)
+        chosen = selected(rows)
+        if not chosen:
+            failed = "; ".join(f"{r['provider']}: {r['reason']}" for r in report if r["status"] == "error")
+            skipped = "; ".join(f"{r['network']}.{r['station']}: {r['reason']}" for r in rows[:5])
+            raise cfgmod.ConfigError("no usable station matches data.stations (check codes, channels, region and "
+                                     "time range)" + (f"; providers failed: {failed}" if failed else "")
+                                     + (f"; skipped: {skipped}" if skipped else ""))
         with atomic_output(args.out) as tmp:
             inv.write(str(tmp), format="STATIONXML")
-        with atomic_output(args.out_csv) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        log.info("download stations: %d station(s): %s", len(rows),
-                 ", ".join(f"{r['network']}.{r['station']}" for r in rows[:20]))
+        _write_csv(args.out_csv, rows, list(rows[0]))
+        log.info("download stations: %d station(s): %s", len(chosen),
+                 ", ".join(f"{r['network']}.{r['station']}" for r in chosen[:20]))
+        if len(chosen) < len(rows):
+            log.warning("download stations: %d station(s) skipped (see the reason column of %s)",
+                        len(rows) - len(chosen), args.out_csv)
         return 0
     _need(args, "station", "events", "stations", "out_dir", "manifest")
     from obspy import read_events

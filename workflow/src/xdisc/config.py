@@ -57,32 +57,171 @@ def _fill(value, node: dict, root: dict):
 
 
 def validate(config: dict, schema: dict | None = None) -> dict:
-    """Fill defaults and validate; raise :class:`ConfigError` naming the offending key."""
+    """Fill defaults and validate: the schema (types, allowed values, bounds), then the relations
+    between keys (ordered ranges, min < max, dates); raise :class:`ConfigError` naming every
+    offending key and value. Pure: files named in the configuration are checked by
+    :func:`check_inputs`."""
     schema = load_schema() if schema is None else schema
     filled = fill_defaults(config or {}, schema)
-    validator = jsonschema.Draft7Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for err in errors:
-            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-            lines.append(f"  {where}: {err.message}")
-        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
-    _check_ranges(filled, schema, schema, [])
+    problems = [f"{'.'.join(str(p) for p in err.absolute_path) or '(top level)'}: {err.message}" for err in errors]
+    # each tier only on what the one before accepted (a reversed range would give follow-up errors)
+    if not problems:
+        problems = _check_ranges(filled, schema, schema, [])
+    if not problems:
+        problems = _check_relations(filled)
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
     return filled
 
 
-def _check_ranges(value, node, root, path):
+def _check_ranges(value, node, root, path) -> list[str]:
     """Ranges ([low, high]) must be ordered."""
     node = _resolve(node, root)
-    if node.get("$ref") is None and isinstance(value, list) and node.get("maxItems") == 2 \
-            and node.get("minItems") == 2 and all(isinstance(v, (int, float)) for v in value):
-        if value[0] > value[1]:
-            raise ConfigError(f"invalid configuration:\n  {'.'.join(path)}: range {value} has low > high")
+    if isinstance(value, list) and node.get("maxItems") == 2 and node.get("minItems") == 2 \
+            and all(isinstance(v, (int, float)) for v in value):
+        return [f"{'.'.join(path)}: range {value} has low > high"] if value[0] > value[1] else []
+    out = []
     if isinstance(value, dict):
         for key, sub in node.get("properties", {}).items():
             if key in value:
-                _check_ranges(value[key], sub, root, path + [key])
+                out += _check_ranges(value[key], sub, root, path + [key])
+    return out
+
+
+def _get(config: dict, key: str):
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
+def _check_relations(cfg: dict) -> list[str]:
+    """Relations between keys that the schema cannot express; one line per problem."""
+    out = []
+
+    def need(ok: bool, a: str, relation: str, b: str, why: str = "") -> None:
+        """``a relation b`` must hold; the message names both keys with their values."""
+        if not ok:
+            out.append(f"{a} ({_get(cfg, a)}) must be {relation} {b} ({_get(cfg, b)}){why}")
+
+    ev = cfg["data"]["events"]
+    need(ev["min_distance_deg"] < ev["max_distance_deg"], "data.events.min_distance_deg", "smaller than",
+         "data.events.max_distance_deg")
+    need(ev["min_magnitude"] <= ev["max_magnitude"], "data.events.min_magnitude", "at most",
+         "data.events.max_magnitude")
+    verdict = cfg["cnn"]["verdict"]
+    need(verdict["present_probability"] > verdict["absent_probability"], "cnn.verdict.present_probability",
+         "larger than", "cnn.verdict.absent_probability")
+
+    # dates: parsed as the downloader parses them (ISO 8601)
+    times = {}
+    for end in ("starttime", "endtime"):
+        value = cfg["data"]["stations"][end]
+        try:
+            times[end] = _parse_time(value)
+        except ValueError:
+            out.append(f"data.stations.{end} ({value!r}) is not a date or time (ISO 8601, e.g. 2011-01-01 or "
+                       f"2011-01-01T12:00:00)")
+    if len(times) == 2:
+        need(times["starttime"] < times["endtime"], "data.stations.starttime", "earlier than",
+             "data.stations.endtime")
+    region = cfg["data"]["stations"]["region"]
+    if region:
+        for axis in ("latitude", "longitude"):
+            need(region[f"min{axis}"] <= region[f"max{axis}"], f"data.stations.region.min{axis}", "at most",
+                 f"data.stations.region.max{axis}")
+
+    # the downloaded window must hold every window that receiver-function processing cuts from it
+    proc = cfg["rf_processing"]
+    first = min(proc["source_window_s"][0], proc["noise_window_s"][0])
+    first_key = "rf_processing.source_window_s" if first == proc["source_window_s"][0] \
+        else "rf_processing.noise_window_s"
+    if cfg["data"]["window_before_p_s"] < -first:
+        out.append(f"data.window_before_p_s ({cfg['data']['window_before_p_s']}) must be at least {-first}: "
+                   f"{first_key} ({_get(cfg, first_key)}) starts {-first} s before P")
+    if cfg["data"]["window_after_p_s"] < proc["source_window_s"][1]:
+        out.append(f"data.window_after_p_s ({cfg['data']['window_after_p_s']}) must be at least "
+                   f"{proc['source_window_s'][1]}: rf_processing.source_window_s ({proc['source_window_s']}) "
+                   f"ends {proc['source_window_s'][1]} s after P")
+    if cfg["receiver_function"]["time_before_p_s"] > -proc["source_window_s"][0]:
+        out.append(f"receiver_function.time_before_p_s ({cfg['receiver_function']['time_before_p_s']}) must be at "
+                   f"most {-proc['source_window_s'][0]}: rf_processing.source_window_s ({proc['source_window_s']}) "
+                   f"starts {-proc['source_window_s'][0]} s before P")
+
+    # the stacking windows lie inside the depth stack
+    for window in ("x_window_km", "d410_window_km", "d660_window_km"):
+        key = f"stacking.{window}"
+        if cfg["stacking"][window][1] > cfg["stacking"]["max_depth_km"]:
+            out.append(f"{key} ({cfg['stacking'][window]}) must end within the depth stack: at most "
+                       f"stacking.max_depth_km ({cfg['stacking']['max_depth_km']})")
+
+    # synthetics: distractors outside the X window (else negatives carry X), weights that can be drawn
+    syn = cfg["synthetics"]
+    x_km = syn["x"]["depth_km"]
+    if syn["distractors"]["shallow_depth_km"][1] > x_km[0]:
+        out.append(f"synthetics.distractors.shallow_depth_km ({syn['distractors']['shallow_depth_km']}) must end "
+                   f"above the X window: at most {x_km[0]}, the top of synthetics.x.depth_km ({x_km})")
+    if syn["distractors"]["deep_depth_km"][0] < x_km[1]:
+        out.append(f"synthetics.distractors.deep_depth_km ({syn['distractors']['deep_depth_km']}) must start "
+                   f"below the X window: at least {x_km[1]}, the bottom of synthetics.x.depth_km ({x_km})")
+    for key in ("synthetics.x.styles", "synthetics.distractors.kinds"):
+        if not sum(_get(cfg, key).values()) > 0:
+            out.append(f"{key} ({_get(cfg, key)}): at least one weight must be larger than 0")
+    if syn["noise"]["snr"][0] <= 0:
+        out.append(f"synthetics.noise.snr ({syn['noise']['snr']}) must be larger than 0 (drawn log-uniformly)")
+    return out
+
+
+def _parse_time(value):
+    """The time as :class:`obspy.UTCDateTime` (which the downloader uses); ValueError if it is none."""
+    from obspy import UTCDateTime
+
+    try:
+        return UTCDateTime(value)
+    except Exception as exc:  # noqa: BLE001 - UTCDateTime raises TypeError, ValueError, ... for a bad string
+        raise ValueError(str(exc)) from None
+
+
+def check_inputs(config: dict, base_dir: str | Path | None = None) -> None:
+    """Files that a validated configuration names must exist: for ``data.source: local`` the waveform
+    archive (SDS root, or a folder or glob of files), the StationXML and the QuakeML file. Relative
+    paths are taken from ``base_dir`` (default: the working folder, where the jobs run). Raise
+    :class:`ConfigError` naming every missing one with its key and path.
+
+    cnn.labels are not checked here: they are inputs of the fine-tuning rule, so Snakemake itself
+    stops before any job when one is missing."""
+    import glob
+
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+
+    def shown(name: str) -> str:
+        """The path as written, and where that is when it is relative."""
+        return name if Path(name).is_absolute() else f"{name} ({base / name})"
+
+    data = config["data"]
+    problems = []
+    if data["source"] == "local":
+        local = data["local"]
+        waveforms = local["waveforms"]
+        if not waveforms:
+            problems.append("data.local.waveforms is not set (data.source is 'local')")
+        elif local["format"] == "sds":
+            if not (base / waveforms).is_dir():
+                problems.append(f"data.local.waveforms: SDS root {shown(waveforms)} is not a folder")
+        else:
+            path = base / waveforms
+            pattern = str(path / "*") if path.is_dir() else str(path)
+            if not any(Path(f).is_file() for f in glob.glob(pattern)):
+                problems.append(f"data.local.waveforms: no waveform files match {shown(waveforms)}"
+                                f"{' (a folder: every file in it)' if path.is_dir() else ''}")
+        for key, what in (("inventory", "StationXML file"), ("events", "QuakeML file")):
+            if not local[key]:
+                problems.append(f"data.local.{key} is not set (data.source is 'local')")
+            elif not (base / local[key]).is_file():
+                problems.append(f"data.local.{key}: {what} {shown(local[key])} does not exist")
+    if problems:
+        raise ConfigError("invalid configuration, input files missing:\n" + "\n".join(f"  {p}" for p in problems))
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> dict:

@@ -80,6 +80,17 @@ def ensure_label_file(path: str | Path) -> Path:
     return path
 
 
+FREE_TEXT = ("labeller", "note")  # columns a person types: guarded against spreadsheet formulas
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text) -> str:
+    """``text`` as stored in a free-text column: a leading ``'`` when it starts like a formula (=, +, -, @,
+    tab, CR), so that a spreadsheet opening the label file shows it as text instead of evaluating it."""
+    text = str(text)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 def append_labels(path: str | Path, rows: list[dict]) -> None:
     """Append ``rows`` (dicts with the keys of :data:`COLUMNS`) to the label file ``path``.
 
@@ -102,7 +113,8 @@ def append_labels(path: str | Path, rows: list[dict]) -> None:
         elif torn:
             f.write("\n")
         for row in rows:
-            writer.writerow({k: row.get(k, "") for k in COLUMNS})
+            writer.writerow({k: spreadsheet_safe(row.get(k, "")) if k in FREE_TEXT else row.get(k, "")
+                             for k in COLUMNS})
         f.flush()
         os.fsync(f.fileno())
     if new:

@@ -6,9 +6,17 @@ stations filtered by the ``data`` configuration, windows around the TauP-predict
 orchestration (:func:`fetch_station`: bounded parallelism, retries with back-off, a
 per-request manifest so that a rerun after a kill fetches only what is missing).
 
-Every event-station window is one miniSEED file written atomically; the manifest
-(CSV) records for each request: ok, nodata (HTTP 204 / empty archive), error (after the
-last retry) or rejected (corrupt or truncated data), with the reason.
+Every event-station window is one miniSEED file written atomically. While a station is
+being fetched, its progress is kept in a journal (``.journal.csv`` in the station's window
+folder); the manifest (CSV, the Snakemake output) is written once, atomically, when every
+planned window has been tried, so an interrupted download (any signal, any sender) never
+leaves a manifest that looks finished. Both record for each request: ok, nodata (HTTP 204 /
+empty archive), error (after the last retry) or rejected (corrupt, truncated or unreadable
+data), with the reason.
+
+Network, station, location and channel codes are checked against the SEED rules where they
+enter (:func:`station_rows`, :func:`valid_inventory`): a station with an invalid code is
+listed with its reason and never becomes a job, a file name or a request.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import numpy as np
 
 from xdisc.core.artifacts import atomic_output
 from xdisc.core.earthmodel import EARTH_RADIUS_KM
+from xdisc.data.codes import code_problem
 from xdisc.data.events import event_id
 
 log = logging.getLogger(__name__)
@@ -35,6 +44,8 @@ log = logging.getLogger(__name__)
 MANIFEST_FIELDS = ("event_id", "origin_time", "network", "station", "starttime", "endtime", "p_time",
                    "distance_deg", "back_azimuth_deg", "slowness_s_per_km", "incidence_deg", "status", "reason", "attempts", "file", "source")
 DONE = ("ok", "nodata")
+JOURNAL_NAME = ".journal.csv"  # progress of an unfinished download, in the station's window folder
+
 
 
 class RetryableError(RuntimeError):
@@ -182,18 +193,36 @@ class SDSSource(Source):
         if not Path(root).is_dir():
             raise FileNotFoundError(f"SDS root {root} does not exist")
         self.client = Client(root)
+        self.root = Path(root)
         self.name = f"sds:{root}"
 
     def get_waveforms(self, network, station, location, channel, starttime, endtime) -> bytes:
         from obspy import Stream, UTCDateTime
 
         st = Stream()
+        t1, t2 = UTCDateTime(starttime), UTCDateTime(endtime)
         for cha in channel.split(","):
-            st += self.client.get_waveforms(network, station, location, cha, UTCDateTime(starttime),
-                                            UTCDateTime(endtime))
+            try:
+                st += self.client.get_waveforms(network, station, location, cha, t1, t2)
+            except Exception as exc:  # noqa: BLE001 - obspy raises many types for a bad file: reject this window
+                culprit = self._culprit(network, station, location, cha, t1, t2)
+                raise CorruptData(f"unreadable file in the SDS archive: {culprit}"
+                                  f" ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
         if not len(st):
             raise NoData("no data in the SDS archive")
         return _to_mseed(st)
+
+    def _culprit(self, network, station, location, channel, t1, t2) -> str:
+        """The archive file(s) of this request that obspy cannot read (for the reason in the manifest)."""
+        from obspy import read
+
+        bad = []
+        for name in self.client._get_filenames(network, station, location, channel, t1, t2):
+            try:
+                read(name, headonly=True)
+            except Exception:  # noqa: BLE001 - any reader failure marks the file
+                bad.append(str(Path(name).relative_to(self.root)) if Path(name).is_relative_to(self.root) else name)
+        return ", ".join(bad) or f"{network}.{station}.{location}.{channel}"
 
 
 def Stream_select(stream, network, station, location, channel):
@@ -260,6 +289,9 @@ def validate_mseed(data: bytes, req: Request):
     """Parse miniSEED bytes; reject truncated or unreadable data and windows with no samples."""
     from obspy import read
 
+    what = _not_mseed(data)
+    if what:
+        raise CorruptData(what)
     if len(data) % 128:
         raise CorruptData(f"truncated miniSEED: {len(data)} bytes is not a whole number of records")
     try:
@@ -270,6 +302,27 @@ def validate_mseed(data: bytes, req: Request):
     if not len(st) or all(tr.stats.npts == 0 for tr in st):
         raise NoData("answer holds no samples of this station")
     return st
+
+
+def _not_mseed(data: bytes) -> str | None:
+    """Why ``data`` cannot be miniSEED at all (an HTML error page, XML, text), or None when its first
+    record header looks like miniSEED 2 (6-character sequence number, quality D/R/Q/M) or 3 ("MS3")."""
+    head = data[:8]
+    if head[:3] == b"MS\x03" or (len(head) == 8 and all(c in b"0123456789 \x00" for c in head[:6])
+                                 and head[6:7] in (b"D", b"R", b"Q", b"M")):
+        return None
+    start = data[:512].lstrip().lower()
+    kind = ("an HTML page" if start.startswith((b"<!doctype html", b"<html")) or b"<html" in start
+            else "XML" if start.startswith(b"<")
+            else "text" if start[:64] and all(32 <= c < 127 or c in b"\t\r\n" for c in start[:64])
+            else "unknown bytes")
+    shown = data[:60].decode("utf-8", errors="replace") if kind != "unknown bytes" else data[:16].hex(" ")
+    return f"not miniSEED: the answer is {kind} ({len(data)} bytes, starting {shown!r})"
+
+
+def journal_path(out_dir: str | Path) -> Path:
+    """Progress of an unfinished download of one station (see the module docstring)."""
+    return Path(out_dir) / JOURNAL_NAME
 
 
 def read_manifest(path: Path) -> dict[str, dict]:
@@ -300,24 +353,32 @@ class FetchSummary:
 def fetch_station(requests: list[Request], source: Source, out_dir: Path, manifest_path: Path,
                   channel: str = "BH?,HH?", location: str = "*", retries: int = 3, backoff_s: float = 2.0,
                   max_parallel: int = 4, progress=None) -> FetchSummary:
-    """Fetch every request not already done; keep the manifest current after each one.
+    """Fetch every request not already done; write the manifest once all have been tried.
 
-    A request counts as done when the manifest says ok (and its file exists) or nodata; a
-    file present without a manifest row (the process was killed between the two writes) is
-    validated and kept. Errors and rejections are retried on the next run.
+    Progress goes to the journal (:func:`journal_path`) after each request; the manifest, one row
+    per request, is written atomically at the end, so it exists only for a finished download. A
+    request counts as done when the journal or an earlier manifest says ok (and its file exists)
+    or nodata; a file present without a row (the process was killed between the two writes) is
+    validated and kept. Errors and rejections are tried again on the next run. An interrupt
+    (Ctrl-C, SystemExit) stops new requests and leaves the journal, not a manifest.
     """
     out_dir = Path(out_dir)
     manifest_path = Path(manifest_path)
+    journal = journal_path(out_dir)
     for stale in out_dir.glob(".*.part") if out_dir.is_dir() else []:
         log.info("removing %s, left by an interrupted run", stale.name)
         stale.unlink(missing_ok=True)
-    previous = read_manifest(manifest_path)
+    previous = read_manifest(manifest_path) | read_manifest(journal)  # the journal is the newer of the two
     rows: dict[str, dict] = {}
     todo: list[Request] = []
     summary = FetchSummary()
     for req in requests:
         target = out_dir / f"{req.event_id}.mseed"
         old = previous.get(req.event_id)
+        if old and (old.get("starttime"), old.get("endtime")) != (req.starttime, req.endtime):
+            log.info("%s: window changed since the last run, fetching it again", req.event_id)
+            old = None
+            target.unlink(missing_ok=True)
         if old and old["status"] == "nodata" or (old and old["status"] == "ok" and target.is_file()):
             rows[req.event_id] = old
             summary.reused += 1
@@ -335,55 +396,85 @@ def fetch_station(requests: list[Request], source: Source, out_dir: Path, manife
                 continue
         todo.append(req)
     lock = threading.Lock()
-    write_manifest(manifest_path, list(rows.values()))
+    stop = threading.Event()
+    write_manifest(journal, list(rows.values()))
     done, t0 = 0, time.perf_counter()
 
     def one(req: Request) -> None:
         nonlocal done
-        target = out_dir / f"{req.event_id}.mseed"
-        wait = backoff_s
-        req.source = source.name
-        for attempt in range(retries + 1):
-            req.attempts = attempt + 1
-            try:
-                data = source.get_waveforms(req.network, req.station, location, channel, req.starttime, req.endtime)
-                validate_mseed(data, req)
-            except NoData as exc:
-                req.status, req.reason = "nodata", str(exc)
-            except CorruptData as exc:
-                req.status, req.reason = "rejected", str(exc)
-                if "truncated" in str(exc) and attempt < retries:  # a cut transfer may succeed next time
-                    log.warning("%s.%s %s: %s; retrying", req.network, req.station, req.event_id, exc)
-                    time.sleep(wait)
-                    wait *= 2
-                    continue
-            except RetryableError as exc:
-                req.status, req.reason = "error", str(exc)
-                if attempt < retries:
-                    log.warning("%s.%s %s: %s; retry %d/%d in %.1f s", req.network, req.station, req.event_id,
-                                exc, attempt + 1, retries, wait)
-                    time.sleep(wait)
-                    wait *= 2
-                    continue
-            else:
-                with atomic_output(target) as tmp:
-                    tmp.write_bytes(data)
-                req.status, req.reason, req.file = "ok", "", target.name
-            break
+        if stop.is_set():
+            return
+        _fetch_one(req, source, out_dir / f"{req.event_id}.mseed", channel, location, retries, backoff_s, stop)
+        if req.status == "pending":  # interrupted before an answer
+            return
         if req.status != "ok":
             log.info("%s.%s %s: %s (%s)", req.network, req.station, req.event_id, req.status, req.reason)
         with lock:
             rows[req.event_id] = asdict(req)
-            write_manifest(manifest_path, list(rows.values()))
+            write_manifest(journal, list(rows.values()))
             setattr(summary, req.status, getattr(summary, req.status) + 1)
             summary.reasons[req.event_id] = req.reason
             done += 1
             if progress is not None:
                 progress(done, len(todo), time.perf_counter() - t0, "requests")
 
-    with ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
-        list(pool.map(one, todo))
+    pool = ThreadPoolExecutor(max_workers=max(1, max_parallel))
+    try:
+        for future in [pool.submit(one, req) for req in todo]:
+            future.result()
+    except BaseException:
+        stop.set()  # Ctrl-C or a bug: no new requests, no manifest; the journal keeps what finished
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    missing = [req.event_id for req in requests if req.event_id not in rows]
+    if missing:
+        raise RuntimeError(f"download of {len(missing)} window(s) did not finish: {', '.join(missing[:5])}")
+    write_manifest(manifest_path, list(rows.values()))
     return summary
+
+
+def _fetch_one(req: Request, source: Source, target: Path, channel: str, location: str, retries: int,
+               backoff_s: float, stop: threading.Event) -> None:
+    """Ask ``source`` for one window, with retries; set the request's status, reason and file."""
+    wait = backoff_s
+    req.source = source.name
+    for attempt in range(retries + 1):
+        req.attempts = attempt + 1
+        try:
+            data = source.get_waveforms(req.network, req.station, location, channel, req.starttime, req.endtime)
+            validate_mseed(data, req)
+        except NoData as exc:
+            req.status, req.reason = "nodata", str(exc)
+        except CorruptData as exc:
+            req.status, req.reason = "rejected", str(exc)
+            if "truncated" in str(exc) and attempt < retries:  # a cut transfer may succeed next time
+                log.warning("%s.%s %s: %s; retrying", req.network, req.station, req.event_id, exc)
+                if stop.wait(wait):
+                    req.status = "pending"
+                    return
+                wait *= 2
+                continue
+        except RetryableError as exc:
+            req.status, req.reason = "error", str(exc)
+            if attempt < retries:
+                log.warning("%s.%s %s: %s; retry %d/%d in %.1f s", req.network, req.station, req.event_id,
+                            exc, attempt + 1, retries, wait)
+                if stop.wait(wait):
+                    req.status = "pending"
+                    return
+                wait *= 2
+                continue
+        except Exception as exc:  # noqa: BLE001 - a source failing in an unforeseen way rejects this window only
+            req.status = "rejected"
+            req.reason = (f"unexpected error from {source.name}: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:200]}")
+            log.warning("%s.%s %s: %s", req.network, req.station, req.event_id, req.reason)
+        else:
+            with atomic_output(target) as tmp:
+                tmp.write_bytes(data)
+            req.status, req.reason, req.file = "ok", "", target.name
+        break
 
 
 @dataclass
@@ -451,6 +542,11 @@ def get_events(data_cfg: dict, client=None):
             from obspy import Catalog
 
             return Catalog()
+        except RetryableError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bad answer (HTML, broken XML): one clear error
+            raise RuntimeError(f"events from {fd['event_provider']}: answer is not usable QuakeML: "
+                               f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
     path = embedded_paths()["events"] if data_cfg["source"] == "embedded" else data_cfg["local"]["events"]
     if not path or not Path(path).is_file():
         raise FileNotFoundError(f"event file {path} does not exist (data.local.events)")
@@ -469,13 +565,22 @@ def get_events(data_cfg: dict, client=None):
     return Catalog(keep)
 
 
-def get_stations(data_cfg: dict, clients: dict | None = None):
-    """Station inventory (with responses) and the provider of each station."""
+PROVIDER_FIELDS = ("provider", "status", "n_stations", "reason")
+
+
+def get_stations(data_cfg: dict, clients: dict | None = None, report: list | None = None):
+    """Station inventory (with responses) and the provider of each station.
+
+    Every provider of ``data.fdsn.providers`` is asked in turn; one that fails (server error after
+    the retries, an answer that is not StationXML) is logged and skipped. When ``report`` is a list,
+    one row per provider (:data:`PROVIDER_FIELDS`: status ok / nodata / error, the reason) is
+    appended to it."""
     from obspy import Inventory, UTCDateTime, read_inventory
 
     st = data_cfg["stations"]
     t1, t2 = UTCDateTime(st["starttime"]), UTCDateTime(st["endtime"])
     providers: dict[str, str] = {}
+    report = [] if report is None else report
     if data_cfg["source"] == "fdsn":
         from obspy.clients.fdsn import Client
 
@@ -483,19 +588,29 @@ def get_stations(data_cfg: dict, clients: dict | None = None):
         inv = Inventory(networks=[], source="xdisc")
         region = st["region"] or {}
         for provider in fd["providers"]:
-            client = (clients or {}).get(provider) or Client(provider, timeout=fd["timeout_s"],
-                                                             _discover_services=False)
             try:
-                got = _with_retries(lambda: client.get_stations(
+                client = (clients or {}).get(provider) or Client(provider, timeout=fd["timeout_s"],
+                                                                 _discover_services=False)
+                got = _with_retries(lambda client=client: client.get_stations(
                     network=st["network"], station=st["station"], location=st["location"], channel=st["channel"],
                     starttime=t1, endtime=t2, level="response", **region), f"stations from {provider}",
                     fd["retries"], fd["backoff_s"])
             except NoData:
                 log.info("stations: %s has none matching", provider)
+                report.append({"provider": provider, "status": "nodata", "n_stations": 0,
+                               "reason": "no matching station"})
                 continue
             except RetryableError as exc:
-                log.error("stations: %s failed: %s", provider, exc)
+                log.error("stations: %s failed: %s; asking the next provider", provider, exc)
+                report.append({"provider": provider, "status": "error", "n_stations": 0, "reason": str(exc)})
                 continue
+            except Exception as exc:  # noqa: BLE001 - a bad answer (HTML, broken XML) from one provider: go on
+                reason = f"answer is not usable StationXML: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                log.error("stations: %s failed: %s; asking the next provider", provider, reason)
+                report.append({"provider": provider, "status": "error", "n_stations": 0, "reason": reason})
+                continue
+            report.append({"provider": provider, "status": "ok", "n_stations": sum(len(net) for net in got),
+                           "reason": ""})
             for net in got:
                 for sta in net:
                     key = f"{net.code}.{sta.code}"
@@ -518,16 +633,44 @@ def get_stations(data_cfg: dict, clients: dict | None = None):
             and region["minlongitude"] <= s.longitude <= region["maxlongitude"])]
         for s in net:
             providers[f"{net.code}.{s.code}"] = data_cfg["source"]
+    report.append({"provider": f"{data_cfg['source']}:{path}", "status": "ok",
+                   "n_stations": sum(len(net) for net in sel), "reason": ""})
     return sel, providers
 
 
-def station_rows(inventory, providers: dict[str, str]) -> list[dict]:
-    """One row per station: code, coordinates, provider (unique, sorted)."""
+def valid_inventory(inventory):
+    """A copy of ``inventory`` without the channels whose location or channel code breaks the SEED rules,
+    and {NET.STA: reason} for the stations left without a valid channel (for :func:`station_rows`)."""
+    inventory = inventory.copy()
+    no_channel = {}
+    for net in inventory:
+        for sta in net:
+            problems = [code_problem("location", cha.location_code or "") or code_problem("channel", cha.code)
+                        for cha in sta.channels]
+            for cha, problem in zip(sta.channels, problems, strict=True):
+                if problem:
+                    log.warning("stations: leaving out channel %r of %s.%s: %s", cha.code, net.code, sta.code,
+                                problem)
+            if sta.channels and all(problems):
+                no_channel[f"{net.code}.{sta.code}"] = f"no valid channel ({problems[0]})"
+            sta.channels = [cha for cha, problem in zip(sta.channels, problems, strict=True) if not problem]
+    return inventory, no_channel
+
+
+def station_rows(inventory, providers: dict[str, str], skipped: dict[str, str] | None = None) -> list[dict]:
+    """One row per station: code, coordinates, provider, and ``status``: "selected", or "skipped" with the
+    ``reason`` (a network or station code that breaks the SEED rules, or a reason given in ``skipped``,
+    keyed NET.STA). Unique, sorted."""
     rows = {}
     for net in inventory:
         for sta in net:
             key = f"{net.code}.{sta.code}"
+            reason = code_problem("network", net.code) or code_problem("station", sta.code) or \
+                (skipped or {}).get(key, "")
+            if reason and key not in rows:
+                log.warning("stations: skipping %r: %s", key, reason)
             rows.setdefault(key, {"network": net.code, "station": sta.code, "latitude": sta.latitude,
                                   "longitude": sta.longitude, "elevation_m": sta.elevation,
-                                  "provider": providers.get(key, "")})
+                                  "provider": providers.get(key, ""),
+                                  "status": "skipped" if reason else "selected", "reason": reason})
     return [rows[k] for k in sorted(rows)]
