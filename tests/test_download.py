@@ -130,8 +130,10 @@ def test_persistent_error_then_resume_fetches_only_what_is_missing(stack, tmp_pa
     assert len(data_requests) == 1  # only the missing window was asked for again
 
 
-def test_kill_and_resume(stack, tmp_path):
-    """kill -9 in the middle of a download; the rerun asks only for windows not finished."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["kill", "int", "term"])
+def test_kill_and_resume(stack, tmp_path, sig):
+    """A signal (kill -9, Ctrl-C, kill) to the download process in the middle of a download: no manifest;
+    the rerun asks only for windows not finished."""
     settings = json.dumps(fdsn_settings(stack, max_parallel=1))
     ev, sc = tmp_path / "events.xml", tmp_path / "stations.csv"
     assert xdisc("download", "events", "--settings", settings, "--out", ev).returncode == 0
@@ -150,8 +152,9 @@ def test_kill_and_resume(stack, tmp_path):
         if sum(r["status"] == "ok" for r in read_manifest(journal).values()) >= 2:
             break
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
     assert not (tmp_path / "m.csv").exists()  # an unfinished download leaves no manifest
     finished = {r["event_id"] for r in read_manifest(journal).values() if r["status"] == "ok"}
     assert 2 <= len(finished) < 7
