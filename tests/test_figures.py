@@ -1,4 +1,7 @@
-"""Station stack figures: drawn from a fake stack artifact, valid PNG/PDF, no pyplot state left behind."""
+"""Station stack figures: drawn from a fake stack artifact, valid PNG/PDF, no pyplot state left behind, and
+the numbers of the artifact are what is drawn (the Figure is captured as it is saved and read back: the depth
+stack line and its peak at the injected X depth, the verdict's star, the 410/660 marks, the receiver
+functions in slowness order at the scale bar's gain, the vespagram's values)."""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from figure_capture import draw, line, texts
 from matplotlib.image import imread
-from xdisc.report.figures import DPI, FIGSIZE_IN, plot_station_stack, station_title
+from xdisc.report.figures import DPI, FIGSIZE_IN, TIME_LIMITS_S, plot_station_stack, station_title
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -104,18 +108,80 @@ def _assert_no_open_figures():
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
 
 
+def _panels(fig):
+    rf, depth, vesp = fig.axes[:3]
+    assert [ax.get_title() for ax in (rf, depth, vesp)] == [
+        "Receiver functions (sorted by slowness)", "Depth stack", "Vespagram"]
+    return rf, depth, vesp
+
+
+def _in_time_window(ds: xr.Dataset, values: np.ndarray) -> np.ndarray:
+    t = ds["time"].values
+    return values[..., (t >= TIME_LIMITS_S[0]) & (t <= TIME_LIMITS_S[1])]
+
+
+def _sorted_rf(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(ds["slowness_s_per_km"].values, kind="stable")
+    return _in_time_window(ds, ds["rf"].values[order].astype(float)), ds["slowness_s_per_km"].values[order]
+
+
+def _check_depth_stack(ax, ds: xr.Dataset, verdict: str) -> None:
+    drawn = line(ax, "mean stack").get_xydata()  # amplitude on x, depth on y (depth axis pointing down)
+    np.testing.assert_allclose(drawn, np.column_stack([ds["depth_stack"].values, ds["depth"].values]))
+    window = (drawn[:, 1] >= 250) & (drawn[:, 1] <= 350)
+    assert drawn[window][np.argmax(drawn[window, 0]), 1] == 310.0  # the X injected by fake_stack
+    assert ax.get_ylim() == (800.0, 0.0)
+    stars = [ln for ln in ax.get_lines() if ln.get_label().startswith("X at")]
+    if verdict == "present":
+        assert [ln.get_label() for ln in stars] == ["X at 310 km, amp 0.035"]
+        np.testing.assert_allclose(stars[0].get_xydata(), [[0.035, 310.0]])
+    else:
+        assert stars == []
+    if verdict == "undetermined":  # the fake stack has no 410/660 picks then
+        assert not [ln for ln in ax.get_lines() if ln.get_label()[:3] in ("410", "660")]
+    else:
+        np.testing.assert_allclose(line(ax, "410 at 411 km").get_ydata(), [411.0, 411.0])
+        np.testing.assert_allclose(line(ax, "660 at 659 km").get_ydata(), [659.0, 659.0])
+    assert "X search window" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 @pytest.mark.parametrize("verdict", ["present", "absent", "undetermined"])
 def test_png_per_verdict(tmp_path, verdict):
-    out = plot_station_stack(fake_stack(verdict), tmp_path / "fig" / f"XX.FAKE.{verdict}.png")
+    ds = fake_stack(verdict)
+    out, fig = draw(plot_station_stack, ds, tmp_path / "fig" / f"XX.FAKE.{verdict}.png")
     assert out == tmp_path / "fig" / f"XX.FAKE.{verdict}.png"
     _assert_png(out)
     _assert_no_open_figures()
+    ax_rf, ax_depth, ax_vesp = _panels(fig)
+    assert fig.get_suptitle() == station_title(ds)
+    _check_depth_stack(ax_depth, ds, verdict)
+
+    # receiver functions as wiggles, sorted by slowness, at the gain of the 0.05-of-P scale bar
+    rf, slowness = _sorted_rf(ds)
+    bar = [ln for ln in ax_rf.get_lines() if ln.get_linewidth() == 2.0]
+    assert len(bar) == 1 and "0.05 of P" in texts(ax_rf)
+    gain = np.ptp(bar[0].get_ydata()) / 0.05
+    traces = ax_rf.collections[-1].get_segments()
+    assert len(traces) == ds.sizes["event"]
+    time = _in_time_window(ds, ds["time"].values)
+    for i, seg in enumerate(traces):
+        np.testing.assert_allclose(seg[:, 0], time)
+        np.testing.assert_allclose(seg[:, 1], np.clip(rf[i] * gain, -1.4, 1.4) + i, atol=1e-5)
+    ticks = ax_rf.get_yticks().astype(int)
+    assert [t.get_text() for t in ax_rf.get_yticklabels()] == [f"{p:.3f}" for p in slowness[ticks]]
+
+    # vespagram: the artifact's values in the time window, colour limits symmetric about 0
+    mesh = ax_vesp.collections[0]
+    np.testing.assert_allclose(mesh.get_array(), _in_time_window(ds, ds["vespagram"].values))
+    assert mesh.norm.vmin == -mesh.norm.vmax > -1.0  # from the coda, not the direct P (0.9)
 
 
 def test_pdf(tmp_path):
-    out = plot_station_stack(fake_stack("present"), tmp_path / "XX.FAKE.pdf")
+    ds = fake_stack("present")
+    out, fig = draw(plot_station_stack, ds, tmp_path / "XX.FAKE.pdf")
     assert out.read_bytes()[:4] == b"%PDF"
     _assert_no_open_figures()
+    _check_depth_stack(_panels(fig)[1], ds, "present")
 
 
 def test_many_receiver_functions_and_netcdf_roundtrip(tmp_path):
@@ -123,8 +189,19 @@ def test_many_receiver_functions_and_netcdf_roundtrip(tmp_path):
     nc = tmp_path / "XX.FAKE.nc"
     fake_stack("present", n_event=150).to_netcdf(nc)
     with xr.open_dataset(nc) as ds:
-        _assert_png(plot_station_stack(ds, tmp_path / "XX.FAKE.png"))
+        out, fig = draw(plot_station_stack, ds, tmp_path / "XX.FAKE.png")
+        _assert_png(out)
+        ax_rf, ax_depth, _ = _panels(fig)
+        rf, slowness = _sorted_rf(ds)
+        assert fig.get_suptitle() == station_title(ds)
+        _check_depth_stack(ax_depth, ds, "present")
     _assert_no_open_figures()
+    image = ax_rf.images[0]
+    np.testing.assert_allclose(image.get_array(), rf, rtol=1e-6)  # row i: the i-th slowest receiver function
+    lo, hi = image.get_clim()
+    assert lo == -hi and 0.02 <= hi < 0.5  # coda-based colour limits: the direct P (1.0) is clipped
+    ticks = ax_rf.get_yticks().astype(int)
+    assert [t.get_text() for t in ax_rf.get_yticklabels()] == [f"{p:.3f}" for p in slowness[ticks]]
 
 
 def test_empty_station(tmp_path):
@@ -132,7 +209,12 @@ def test_empty_station(tmp_path):
     for name in ("depth_stack", "depth_stack_lower", "depth_stack_upper", "vespagram"):
         ds[name] = ds[name] * np.nan
     ds.attrs["n_rf"] = 0
-    assert plot_station_stack(ds, tmp_path / "empty.png").read_bytes()[:8] == PNG_SIGNATURE
+    out, fig = draw(plot_station_stack, ds, tmp_path / "empty.png")
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    ax_rf, ax_depth, ax_vesp = _panels(fig)
+    assert texts(ax_rf) == ["no receiver functions"] and texts(ax_vesp) == ["no vespagram"]
+    assert texts(ax_depth) == ["no depth stack"] and "mean stack" not in [ln.get_label() for ln in ax_depth.get_lines()]
+    assert "n_rf = 0" in fig.get_suptitle()
 
 
 def test_title():
