@@ -239,3 +239,50 @@ def test_module_does_not_import_pyplot():
     names += [f"{node.module}.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
               for a in node.names]
     assert not [n for n in names if "pyplot" in n]
+
+
+def fake_synthetics() -> xr.Dataset:
+    """A synthetic set in the layout of ``xdisc synth`` (four AK135 samples, random traces that tell samples
+    apart): sample 2 is the strongest sharp X (sample 1 is stronger but gradual), sample 3 has no X."""
+    from xdisc.core.deconvolution import RFSettings
+
+    rng = np.random.default_rng(8)
+    time = RFSettings().time_axis()
+    slowness = np.array([0.05, 0.06, 0.07])
+    shape = (4, slowness.size, time.size)
+    return xr.Dataset(
+        {"rf_clean": (("sample", "slowness", "time"), rng.normal(0, 0.05, shape)),
+         "rf": (("sample", "slowness", "time"), rng.normal(0, 0.05, shape)),
+         "label": ("sample", [1, 1, 1, 0]), "model": ("sample", ["ak135"] * 4),
+         "x_dvs": ("sample", [0.03, 0.05, 0.04, 0.0]), "x_gradient_km": ("sample", [0.0, 10.0, 2.0, 0.0]),
+         "x_depth_km": ("sample", [300.0, 280.0, 320.0, np.nan]),
+         "x_style": ("sample", ["taper", "layer", "taper", "none"]), "moho_km": ("sample", [30.0, 35.0, 40.0, 45.0]),
+         "distractor": ("sample", ["none", "none", "none", "lvz"])},
+        coords={"sample": np.arange(4), "slowness": slowness, "time": time})
+
+
+def test_synthetic_examples_draw_the_strongest_sharp_x_and_a_sample_without(tmp_path):
+    from raytheory import delay as ps_delay
+    from xdisc.report.figures import plot_synthetic_examples
+
+    ds = fake_synthetics()
+    out, fig = draw(plot_synthetic_examples, ds, tmp_path / "synthetic_examples.png")
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    with_x, without = fig.axes
+    t = ds["time"].values
+    win = (t >= -5.0) & (t <= 80.0)
+    for ax, i in ((with_x, 2), (without, 3)):  # at the slowness nearest 0.06 s/km (index 1)
+        np.testing.assert_allclose(line(ax, "noise-free").get_xydata(),
+                                   np.column_stack([t[win], ds["rf_clean"].values[i, 1, win]]))
+        np.testing.assert_allclose(line(ax, "noisy (training)").get_xydata(),
+                                   np.column_stack([t[win], ds["rf"].values[i, 1, win]]))
+    assert with_x.get_title(loc="left") == ("ak135: X at 320 km, dVs 4.0 %, gradient 2 km, style taper; "
+                                            "Moho 40 km, distractor none")
+    assert without.get_title(loc="left") == "ak135: no X; Moho 45 km, distractor lvz"
+    # the Ps delay of X (and of the 410 and 660) at this slowness, against the independent ray-theory oracle
+    marks = {txt.get_text().strip(): txt.get_position()[0] for txt in with_x.texts}
+    assert set(marks) == {"Ps 320", "Ps 410", "Ps 660"}
+    assert {txt.get_text().strip() for txt in without.texts} == {"Ps 410", "Ps 660"}
+    for depth in (320.0, 410.0, 660.0):
+        assert marks[f"Ps {depth:.0f}"] == pytest.approx(ps_delay("ak135", depth, 0.06), abs=0.3)
+    assert without.get_xlabel() == "time after P (s), slowness 0.060 s/km"

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from figure_capture import draw, line, texts
+from figure_capture import draw, line, saved_figures, texts
 from matplotlib.image import imread
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
@@ -347,6 +347,63 @@ def test_agreement_map_with_nan_coordinates(tmp_path):
     path, fig = draw(F.plot_agreement, [], tmp_path / "empty.png")
     _check_png(path)
     assert texts(fig.axes[1])[-1].startswith("stations: 0\ncompared (both present/absent): 0\nagreement: n/a")
+
+
+def test_pretrain_figures_draw_the_results_numbers(tmp_path):
+    """``xdisc train pretrain --figures``: confusion tables as given, the ROC of the calibrated test
+    probabilities (scikit-learn's), the reliability of the raw ones with the calibrated ones beside."""
+    rng = np.random.default_rng(4)
+    y = (rng.random(200) < 0.5).astype(int)
+    logits = 3.0 * (y - 0.5) + rng.normal(0, 1.5, y.size)
+    temperature = 2.0
+    result = {"validation": {"confusion": [[9, 1], [2, 8]]},
+              "test": {"confusion": [[80, 20], [10, 90]], "ece_uncalibrated": 0.12, "ece": 0.03},
+              "_test_logits": logits, "_test_labels": y, "temperature": temperature}
+    with saved_figures() as figs:
+        paths = F.plot_pretrain(result, tmp_path)
+    assert [p.name for p in paths] == ["pretrain_validation_confusion.png", "pretrain_test_confusion.png",
+                                       "pretrain_roc.png", "pretrain_reliability.png"]
+    val, test, roc, rel = (f.axes[0] for f in figs)
+    assert _cells(val)[1, 0] == "2\n20 %" and _cells(test) == {(0, 0): "80\n80 %", (0, 1): "20\n20 %",
+                                                                (1, 0): "10\n10 %", (1, 1): "90\n90 %"}
+    prob = expit(logits / temperature)
+    fpr, tpr, _ = sk_roc_curve(y, prob)
+    drawn = line(roc, f"pretrained CNN, synthetic test (AUC = {roc_auc_score(y, prob):.3f})")
+    np.testing.assert_allclose(drawn.get_xydata(), np.column_stack([fpr, tpr]))
+    counts, _ = np.histogram(expit(logits), np.linspace(0, 1, 11))  # the raw (uncalibrated) probabilities
+    np.testing.assert_allclose([b.get_height() for b in figs[3].axes[1].containers[0]], counts)
+    assert [ln.get_label() for ln in rel.get_lines()][1:] == ["model (ECE = 0.120)",
+                                                               "after temperature scaling (ECE = 0.030)"]
+    k = np.clip(np.digitize(prob, np.linspace(0, 1, 11)) - 1, 0, 9)  # calibrated: logit / temperature
+    filled = np.unique(k)
+    np.testing.assert_allclose(line(rel, "after temperature scaling (ECE = 0.030)").get_xydata(),
+                               [[prob[k == b].mean(), y[k == b].mean()] for b in filled])
+    with saved_figures() as figs:  # no test set: the validation confusion only
+        assert [p.name for p in F.plot_pretrain({"validation": result["validation"]}, tmp_path / "v")] == [
+            "pretrain_validation_confusion.png"]
+    assert len(figs) == 1 and _cells(figs[0].axes[0])[0, 0] == "9\n90 %"
+
+
+def test_evaluation_figures_draw_the_results_numbers(tmp_path):
+    """``xdisc evaluate --figures``: accuracy and false positives against SNR, detection against dVs (in %)."""
+    result = {"snr_levels": [2.0, 10.0, 30.0], "n_samples": 40, "n_rf": 50,
+              "cnn": {"accuracy": [0.6, 0.85, 0.95], "false_positive": [0.3, 0.1, 0.05]},
+              "stacking": {"accuracy": [0.55, 0.7, 0.9], "false_positive": [0.2, 0.1, 0.0]},
+              "by_dvs": {"snr": 10.0, "dvs_bin_centre": [0.015, 0.025, 0.035], "cnn_true_positive": [0.4, 0.8, 1.0],
+                         "stacking_true_positive": [0.1, 0.5, math.nan], "cnn_false_positive": 0.1,
+                         "stacking_false_positive": 0.05}}
+    with saved_figures() as figs:
+        paths = F.plot_evaluation(result, tmp_path)
+    assert [p.name for p in paths] == ["accuracy_vs_snr.png", "detection_vs_dvs.png"]  # no by_structure
+    snr, dvs = (f.axes[0] for f in figs)
+    drawn = {c.get_label(): c.lines[0].get_xydata() for c in snr.containers}
+    np.testing.assert_allclose(drawn["CNN"], [[2, 0.6], [10, 0.85], [30, 0.95]])
+    np.testing.assert_allclose(drawn["stacking false positives"], [[2, 0.2], [10, 0.1], [30, 0.0]])
+    assert snr.get_title() == "Synthetic test stations (40, 50 RFs each)"
+    drawn = {c.get_label(): c.lines[0].get_xydata() for c in dvs.containers}
+    np.testing.assert_allclose(drawn["CNN"], [[1.5, 0.4], [2.5, 0.8], [3.5, 1.0]])  # dVs in percent
+    np.testing.assert_allclose(drawn["stacking"], [[1.5, 0.1], [2.5, 0.5], [3.5, np.nan]])
+    assert dvs.get_title() == "Detection of X at SNR 10 (false positives: CNN 10 %, stacking 5 %)"
 
 
 def test_unknown_suffix_is_refused(tmp_path):
