@@ -8,7 +8,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 from unittest import mock
 
-import numpy as np
 from matplotlib.figure import Figure
 
 
@@ -41,14 +40,6 @@ def line(ax, label: str):
     return found[0]
 
 
-def labels(ax) -> list[str]:
-    return [ln.get_label() for ln in ax.get_lines()]
-
-
 def texts(container) -> list[str]:
     """Texts drawn in an Axes or a Figure (not tick labels)."""
     return [t.get_text() for t in container.texts]
-
-
-def bar_heights(ax) -> np.ndarray:
-    return np.array([p.get_height() for p in ax.patches])
