@@ -4,11 +4,10 @@ the station's coordinates (not its channels') decide the region."""
 
 from __future__ import annotations
 
-import pytest
 from obspy import UTCDateTime
 from obspy.core.event import Catalog, Event, Magnitude, Origin, ResourceIdentifier
 from obspy.core.inventory import Channel, Inventory, Network, Station
-from xdisc.data.download import embedded_paths, get_events, get_stations
+from xdisc.data.download import get_events, get_stations
 
 T1, T2 = "2011-01-01", "2011-12-31"
 

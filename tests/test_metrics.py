@@ -11,7 +11,6 @@ import pytest
 from scipy.special import expit
 from xdisc.core import metrics as M
 
-
 # --------------------------------------------------------------------------------------------------
 # hand-made cases
 
