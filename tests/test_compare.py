@@ -186,3 +186,14 @@ def test_cli_needs_its_inputs(capsys):
     with pytest.raises(SystemExit):
         _parser().parse_args(["compare", "--cnn", "a.csv"])
     assert "--stacking" in capsys.readouterr().err
+
+
+def test_short_rows_padded_verdicts_and_negative_zero(tmp_path):
+    cnn, stacking = tmp_path / "cnn.csv", tmp_path / "stacking.csv"
+    cnn.write_text(CNN_CSV.splitlines()[0] + "\nAA.B1,1.5,2.5,3,1,0.7,-0, present \n")
+    stacking.write_text("station,latitude,longitude,n_rf,verdict,x_depth_km,x_depth_err_km\nAA.B1,1,2,3.9,absent,300\n")
+    (row,), summary = compare.compare_verdicts(cnn, stacking)
+    assert (row["cnn_verdict"], row["stacking_verdict"], row["agree"]) == ("present", "absent", "no")
+    assert row["x_depth_km"] == 300.0 and math.isnan(row["x_depth_err_km"])  # the cell the row lacks
+    assert row["n_rf"] == 3 and math.copysign(1.0, row["cnn_probability_std"]) == -1.0
+    assert summary["disagreeing"] == ["AA.B1"]

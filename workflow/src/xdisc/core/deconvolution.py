@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.fft import irfft, rfft
+from scipy.fft import irfft, next_fast_len, rfft
 
 METHODS = ("iterative", "waterlevel")
 
@@ -49,23 +49,6 @@ class RFSettings:
     def time_axis(self) -> np.ndarray:
         n = int(round((self.time_before_p_s + self.time_after_p_s) * self.sampling_rate_hz)) + 1
         return np.round(-self.time_before_p_s + np.arange(n) * self.dt, 6)
-
-
-def next_regular(n: int) -> int:
-    """Smallest 5-smooth number >= n (factors 2, 3, 5 only), the FFT length the rf package uses
-    (``scipy.fftpack.next_fast_len``); for the circular water-level method the length matters."""
-    best = 2 * max(int(n), 1)
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best
 
 
 def gaussian_filter(freqs_hz, width_hz: float) -> np.ndarray:
@@ -157,7 +140,7 @@ def deconvolve(source, response, dt: float, method: str = "iterative", width_hz:
 
 def _waterlevel(src, rsp, dt, width_hz, shift, n_out, water_level):
     n = src.shape[-1]
-    nfft = next_regular(max(n, n_out))  # circular, with the rf package's FFT length
+    nfft = next_fast_len(max(n, n_out), real=True)  # circular: the rf package's length (5-smooth)
     zs = rfft(src, nfft)
     rs = rfft(rsp, nfft)
     power = (zs * np.conj(zs)).real
@@ -189,7 +172,7 @@ def _iterative(src, rsp, dt, width_hz, shift, n_out, max_iterations, min_change)
     src2 = src.reshape(-1, n)
     rsp2 = rsp.reshape(-1, n)
     b = src2.shape[0]
-    nfft = next_regular(2 * n)
+    nfft = next_fast_len(2 * n, real=True)
     g = gaussian_filter(np.fft.rfftfreq(nfft, dt), width_hz)
     s_spec = rfft(src2, nfft) * g
     r_spec = rfft(rsp2, nfft) * g

@@ -1,7 +1,9 @@
 """Classification metrics for the CNN and agreement statistics between two sets of verdicts.
 
-Pure numpy/scipy, so the report and the tests can use them without torch. Definitions follow
-scikit-learn (the test oracle) wherever it has one.
+The counting and the ranking are scikit-learn's (``sklearn.metrics``); this module adds what it does
+not do the same way: one NaN policy for undefined values (below), reliability bins closed on the
+left with the expected calibration error, and temperature scaling. No torch, so the report and the
+tests can use it on their own.
 
 Conventions shared by every function here:
 
@@ -20,12 +22,16 @@ Conventions shared by every function here:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit
+from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
 
 TEMPERATURE_BOUNDS = (1e-2, 1e2)  # search interval of fit_temperature
 
@@ -79,23 +85,23 @@ def _ratio(num: float, den: float) -> float:
 
 
 def confusion(y_true, y_pred) -> np.ndarray:
-    """2x2 count matrix ``[[TN, FP], [FN, TP]]``: rows true label 0/1, columns predicted 0/1.
-
-    Same layout as ``sklearn.metrics.confusion_matrix(y_true, y_pred, labels=[0, 1])``; all zeros
-    when there are no samples."""
+    """2x2 count matrix ``[[TN, FP], [FN, TP]]``: rows true label 0/1, columns predicted 0/1
+    (``sklearn.metrics.confusion_matrix`` with ``labels=[0, 1]``); all zeros without samples."""
     y, p = _labels(y_true), _labels(y_pred)
     if y.shape != p.shape:
         raise ValueError(f"true and predicted labels differ in length: {y.size} and {p.size}")
-    return np.array([[np.sum(~y & ~p), np.sum(~y & p)], [np.sum(y & ~p), np.sum(y & p)]], dtype=int)
+    if y.size == 0:
+        return np.zeros((2, 2), dtype=int)
+    return skm.confusion_matrix(y, p, labels=[False, True]).astype(int)
 
 
 def binary_metrics(y_true, prob, threshold: float = 0.5) -> dict:
     """Scores of probabilities ``prob`` against ``y_true``; ``prob >= threshold`` is a positive.
 
     Returns accuracy, precision, recall (= sensitivity, true-positive rate), f1, specificity
-    (true-negative rate), roc_auc, n, n_positive, ece (10 equal-width bins), brier and the
-    threshold. ``f1 = 2 TP / (2 TP + FP + FN)`` (0 when there are positives but none is found).
-    Undefined values are ``NaN`` (see the module docstring)."""
+    (true-negative rate, the recall of the negatives), roc_auc, n, n_positive, ece (10 equal-width
+    bins), brier and the threshold. ``f1 = 2 TP / (2 TP + FP + FN)`` (0 when there are positives but
+    none is found). Undefined values are ``NaN`` (see the module docstring)."""
     y, p = _probabilities(y_true, prob)
     n, n_pos = int(y.size), int(y.sum())
     out = {"accuracy": math.nan, "precision": math.nan, "recall": math.nan, "f1": math.nan,
@@ -103,60 +109,59 @@ def binary_metrics(y_true, prob, threshold: float = 0.5) -> dict:
            "brier": math.nan, "threshold": float(threshold)}
     if n == 0 or np.isnan(p).any():
         return out
-    (tn, fp), (fn, tp) = confusion(y, p >= threshold)
-    out.update(accuracy=_ratio(tp + tn, n), precision=_ratio(tp, tp + fp), recall=_ratio(tp, tp + fn),
-               f1=_ratio(2 * tp, 2 * tp + fp + fn), specificity=_ratio(tn, tn + fp), roc_auc=roc_auc(y, p),
+    pred = p >= threshold
+    rates = {key: float(fn(y, pred, zero_division=math.nan))
+             for key, fn in (("precision", skm.precision_score), ("recall", skm.recall_score), ("f1", skm.f1_score))}
+    out.update(accuracy=float(skm.accuracy_score(y, pred)), **rates,
+               specificity=float(skm.recall_score(~y, ~pred, zero_division=math.nan)), roc_auc=roc_auc(y, p),
                ece=expected_calibration_error(y, p), brier=brier_score(y, p))
     return out
 
 
 def brier_score(y_true, prob) -> float:
-    """Mean squared difference between probability and label (``NaN`` without samples)."""
+    """Mean squared difference between probability and label (``NaN`` without samples or with a
+    ``NaN`` probability).
+
+    ``sklearn.metrics.mean_squared_error``: ``brier_score_loss`` gives the same number computed
+    over two columns, which can differ in the last bit."""
     y, p = _probabilities(y_true, prob)
-    return float(np.mean((p - y) ** 2)) if y.size else math.nan
+    return math.nan if y.size == 0 or np.isnan(p).any() else float(skm.mean_squared_error(y, p))
 
 
 # --------------------------------------------------------------------------------------------------
 # ranking metrics
 
 
-def roc_curve(y_true, score, drop_intermediate: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Receiver operating characteristic: false-positive rate, true-positive rate, thresholds.
+def _one_class(y: np.ndarray, s: np.ndarray) -> bool:
+    """True where ROC quantities are undefined: no samples, one class only or a ``NaN`` score."""
+    return y.size == 0 or int(y.sum()) in (0, y.size) or bool(np.isnan(s).any())
 
-    As ``sklearn.metrics.roc_curve``: one point per distinct score (tied scores move the curve
-    diagonally, never in steps that depend on the sample order), decreasing thresholds, the first
-    one ``inf`` (nothing predicted positive, point (0, 0)); ``drop_intermediate`` removes points
-    on straight segments. A sample is positive at threshold ``t`` when ``score >= t``.
+
+def roc_curve(y_true, score, drop_intermediate: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Receiver operating characteristic (``sklearn.metrics.roc_curve``): false-positive rate,
+    true-positive rate and decreasing thresholds, the first one ``inf``; tied scores move the curve
+    diagonally. A sample is positive at threshold ``t`` when ``score >= t``; scores may be infinite.
     Without samples, with one class only or with a ``NaN`` score the curve is undefined and all
     three arrays are ``[nan]``."""
     y, s = _pair(y_true, score)
-    n_pos = int(y.sum())
-    if y.size == 0 or n_pos in (0, y.size) or np.isnan(s).any():
+    if _one_class(y, s):
         nan = np.array([math.nan])
         return nan, nan.copy(), nan.copy()
-    order = np.argsort(s, kind="mergesort")[::-1]
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]  # last index of each run of equal scores
-    tps = np.cumsum(y)[last].astype(float)
-    fps = (last + 1) - tps
-    thresholds = s[last]
-    if drop_intermediate and fps.size > 2:
-        keep = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
-        fps, tps, thresholds = fps[keep], tps[keep], thresholds[keep]
-    fpr = np.r_[0.0, fps] / fps[-1]
-    tpr = np.r_[0.0, tps] / tps[-1]
-    return fpr, tpr, np.r_[np.inf, thresholds]
+    # sklearn refuses infinite scores (a saturated logit); the curve depends on the order only
+    values, rank = np.unique(s, return_inverse=True)
+    fpr, tpr, thresholds = skm.roc_curve(y, rank, drop_intermediate=drop_intermediate)
+    return fpr, tpr, np.r_[np.inf, values[thresholds[1:].astype(int)]]
 
 
 def roc_auc(y_true, score) -> float:
-    """Area under the ROC curve (trapezoid rule over :func:`roc_curve`).
+    """Area under the ROC curve (the Mann-Whitney probability that a random positive scores higher
+    than a random negative, ties counting one half). ``NaN`` for one class, no samples or a ``NaN``
+    score.
 
-    Equals the Mann-Whitney probability that a random positive scores higher than a random
-    negative, ties counting one half. ``NaN`` for one class, no samples or a ``NaN`` score."""
+    The trapezoid rule (``sklearn.metrics.auc``) over every distinct score; ``roc_auc_score`` drops
+    the collinear points first and can differ in the last bit."""
     fpr, tpr, _ = roc_curve(y_true, score, drop_intermediate=False)
-    if np.isnan(fpr).any():
-        return math.nan
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    return math.nan if np.isnan(fpr).any() else float(skm.auc(fpr, tpr))
 
 
 def tpr_at_fpr(y_true, score, fpr: float = 0.05) -> float:
@@ -243,36 +248,40 @@ def apply_temperature(logits, temperature: float) -> np.ndarray:
 # agreement between two raters (stacking and CNN verdicts)
 
 
-def _crosstab(a: Sequence, b: Sequence, categories: Sequence) -> np.ndarray:
+def _rated(a: Sequence, b: Sequence, categories: Sequence) -> tuple[list, list]:
+    """The pairs of ``a`` and ``b`` whose labels are both among ``categories``, as two lists."""
     a, b = list(a), list(b)
     if len(a) != len(b):
         raise ValueError(f"the two sets of verdicts differ in length: {len(a)} and {len(b)}")
-    index = {c: i for i, c in enumerate(categories)}
-    if len(index) != len(categories):
+    if len(set(categories)) != len(categories):
         raise ValueError(f"categories must be distinct: {list(categories)}")
-    table = np.zeros((len(index), len(index)), dtype=int)
-    for u, v in zip(a, b, strict=True):
-        if u in index and v in index:
-            table[index[u], index[v]] += 1
-    return table
+    kept = [(u, v) for u, v in zip(a, b, strict=True) if u in categories and v in categories]
+    return [u for u, _ in kept], [v for _, v in kept]
 
 
-def _kappa(table: np.ndarray) -> float:
-    n = table.sum()
-    if n == 0:
+@contextmanager
+def _quiet():
+    """No sklearn warning for what this module defines: kappa when both raters use one and the same
+    category (``NaN``), a 1x1 table when a single category is asked for."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
+        yield
+
+
+def _kappa(a: list, b: list, categories: Sequence) -> float:
+    if not a:
         return math.nan
-    observed = np.trace(table) / n
-    expected = float(table.sum(axis=1) @ table.sum(axis=0)) / n**2
-    return float((observed - expected) / (1.0 - expected)) if expected < 1.0 else math.nan
+    with _quiet():
+        return float(skm.cohen_kappa_score(a, b, labels=list(categories), replace_undefined_by=math.nan))
 
 
 def cohen_kappa(a: Sequence, b: Sequence, categories: Sequence) -> float:
-    """Cohen's kappa of two raters over ``categories``.
+    """Cohen's kappa of two raters over ``categories`` (``sklearn.metrics.cohen_kappa_score``).
 
-    Pairs in which either label is not one of ``categories`` are left out (as with the
-    ``labels`` argument of ``sklearn.metrics.cohen_kappa_score``). ``NaN`` when no pair is left
-    or when both raters put every pair in the same single category (chance agreement 1)."""
-    return _kappa(_crosstab(a, b, categories))
+    Pairs in which either label is not one of ``categories`` are left out. ``NaN`` when no pair is
+    left or when both raters put every pair in the same single category (chance agreement 1)."""
+    return _kappa(*_rated(a, b, categories), categories)
 
 
 def agreement_summary(a: Sequence, b: Sequence, categories: Sequence) -> dict:
@@ -281,10 +290,13 @@ def agreement_summary(a: Sequence, b: Sequence, categories: Sequence) -> dict:
     Returns ``n`` (pairs counted), ``n_agree``, ``agreement`` (fraction, ``NaN`` when ``n`` is 0),
     ``kappa`` (:func:`cohen_kappa`) and ``confusion``: nested dict ``{label_a: {label_b: count}}``
     over every category, in the given order."""
-    table = _crosstab(a, b, categories)
-    n, n_agree = int(table.sum()), int(np.trace(table))
+    a, b = _rated(a, b, categories)
+    k = len(categories)
+    with _quiet():
+        table = skm.confusion_matrix(a, b, labels=list(categories)) if a else np.zeros((k, k), dtype=int)
+    n, n_agree = len(a), int(np.trace(table))
     return {
-        "n": n, "n_agree": n_agree, "agreement": _ratio(n_agree, n), "kappa": _kappa(table),
+        "n": n, "n_agree": n_agree, "agreement": _ratio(n_agree, n), "kappa": _kappa(a, b, categories),
         "confusion": {str(ca): {str(cb): int(table[i, j]) for j, cb in enumerate(categories)}
                       for i, ca in enumerate(categories)},
     }

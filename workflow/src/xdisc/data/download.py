@@ -576,6 +576,7 @@ def get_stations(data_cfg: dict, clients: dict | None = None, report: list | Non
     one row per provider (:data:`PROVIDER_FIELDS`: status ok / nodata / error, the reason) is
     appended to it."""
     from obspy import Inventory, UTCDateTime, read_inventory
+    from obspy.geodetics import inside_geobounds
 
     st = data_cfg["stations"]
     t1, t2 = UTCDateTime(st["starttime"]), UTCDateTime(st["endtime"])
@@ -626,11 +627,11 @@ def get_stations(data_cfg: dict, clients: dict | None = None, report: list | Non
     for cha in st["channel"].split(","):
         sel += inv.select(network=st["network"], station=st["station"], location=st["location"], channel=cha,
                           starttime=t1, endtime=t2)
-    region = st["region"]
+    # obspy's box test on the station's coordinates, bounds included (Inventory.select(minlatitude=...) would
+    # also drop the channels whose own coordinates lie outside)
+    region = st["region"] or {}
     for net in sel:
-        net.stations = [s for s in net.stations if region is None or (
-            region["minlatitude"] <= s.latitude <= region["maxlatitude"]
-            and region["minlongitude"] <= s.longitude <= region["maxlongitude"])]
+        net.stations = [s for s in net.stations if inside_geobounds(s, **region)]
         for s in net:
             providers[f"{net.code}.{s.code}"] = data_cfg["source"]
     report.append({"provider": f"{data_cfg['source']}:{path}", "status": "ok",

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from scipy.fft import irfft, rfft
+from scipy.fft import irfft, next_fast_len, rfft
 
 from xdisc.config import config_hash
 from xdisc.core.artifacts import as_float32, provenance_attrs
-from xdisc.core.deconvolution import RFSettings, deconvolve, direct_p, next_regular
+from xdisc.core.deconvolution import RFSettings, deconvolve, direct_p
 from xdisc.core.earthmodel import EARTH_RADIUS_KM
 from xdisc.data.events import event_id
 
@@ -225,7 +225,7 @@ def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, 
         # one FFT per trace: instrument, zero-phase band-pass, resampling and alignment on P
         ratio = Fraction(rf.sampling_rate_hz / rate).limit_denominator(1000)
         q = ratio.denominator
-        n_in = q * next_regular(int(np.ceil(1.25 * n / q)))  # 5-smooth: fast FFTs
+        n_in = q * next_fast_len(int(np.ceil(1.25 * n / q)), real=True)  # 5-smooth: fast FFTs
         n_out = n_in * ratio.numerator // q
         f_in = np.fft.rfftfreq(n_in, 1.0 / rate)
         spec = rfft(x, n_in) * _bandpass_power(f_in, proc["prefilter_hz"], rate)

@@ -18,6 +18,9 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from xdisc import __version__
 from xdisc.core.artifacts import atomic_output, write_json
 from xdisc.core.metrics import agreement_summary
@@ -32,28 +35,26 @@ STATION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "stacking_verdict
 FLOAT_COLUMNS = ("latitude", "longitude", "cnn_probability", "cnn_probability_std", "x_depth_km", "x_depth_err_km")
 
 
-def read_table(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """Rows of a CSV file as dicts of strings (header = keys).
+def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV file as a table of strings (header = columns; a cell a row lacks is ``""``).
 
     Raises :class:`FileNotFoundError` for a missing file and :class:`ValueError` when a column of
     ``required`` is absent or a station (column ``station``, when present) is listed twice."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"table {path} does not exist")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        header = reader.fieldnames or []
-    absent = [c for c in required if c not in header]
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False).fillna("")
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame()
+    absent = [c for c in required if c not in table.columns]
     if absent:
-        raise ValueError(f"{path}: column(s) {', '.join(absent)} missing (has {', '.join(header) or 'no header'})")
-    if "station" in header:
-        seen: set[str] = set()
-        for row in rows:
-            if row["station"] in seen:
-                raise ValueError(f"{path}: station {row['station']} is listed twice")
-            seen.add(row["station"])
-    return rows
+        raise ValueError(f"{path}: column(s) {', '.join(absent)} missing (has {', '.join(table.columns) or 'no header'})")
+    if "station" in table.columns:
+        twice = table["station"][table["station"].duplicated()]
+        if len(twice):
+            raise ValueError(f"{path}: station {twice.iloc[0]} is listed twice")
+    return table
 
 
 def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path) -> tuple[list[dict], dict]:
@@ -69,28 +70,31 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path) -> tuple[lis
     stations, ``NaN`` when undefined), ``confusion`` (``{stacking verdict: {cnn verdict: count}}``
     over :data:`CATEGORIES`), ``disagreeing`` and ``missing_in_cnn`` / ``missing_in_stacking``
     (station lists) and ``inputs`` (the two paths)."""
-    cnn = {r["station"]: r for r in read_table(cnn_csv, CNN_COLUMNS)}
-    stack = {r["station"]: r for r in read_table(stacking_csv, STACKING_REQUIRED)}
-    rows = []
-    for name in sorted(cnn.keys() | stack.keys()):
-        c, s = cnn.get(name), stack.get(name)
-        first = s if s is not None else c
-        row = {
-            "station": name,
-            "latitude": _float(first["latitude"]), "longitude": _float(first["longitude"]),
-            "n_rf": _int(first["n_rf"]),
-            "stacking_verdict": _verdict(s, stacking_csv),
-            "cnn_verdict": _verdict(c, cnn_csv),
-            "cnn_probability": _float(c["probability"]) if c else math.nan,
-            "cnn_probability_std": _float(c["probability_std"]) if c else math.nan,
-            "x_depth_km": _float(s["x_depth_km"]) if s else math.nan,
-            "x_depth_err_km": _float(s["x_depth_err_km"]) if s else math.nan,
-        }
-        if not math.isfinite(row["latitude"]) and c and s:  # stacking table without coordinates
-            row["latitude"], row["longitude"] = _float(c["latitude"]), _float(c["longitude"])
-        decided = row["stacking_verdict"] in DECIDED and row["cnn_verdict"] in DECIDED
-        row["agree"] = ("yes" if row["stacking_verdict"] == row["cnn_verdict"] else "no") if decided else "n/a"
-        rows.append(row)
+    cnn = _with_verdicts(read_table(cnn_csv, CNN_COLUMNS)[list(CNN_COLUMNS)], cnn_csv)
+    stack = _with_verdicts(read_table(stacking_csv, STACKING_REQUIRED)[list(STACKING_REQUIRED)], stacking_csv)
+    both = stack.merge(cnn, on="station", how="outer", suffixes=("_stacking", "_cnn"), sort=True, indicator=True)
+    in_stacking, in_cnn = both["_merge"] != "right_only", both["_merge"] != "left_only"
+    num = {c: _numbers(both[c]) for c in both.columns if c not in ("station", "_merge") and not c.startswith("verdict")}
+    # coordinates of the stacking table, else (absent, or a stacking table without them) the CNN's
+    cnn_place = ~in_stacking | (in_cnn & ~np.isfinite(num["latitude_stacking"]))
+    table = pd.DataFrame({
+        "station": both["station"],
+        "latitude": num["latitude_stacking"].where(~cnn_place, num["latitude_cnn"]),
+        "longitude": num["longitude_stacking"].where(~cnn_place, num["longitude_cnn"]),
+        "n_rf": num["n_rf_stacking"].where(in_stacking, num["n_rf_cnn"]),
+        "stacking_verdict": both["verdict_stacking"].where(in_stacking, MISSING),
+        "cnn_verdict": both["verdict_cnn"].where(in_cnn, MISSING),
+        "cnn_probability": num["probability"],
+        "cnn_probability_std": num["probability_std"],
+        "x_depth_km": num["x_depth_km"],
+        "x_depth_err_km": num["x_depth_err_km"],
+    })
+    decided = table["stacking_verdict"].isin(DECIDED) & table["cnn_verdict"].isin(DECIDED)
+    same = table["stacking_verdict"] == table["cnn_verdict"]
+    table["agree"] = np.where(decided, np.where(same, "yes", "no"), "n/a")
+    rows = table.to_dict("records")
+    for row in rows:
+        row["n_rf"] = int(row["n_rf"]) if math.isfinite(row["n_rf"]) else math.nan
     return rows, summarise(rows, {"cnn": str(cnn_csv), "stacking": str(stacking_csv)})
 
 
@@ -131,25 +135,20 @@ def write_outputs(rows: list[dict], summary: dict, stations_csv: str | Path, sum
 # helpers
 
 
-def _verdict(row: dict | None, path) -> str:
-    if row is None:
-        return MISSING
-    value = row["verdict"].strip()
-    if value not in VERDICTS:
-        raise ValueError(f"{path}: station {row['station']} has verdict {value!r}, expected one of {VERDICTS}")
-    return value
+def _with_verdicts(table: pd.DataFrame, path) -> pd.DataFrame:
+    """``table`` with its verdicts stripped of blanks; :class:`ValueError` for one not in :data:`VERDICTS`."""
+    verdict = table["verdict"].str.strip()
+    bad = ~verdict.isin(VERDICTS)
+    if bad.any():
+        station, value = table["station"][bad].iloc[0], verdict[bad].iloc[0]
+        raise ValueError(f"{path}: station {station} has verdict {value!r}, expected one of {VERDICTS}")
+    return table.assign(verdict=verdict)
 
 
-def _float(text) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _int(text) -> int | float:
-    value = _float(text)
-    return int(value) if math.isfinite(value) else math.nan
+def _numbers(text: pd.Series) -> pd.Series:
+    """Floats of a column of strings, ``NaN`` where a cell is not a number (``-0`` stays ``-0.0``:
+    ``pd.to_numeric`` alone would read a column of integers)."""
+    return text.where(pd.to_numeric(text, errors="coerce").notna(), "nan").astype(float)
 
 
 def _format(value) -> str:

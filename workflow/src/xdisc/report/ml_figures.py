@@ -9,7 +9,6 @@ with their own Agg canvas: no pyplot state is touched.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import math
@@ -17,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -201,33 +201,32 @@ def plot_accuracy_vs(x, series: Mapping[str, object], path: str | Path, xlabel: 
 # training
 
 
-def read_metrics_csv(path: str | Path) -> dict[str, np.ndarray]:
-    """Columns of a Lightning ``CSVLogger`` ``metrics.csv`` as float arrays (``NaN`` where a row
-    does not log that metric)."""
+def read_metrics_csv(path: str | Path) -> pd.DataFrame:
+    """Columns of a Lightning ``CSVLogger`` ``metrics.csv`` as floats (``NaN`` where a row does not
+    log that metric)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training metrics {path} do not exist")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        header = reader.fieldnames or []
-    return {name: np.array([_float(r.get(name)) for r in rows], dtype=float) for name in header}
+    try:
+        table = pd.read_csv(path, dtype=str, index_col=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    return table.apply(pd.to_numeric, errors="coerce").astype(float)
 
 
 def per_epoch(columns: Mapping[str, np.ndarray], candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray, str]:
     """Mean per epoch of the first column of ``candidates`` that holds a value: (epochs, values,
     column name); empty arrays and ``""`` when none does."""
-    epoch = columns.get("epoch")
+    if "epoch" not in columns:
+        return np.array([]), np.array([]), ""
     for name in candidates:
-        values = columns.get(name)
-        if values is None or epoch is None:
+        if name not in columns:
             continue
-        ok = np.isfinite(values) & np.isfinite(epoch)
-        if not ok.any():
-            continue
-        epochs, inverse = np.unique(epoch[ok], return_inverse=True)
-        means = np.bincount(inverse, weights=values[ok]) / np.bincount(inverse)
-        return epochs, means, name
+        table = pd.DataFrame({"epoch": columns["epoch"], "value": columns[name]}, dtype=float)
+        table = table[np.isfinite(table).all(axis=1)]
+        if len(table):
+            means = table.groupby("epoch")["value"].mean()
+            return means.index.to_numpy(), means.to_numpy(), name
     return np.array([]), np.array([]), ""
 
 
