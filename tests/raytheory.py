@@ -21,8 +21,8 @@ def taup_layers(model: str) -> np.ndarray:
     from obspy.taup import TauPyModel
 
     layers = TauPyModel(model).model.s_mod.v_mod.layers
-    return np.array([(l["top_depth"], l["bot_depth"], l["top_p_velocity"], l["bot_p_velocity"],
-                      l["top_s_velocity"], l["bot_s_velocity"]) for l in layers])
+    return np.array([(la["top_depth"], la["bot_depth"], la["top_p_velocity"], la["bot_p_velocity"],
+                      la["top_s_velocity"], la["bot_s_velocity"]) for la in layers])
 
 
 def _profile(model: str, depth_km: float, step_km: float = 0.02):

@@ -231,7 +231,7 @@ def test_finetune_cross_validates_by_station_then_predicts(tiny, pretrained):
     rows = list(csv.DictReader(table.read_text().splitlines()))
     assert [r["station"] for r in rows] == sorted(truth)
     verdict_cfg = {**tiny["cfg"]["cnn"]["verdict"], "min_rf": 10}
-    for r, path in zip(rows, sorted(files)):
+    for r, path in zip(rows, sorted(files), strict=True):
         # the station's probability: sigmoid(logit / temperature) of the fine-tuned network, averaged over
         # its images (read here from the image file with xarray, computed here with torch)
         with xr.open_dataset(path) as ds:

@@ -164,7 +164,7 @@ def test_bad_tables_raise_clear_errors(tables, table, text, match):
 
 
 def test_missing_table(tables, tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.csv"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.csv"):
         compare.compare_verdicts(tmp_path / "nope.csv", tables[1])
 
 

@@ -152,7 +152,7 @@ def test_check_inputs_uses_the_working_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfgmod.check_inputs(cfg)
     monkeypatch.chdir(tmp_path / "sds")
-    with pytest.raises(cfgmod.ConfigError, match="data.local.inventory"):
+    with pytest.raises(cfgmod.ConfigError, match=r"data\.local\.inventory"):
         cfgmod.check_inputs(cfg)
 
 

@@ -77,7 +77,9 @@ def test_replace_crust():
 
 def test_x_styles_and_the_410():
     ak = load_model("ak135")
-    jump = lambda m, d: m.at(d, "below")[0, 1] - m.at(d, "above")[0, 1]
+    def jump(m, d):
+        return m.at(d, "below")[0, 1] - m.at(d, "above")[0, 1]
+
     taper = insert_discontinuity(ak, Discontinuity(300.0, 0.03, 0.015, 0.01, style="taper"))
     const = insert_discontinuity(ak, Discontinuity(300.0, 0.03, 0.015, 0.01, style="constant"))
     layer = insert_discontinuity(ak, Discontinuity(300.0, 0.03, 0.015, 0.01, style="layer", thickness_km=40))
@@ -94,7 +96,8 @@ def test_x_styles_and_the_410():
 def test_discretize_flattening_and_layer_budget():
     m = load_model("ak135")
     stack = discretize(m, 700.0, 10.0, 0.005, flatten=True)
-    assert stack.thickness_km[:-1].sum() == pytest.approx(EARTH_RADIUS_KM * np.log(EARTH_RADIUS_KM / (EARTH_RADIUS_KM - 700)))
+    flattened = EARTH_RADIUS_KM * np.log(EARTH_RADIUS_KM / (EARTH_RADIUS_KM - 700))
+    assert stack.thickness_km[:-1].sum() == pytest.approx(flattened)
     # flattened velocity at the half-space = v R / r
     assert stack.vs_km_s[-1] == pytest.approx(m.at(700.0)[0, 1] * EARTH_RADIUS_KM / (EARTH_RADIUS_KM - 700))
     flat = discretize(m, 700.0, 10.0, 0.005, flatten=False)

@@ -64,7 +64,7 @@ def from_file(stack, window=WINDOW, channel="BH?"):
 def assert_same_samples(got, expected):
     got, expected = got.copy().sort(), expected.copy().sort()
     assert [tr.id for tr in got] == [tr.id for tr in expected]
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         assert a.stats.starttime == b.stats.starttime
         assert a.stats.sampling_rate == b.stats.sampling_rate
         assert a.data.dtype == b.data.dtype
@@ -77,7 +77,7 @@ def test_stations_at_each_level_through_the_proxy(stack):
     reference = obspy.read_inventory(str(stack.inventory_path)).select(network="CX", station="PB01")
     assert inv.get_contents()["channels"] == reference.get_contents()["channels"]
     assert len(inv.get_contents()["channels"]) == 3
-    for channel, expected in zip(inv[0][0], reference[0][0]):
+    for channel, expected in zip(inv[0][0], reference[0][0], strict=True):
         assert channel.response.instrument_sensitivity.value == expected.response.instrument_sensitivity.value
     assert not client.get_stations(network="CX", level="station")[0][0].channels
     channels = client.get_stations(network="CX", station="PB01", channel="BHZ", level="channel")[0][0].channels

@@ -67,7 +67,8 @@ def fake_stack(verdict: str = "present", n_event: int = 30, seed: int = 3) -> xr
     seen = verdict != "undetermined"
     return xr.Dataset(
         {
-            "rf": (("event", "time"), rf.astype(np.float32), {"units": "1", "long_name": "receiver function / direct P"}),
+            "rf": (("event", "time"), rf.astype(np.float32),
+                   {"units": "1", "long_name": "receiver function / direct P"}),
             "slowness_s_per_km": ("event", p, {"units": "s km-1"}),
             "depth_stack": ("depth", stack, {"units": "1"}),
             "depth_stack_lower": ("depth", stack - half, {"units": "1"}),

@@ -66,7 +66,7 @@ def test_bin_mean_and_noise_match_a_direct_computation(mapper):
 def test_traces_outside_the_slowness_range_or_with_nans_are_left_out(mapper):
     rf = np.stack([_pulse(0.0)] * 3)
     rf[1, 5] = np.nan
-    img, counts = build_image(rf, TIME, np.array([0.06, 0.06, 0.09]), mapper, SETTINGS)
+    _img, counts = build_image(rf, TIME, np.array([0.06, 0.06, 0.09]), mapper, SETTINGS)
     assert counts.sum() == 1
     empty, _ = build_image(rf[1:2], TIME, np.array([0.06]), mapper, SETTINGS)
     assert not empty.any()
@@ -111,7 +111,7 @@ def test_back_azimuth_sectors_get_their_own_images(mapper):
 
 def test_too_few_receiver_functions_give_no_image(mapper):
     imgs = station_images(np.stack([_pulse(0.0)] * 2), TIME, np.array([0.05, 0.06]), mapper, SETTINGS)
-    assert imgs.images.shape == (0,) + SETTINGS.shape and imgs.kind == []
+    assert imgs.images.shape == (0, *SETTINGS.shape) and imgs.kind == []
 
 
 def test_fast_noise_path_matches_the_reference_noise():

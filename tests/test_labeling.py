@@ -321,7 +321,8 @@ def test_amplitude_colour_limit_shows_weak_arrivals():
 def test_verdict_text():
     assert label_app.verdict_text(None) == "no stacking result"
     ds = xr.Dataset(attrs={"verdict": "present", "x_depth_km": 302.4, "x_amp": 0.031, "reason": "", "n_rf": 80})
-    assert label_app.verdict_text(ds) == "stacking verdict: present — X at 302 km, amplitude 0.031 — 80 receiver functions"
+    assert label_app.verdict_text(ds) == ("stacking verdict: present — X at 302 km, amplitude 0.031 — "
+                                          "80 receiver functions")
 
 
 # ----------------------------------------------------------------------------- server (HTTP)

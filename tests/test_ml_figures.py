@@ -130,7 +130,8 @@ def test_reliability_png(tmp_path):
     path, fig = draw(F.plot_reliability, bins._asdict(), tmp_path / "r_dict.png", ece, ece_after)  # e.g. from JSON
     _check_png(path)
     np.testing.assert_allclose([b.get_height() for b in fig.axes[1].containers[0]], counts)
-    assert f"after temperature scaling: ECE = {ece_after:.3f}" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert f"after temperature scaling: ECE = {ece_after:.3f}" in legend
     path, fig = draw(F.plot_reliability, M.reliability([], []), tmp_path / "r_empty.png", math.nan)
     _check_png(path)
     assert texts(fig.axes[0]) == ["no predictions"] and texts(fig.axes[1]) == ["n = 0"]
@@ -175,7 +176,7 @@ def test_training_curves_from_sparse_metrics_csv(tmp_path):
     path, fig = draw(F.plot_training_curves, {"pretrain": pre}, tmp_path / "t1.png")
     _check_png(path)
     assert len(fig.axes) == 2 and fig.axes[0].get_title() == "pretrain"
-    with pytest.raises(FileNotFoundError, match="missing.csv"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.csv"):
         F.plot_training_curves({"pretrain": tmp_path / "missing.csv"}, tmp_path / "t2.png")
 
 
@@ -235,7 +236,7 @@ def test_rates_by_structure_png(tmp_path):
     assert line(kind, "CNN: detected").get_linestyle() == "None"  # categories: markers only
     assert [t.get_text() for t in kind.get_xticklabels()] == [
         f"{b}\n(n={x}/{o})" for b, x, o in zip(by["distractor"]["bins"], by["distractor"]["count_x"],
-                                               by["distractor"]["count_no_x"])]
+                                               by["distractor"]["count_no_x"], strict=True)]
     assert not blank.axison  # three panels in a 2 x 2 grid: the fourth is blank, not an empty frame
     path, fig = draw(F.plot_rates_by_structure, {}, 0, tmp_path / "none.png")  # no parameter at all: a note
     _check_png(path, min_px=200)
@@ -323,7 +324,8 @@ def test_agreement_map_with_one_station(tmp_path):
     assert _markers(fig.axes[0]) == {("^", 90): [(20.0, 10.0, 0.9)]}
     x0, x1 = fig.axes[0].get_xlim()
     assert x0 < 20.0 < x1 and x1 - x0 == pytest.approx(1.2 * 2.0)  # the minimum span around one station
-    assert texts(fig.axes[1])[-1].startswith("stations: 1\ncompared (both present/absent): 1\nagreement: 100 % (1 of 1)")
+    assert texts(fig.axes[1])[-1].startswith(
+        "stations: 1\ncompared (both present/absent): 1\nagreement: 100 % (1 of 1)")
     assert fig.get_suptitle().endswith("— 1 station")
 
 

@@ -67,7 +67,9 @@ def test_zero_thickness_padding_is_exact():
     h, vp, vs, rho = [20.0, 15.0, 0.0], [5.8, 6.5, 8.04], [3.46, 3.85, 4.48], [2.72, 2.92, 3.3]
     freqs = np.linspace(0, 2, 30)
     r1, z1 = plane_wave_response([h], [vp], [vs], [rho], [0.06], freqs, dtype=np.float64)
-    pad = lambda a, v: [a[0], a[1], v, v, a[2]]
+    def pad(a, v):
+        return [a[0], a[1], v, v, a[2]]
+
     r2, z2 = plane_wave_response([[20.0, 15.0, 0.0, 0.0, 0.0]], [pad(vp, 8.04)], [pad(vs, 4.48)], [pad(rho, 3.3)],
                                  [0.06], freqs, dtype=np.float64)
     np.testing.assert_allclose(r2, r1, atol=1e-12)

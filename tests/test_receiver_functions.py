@@ -87,12 +87,13 @@ def test_deconvolution_matches_rf_package_on_real_data(embedded, method):
         prep = prepare_event(stream, embedded["inv"], row, rf, proc)
         z, r = prep.z[start:], prep.r[start:]
         taper = np.ones(grid.size)
-        m = int(round(5.0 / rf.dt))
+        m = round(5.0 / rf.dt)
         taper[:m] = taper[-m:][::-1] = 0.5 * (1 - np.cos(np.pi * np.arange(m) / m))
         z = (prep.z * taper)[start:]
         r = (prep.r * taper)[start:]
         if method == "iterative":
-            theirs = deconv_iterative([r], z, rf.sampling_rate_hz, tshift=rf.time_before_p_s, gauss=rf.gaussian_width_hz,
+            theirs = deconv_iterative([r], z, rf.sampling_rate_hz, tshift=rf.time_before_p_s,
+                                      gauss=rf.gaussian_width_hz,
                                       itmax=rf.max_iterations, minderr=rf.min_fit_change_percent, normalize=None)[0][0]
         else:
             theirs = np.real(deconv_waterlevel([r], z, rf.sampling_rate_hz, waterlevel=rf.water_level,

@@ -79,7 +79,9 @@ def test_vespagram_separates_conversion_from_reverberation():
     rf = np.exp(-((t[None] - ps[:, None]) / 0.5) ** 2) + np.exp(-((t[None] - mult[:, None]) / 0.5) ** 2)
     u = np.round(np.arange(-0.1, 0.1001, 0.005), 4)
     v = vespagram(rf, t, dist, u, 60.0)
-    at = lambda t0: u[np.argmax(v[:, np.argmin(np.abs(t - t0))])]
+    def at(t0):
+        return u[np.argmax(v[:, np.argmin(np.abs(t - t0))])]
+
     assert at(30.0) == pytest.approx(-0.05, abs=0.006)
     assert at(15.0) == pytest.approx(0.03, abs=0.006)
 

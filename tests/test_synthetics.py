@@ -138,7 +138,7 @@ def test_real_noise_pool(tmp_path, small_config):
     xr.Dataset({"noise": (("trace", "time"), pool)}, attrs={"sampling_rate_hz": 5.0}).to_netcdf(bad)
     cfg_bad = cfgmod.validate({"synthetics": {"n_samples": 2, "slowness_s_per_km": [0.06],
                                               "noise": {"real_noise_file": str(bad), "real_noise_fraction": 1.0}}})
-    with pytest.raises(ValueError, match="5.0 Hz"):
+    with pytest.raises(ValueError, match=r"5\.0 Hz"):
         make_dataset(cfg_bad)
 
 

@@ -9,7 +9,8 @@ ZRT rotation, Gaussian 0.5 Hz, iterative with 400 iterations / water level 0.01)
   * xdisc: ``compute_station`` (per-event pre-processing in ObsPy, one batched deconvolution);
   * rf: ``RFStream.rf(...)`` per event stream, as its documentation shows.
 Two cores: two worker processes, each with half of the windows (as Snakemake runs two
-stations at once). Each worker warms up, then reports the best of three timed runs. The deconvolution alone (same pre-processed traces) is timed too.
+stations at once). Each worker warms up, then reports the best of three timed runs. The deconvolution alone
+(same pre-processed traces) is timed too.
 Not part of the test suite.
 """
 
@@ -73,7 +74,7 @@ def run_rf(method, copies, part, parts):
     from obspy.taup import TauPyModel
     from rf import RFStream
 
-    cfg, inv, station, items, meta = _setup(copies)
+    _cfg, _inv, _station, items, meta = _setup(copies)
     items = items[part::parts]
     taup = TauPyModel("ak135")
     streams = []
@@ -98,7 +99,7 @@ def run_rf(method, copies, part, parts):
                                           "zerophase": True},
                       trim=(-30, 150), rotate="NE->RT", deconvolve=METHODS[method], **kw)
             return 1
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure of the reference code is reported, not fatal
             return 0
 
     one(streams[0].copy())  # warm-up, not timed

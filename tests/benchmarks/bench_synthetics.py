@@ -74,7 +74,7 @@ def xdisc_forward(stacks, slowness, freqs, workers):
 
 
 def per_trace_loop(stacks, slowness, freqs):
-    for s, p in zip(stacks, slowness):
+    for s, p in zip(stacks, slowness, strict=True):
         plane_wave_response(s.thickness_km[None], s.vp_km_s[None], s.vs_km_s[None], s.rho_g_cm3[None], [p], freqs,
                             dtype=np.float64, chunk_elements=freqs.size)
 
@@ -82,7 +82,7 @@ def per_trace_loop(stacks, slowness, freqs):
 def telewavesim_loop(stacks, slowness):
     from oracles.telewavesim_ref import telewavesim_response
 
-    for s, p in zip(stacks, slowness):
+    for s, p in zip(stacks, slowness, strict=True):
         telewavesim_response(s.thickness_km, s.vp_km_s, s.vs_km_s, s.rho_g_cm3, p, DT, NPTS, return_raw=True)
 
 
@@ -117,7 +117,7 @@ def main() -> None:
     print(f"layer stacks: {N_LAYERS} layers (incl. half-space), {NPTS} points at {DT} s; {n} traces; "
           f"Gaussian width {width} Hz -> {freqs.size} of {freqs_all.size} frequencies carry energy")
     try:
-        import telewavesim
+        import telewavesim  # noqa: F401 - only whether it is installed
         have_tw = True
     except ImportError:
         have_tw = False
@@ -126,23 +126,24 @@ def main() -> None:
     ref1 = None
     for cores in (1, 2):
         os.sched_setaffinity(0, set(range(cores)))
-        t_band = timed(lambda: xdisc_forward(stacks, slowness, freqs, cores), args.repeat)
-        t_full = timed(lambda: xdisc_forward(stacks, slowness, freqs_all, cores), args.repeat)
+        t_band = timed(lambda cores=cores: xdisc_forward(stacks, slowness, freqs, cores), args.repeat)
+        t_full = timed(lambda cores=cores: xdisc_forward(stacks, slowness, freqs_all, cores), args.repeat)
         print(f"\n{cores} core(s):")
         print(f"  xdisc forward (Gaussian band)        {n / t_band:8.1f} RF/s")
         print(f"  xdisc forward (all {freqs_all.size} frequencies)  {n / t_full:8.1f} RF/s")
         if cores == 1:
             sub = max(8, n // 8)
-            t_loop = timed(lambda: per_trace_loop(stacks[:sub], slowness[:sub], freqs), 1) * n / sub
+            t_loop = timed(lambda sub=sub: per_trace_loop(stacks[:sub], slowness[:sub], freqs), 1) * n / sub
             print(f"  per-trace loop of the same physics   {n / t_loop:8.1f} RF/s   "
                   f"(batched is {t_loop / t_band:.1f}x faster)")
         if have_tw:
             sub = max(8, n // 4)
             if cores == 1:
-                t_tw = timed(lambda: telewavesim_loop(stacks[:sub], slowness[:sub]), 1) * n / sub
+                t_tw = timed(lambda sub=sub: telewavesim_loop(stacks[:sub], slowness[:sub]), 1) * n / sub
                 ref1 = t_tw
             else:
-                t_tw = timed(lambda: telewavesim_parallel(stacks[:sub], slowness[:sub], cores), 1) * n / sub
+                t_tw = timed(lambda sub=sub, cores=cores: telewavesim_parallel(stacks[:sub], slowness[:sub], cores),
+                             1) * n / sub
             print(f"  telewavesim 0.2.1 (same stacks)      {n / t_tw:8.1f} RF/s")
             print(f"  ratio xdisc / telewavesim            {t_tw / t_band:8.1f}x (band), {t_tw / t_full:.1f}x (all "
                   f"frequencies)")
@@ -154,7 +155,7 @@ def main() -> None:
     print("\ncomplete synthetic RFs (default config: layering to 700 km, iterative deconvolution, augmentation):")
     for cores in (1, 2):
         os.sched_setaffinity(0, set(range(cores)))
-        t = timed(lambda: make_dataset(small, n_jobs=cores), 1)
+        t = timed(lambda cores=cores: make_dataset(small, n_jobs=cores), 1)
         print(f"  {cores} core(s): {64 * n_sl / t:8.1f} RF/s ({64 / t:.1f} samples/s x {n_sl} slownesses)")
     os.sched_setaffinity(0, set(range(os.cpu_count())))
     del ref1

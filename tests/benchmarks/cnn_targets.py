@@ -100,8 +100,8 @@ def _p_windows(rf: RFSettings, components: str = "Z"):
     (vertical first) with room for the -30..150 s window: (origin, its name = origin time to the
     second, the stream, {component: that window}, the vertical trace, P's sample in it)."""
     st, cat, taup = _example_data(rf)
-    n_src = int(round(180.0 * rf.sampling_rate_hz))
-    pre = int(round(30.0 * rf.sampling_rate_hz))
+    n_src = round(180.0 * rf.sampling_rate_hz)
+    pre = round(30.0 * rf.sampling_rate_hz)
     for ev in cat:
         o = ev.preferred_origin() or ev.origins[0]
         tp = _p_time(taup, o)
@@ -110,7 +110,7 @@ def _p_windows(rf: RFSettings, components: str = "Z"):
         if not all(traces.values()):
             continue
         z = traces["Z"][0]
-        ip = int(round((tp - z.stats.starttime) * rf.sampling_rate_hz))
+        ip = round((tp - z.stats.starttime) * rf.sampling_rate_hz)
         cut = {c: trs[0].data[ip - pre:ip - pre + n_src].astype(float) for c, trs in traces.items()}
         if ip - pre < 0 or min(w.size for w in cut.values()) < n_src:
             continue
@@ -130,8 +130,8 @@ def real_noise_pool(rf: RFSettings, out: Path, step_s: float = 10.0) -> Path:
         for tr in st.select(channel="BH[NE]"):
             if abs(tr.stats.starttime - z.stats.starttime) > 1.0:
                 continue
-            last = ip - int(round(5.0 * rf.sampling_rate_hz)) - n_src  # the window ends 5 s before P
-            for a in range(0, last + 1, int(round(step_s * rf.sampling_rate_hz))):
+            last = ip - round(5.0 * rf.sampling_rate_hz) - n_src  # the window ends 5 s before P
+            for a in range(0, last + 1, round(step_s * rf.sampling_rate_hz)):
                 srcs.append(cut["Z"])
                 rsps.append(tr.data[a:a + n_src].astype(float))
                 names.append(f"{name} {tr.stats.channel} +{a / rf.sampling_rate_hz:.0f}s")
@@ -191,7 +191,8 @@ def detection_limit(module, cfg, n_stations: int, n_rf: int, seed: int) -> dict:
             img = build_image(traces, time_s, slow, mapper, settings)[0]
             with torch.no_grad():  # logits: probabilities saturate at 1.0 and would tie at the threshold
                 probs.append(float(module(torch.from_numpy(img[None]))[0]))
-            a = stack_station(traces, time_s, slow, distance_for_slowness(slow, p["model"][i]), refs[cfg["earth_model"]],
+            a = stack_station(traces, time_s, slow, distance_for_slowness(slow, p["model"][i]),
+                              refs[cfg["earth_model"]],
                               cfg["stacking"]).attrs
             verdicts.append(a["verdict"])
         return np.array(probs), np.array(verdicts)
@@ -285,7 +286,8 @@ def main():
         pool = load_noise_pool(str(pool_path), rf)[test_rows]  # events never seen in training
         summary["real_noise"] = evaluate_set(module, src, cfg, cfg["cnn"]["seed"] + 2, noise_pool=pool)
         summary["real_noise"]["pool_traces"] = int(pool.shape[0])
-        print(f"real pre-P noise ({pool.shape[0]} traces of CX.PB01): accuracy {summary['real_noise']['accuracy']:.4f}, "
+        print(f"real pre-P noise ({pool.shape[0]} traces of CX.PB01): "
+              f"accuracy {summary['real_noise']['accuracy']:.4f}, "
               f"AUC {summary['real_noise']['roc_auc']:.4f}")
     if "crossmodel" not in args.skip:
         summary["cross_model"] = {}

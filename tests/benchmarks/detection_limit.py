@@ -7,7 +7,8 @@ distribution (random reference model, crust, sediments, 410/660 topography, X st
 depth in 250-350 km, distractors), each with ``--n-rf`` receiver functions over 30-90 deg at
 the default noise distribution (SNR 3-30 log-uniform, coloured noise). A detection is a
 'present' verdict with the X depth within 25 km of the truth (the reference-model moveout
-correction ignores each station's own crust and the gradient of X: depths shift by up to ~15 km). The same number of stations
+correction ignores each station's own crust and the gradient of X: depths shift by up to ~15 km). The same number of
+stations
 without X gives the false-positive rate. Prints the table and the smallest dVs detected at
 >= 90 %. Not part of the test suite.
 """

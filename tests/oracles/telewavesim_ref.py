@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["telewavesim_response", "direct_p_time", "max_layers"]
+__all__ = ["direct_p_time", "max_layers", "telewavesim_response"]
 
 
 def _to_arrays(thickness_km, vp_km_s, vs_km_s, rho):

@@ -86,7 +86,7 @@ def _check_ranges(value, node, root, path) -> list[str]:
     if isinstance(value, dict):
         for key, sub in node.get("properties", {}).items():
             if key in value:
-                out += _check_ranges(value[key], sub, root, path + [key])
+                out += _check_ranges(value[key], sub, root, [*path, key])
     return out
 
 

@@ -159,7 +159,7 @@ def read_label_rows(path: str | Path) -> dict[tuple[str, int | str], dict]:
         for fields in reader:
             if not fields:
                 continue
-            row = dict(zip(COLUMNS, fields))
+            row = dict(zip(COLUMNS, fields, strict=False))
             image = _image_key(row.get("image", ""))
             label = row.get("label", "").strip()
             if len(fields) != len(COLUMNS) or image is None or label not in LABELS or not row["station"].strip():
@@ -217,7 +217,7 @@ def parse_table(path: str | Path, source: str | None = None, time: str | None = 
         line = reader.line_num
         if not any(v.strip() for v in fields):
             continue
-        row = dict(zip(header, fields))
+        row = dict(zip(header, fields, strict=False))
         station = (row.get("station") or "").strip()
         value = (row.get(column) or "").strip()
         label = TABLE_VALUES.get(value.lower())

@@ -133,7 +133,7 @@ class XDataModule(L.LightningDataModule):
         pool = load_noise_pool(self.noise_file, self.rf) if self.noise_file else None
         src = SyntheticSource.read(self.train_path, self.train_models)
         order = np.random.default_rng([self.seed, 7]).permutation(src.label.size)
-        n_val = max(1, int(round(self.val_fraction * order.size)))
+        n_val = max(1, round(self.val_fraction * order.size))
         common = dict(settings=self.settings, draw=self.draw, model_name=self.model_name, noise_pool=pool)
         self.train_set = SyntheticImages(src, np.sort(order[n_val:]), seed=self.seed, **common)
         self.val_set = SyntheticImages(src, np.sort(order[:n_val]), seed=self.seed + 1, fixed=True, **common)

@@ -92,7 +92,7 @@ class DepthMapper:
         new = [k for k in np.unique(keys) if k not in self._rows]
         if new:
             rows = delay_table(self.model, self.depths_km, np.asarray(new))
-            self._rows.update(zip(new, rows))
+            self._rows.update(zip(new, rows, strict=True))
         return np.stack([self._rows[k] for k in keys]) if keys.size else np.zeros((0, self.depths_km.size))
 
     def __call__(self, rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray) -> np.ndarray:
@@ -165,13 +165,13 @@ def station_images(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, map
     n = rf.shape[0]
     shape = settings.shape
     if n < settings.min_rf:
-        return StationImages(np.zeros((0,) + shape, np.float32), np.zeros(0, int),
+        return StationImages(np.zeros((0, *shape), np.float32), np.zeros(0, int),
                              np.zeros((0, shape[1]), int), [])
     norm = normalise_by_p(rf, time_s)
     weights = None if settings.weighting == "noise" else np.ones(n)
     rng = np.random.default_rng(settings.seed if seed is None else seed)
     subsets: list[tuple[str, np.ndarray]] = [("all", np.arange(n))]
-    size = max(settings.min_rf, int(round(settings.subset_fraction * n)))
+    size = max(settings.min_rf, round(settings.subset_fraction * n))
     for _ in range(settings.images_per_station - 1):
         subsets.append(("subset", np.sort(rng.choice(n, size=min(size, n), replace=False))))
     if back_azimuth_deg is not None and settings.min_rf_per_sector > 0:
@@ -181,7 +181,8 @@ def station_images(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, map
             if sel.size >= settings.min_rf_per_sector:
                 subsets.append((f"baz {lo}-{lo + 90}", sel))
     images, counts = zip(*(build_image(norm[sel], time_s, slowness[sel], mapper, settings, normalised=True,
-                                       weights=None if weights is None else weights[sel]) for _, sel in subsets))
+                                       weights=None if weights is None else weights[sel]) for _, sel in subsets),
+                            strict=True)
     return StationImages(np.stack(images), np.array([len(sel) for _, sel in subsets]), np.stack(counts),
                          [kind for kind, _ in subsets])
 

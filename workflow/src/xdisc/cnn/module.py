@@ -61,7 +61,7 @@ class XClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self):
         if self._val:
-            logits, y = (torch.cat(t).numpy() for t in zip(*self._val))
+            logits, y = (torch.cat(t).numpy() for t in zip(*self._val, strict=True))
             self._val.clear()
             self.log("val/auc", float(metrics.roc_auc(y, logits)))
 

@@ -48,5 +48,5 @@ def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict) -> di
     n_rf = int(st["n_rf"][0]) if len(st["n_rf"]) else 0
     verdict, reason = station_verdict(prob, n_rf, cfg)
     return {"station": st["station"], "latitude": st["latitude"], "longitude": st["longitude"], "n_rf": n_rf,
-            "n_images": int(len(prob)), "probability": float(np.mean(prob)) if len(prob) else math.nan,
+            "n_images": len(prob), "probability": float(np.mean(prob)) if len(prob) else math.nan,
             "probability_std": float(np.std(prob)) if len(prob) else math.nan, "verdict": verdict, "reason": reason}

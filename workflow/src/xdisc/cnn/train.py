@@ -214,7 +214,7 @@ def finetune(config: dict, pretrained: str | Path, image_files: list, label_file
     out_dir = Path(out).parent
     base = XClassifier.load_from_checkpoint(str(pretrained), map_location="cpu")
     base_temperature = float(base.temperature)
-    result = {"stage": "finetune", "n_images": int(len(y)), "n_present": int((y == 1).sum()),
+    result = {"stage": "finetune", "n_images": len(y), "n_present": int((y == 1).sum()),
               "n_absent": int((y == 0).sum()), "stations": sorted(set(groups.tolist())),
               "label_files": [str(p) for p in label_files], "seed": cfg["seed"],
               "versions": software_versions(("torch", "lightning")), "cross_validation": None}
@@ -230,7 +230,7 @@ def finetune(config: dict, pretrained: str | Path, image_files: list, label_file
 
     def dataset(sel, seed):
         real = ArrayImages(x[sel], y[sel])
-        rep = _replay(config, replay_source, int(round(fc["synthetic_replay"] * len(sel))), seed)
+        rep = _replay(config, replay_source, round(fc["synthetic_replay"] * len(sel)), seed)
         return real if rep is None else ConcatDataset([real, rep])
 
     n_groups = len(set(groups.tolist()))

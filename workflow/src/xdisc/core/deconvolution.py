@@ -47,7 +47,7 @@ class RFSettings:
         return 1.0 / self.sampling_rate_hz
 
     def time_axis(self) -> np.ndarray:
-        n = int(round((self.time_before_p_s + self.time_after_p_s) * self.sampling_rate_hz)) + 1
+        n = round((self.time_before_p_s + self.time_after_p_s) * self.sampling_rate_hz) + 1
         return np.round(-self.time_before_p_s + np.arange(n) * self.dt, 6)
 
 
@@ -129,7 +129,7 @@ def deconvolve(source, response, dt: float, method: str = "iterative", width_hz:
         raise ValueError("input traces contain NaN or infinite samples")
     n = src.shape[-1]
     n_out = n if n_out is None else int(n_out)
-    shift = int(round(time_before_p_s / dt))
+    shift = round(time_before_p_s / dt)
     if method == "iterative":
         return _iterative(src, rsp, dt, width_hz, shift, n_out, max_iterations,
                           min_fit_change_percent)
@@ -161,7 +161,9 @@ def _waterlevel(src, rsp, dt, width_hz, shift, n_out, water_level):
     weight[0] = 1.0
     if nfft % 2 == 0:
         weight[-1] = 1.0
-    energy = lambda spec: np.sum(weight * np.abs(spec) ** 2, axis=-1)
+    def energy(spec):
+        return np.sum(weight * np.abs(spec) ** 2, axis=-1)
+
     fit = 100.0 * (1.0 - energy(resid) / np.maximum(energy(obs), 1e-300))
     return Deconvolution(rf, fit, np.zeros(src.shape[:-1], int))
 

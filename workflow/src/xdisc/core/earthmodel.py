@@ -41,11 +41,11 @@ class EarthModel:
             raise ValueError(f"model {self.name!r}: the first node must be at 0 km depth, not {depth[0]}")
         if np.any(np.diff(depth) < 0):
             raise ValueError(f"model {self.name!r}: depths must not decrease")
-        for label, a in zip(("vp", "vs", "rho"), arrays):
+        for label, a in zip(("vp", "vs", "rho"), arrays, strict=True):
             if not np.all(np.isfinite(a)) or np.any(a < 0):
                 raise ValueError(f"model {self.name!r}: {label} must be finite and non-negative")
         object.__setattr__(self, "depth_km", depth)
-        for attr, a in zip(("vp_km_s", "vs_km_s", "rho_g_cm3"), arrays):
+        for attr, a in zip(("vp_km_s", "vs_km_s", "rho_g_cm3"), arrays, strict=True):
             object.__setattr__(self, attr, a)
 
     @property
@@ -365,10 +365,7 @@ def discretize(model: EarthModel, max_depth_km: float = 700.0, max_thickness_km:
     bots = np.where(k == n_sub[seg] - 1, z1[seg], tops + step)
     mid = 0.5 * (tops + bots)
     vals = _flat_values(model.at(mid, "below"), mid, flatten, radius_km)
-    if flatten:
-        h = radius_km * np.log((radius_km - tops) / (radius_km - bots))
-    else:
-        h = bots - tops
+    h = radius_km * np.log((radius_km - tops) / (radius_km - bots)) if flatten else bots - tops
     half = _flat_values(model.at(max_depth_km, "below"), np.array([max_depth_km]), flatten, radius_km)
     h = np.concatenate([h, [0.0]])
     vals = np.concatenate([vals, half])

@@ -51,7 +51,7 @@ def to_depth(rf, time_s, slowness_s_per_km, model: EarthModel, depths_km, phase:
     """
     rf = np.asarray(rf)
     table = delay_table(model, depths_km, slowness_s_per_km, phase)
-    out = np.empty(rf.shape[:-1] + (table.shape[1],), dtype=float)
+    out = np.empty((*rf.shape[:-1], table.shape[1]), dtype=float)
     for k in range(table.shape[0]):
         out[..., k, :] = _interp_last(table[k], np.asarray(time_s, float), rf[..., k, :])
     return out

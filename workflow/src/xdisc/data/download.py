@@ -42,7 +42,8 @@ from xdisc.data.events import event_id
 log = logging.getLogger(__name__)
 
 MANIFEST_FIELDS = ("event_id", "origin_time", "network", "station", "starttime", "endtime", "p_time",
-                   "distance_deg", "back_azimuth_deg", "slowness_s_per_km", "incidence_deg", "status", "reason", "attempts", "file", "source")
+                   "distance_deg", "back_azimuth_deg", "slowness_s_per_km", "incidence_deg", "status", "reason",
+                   "attempts", "file", "source")
 DONE = ("ok", "nodata")
 JOURNAL_NAME = ".journal.csv"  # progress of an unfinished download, in the station's window folder
 
@@ -379,7 +380,7 @@ def fetch_station(requests: list[Request], source: Source, out_dir: Path, manife
             log.info("%s: window changed since the last run, fetching it again", req.event_id)
             old = None
             target.unlink(missing_ok=True)
-        if old and old["status"] == "nodata" or (old and old["status"] == "ok" and target.is_file()):
+        if (old and old["status"] == "nodata") or (old and old["status"] == "ok" and target.is_file()):
             rows[req.event_id] = old
             summary.reused += 1
             continue

@@ -54,7 +54,7 @@ class _Raw:
 
 
 def _grid(window_s, dt):
-    n = int(round((window_s[1] - window_s[0]) / dt)) + 1
+    n = round((window_s[1] - window_s[0]) / dt) + 1
     return window_s[0] + np.arange(n) * dt
 
 
@@ -72,8 +72,8 @@ def _first_gap(stream) -> str:
     return ""
 
 
-_PAD_S = 20.0
-BLOCK_EVENTS = 32  # events processed together: large enough to vectorise, small enough to stay in cache  # extra samples on both sides of the analysis window, consumed by taper and filters
+_PAD_S = 20.0  # extra seconds on both sides of the analysis window, consumed by taper and filters
+BLOCK_EVENTS = 32  # events processed together: large enough to vectorise, small enough to stay in cache
 
 
 def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
@@ -116,13 +116,13 @@ def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
     cut1 = min(min(ends), p_time + t_hi + _PAD_S)
     n = int(np.floor((cut1 - cut0) * rate + 1e-6)) + 1
     rows = []
-    for tr, t0 in zip(traces, starts):
-        i0 = int(round((cut0 - t0) * rate))
+    for tr, t0 in zip(traces, starts, strict=True):
+        i0 = round((cut0 - t0) * rate)
         seg = np.asarray(tr.data[i0:i0 + n], dtype=float)
         if seg.size != n:
             raise Rejected(f"{tr.id}: {seg.size} samples where {n} are needed")
         rows.append(seg)
-    start = starts[0] + int(round((cut0 - starts[0]) * rate)) / rate
+    start = starts[0] + round((cut0 - starts[0]) * rate) / rate
     data = np.stack(rows)
     ids = tuple(tr.id for tr in traces)
     orient = []
@@ -293,14 +293,14 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
         row = dict(request)
         row.update(_ray(taup, request, event_meta or {}))
         rows.append(row)
-    pairs = [(row, stream) for row, (_, stream) in zip(rows, items)]
+    pairs = [(row, stream) for row, (_, stream) in zip(rows, items, strict=True)]
     results = []
     for a in range(0, len(pairs), BLOCK_EVENTS):
         results += prepare_events(pairs[a:a + BLOCK_EVENTS], inventory, rf, proc)
         if progress is not None:
             progress(len(results), len(pairs), time.perf_counter() - t0, "events prepared")
     prepared = []
-    for i, (row, res) in enumerate(zip(rows, results)):
+    for i, (row, res) in enumerate(zip(rows, results, strict=True)):
         if isinstance(res, Rejected):
             row["reason"] = str(res)
             log.info("%s.%s %s rejected: %s", station["network"], station["station"], row["event_id"], res)
@@ -315,7 +315,7 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
     snr_z = np.full(n_ev, np.nan)
     snr_r = np.full(n_ev, np.nan)
     grid = _grid(proc["source_window_s"], rf.dt)
-    taper = _cosine_taper(grid.size, int(round(5.0 / rf.dt)))
+    taper = _cosine_taper(grid.size, round(5.0 / rf.dt))
     keep = _crop(grid, rf.time_before_p_s)
     for a in range(0, len(prepared), BLOCK_EVENTS):
         block = prepared[a:a + BLOCK_EVENTS]
@@ -417,7 +417,9 @@ def event_table(catalog) -> dict[str, dict]:
 def _to_dataset(rows, reasons, out_t, rf_r, rf_t, fit, snr_z, snr_r, p_amp, p_off, station, rf, proc,
                 earth_model) -> xr.Dataset:
     n = len(rows)
-    col = lambda key, dtype=float: np.array([row.get(key, np.nan) for row in rows], dtype=dtype)
+    def col(key, dtype=float):
+        return np.array([row.get(key, np.nan) for row in rows], dtype=dtype)
+
     qc = np.array([not r for r in reasons], np.int8)
     ds = xr.Dataset(
         {

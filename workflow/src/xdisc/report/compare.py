@@ -49,7 +49,8 @@ def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame
         table = pd.DataFrame()
     absent = [c for c in required if c not in table.columns]
     if absent:
-        raise ValueError(f"{path}: column(s) {', '.join(absent)} missing (has {', '.join(table.columns) or 'no header'})")
+        raise ValueError(f"{path}: column(s) {', '.join(absent)} missing "
+                         f"(has {', '.join(table.columns) or 'no header'})")
     if "station" in table.columns:
         twice = table["station"][table["station"].duplicated()]
         if len(twice):

@@ -108,10 +108,7 @@ def _rf_section(ax, ds: xr.Dataset) -> None:
         return
     time = np.asarray(ds["time"], float)
     rf = np.asarray(ds["rf"].transpose("event", "time"), float)
-    if "slowness_s_per_km" in ds:
-        slowness = np.asarray(ds["slowness_s_per_km"], float)
-    else:
-        slowness = np.full(rf.shape[0], np.nan)
+    slowness = np.asarray(ds["slowness_s_per_km"], float) if "slowness_s_per_km" in ds else np.full(rf.shape[0], np.nan)
     order = np.argsort(np.where(np.isfinite(slowness), slowness, np.inf), kind="stable")
     rf, slowness = rf[order], slowness[order]
     keep = (time >= TIME_LIMITS_S[0]) & (time <= TIME_LIMITS_S[1])
@@ -331,7 +328,7 @@ def plot_synthetic_examples(ds: xr.Dataset, path: str | Path, slowness: float = 
             ax.set_title(text, fontsize=9, loc="left")
             depths = ([float(ds["x_depth_km"].values[i])] if label[i] == 1 else []) + [410.0, 660.0]
             delays = delay_table(load_model(name), depths, [float(ds["slowness"].values[k])])[0]
-            for d, tt in zip(depths, delays):
+            for d, tt in zip(depths, delays, strict=True):
                 ax.axvline(tt, color="#c0392b" if d not in (410.0, 660.0) else "#2471a3", ls="--", lw=0.9)
                 ax.text(tt, ax.get_ylim()[1], f" Ps {d:.0f}", va="top", ha="left", fontsize=7,
                         color="#c0392b" if d not in (410.0, 660.0) else "#2471a3")

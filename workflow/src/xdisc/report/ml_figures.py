@@ -260,7 +260,8 @@ def plot_training_curves(metrics_csv_paths: Mapping[str, str | Path], path: str 
     axes = fig.subplots(2, len(runs), squeeze=False, sharex="col")
     for j, (name, cols) in enumerate(runs.items()):
         ax_loss, ax_acc = axes[0, j], axes[1, j]
-        for ax, which, metrics in ((ax_loss, "loss", (TRAIN_LOSS, VAL_LOSS)), (ax_acc, "accuracy", (TRAIN_ACC, VAL_ACC))):
+        panels = ((ax_loss, "loss", (TRAIN_LOSS, VAL_LOSS)), (ax_acc, "accuracy", (TRAIN_ACC, VAL_ACC)))
+        for ax, which, metrics in panels:
             drawn = False
             for label, candidates, colour in (("training", metrics[0], TRAIN_COLOUR),
                                               ("validation", metrics[1], VAL_COLOUR)):
@@ -415,7 +416,7 @@ def plot_rates_by_structure(by_structure: Mapping[str, Mapping], level: int, pat
     rows = max(1, math.ceil(len(names) / cols))
     fig = _figure((5.2 * cols, 3.9 * rows))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=False):
         r = by_structure[name]
         if "bins" in r:
             labels, x = [str(b) for b in r["bins"]], np.arange(len(r["bins"]), dtype=float)
@@ -423,7 +424,8 @@ def plot_rates_by_structure(by_structure: Mapping[str, Mapping], level: int, pat
             e = np.asarray(r["bin_edges"], float)
             labels, x = [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(e)], 0.5 * (e[1:] + e[:-1])
         no_x = r.get("count_no_x")
-        counts = [f"{c}/{d}" for c, d in zip(r["count_x"], no_x)] if no_x else [str(c) for c in r["count_x"]]
+        counts = ([f"{c}/{d}" for c, d in zip(r["count_x"], no_x, strict=True)] if no_x
+                  else [str(c) for c in r["count_x"]])
         methods = [k[: -len("_true_positive")] for k in r if k.endswith("_true_positive")]
         joined = "bins" not in r
         for i, method in enumerate(methods):
@@ -433,7 +435,7 @@ def plot_rates_by_structure(by_structure: Mapping[str, Mapping], level: int, pat
             if f"{method}_false_positive" in r:
                 ax.plot(x, np.asarray(r[f"{method}_false_positive"][level], float), color=colour, marker="s", ms=4,
                         mfc="white", lw=1.2, ls="--" if joined else "none", label=f"{shown}: false positives")
-        ax.set_xticks(x, [f"{lab}\n(n={c})" for lab, c in zip(labels, counts)], fontsize=8)
+        ax.set_xticks(x, [f"{lab}\n(n={c})" for lab, c in zip(labels, counts, strict=True)], fontsize=8)
         ax.set_ylim(0.0, 1.02)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.set_xlabel(STRUCTURE_LABELS.get(name, name) + ("  (n = with X / without)" if "count_no_x" in r else

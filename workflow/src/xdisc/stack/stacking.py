@@ -91,8 +91,8 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     slowness = np.asarray(slowness, float)
     n_rf = rf.shape[0]
     depths = np.arange(0.0, cfg["max_depth_km"] + 0.5 * cfg["depth_step_km"], cfg["depth_step_km"])
-    rel_s = np.round(np.arange(cfg["relative_slowness_s_per_deg"][0],
-                               cfg["relative_slowness_s_per_deg"][1] + 1e-9, cfg["relative_slowness_step_s_per_deg"]), 6)
+    rel_s = np.round(np.arange(cfg["relative_slowness_s_per_deg"][0], cfg["relative_slowness_s_per_deg"][1] + 1e-9,
+                               cfg["relative_slowness_step_s_per_deg"]), 6)
     station = station or {"network": "XX", "station": "SYN", "latitude": np.nan, "longitude": np.nan}
     norm = normalise_by_p(rf, time_s) if n_rf else rf
     if distance_deg is None:

@@ -39,7 +39,7 @@ def coloured_noise(rng: np.random.Generator, shape, dt: float, width_hz: float,
     shape = tuple(np.atleast_1d(shape))
     n = shape[-1]
     nfft = int(2 ** np.ceil(np.log2(2 * n)))
-    white = rng.standard_normal(shape[:-1] + (nfft,))
+    white = rng.standard_normal((*shape[:-1], nfft))
     f = np.fft.rfftfreq(nfft, dt)
     colour = noise_colour(f, exponent, microseism)
     spec = np.fft.rfft(white) * gaussian_filter(f, width_hz) * colour
@@ -106,7 +106,7 @@ def add_spurious_arrivals(rng: np.random.Generator, rf: np.ndarray, time_s: np.n
 
 def jitter_amplitude(rng: np.random.Generator, rf: np.ndarray, relative_std: float) -> np.ndarray:
     """Multiply each trace by 1 + N(0, relative_std)."""
-    factor = 1.0 + relative_std * rng.standard_normal(rf.shape[:-1] + (1,))
+    factor = 1.0 + relative_std * rng.standard_normal((*rf.shape[:-1], 1))
     return rf * factor
 
 
@@ -116,7 +116,7 @@ def shift_time(rng: np.random.Generator, rf: np.ndarray, dt: float, max_shift_s:
         return rf
     n = rf.shape[-1]
     nfft = int(2 ** np.ceil(np.log2(2 * n)))
-    shifts = rng.uniform(-max_shift_s, max_shift_s, rf.shape[:-1] + (1,))
+    shifts = rng.uniform(-max_shift_s, max_shift_s, (*rf.shape[:-1], 1))
     f = np.fft.rfftfreq(nfft, dt)
     spec = np.fft.rfft(rf, nfft) * np.exp(-2j * np.pi * f * shifts)
     return np.fft.irfft(spec, nfft)[..., :n]

@@ -123,10 +123,12 @@ def build_model(params: dict, reference: EarthModel) -> EarthModel:
 def draw_parameters(n: int, cfg: dict, seed: int) -> dict[str, np.ndarray]:
     """Draw the generating parameters of ``n`` samples (a column per parameter)."""
     rng = np.random.default_rng([seed, 0])
-    uni = lambda r, size=n: rng.uniform(r[0], r[1], size)
+    def uni(r, size=n):
+        return rng.uniform(r[0], r[1], size)
+
     crust, tz, xc, dc, nc, ac = (cfg["crust"], cfg["transition_zone"], cfg["x"], cfg["distractors"],
                                  cfg["noise"], cfg["augmentation"])
-    n_pos = int(round(n * cfg["x_fraction"]))
+    n_pos = round(n * cfg["x_fraction"])
     label = np.zeros(n, np.int8)
     label[rng.permutation(n)[:n_pos]] = 1
     models = np.asarray(cfg["models"], dtype=object)
@@ -253,7 +255,9 @@ def response_spectra(stacks: list[LayerStack], slowness: np.ndarray, rf: RFSetti
     keep = freqs <= gaussian_cutoff_hz(rf.gaussian_width_hz)
     h, vp, vs, rho = pad_stacks(stacks)
     n_m, n_p = len(stacks), slowness.size
-    rep = lambda a: np.repeat(a, n_p, axis=0)
+    def rep(a):
+        return np.repeat(a, n_p, axis=0)
+
     p = np.tile(slowness, n_m)
     radial, vertical = plane_wave_response(rep(h), rep(vp), rep(vs), rep(rho), p, freqs[keep])
     full_r = np.zeros((n_m * n_p, freqs.size), complex)
