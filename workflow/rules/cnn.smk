@@ -17,16 +17,16 @@ rule pretrain_cnn:
             caption="../report/pretrain.rst",
             category="CNN",
         ),
-    threads: 2
-    resources:
-        mem_mb=6000,
-        runtime=60,
     log:
         log_file("pretrain_cnn"),
     benchmark:
         benchmark_file("pretrain_cnn")
     conda:
         XDISC_ENV
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
     shell:
         "xdisc train pretrain --settings-file {input.settings} --synthetics {input.train} --test {input.test}"
         " --out {output.ckpt} --metrics {output.metrics} --figures {output.figures} --threads {threads}"
@@ -43,16 +43,16 @@ rule finetune_cnn:
     output:
         ckpt=results("cnn", "finetune.ckpt"),
         metrics=results("metrics", "finetune.json"),
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=30,
     log:
         log_file("finetune_cnn"),
     benchmark:
         benchmark_file("finetune_cnn")
     conda:
         XDISC_ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
     shell:
         "xdisc train finetune --settings-file {input.settings} --pretrained {input.pretrained}"
         " --synthetics {input.synthetics} --images {input.images} --labels {input.labels}"
@@ -66,16 +66,16 @@ rule predict_stations:
         images=all_station_images,
     output:
         csv=results("verdicts", "cnn.csv"),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=15,
     log:
         log_file("predict_stations"),
     benchmark:
         benchmark_file("predict_stations")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
     shell:
         "xdisc predict {input.images} --settings-file {input.settings} --model {input.model} --out {output.csv}"
         " 2> {log}"
@@ -93,16 +93,16 @@ rule compare_verdicts:
             caption="../report/agreement.rst",
             category="Verdicts",
         ),
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
     log:
         log_file("compare_verdicts"),
     benchmark:
         benchmark_file("compare_verdicts")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     shell:
         "xdisc compare --cnn {input.cnn} --stacking {input.stacking} --out {output.csv} --summary {output.summary}"
         " --figure {output.figure} 2> {log}"
@@ -118,16 +118,16 @@ rule plot_training_curves:
             caption="../report/training_curves.rst",
             category="CNN",
         ),
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
     log:
         log_file("plot_training_curves"),
     benchmark:
         benchmark_file("plot_training_curves")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     shell:
         "xdisc plot training-curves {input.pretrain} {input.finetune} --out {output.png} 2> {log}"
 
@@ -145,16 +145,16 @@ rule evaluate_methods:
             caption="../report/evaluation.rst",
             category="CNN",
         ),
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
     log:
         log_file("evaluate_methods"),
     benchmark:
         benchmark_file("evaluate_methods")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     shell:
         "xdisc evaluate --settings-file {input.settings} --model {input.model} --test {input.test}"
         " --out {output.json} --figures {output.figures} 2> {log}"

@@ -18,7 +18,7 @@ xdisc.config.check_inputs(config)
 
 RESULTS = config["results_dir"]
 RAW = config["data"]["raw_dir"]
-# the software of every rule (paths in conda: directives are relative to workflow/rules/)
+# the software of all rules (conda paths are relative to workflow/rules/)
 XDISC_ENV = "../../envs/xdisc.yaml"
 
 
@@ -91,6 +91,31 @@ SETTINGS = {
 def settings(name):
     """The settings file of ``name`` (a key of SETTINGS, or a pattern such as 'synthetics_{split}')."""
     return results("settings", f"{name}.json")
+
+
+def _fix_group_components():
+    """Work around a Snakemake 9 bug (seen in 9.27) that --group-components triggers in every run whose
+    checkpoint output exists at start: the DAG is post-processed twice, the job-group factory hands
+    back its cached groups *after* they were merged, and the second pass merges those again (10^4
+    stations, 50 per group: 200 group jobs, then 4 of 2,500 stations each). A cached group is reused
+    only while it still holds the jobs it was made of. No effect without groups."""
+    from snakemake.jobs import GroupJob, GroupJobFactory
+
+    if getattr(GroupJobFactory.new, "_xdisc_fixed", False):
+        return
+
+    def new(self, id, jobs, resources):
+        jobs = frozenset(jobs)
+        obj = self.cache.get((id, jobs))
+        if obj is None or obj.jobs != jobs:
+            obj = self.cache[(id, jobs)] = GroupJob(id, jobs, resources)
+        return obj
+
+    new._xdisc_fixed = True
+    GroupJobFactory.new = new
+
+
+_fix_group_components()
 
 
 wildcard_constraints:

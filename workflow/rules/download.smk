@@ -8,16 +8,16 @@ rule download_events:
         settings=settings("download"),
     output:
         xml=raw("events.xml"),
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=30,
     log:
         log_file("download_events"),
     benchmark:
         benchmark_file("download_events")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
     shell:
         "xdisc download events --settings-file {input.settings} --out {output.xml} 2> {log}"
 
@@ -29,16 +29,16 @@ checkpoint select_stations:
         xml=raw("stations.xml"),
         csv=raw("stations.csv"),
         providers=raw("providers.csv"),
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=30,
     log:
         log_file("select_stations"),
     benchmark:
         benchmark_file("select_stations")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
     shell:
         "xdisc download stations --settings-file {input.settings} --out {output.xml} --out-csv {output.csv}"
         " --out-providers {output.providers} 2> {log}"
@@ -51,16 +51,16 @@ rule download_waveforms:
         stations=rules.select_stations.output.csv,
     output:
         manifest=raw("waveforms", "{network}.{station}.csv"),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=240,
     log:
         log_file("download_waveforms", "network", "station"),
     benchmark:
         benchmark_file("download_waveforms", "network", "station")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
     shell:
         "xdisc download waveforms --settings-file {input.settings} --station {wildcards.network}.{wildcards.station}"
         " --events {input.events} --stations {input.stations} --manifest {output.manifest} 2> {log}"

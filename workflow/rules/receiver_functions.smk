@@ -10,16 +10,16 @@ rule compute_receiver_functions:
         inventory=rules.select_stations.output.xml,
     output:
         nc=results("rf", "{network}.{station}.nc"),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=60,
     log:
         log_file("compute_receiver_functions", "network", "station"),
     benchmark:
         benchmark_file("compute_receiver_functions", "network", "station")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
     shell:
         "xdisc rf --settings-file {input.settings} --station {wildcards.network}.{wildcards.station}"
         " --events {input.events} --stations {input.stations} --inventory {input.inventory}"

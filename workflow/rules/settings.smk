@@ -4,16 +4,16 @@
 rule write_settings:
     output:
         json=settings("{name}"),
-    params:
-        settings=lambda wildcards: SETTINGS[wildcards.name],
-    localrule: True
     log:
         log_file("write_settings", "name"),
     benchmark:
         benchmark_file("write_settings", "name")
-    conda:
-        XDISC_ENV
     wildcard_constraints:
         name="|".join(SETTINGS),
+    localrule: True
+    conda:
+        XDISC_ENV
+    params:
+        settings=lambda wildcards: SETTINGS[wildcards.name],
     shell:
         "printf '%s\\n' {params.settings:q} > {output.json} 2> {log}"

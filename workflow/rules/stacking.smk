@@ -15,16 +15,16 @@ rule stack_station:
             category="Stacking",
         ),
         images=results("images", "{network}.{station}.nc"),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     log:
         log_file("stack_station", "network", "station"),
     benchmark:
         benchmark_file("stack_station", "network", "station")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     shell:
         "xdisc stack --settings-file {input.settings} --rf {input.rf} --out {output.nc} --figure {output.png}"
         " --images {output.images} 2> {log}"
@@ -35,15 +35,15 @@ rule collect_stacking_verdicts:
         all_station_stacks,
     output:
         csv=results("verdicts", "stacking.csv"),
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
     log:
         log_file("collect_stacking_verdicts"),
     benchmark:
         benchmark_file("collect_stacking_verdicts")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     shell:
         "xdisc verdicts {input} --out {output.csv} 2> {log}"

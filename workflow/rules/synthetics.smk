@@ -7,16 +7,16 @@ rule simulate_synthetics:
         settings=settings("synthetics_{split}"),
     output:
         nc=results("synthetic", "{split}.nc"),
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
     log:
         log_file("simulate_synthetics", "split"),
     benchmark:
         benchmark_file("simulate_synthetics", "split")
     conda:
         XDISC_ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
     shell:
         "xdisc synth --settings-file {input.settings} --jobs {threads} --out {output.nc} 2> {log}"
 
@@ -30,15 +30,15 @@ rule plot_synthetic_examples:
             caption="../report/synthetic_examples.rst",
             category="Synthetics",
         ),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     log:
         log_file("plot_synthetic_examples"),
     benchmark:
         benchmark_file("plot_synthetic_examples")
     conda:
         XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     shell:
         "xdisc plot synthetic-examples {input.nc} --out {output.png} 2> {log}"
