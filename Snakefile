@@ -9,6 +9,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/settings.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/receiver_functions.smk"
 include: "workflow/rules/stacking.smk"

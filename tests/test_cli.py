@@ -76,3 +76,45 @@ def test_config_reference_and_validation(tmp_path):
     bad.write_text("synthetics:\n  x_fraction: 2\n")
     run = xdisc("config", bad)
     assert run.returncode == 1 and "synthetics.x_fraction" in run.stderr
+
+
+def test_settings_file_is_merged_and_checked(tmp_path):
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"synthetics": {"n_samples": 2, "seed": 7}}))
+    out_file = tmp_path / "two.nc"
+    # --settings goes over --settings-file: seed 7 from the file, n_samples 1 from the string
+    run = xdisc("synth", "--settings-file", settings, "--settings", json.dumps({"synthetics": {"n_samples": 1}}),
+                "--slowness", 0.06, "--no-noise", "--out", out_file)
+    assert run.returncode == 0, run.stderr
+    ds = xr.open_dataset(out_file)
+    assert ds.sizes["sample"] == 1 and ds.attrs["seed"] == 7
+    settings.write_text("[1, 2]")
+    run = xdisc("synth", "--settings-file", settings, "--out", tmp_path / "never.nc")
+    assert run.returncode == 1 and "--settings-file must be a JSON object" in run.stderr
+    run = xdisc("synth", "--settings-file", tmp_path / "missing.json", "--out", tmp_path / "never.nc")
+    assert run.returncode == 1 and "missing.json does not exist" in run.stderr
+    assert not (tmp_path / "never.nc").exists()
+
+
+HEAVY = ("torch", "lightning", "xarray", "matplotlib", "numpy", "scipy", "pandas", "obspy", "netCDF4")
+
+
+@pytest.mark.parametrize("code", [
+    "import xdisc.cli",
+    # what 'xdisc --help' and 'xdisc download --help' run before they exit
+    "import xdisc.cli; xdisc.cli.build_parser().format_help()",
+])
+def test_cli_start_up_imports_no_heavy_module(code):
+    """`xdisc --version`, `--help` and the start of every command stay fast: the command line module
+    imports neither torch nor the scientific stack; each command imports what it needs."""
+    probe = f"{code}; import sys; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_version_and_download_help_print_without_heavy_imports():
+    version = xdisc("--version")
+    assert version.returncode == 0 and version.stdout.startswith("xdisc ") and version.stdout.strip() != "xdisc"
+    download = xdisc("download", "--help")
+    assert download.returncode == 0 and "--settings-file" in download.stdout

@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,64 @@ def test_snakefile_has_only_includes_and_rule_all():
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         assert "run:" not in smk.read_text(), f"{smk.name}: logic belongs in the package"
     assert shutil.which("xdisc"), "the xdisc CLI must be installed (pip install -e .)"
+
+
+def _scale_workdir(path: Path, n: int) -> Path:
+    """A working folder as after select_stations of an n-station run (tests/benchmarks/dry_run_scale.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dry_run_scale", ROOT / "tests" / "benchmarks" / "dry_run_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_workdir(path, n)
+
+
+def test_slurm_profile_batches_the_per_station_rules(tmp_path):
+    """With the SLURM profile, each station's chain (download_waveforms, compute_receiver_functions,
+    stack_station) is one connected component of group 'station', and 50 of them make one group job:
+    120 stations -> 3 SLURM submissions for their 360 jobs, also when the checkpoint output exists at start
+    (Snakemake 9.27 merged the groups a second time there: one group job of all stations)."""
+    wd = _scale_workdir(tmp_path, 120)
+    run = _run(wd, "-n", "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout + run.stderr
+    assert out.count("Group job station") == 3, out[-3000:]
+    for rule in ("download_waveforms", "compute_receiver_functions", "stack_station"):
+        assert re.search(rf"^{rule}\s+120$", out, re.M), rule
+
+
+def test_lint_and_format():
+    """`snakemake --lint` finds nothing, the rules are formatted with snakefmt (line length in pyproject.toml)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        lint = _run(_workdir(Path(tmp), {}), "--lint")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Congratulations, your workflow is in a good condition!" in lint.stdout + lint.stderr
+    if shutil.which("snakefmt") is None:
+        pytest.skip("snakefmt not installed (pip install snakefmt)")
+    fmt = subprocess.run(["snakefmt", "--check", "Snakefile", "workflow/rules/"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_every_rule_has_log_benchmark_and_conda():
+    text = "\n".join(smk.read_text() for smk in (ROOT / "workflow" / "rules").glob("*.smk"))
+    rules = re.findall(r"^(?:rule|checkpoint) (\w+):", text, re.M)
+    assert len(rules) >= 14
+    for block in re.split(r"^(?=(?:rule|checkpoint) \w+:)", text, flags=re.M)[1:]:
+        name = block.split(":")[0]
+        for directive in ("log:", "benchmark:", "conda:"):
+            assert f"\n    {directive}" in block, f"{name}: no {directive}"
+
+
+def test_conda_env_lists_the_package_dependencies():
+    """envs/xdisc.yaml (for --use-conda) names every dependency of pyproject.toml."""
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((ROOT / "envs" / "xdisc.yaml").read_text())["dependencies"]
+    names = {str(d).split("=")[0].split(">")[0].split("<")[0].strip().lower() for d in env if isinstance(d, str)}
+    names |= {str(d).split("=")[0].split(">")[0].strip().lower() for e in env if isinstance(e, dict)
+              for d in e.get("pip", [])}
+    for dep in deps:
+        name = re.split(r"[<>=!~ ;\[]", dep, maxsplit=1)[0].lower()
+        assert name in names, f"{name} missing in envs/xdisc.yaml"

@@ -41,10 +41,17 @@ def station_codes(n: int) -> list[tuple[str, str]]:
     return out
 
 
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+
+
 def make_workdir(path: Path, n: int) -> Path:
-    """A working folder with the default configuration and the checkpoint outputs of an n-station run."""
+    """A working folder with the default configuration and the checkpoint outputs of an n-station run
+    (written after the settings files that select_stations reads, as in a real run, so that it is done)."""
     (path / "config").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "config" / "config.yaml", path / "config" / "config.yaml")
+    subprocess.run([*SNAKEMAKE, "--directory", str(path), "--cores", "1", "--until", "write_settings", "--quiet",
+                    "all"], check=True, capture_output=True)
+    time.sleep(0.01)  # the checkpoint outputs below are newer than the settings files
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     raw = path / cfg["data"].get("raw_dir", "data/raw")
     raw.mkdir(parents=True, exist_ok=True)
@@ -61,8 +68,7 @@ def make_workdir(path: Path, n: int) -> Path:
 
 
 def dry_run(workdir: Path, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "-n", "--cores", "2", "--quiet", "rules", *extra]
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), "-n", "--cores", "2", "--quiet", "rules", *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     run = subprocess.run(cmd, capture_output=True, text=True, check=False)

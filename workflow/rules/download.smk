@@ -1,55 +1,66 @@
 # Events, stations and per-station waveform windows (FDSN, local archive or the embedded example data).
+# The windows of a station go to the folder next to its manifest (data/raw/waveforms/{network}.{station}/),
+# which the CLI derives from the manifest path; the folder is no output: a rerun resumes from it.
 
 
 rule download_events:
+    input:
+        settings=settings("download"),
     output:
         xml=raw("events.xml"),
-    params:
-        settings=settings_json("data", "earth_model"),
+    log:
+        log_file("download_events"),
+    benchmark:
+        benchmark_file("download_events")
+    conda:
+        XDISC_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
-    log:
-        results("logs", "download_events.log"),
     shell:
-        "xdisc download events --settings {params.settings:q} --out {output.xml} 2> {log}"
+        "xdisc download events --settings-file {input.settings} --out {output.xml} 2> {log}"
 
 
 checkpoint select_stations:
+    input:
+        settings=settings("download"),
     output:
         xml=raw("stations.xml"),
         csv=raw("stations.csv"),
         providers=raw("providers.csv"),
-    params:
-        settings=settings_json("data", "earth_model"),
+    log:
+        log_file("select_stations"),
+    benchmark:
+        benchmark_file("select_stations")
+    conda:
+        XDISC_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
-    log:
-        results("logs", "select_stations.log"),
     shell:
-        "xdisc download stations --settings {params.settings:q} --out {output.xml} --out-csv {output.csv}"
+        "xdisc download stations --settings-file {input.settings} --out {output.xml} --out-csv {output.csv}"
         " --out-providers {output.providers} 2> {log}"
 
 
 rule download_waveforms:
     input:
+        settings=settings("download"),
         events=rules.download_events.output.xml,
         stations=rules.select_stations.output.csv,
     output:
         manifest=raw("waveforms", "{network}.{station}.csv"),
-    params:
-        settings=settings_json("data", "earth_model"),
-        folder=lambda wc: raw("waveforms", f"{wc.network}.{wc.station}"),
+    log:
+        log_file("download_waveforms", "network", "station"),
+    benchmark:
+        benchmark_file("download_waveforms", "network", "station")
+    conda:
+        XDISC_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=240,
-    log:
-        results("logs", "download_waveforms", "{network}.{station}.log"),
     shell:
-        "xdisc download waveforms --settings {params.settings:q} --station {wildcards.network}.{wildcards.station}"
-        " --events {input.events} --stations {input.stations} --out-dir {params.folder}"
-        " --manifest {output.manifest} 2> {log}"
+        "xdisc download waveforms --settings-file {input.settings} --station {wildcards.network}.{wildcards.station}"
+        " --events {input.events} --stations {input.stations} --manifest {output.manifest} 2> {log}"

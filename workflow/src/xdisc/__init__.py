@@ -1,8 +1,20 @@
 """xdisc: map the mantle X-discontinuity from teleseismic P receiver functions."""
 
-from importlib import metadata as _metadata
+import functools
 
-try:
-    __version__ = _metadata.version("xdisc")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+
+@functools.cache
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("xdisc")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def __getattr__(name: str):
+    # __version__ is looked up on first use: the package metadata search costs ~0.1 s of every start-up
+    if name == "__version__":
+        return _version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

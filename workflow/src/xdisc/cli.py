@@ -1,8 +1,12 @@
 """Command-line interface: one subcommand per pipeline stage.
 
 Snakemake rules call these commands; every science setting comes from the validated
-configuration (``--config FILE`` and/or ``--settings JSON``), command-line options
-override single values.
+configuration (``--config FILE``, ``--settings-file JSON`` and/or ``--settings JSON``), command-line
+options override single values.
+
+Start-up is kept light: this module imports only the standard library and xdisc's light modules
+(configuration, labels); numpy, xarray, obspy, torch and matplotlib are imported by the command
+that needs them (``xdisc --help`` or ``xdisc download ...`` never load torch).
 """
 
 from __future__ import annotations
@@ -14,12 +18,8 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from xdisc import __version__
 from xdisc import config as cfgmod
 from xdisc import labels as label_files
-from xdisc.core.artifacts import atomic_output
 from xdisc.label_app import session as label_session
 
 log = logging.getLogger("xdisc")
@@ -34,14 +34,34 @@ def _setup_logging(verbose: int) -> None:
 def _add_config_arguments(p) -> None:
     """--config and --settings, read by :func:`_load_config`."""
     p.add_argument("--config", type=Path, help="YAML configuration (default: built-in defaults)")
-    p.add_argument("--settings", help="JSON object merged over the configuration (used by Snakemake rules)")
+    p.add_argument("--settings-file", type=Path, metavar="JSON",
+                   help="file with a JSON object merged over the configuration (used by Snakemake rules)")
+    p.add_argument("--settings", help="JSON object merged over the configuration (and over --settings-file)")
+
+
+def _settings(args) -> dict:
+    """The overrides of --settings-file, then --settings, merged (each must be a JSON object)."""
+    out: dict = {}
+    sources = []
+    if getattr(args, "settings_file", None) is not None:
+        if not args.settings_file.is_file():
+            raise FileNotFoundError(f"settings file {args.settings_file} does not exist")
+        sources.append(("--settings-file", args.settings_file.read_text()))
+    if getattr(args, "settings", None):
+        sources.append(("--settings", args.settings))
+    for option, text in sources:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise cfgmod.ConfigError(f"{option}: not JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise cfgmod.ConfigError(f"{option} must be a JSON object")
+        out = cfgmod.deep_merge(out, value)
+    return out
 
 
 def _load_config(args) -> dict:
-    overrides = json.loads(args.settings) if getattr(args, "settings", None) else {}
-    if not isinstance(overrides, dict):
-        raise cfgmod.ConfigError("--settings must be a JSON object")
-    return cfgmod.load(args.config, overrides)
+    return cfgmod.load(args.config, _settings(args))
 
 
 def _progress(label: str):
@@ -127,8 +147,7 @@ def run_synth(args) -> int:
     from xdisc.core.artifacts import write_netcdf
     from xdisc.synth.synthetics import make_dataset, single_parameters
 
-    config = cfgmod.load(args.config, cfgmod.deep_merge(
-        json.loads(args.settings) if args.settings else {}, _synth_overrides(args)))
+    config = cfgmod.load(args.config, cfgmod.deep_merge(_settings(args), _synth_overrides(args)))
     params = None
     if args.x_depth is not None or args.no_x:
         params = single_parameters(config, args.x_depth, args.no_x, args.x_dvs, args.x_dvp_ratio, args.x_drho_ratio,
@@ -158,7 +177,8 @@ def _add_download(sub) -> None:
     p.add_argument("--station", help="waveforms: NET.STA")
     p.add_argument("--events", type=Path, help="waveforms: QuakeML from 'download events'")
     p.add_argument("--stations", type=Path, help="waveforms: station table from 'download stations'")
-    p.add_argument("--out-dir", type=Path, help="waveforms: folder of the event windows (one miniSEED per event)")
+    p.add_argument("--out-dir", type=Path, help="waveforms: folder of the event windows (one miniSEED per event; "
+                                                "default: the manifest path without its suffix)")
     p.add_argument("--manifest", type=Path, help="waveforms: manifest CSV (status of every request)")
     p.set_defaults(func=run_download)
 
@@ -183,6 +203,8 @@ def _station_row(table: Path, code: str) -> dict:
 def _write_csv(path: Path, rows: list[dict], fields) -> None:
     import csv
 
+    from xdisc.core.artifacts import atomic_output
+
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(fields))
         writer.writeheader()
@@ -196,6 +218,7 @@ def _need(args, *names):
 
 
 def run_download(args) -> int:
+    from xdisc.core.artifacts import atomic_output
     from xdisc.data import download as dl
     from xdisc.data.codes import selected
 
@@ -233,8 +256,11 @@ def run_download(args) -> int:
             log.warning("download stations: %d station(s) skipped (see the reason column of %s)",
                         len(rows) - len(chosen), args.out_csv)
         return 0
-    _need(args, "station", "events", "stations", "out_dir", "manifest")
+    _need(args, "station", "events", "stations", "manifest")
     from obspy import read_events
+
+    if args.out_dir is None:
+        args.out_dir = waveform_folder(args.manifest)
 
     row = _station_row(args.stations, args.station)
     log.info("download waveforms %s from %s", args.station, row.get("provider") or data_cfg["source"])
@@ -249,6 +275,12 @@ def run_download(args) -> int:
     return 0
 
 
+def waveform_folder(manifest: Path) -> Path:
+    """The default folder of a station's event windows: its manifest path without the suffix
+    (data/raw/waveforms/NET.STA.csv -> data/raw/waveforms/NET.STA/)."""
+    return manifest.with_suffix("")
+
+
 # ----------------------------------------------------------------------------- rf
 
 def _add_rf(sub) -> None:
@@ -261,7 +293,8 @@ def _add_rf(sub) -> None:
     p.add_argument("--stations", required=True, type=Path, help="station table from 'download stations'")
     p.add_argument("--inventory", required=True, type=Path, help="StationXML from 'download stations'")
     p.add_argument("--manifest", required=True, type=Path, help="manifest from 'download waveforms'")
-    p.add_argument("--waveforms", required=True, type=Path, help="folder of the event windows")
+    p.add_argument("--waveforms", type=Path,
+                   help="folder of the event windows (default: the manifest path without its suffix)")
     p.add_argument("--out", required=True, type=Path, help="output NetCDF")
     _add_config_arguments(p)
     p.set_defaults(func=run_rf)
@@ -280,7 +313,7 @@ def run_rf(args) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist")
     inv = read_inventory(str(args.inventory))
-    items = load_items(args.manifest, args.waveforms)
+    items = load_items(args.manifest, args.waveforms or waveform_folder(args.manifest))
     log.info("rf %s: %d event window(s)", args.station, len(items))
     rf = RFSettings(**config["receiver_function"])
     ds = compute_station(items, inv, row, rf, config["rf_processing"], config["earth_model"],
@@ -300,6 +333,9 @@ def _add_stack(sub) -> None:
     p.add_argument("--rf", required=True, type=Path, help="receiver functions from 'xdisc rf'")
     p.add_argument("--out", required=True, type=Path, help="output NetCDF")
     p.add_argument("--figure", type=Path, help="figure of the station (PNG or PDF)")
+    p.add_argument("--images", type=Path, metavar="NC",
+                   help="also write the station's CNN images here (as 'xdisc images'; one job per station "
+                        "in the workflow)")
     _add_config_arguments(p)
     p.set_defaults(func=run_stack)
 
@@ -308,7 +344,8 @@ def run_stack(args) -> int:
     from xdisc.core.artifacts import write_netcdf
     from xdisc.stack.stacking import stack_file
 
-    ds = stack_file(args.rf, _load_config(args))
+    config = _load_config(args)
+    ds = stack_file(args.rf, config)
     station = {k: ds[k].item() for k in ("network", "station")}
     write_netcdf(ds, args.out)
     a = ds.attrs
@@ -320,6 +357,8 @@ def run_stack(args) -> int:
 
         plot_station_stack(ds, args.figure)
         log.info("stack: figure %s", args.figure)
+    if args.images:
+        _write_images(args.rf, args.images, config)
     return 0
 
 
@@ -361,20 +400,22 @@ def _add_images(sub) -> None:
 
 
 def run_images(args) -> int:
+    _write_images(args.rf, args.out, _load_config(args))
+    return 0
+
+
+def _write_images(rf: Path, out: Path, config: dict) -> None:
     from xdisc.cnn.images import ImageSettings, images_file
     from xdisc.core.artifacts import write_netcdf
 
-    config = _load_config(args)
-    ds, n_used = images_file(args.rf, config)
+    ds, n_used = images_file(rf, config)
     code = f"{ds['network'].item()}.{ds['station'].item()}"
-    write_netcdf(ds, args.out)
+    write_netcdf(ds, out)
     if ds.sizes["image"] == 0:
         log.warning("images %s: %d receiver functions < images.min_rf = %d: no image", code, n_used,
                     ImageSettings.from_config(config["images"]).min_rf)
     else:
-        log.info("images %s: %d image(s) from %d receiver functions -> %s", code, ds.sizes["image"], n_used,
-                 args.out)
-    return 0
+        log.info("images %s: %d image(s) from %d receiver functions -> %s", code, ds.sizes["image"], n_used, out)
 
 
 # ----------------------------------------------------------------------------- train / predict
@@ -423,7 +464,7 @@ def run_train(args) -> int:
                                 args.metrics, threads, _models(args.train_models), _models(args.test_models), workers)
         test = result.get("test", {})
         log.info("pretrain: %d epochs in %.0f s; test accuracy %.4f, AUC %.4f -> %s", result["epochs"],
-                 result["fit_seconds"], test.get("accuracy", np.nan), test.get("roc_auc", np.nan), args.out)
+                 result["fit_seconds"], test.get("accuracy", math.nan), test.get("roc_auc", math.nan), args.out)
         if args.figures:
             from xdisc.report.ml_figures import plot_pretrain
 
@@ -688,10 +729,23 @@ def config_reference() -> str:
 
 # ----------------------------------------------------------------------------- main
 
+class _VersionAction(argparse.Action):
+    """--version, looked up only when asked for (the package metadata lookup costs start-up time)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from xdisc import __version__
+
+        print(f"xdisc {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xdisc", description="Map the mantle X-discontinuity from P receiver functions.")
-    parser.add_argument("--version", action="version", version=f"xdisc {__version__}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_download(sub)

@@ -18,10 +18,27 @@ Modules: :mod:`~xdisc.label_app.session` (the images to label and the label file
 Labels are written with :mod:`xdisc.labels`, the only part that training uses.
 """
 
-from xdisc.label_app.render import AMPLITUDE_LIMITS, amplitude_limit, image_figure, render_png, verdict_text
-from xdisc.label_app.server import LabelServer, done_page, item_page, make_server, serve
-from xdisc.label_app.session import PAGE_SOURCE, LabelSession, StationImages, scan_image_file
+import importlib
 
-__all__ = ["AMPLITUDE_LIMITS", "PAGE_SOURCE", "LabelServer", "LabelSession", "StationImages", "amplitude_limit",
-           "done_page", "image_figure", "item_page", "make_server", "render_png", "scan_image_file", "serve",
-           "verdict_text"]
+# The names below are imported from their module on first use (``label_app.serve``), so that the
+# command line, which reads a few defaults of the session module, does not load numpy and matplotlib.
+_EXPORTS = {
+    "render": ["AMPLITUDE_LIMITS", "amplitude_limit", "image_figure", "render_png", "verdict_text"],
+    "server": ["LabelServer", "done_page", "item_page", "make_server", "serve"],
+    "session": ["PAGE_SOURCE", "LabelSession", "StationImages", "scan_image_file"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -9,7 +9,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xdisc.label_app.render import render_png
 from xdisc.labels import (
     LABELS,
     LabelError,
@@ -260,6 +259,8 @@ class LabelSession:
             if key in self._png:
                 self._png.move_to_end(key)
                 return self._png[key]
+        from xdisc.label_app.render import render_png  # numpy/matplotlib: not at CLI start-up
+
         st = self.stations[station]
         stack = self.stack(station)
         with self._io_lock:  # HDF5 and matplotlib's font cache are not thread-safe
