@@ -42,8 +42,8 @@ def test_ctrl_c_during_downloads_is_never_taken_as_complete(stack, tmp_path, rer
     missing windows, and the receiver functions are made from every window."""
     stack.proxy.reset()
     wd = workdir(tmp_path, _fdsn_config(stack))
-    for _ in range(7):
-        stack.proxy.inject("slow", path_contains="dataselect", delay_s=1.0)
+    for delay_s in (0.5, 0.5, 4, 4, 4, 4, 4):  # two windows soon, then slow ones: Ctrl-C lands mid-download
+        stack.proxy.inject("slow", path_contains="dataselect", delay_s=delay_s)
     with open(tmp_path / "first.log", "w") as out:
         proc = subprocess.Popen([*SNAKEMAKE, "--directory", str(wd), "--cores", "2", RF_FILE], stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -57,7 +57,7 @@ def test_ctrl_c_during_downloads_is_never_taken_as_complete(stack, tmp_path, rer
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     proc.wait(timeout=120)
     assert proc.returncode != 0
-    time.sleep(1.5)  # the job's in-flight request ends (slow answers take 1 s)
+    _wait_for_group_to_end(proc.pid)  # the job may finish its in-flight request after Snakemake has gone
     assert not (wd / MANIFEST).exists(), "an interrupted download left a manifest"
     assert not (wd / RF_FILE).exists()
     finished = {eid for eid, r in read_manifest(journal).items() if r["status"] == "ok"}
@@ -74,6 +74,18 @@ def test_ctrl_c_during_downloads_is_never_taken_as_complete(stack, tmp_path, rer
     assert len(asked) == 7 - len(finished)
     with xr.open_dataset(wd / RF_FILE) as ds:
         assert ds.sizes["event"] == 7  # every window made it into the receiver functions
+
+
+def _wait_for_group_to_end(pgid: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.killpg(pgid, signal.SIGKILL)
+    raise AssertionError(f"processes of group {pgid} still running {timeout_s} s after Ctrl-C")
 
 
 def _hostile_inventory(path) -> list[str]:

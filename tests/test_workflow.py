@@ -126,7 +126,7 @@ def test_killed_job_and_interrupted_run_resume_to_identical_results(tiny_run, tm
     assert victim is not None, "pretraining never started"
     time.sleep(1.0)  # while it loads data or trains
     os.kill(victim, signal.SIGKILL)
-    out, _ = proc.communicate(timeout=600)
+    proc.communicate(timeout=600)
     assert proc.returncode != 0
     assert not (wd / "results" / "cnn" / "pretrain.ckpt").exists()  # nothing half-written is left as output
     assert not list((wd / "results").rglob(".*.part"))  # temporary files of atomic writes are gone

@@ -99,9 +99,11 @@ def _fix_group_components():
     back its cached groups *after* they were merged, and the second pass merges those again (10^4
     stations, 50 per group: 200 group jobs, then 4 of 2,500 stations each). A cached group is reused
     only while it still holds the jobs it was made of. No effect without groups."""
-    from snakemake.jobs import GroupJob, GroupJobFactory
-
-    if getattr(GroupJobFactory.new, "_xdisc_fixed", False):
+    try:
+        from snakemake.jobs import GroupJob, GroupJobFactory
+    except ImportError:  # a Snakemake whose internals moved: run without the fix
+        return
+    if not hasattr(GroupJobFactory, "new") or getattr(GroupJobFactory.new, "_xdisc_fixed", False):
         return
 
     def new(self, id, jobs, resources):

@@ -98,7 +98,8 @@ def _add_synth(sub) -> None:
     p.add_argument("--no-noise", action="store_true", help="no noise and no augmentation")
     p.add_argument("--max-depth-km", type=float, help="half-space depth (layering.max_depth_km)")
     p.add_argument("--max-thickness-km", type=float, help="largest sub-layer thickness (layering.max_thickness_km)")
-    p.add_argument("--max-velocity-step", type=float, help="largest relative velocity step (layering.max_velocity_step)")
+    p.add_argument("--max-velocity-step", type=float,
+                   help="largest relative velocity step (layering.max_velocity_step)")
     p.add_argument("--no-flatten", action="store_true", help="flat layers, no earth-flattening transformation")
     single = p.add_argument_group("single model (quick look)")
     single.add_argument("--x-depth", type=float, help="depth of an X discontinuity (km): single-model mode")
@@ -628,8 +629,8 @@ def _add_label_import(sub) -> None:
     p.add_argument("--labels", type=Path, default=argparse.SUPPRESS, metavar="CSV",
                    help="label CSV to append to, created with its folder when missing "
                         f"(default {label_files.DEFAULT_LABELS})")
-    p.add_argument("--source", metavar="NAME", help="name of the source, written as labeller (default: the table's file name "
-                                    "without suffix)")
+    p.add_argument("--source", metavar="NAME",
+                   help="name of the source, written as labeller (default: the table's file name without suffix)")
     p.set_defaults(func=run_import)
 
 
