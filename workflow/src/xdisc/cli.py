@@ -201,17 +201,6 @@ def _station_row(table: Path, code: str) -> dict:
     raise cfgmod.ConfigError(f"station {code} is not in {table}")
 
 
-def _write_csv(path: Path, rows: list[dict], fields) -> None:
-    import csv
-
-    from xdisc.core.artifacts import atomic_output
-
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _need(args, *names):
     missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is None]
     if missing:
@@ -219,7 +208,7 @@ def _need(args, *names):
 
 
 def run_download(args) -> int:
-    from xdisc.core.artifacts import atomic_output
+    from xdisc.core.artifacts import atomic_output, write_csv
     from xdisc.data import download as dl
     from xdisc.data.codes import selected
 
@@ -235,12 +224,9 @@ def run_download(args) -> int:
         return 0
     if args.what == "stations":
         _need(args, "out", "out_csv")
-        report: list[dict] = []
-        inv, providers = dl.get_stations(data_cfg, report=report)
+        inv, rows, report = dl.select_stations(data_cfg)
         if args.out_providers is not None:
-            _write_csv(args.out_providers, report, dl.PROVIDER_FIELDS)
-        inv, no_channel = dl.valid_inventory(inv)
-        rows = dl.station_rows(inv, providers, no_channel)
+            write_csv(report, dl.PROVIDER_FIELDS, args.out_providers)
         chosen = selected(rows)
         if not chosen:
             failed = "; ".join(f"{r['provider']}: {r['reason']}" for r in report if r["status"] == "error")
@@ -250,7 +236,7 @@ def run_download(args) -> int:
                                      + (f"; skipped: {skipped}" if skipped else ""))
         with atomic_output(args.out) as tmp:
             inv.write(str(tmp), format="STATIONXML")
-        _write_csv(args.out_csv, rows, list(rows[0]))
+        write_csv(rows, rows[0], args.out_csv)
         log.info("download stations: %d station(s): %s", len(chosen),
                  ", ".join(f"{r['network']}.{r['station']}" for r in chosen[:20]))
         if len(chosen) < len(rows):

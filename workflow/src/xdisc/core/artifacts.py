@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as _dt
 import functools
 import json
@@ -107,6 +108,16 @@ def write_json(data: dict, path: str | Path) -> Path:
     atomically (see :func:`atomic_output`)."""
     with atomic_output(path) as tmp:
         Path(tmp).write_text(json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n")
+    return Path(path)
+
+
+def write_csv(rows, fields, path: str | Path) -> Path:
+    """Write ``rows`` (dicts) as a CSV table with the columns ``fields``, atomically (see
+    :func:`atomic_output`); a key a row lacks is written empty, keys not in ``fields`` are left out."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields), restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
     return Path(path)
 
 

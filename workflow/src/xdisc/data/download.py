@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xdisc.core.artifacts import atomic_output
+from xdisc.core.artifacts import atomic_output, write_csv
 from xdisc.core.earthmodel import EARTH_RADIUS_KM
 from xdisc.data.codes import code_problem
 from xdisc.data.events import event_id
@@ -46,7 +46,6 @@ MANIFEST_FIELDS = ("event_id", "origin_time", "network", "station", "starttime",
                    "attempts", "file", "source")
 DONE = ("ok", "nodata")
 JOURNAL_NAME = ".journal.csv"  # progress of an unfinished download, in the station's window folder
-
 
 
 class RetryableError(RuntimeError):
@@ -334,11 +333,7 @@ def read_manifest(path: Path) -> dict[str, dict]:
 
 
 def write_manifest(path: Path, rows: list[dict]) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: r["event_id"]):
-            writer.writerow({k: row.get(k, "") for k in MANIFEST_FIELDS})
+    write_csv(sorted(rows, key=lambda r: r["event_id"]), MANIFEST_FIELDS, path)
 
 
 @dataclass
@@ -442,6 +437,7 @@ def _fetch_one(req: Request, source: Source, target: Path, channel: str, locatio
     req.source = source.name
     for attempt in range(retries + 1):
         req.attempts = attempt + 1
+        retry = False
         try:
             data = source.get_waveforms(req.network, req.station, location, channel, req.starttime, req.endtime)
             validate_mseed(data, req)
@@ -449,23 +445,10 @@ def _fetch_one(req: Request, source: Source, target: Path, channel: str, locatio
             req.status, req.reason = "nodata", str(exc)
         except CorruptData as exc:
             req.status, req.reason = "rejected", str(exc)
-            if "truncated" in str(exc) and attempt < retries:  # a cut transfer may succeed next time
-                log.warning("%s.%s %s: %s; retrying", req.network, req.station, req.event_id, exc)
-                if stop.wait(wait):
-                    req.status = "pending"
-                    return
-                wait *= 2
-                continue
+            retry = "truncated" in str(exc)  # a cut transfer may succeed next time
         except RetryableError as exc:
             req.status, req.reason = "error", str(exc)
-            if attempt < retries:
-                log.warning("%s.%s %s: %s; retry %d/%d in %.1f s", req.network, req.station, req.event_id,
-                            exc, attempt + 1, retries, wait)
-                if stop.wait(wait):
-                    req.status = "pending"
-                    return
-                wait *= 2
-                continue
+            retry = True
         except Exception as exc:  # noqa: BLE001 - a source failing in an unforeseen way rejects this window only
             req.status = "rejected"
             req.reason = (f"unexpected error from {source.name}: {type(exc).__name__}: "
@@ -475,7 +458,14 @@ def _fetch_one(req: Request, source: Source, target: Path, channel: str, locatio
             with atomic_output(target) as tmp:
                 tmp.write_bytes(data)
             req.status, req.reason, req.file = "ok", "", target.name
-        break
+        if not (retry and attempt < retries):
+            break
+        log.warning("%s.%s %s: %s; retry %d/%d in %.1f s", req.network, req.station, req.event_id, req.reason,
+                    attempt + 1, retries, wait)
+        if stop.wait(wait):  # interrupted: no answer for this request
+            req.status = "pending"
+            return
+        wait *= 2
 
 
 @dataclass
@@ -676,3 +666,13 @@ def station_rows(inventory, providers: dict[str, str], skipped: dict[str, str] |
                                   "provider": providers.get(key, ""),
                                   "status": "skipped" if reason else "selected", "reason": reason})
     return [rows[k] for k in sorted(rows)]
+
+
+def select_stations(data_cfg: dict):
+    """The stations of the ``data`` configuration: (inventory without channels whose codes break the
+    SEED rules, one :func:`station_rows` row per station with its status and reason, one row per
+    provider with what it answered, :data:`PROVIDER_FIELDS`)."""
+    report: list[dict] = []
+    inventory, providers = get_stations(data_cfg, report=report)
+    inventory, no_channel = valid_inventory(inventory)
+    return inventory, station_rows(inventory, providers, no_channel), report

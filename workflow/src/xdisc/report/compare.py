@@ -13,7 +13,6 @@ and Cohen's kappa are computed over the *compared* stations, those where both me
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from xdisc import __version__
-from xdisc.core.artifacts import atomic_output, write_json
+from xdisc.core.artifacts import write_csv, write_json
 from xdisc.core.metrics import agreement_summary
 from xdisc.core.verdicts import CATEGORIES, DECIDED, MISSING, VERDICTS
 
@@ -124,11 +123,7 @@ def summarise(rows: list[dict], inputs: dict | None = None) -> dict:
 def write_outputs(rows: list[dict], summary: dict, stations_csv: str | Path, summary_json: str | Path) -> None:
     """Write the station table (CSV, numbers to 10 significant digits, ``nan`` when unknown) and the
     summary (JSON, ``null`` for ``NaN``), each atomically."""
-    with atomic_output(stations_csv) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=STATION_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _format(row[k]) for k in STATION_COLUMNS})
+    write_csv(({k: _format(row[k]) for k in STATION_COLUMNS} for row in rows), STATION_COLUMNS, stations_csv)
     write_json(summary, summary_json)
 
 
