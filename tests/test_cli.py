@@ -118,3 +118,22 @@ def test_version_and_download_help_print_without_heavy_imports():
     assert version.returncode == 0 and version.stdout.startswith("xdisc ") and version.stdout.strip() != "xdisc"
     download = xdisc("download", "--help")
     assert download.returncode == 0 and "--settings-file" in download.stdout
+
+
+def test_rf_then_stack_equal_the_station_command_of_the_workflow(tiny_run, tmp_path):
+    """The workflow runs `xdisc station` (one job per station); `xdisc rf` followed by `xdisc stack --images`,
+    run by hand on the same inputs and settings, write the same data."""
+    wd, raw = tiny_run, tiny_run / "data" / "raw"
+    settings = ["--settings-file", str(wd / "results" / "settings" / "station.json")]
+    inputs = ["--station", "CX.PB01", "--events", str(raw / "events.xml"), "--stations", str(raw / "stations.csv"),
+              "--inventory", str(raw / "stations.xml"), "--manifest", str(raw / "waveforms" / "CX.PB01.csv")]
+    for args in (["rf", *inputs, "--out", tmp_path / "rf.nc"],
+                 ["stack", "--rf", tmp_path / "rf.nc", "--out", tmp_path / "stack.nc",
+                  "--images", tmp_path / "images.nc"]):
+        run = xdisc(*args, *settings)
+        assert run.returncode == 0, run.stderr
+    for folder, name in (("rf", "rf.nc"), ("stack", "stack.nc"), ("images", "images.nc")):
+        with xr.open_dataset(wd / "results" / folder / "CX.PB01.nc") as ours, \
+                xr.open_dataset(tmp_path / name) as by_hand:
+            xr.testing.assert_identical(ours.drop_attrs(), by_hand.drop_attrs())
+            assert ours.attrs.get("verdict") == by_hand.attrs.get("verdict")

@@ -78,7 +78,7 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tiny_run):
     plan = _run(wd, "-n", "--cores", "2")
     (wd / "config" / "config.yaml").write_text(original)
     assert "predict_stations" in plan.stdout and "compare_verdicts" in plan.stdout
-    for upstream in ("simulate_synthetics", "pretrain_cnn", "compute_receiver_functions", "stack_station"):
+    for upstream in ("simulate_synthetics", "pretrain_cnn", "process_station"):
         assert f"rule {upstream}:" not in plan.stdout, f"{upstream} does not depend on cnn.verdict"
 
 
@@ -201,16 +201,16 @@ def _scale_workdir(path: Path, n: int) -> Path:
 
 
 def test_slurm_profile_batches_the_per_station_rules(tmp_path):
-    """With the SLURM profile, each station's chain (download_waveforms, compute_receiver_functions,
-    stack_station) is one connected component of group 'station', and 50 of them make one group job:
-    120 stations -> 3 SLURM submissions for their 360 jobs, also when the checkpoint output exists at start
+    """With the SLURM profile, each station's chain (download_waveforms, process_station) is one connected
+    component of group 'station', and 50 of them make one group job: 120 stations -> 3 SLURM submissions
+    for their 240 jobs, also when the checkpoint output exists at start
     (Snakemake 9.27 merged the groups a second time there: one group job of all stations)."""
     wd = _scale_workdir(tmp_path, 120)
     run = _run(wd, "-n", "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"))
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout + run.stderr
     assert out.count("Group job station") == 3, out[-3000:]
-    for rule in ("download_waveforms", "compute_receiver_functions", "stack_station"):
+    for rule in ("download_waveforms", "process_station"):
         assert re.search(rf"^{rule}\s+120$", out, re.M), rule
 
 
@@ -230,7 +230,7 @@ def test_lint_and_format():
 def test_every_rule_has_log_benchmark_and_conda():
     text = "\n".join(smk.read_text() for smk in (ROOT / "workflow" / "rules").glob("*.smk"))
     rules = re.findall(r"^(?:rule|checkpoint) (\w+):", text, re.M)
-    assert len(rules) >= 14
+    assert len(rules) >= 13
     for block in re.split(r"^(?=(?:rule|checkpoint) \w+:)", text, flags=re.M)[1:]:
         name = block.split(":")[0]
         for directive in ("log:", "benchmark:", "conda:"):

@@ -1,5 +1,5 @@
 # CNN detector: pretraining on synthetics, fine-tuning on labelled real images (written per station by
-# rule stack_station), per-station predictions and their comparison with the stacking verdicts.
+# rule process_station), per-station predictions and their comparison with the stacking verdicts.
 
 
 rule pretrain_cnn:

@@ -69,13 +69,12 @@ def _synthetics(split):
 # The validated config sections each CLI call needs. Rule write_settings writes each set once to
 # results/settings/<name>.json (a rerun when its content changes, params trigger); the rules take that
 # file as input, so a changed setting reruns exactly the rules that read it (mtime trigger) and a job
-# carries no long parameter string (10^4 stations make 3 x 10^4 jobs).
+# carries no long parameter string (10^4 stations make 2 x 10^4 jobs).
 SETTINGS = {
     name: json.dumps(value, sort_keys=True)
     for name, value in {
         "download": _sections("data", "earth_model"),
-        "receiver_functions": _sections("data", "earth_model", "receiver_function", "rf_processing"),
-        "station": _sections("earth_model", "images", "stacking"),
+        "station": _sections("data", "earth_model", "receiver_function", "rf_processing", "images", "stacking"),
         "synthetics_pretrain": _synthetics("pretrain"),
         "synthetics_test": _synthetics("test"),
         "pretrain": _cnn(

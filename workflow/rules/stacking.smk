@@ -1,33 +1,4 @@
-# Per station, from its receiver functions: the conventional verdict (depth and slowness stacks with
-# bootstrap bounds, figure) and the CNN's input images (stacks per slowness bin). One job writes both
-# files: 10^4 stations plan as 3 x 10^4 jobs, not 4 x 10^4 (the two use the same settings).
-
-
-rule stack_station:
-    input:
-        settings=settings("station"),
-        rf=rules.compute_receiver_functions.output.nc,
-    output:
-        nc=results("stack", "{network}.{station}.nc"),
-        png=report(
-            results("figures", "stack", "{network}.{station}.png"),
-            caption="../report/stack.rst",
-            category="Stacking",
-        ),
-        images=results("images", "{network}.{station}.nc"),
-    log:
-        log_file("stack_station", "network", "station"),
-    benchmark:
-        benchmark_file("stack_station", "network", "station")
-    conda:
-        XDISC_ENV
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    shell:
-        "xdisc stack --settings-file {input.settings} --rf {input.rf} --out {output.nc} --figure {output.png}"
-        " --images {output.images} 2> {log}"
+# The stacking verdicts of all stations (written per station by rule process_station) in one table.
 
 
 rule collect_stacking_verdicts:

@@ -270,11 +270,7 @@ def waveform_folder(manifest: Path) -> Path:
 
 # ----------------------------------------------------------------------------- rf
 
-def _add_rf(sub) -> None:
-    p = sub.add_parser("rf", help="P receiver functions of one station",
-                       description="Rotate, deconvolve and quality-control the event windows of one station "
-                                   "(from 'xdisc download waveforms'); rejected events stay in the output, "
-                                   "flagged with their reason.")
+def _add_rf_inputs(p) -> None:
     p.add_argument("--station", required=True, help="NET.STA")
     p.add_argument("--events", required=True, type=Path, help="QuakeML from 'download events'")
     p.add_argument("--stations", required=True, type=Path, help="station table from 'download stations'")
@@ -282,19 +278,31 @@ def _add_rf(sub) -> None:
     p.add_argument("--manifest", required=True, type=Path, help="manifest from 'download waveforms'")
     p.add_argument("--waveforms", type=Path,
                    help="folder of the event windows (default: the manifest path without its suffix)")
+
+
+def _add_rf(sub) -> None:
+    p = sub.add_parser("rf", help="P receiver functions of one station",
+                       description="Rotate, deconvolve and quality-control the event windows of one station "
+                                   "(from 'xdisc download waveforms'); rejected events stay in the output, "
+                                   "flagged with their reason.")
+    _add_rf_inputs(p)
     p.add_argument("--out", required=True, type=Path, help="output NetCDF")
     _add_config_arguments(p)
     p.set_defaults(func=run_rf)
 
 
 def run_rf(args) -> int:
+    _compute_rf(args, _load_config(args), args.out)
+    return 0
+
+
+def _compute_rf(args, config: dict, out: Path) -> None:
     from obspy import read_events, read_inventory
 
     from xdisc.core.artifacts import write_netcdf
     from xdisc.core.deconvolution import RFSettings
     from xdisc.data.receiver_functions import compute_station, event_table, load_items
 
-    config = _load_config(args)
     row = _station_row(args.stations, args.station)
     for path in (args.events, args.inventory, args.manifest):
         if not path.is_file():
@@ -305,10 +313,9 @@ def run_rf(args) -> int:
     rf = RFSettings(**config["receiver_function"])
     ds = compute_station(items, inv, row, rf, config["rf_processing"], config["earth_model"],
                          event_table(read_events(str(args.events))), progress=_progress(f"rf {args.station}"))
-    write_netcdf(ds, args.out)
+    write_netcdf(ds, out)
     log.info("rf %s: %d receiver functions, %d pass QC -> %s", args.station, ds.sizes["event"], ds.attrs["n_pass"],
-             args.out)
-    return 0
+             out)
 
 
 # ----------------------------------------------------------------------------- stack
@@ -321,31 +328,56 @@ def _add_stack(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="output NetCDF")
     p.add_argument("--figure", type=Path, help="figure of the station (PNG or PDF)")
     p.add_argument("--images", type=Path, metavar="NC",
-                   help="also write the station's CNN images here (as 'xdisc images'; one job per station "
-                        "in the workflow)")
+                   help="also write the station's CNN images here (as 'xdisc images')")
     _add_config_arguments(p)
     p.set_defaults(func=run_stack)
 
 
 def run_stack(args) -> int:
+    _stack(args.rf, args.out, args.figure, args.images, _load_config(args))
+    return 0
+
+
+def _stack(rf: Path, out: Path, figure: Path | None, images: Path | None, config: dict) -> None:
     from xdisc.core.artifacts import write_netcdf
     from xdisc.stack.stacking import stack_file
 
-    config = _load_config(args)
-    ds = stack_file(args.rf, config)
+    ds = stack_file(rf, config)
     station = {k: ds[k].item() for k in ("network", "station")}
-    write_netcdf(ds, args.out)
+    write_netcdf(ds, out)
     a = ds.attrs
     log.info("stack %s.%s: %d RFs, verdict %s%s%s", station["network"], station["station"], a["n_rf"], a["verdict"],
              f" at {a['x_depth_km']:.0f} km (amp {a['x_amp']:.3f})" if a["verdict"] == "present" else "",
              f" ({a['reason']})" if a["reason"] else "")
-    if args.figure:
+    if figure:
         from xdisc.report.figures import plot_station_stack
 
-        plot_station_stack(ds, args.figure)
-        log.info("stack: figure %s", args.figure)
-    if args.images:
-        _write_images(args.rf, args.images, config)
+        plot_station_stack(ds, figure)
+        log.info("stack: figure %s", figure)
+    if images:
+        _write_images(rf, images, config)
+
+
+# ----------------------------------------------------------------------------- station
+
+def _add_station(sub) -> None:
+    p = sub.add_parser("station", help="one station's chain: receiver functions, stacks and verdict, CNN images",
+                       description="'xdisc rf' then 'xdisc stack' in one call (one workflow job per station: "
+                                   "a global run plans 2 jobs per station, not 3). Writes the same files as the "
+                                   "two commands.")
+    _add_rf_inputs(p)
+    p.add_argument("--rf", required=True, type=Path, help="output NetCDF of the receiver functions")
+    p.add_argument("--stack", required=True, type=Path, help="output NetCDF of the stacks and verdict")
+    p.add_argument("--figure", type=Path, help="figure of the station (PNG or PDF)")
+    p.add_argument("--images", type=Path, metavar="NC", help="output NetCDF of the station's CNN images")
+    _add_config_arguments(p)
+    p.set_defaults(func=run_station)
+
+
+def run_station(args) -> int:
+    config = _load_config(args)
+    _compute_rf(args, config, args.rf)
+    _stack(args.rf, args.stack, args.figure, args.images, config)
     return 0
 
 
@@ -738,6 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_download(sub)
     _add_rf(sub)
     _add_stack(sub)
+    _add_station(sub)
     _add_verdicts(sub)
     _add_synth(sub)
     _add_images(sub)

@@ -1,0 +1,37 @@
+# Per station, one job: P receiver functions (rotation, deconvolution, QC), the conventional verdict
+# (depth and slowness stacks with bootstrap bounds, figure) and the CNN's input images (stacks per
+# slowness bin), each written as its own file. One job, not three: Snakemake plans ~1.7 ms per job, so
+# 10^4 stations plan as 2 x 10^4 jobs (download, station) and the SLURM groups stay small.
+
+
+rule process_station:
+    input:
+        settings=settings("station"),
+        manifest=rules.download_waveforms.output.manifest,
+        events=rules.download_events.output.xml,
+        stations=rules.select_stations.output.csv,
+        inventory=rules.select_stations.output.xml,
+    output:
+        rf=results("rf", "{network}.{station}.nc"),
+        stack=results("stack", "{network}.{station}.nc"),
+        png=report(
+            results("figures", "stack", "{network}.{station}.png"),
+            caption="../report/stack.rst",
+            category="Stacking",
+        ),
+        images=results("images", "{network}.{station}.nc"),
+    log:
+        log_file("process_station", "network", "station"),
+    benchmark:
+        benchmark_file("process_station", "network", "station")
+    conda:
+        XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "xdisc station --settings-file {input.settings} --station {wildcards.network}.{wildcards.station}"
+        " --events {input.events} --stations {input.stations} --inventory {input.inventory}"
+        " --manifest {input.manifest} --rf {output.rf} --stack {output.stack} --figure {output.png}"
+        " --images {output.images} 2> {log}"
