@@ -1,5 +1,6 @@
-# CNN detector: pretraining on synthetics, fine-tuning on labelled real images (written per station by
-# rule process_station), per-station predictions and their comparison with the stacking verdicts.
+# CNN detector: pretraining on synthetics, adaptation to the run's stations (their own noise pools,
+# written per station by rule process_station; no labels), fine-tuning on labelled real images,
+# per-station thresholds from own-noise stations, predictions and their comparison with stacking.
 
 
 rule pretrain_cnn:
@@ -33,10 +34,36 @@ rule pretrain_cnn:
         " --workers auto 2> {log}"
 
 
+rule adapt_cnn:
+    input:
+        settings=settings("adapt"),
+        pretrained=rules.pretrain_cnn.output.ckpt,
+        train=rules.pretrain_cnn.input.train,
+        test=rules.pretrain_cnn.input.test,
+        noise=all_station_noise,
+    output:
+        ckpt=results("cnn", "adapted.ckpt"),
+        metrics=results("metrics", "adapt.json"),
+    log:
+        log_file("adapt_cnn"),
+    benchmark:
+        benchmark_file("adapt_cnn")
+    conda:
+        XDISC_ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "xdisc adapt {input.noise} --settings-file {input.settings} --pretrained {input.pretrained}"
+        " --synthetics {input.train} --test {input.test} --out {output.ckpt} --metrics {output.metrics}"
+        " --threads {threads} 2> {log}"
+
+
 rule finetune_cnn:
     input:
         settings=settings("finetune"),
-        pretrained=rules.pretrain_cnn.output.ckpt,
+        pretrained=rules.adapt_cnn.output.ckpt,
         synthetics=rules.pretrain_cnn.input.train,
         images=all_station_images,
         labels=label_files(),
@@ -59,10 +86,35 @@ rule finetune_cnn:
         " --out {output.ckpt} --metrics {output.metrics} --threads {threads} 2> {log}"
 
 
+rule calibrate_stations:
+    input:
+        settings=settings("calibrate"),
+        model=rules.finetune_cnn.output.ckpt,
+        test=rules.pretrain_cnn.input.test,
+        noise=all_station_noise,
+    output:
+        csv=results("cnn", "station_thresholds.csv"),
+        metrics=results("metrics", "calibrate.json"),
+    log:
+        log_file("calibrate_stations"),
+    benchmark:
+        benchmark_file("calibrate_stations")
+    conda:
+        XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "xdisc calibrate {input.noise} --settings-file {input.settings} --model {input.model} --test {input.test}"
+        " --out {output.csv} --metrics {output.metrics} 2> {log}"
+
+
 rule predict_stations:
     input:
         settings=settings("predict"),
         model=rules.finetune_cnn.output.ckpt,
+        calibration=rules.calibrate_stations.output.csv,
         images=all_station_images,
     output:
         csv=results("verdicts", "cnn.csv"),
@@ -77,8 +129,8 @@ rule predict_stations:
         mem_mb=2000,
         runtime=15,
     shell:
-        "xdisc predict {input.images} --settings-file {input.settings} --model {input.model} --out {output.csv}"
-        " 2> {log}"
+        "xdisc predict {input.images} --settings-file {input.settings} --model {input.model}"
+        " --calibration {input.calibration} --out {output.csv} 2> {log}"
 
 
 rule compare_verdicts:

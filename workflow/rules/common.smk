@@ -81,7 +81,9 @@ SETTINGS = {
             "earth_model", "images", "synthetics", "receiver_function", leave_out=("finetune", "verdict", "labels")
         ),
         "finetune": _cnn("earth_model", "images", "synthetics", "receiver_function", leave_out=("verdict",)),
-        "predict": _cnn(leave_out=("pretrain", "finetune", "labels")),
+        "adapt": _cnn("earth_model", "images", leave_out=("finetune", "labels", "evaluation")),
+        "calibrate": _cnn("earth_model", "images", leave_out=("pretrain", "finetune", "labels", "evaluation")),
+        "predict": _cnn(leave_out=("pretrain", "finetune", "labels", "adapt")),
         "evaluate": _cnn("earth_model", "images", "synthetics", "stacking", leave_out=("verdict", "labels")),
     }.items()
 }
@@ -150,6 +152,10 @@ def all_station_stacks(wildcards):
 
 def all_station_images(wildcards):
     return [results("images", f"{code}.nc") for code in selected_stations()]
+
+
+def all_station_noise(wildcards):
+    return [results("noise", f"{code}.nc") for code in selected_stations()]
 
 
 def label_files():

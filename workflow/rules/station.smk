@@ -1,6 +1,7 @@
 # Per station, one job: P receiver functions (rotation, deconvolution, QC), the conventional verdict
-# (depth and slowness stacks with bootstrap bounds, figure) and the CNN's input images (stacks per
-# slowness bin), each written as its own file. One job, not three: Snakemake plans ~1.7 ms per job, so
+# (depth and slowness stacks with bootstrap bounds, figure), the CNN's input images (stacks per
+# slowness bin) and the station's noise pool (transverse receiver functions: what the CNN adapts to),
+# each written as its own file. One job, not three: Snakemake plans ~1.7 ms per job, so
 # 10^4 stations plan as 2 x 10^4 jobs (download, station) and the SLURM groups stay small.
 
 
@@ -20,6 +21,7 @@ rule process_station:
             category="Stacking",
         ),
         images=results("images", "{network}.{station}.nc"),
+        noise=results("noise", "{network}.{station}.nc"),
     log:
         log_file("process_station", "network", "station"),
     benchmark:
@@ -34,4 +36,4 @@ rule process_station:
         "xdisc station --settings-file {input.settings} --station {wildcards.network}.{wildcards.station}"
         " --events {input.events} --stations {input.stations} --inventory {input.inventory}"
         " --manifest {input.manifest} --rf {output.rf} --stack {output.stack} --figure {output.png}"
-        " --images {output.images} 2> {log}"
+        " --images {output.images} --noise {output.noise} 2> {log}"

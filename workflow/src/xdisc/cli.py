@@ -358,18 +358,47 @@ def _stack(rf: Path, out: Path, figure: Path | None, images: Path | None, config
         _write_images(rf, images, config)
 
 
+# ----------------------------------------------------------------------------- noise
+
+def _add_noise(sub) -> None:
+    p = sub.add_parser("noise", help="a station's receiver-function noise pool (CNN adaptation)",
+                       description="Transverse receiver functions of the station's usable events, divided by the "
+                                   "radial direct P and scaled to the radial pre-P level: the noise that 'xdisc "
+                                   "adapt' adds to synthetic signals to train for this station.")
+    p.add_argument("--rf", required=True, type=Path, help="receiver functions from 'xdisc rf'")
+    p.add_argument("--out", required=True, type=Path, help="output NetCDF")
+    _add_config_arguments(p)
+    p.set_defaults(func=run_noise)
+
+
+def run_noise(args) -> int:
+    _write_noise(args.rf, args.out, _load_config(args))
+    return 0
+
+
+def _write_noise(rf: Path, out: Path, config: dict) -> None:
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.synth.noise_pool import noise_pool
+
+    ds = noise_pool(rf, config["stacking"]["use_qc"])
+    write_netcdf(ds, out)
+    log.info("noise %s.%s: %d trace(s) -> %s", ds["network"].item(), ds["station"].item(), ds.sizes["trace"], out)
+
+
 # ----------------------------------------------------------------------------- station
 
 def _add_station(sub) -> None:
-    p = sub.add_parser("station", help="one station's chain: receiver functions, stacks and verdict, CNN images",
-                       description="'xdisc rf' then 'xdisc stack' in one call (one workflow job per station: "
-                                   "a global run plans 2 jobs per station, not 3). Writes the same files as the "
-                                   "two commands.")
+    p = sub.add_parser("station", help="one station's chain: receiver functions, stacks and verdict, CNN images, "
+                                       "noise pool",
+                       description="'xdisc rf', 'xdisc stack' (with --images) and 'xdisc noise' in one call (one "
+                                   "workflow job per station: a global run plans 2 jobs per station, not 4). Writes "
+                                   "the same files as those commands.")
     _add_rf_inputs(p)
     p.add_argument("--rf", required=True, type=Path, help="output NetCDF of the receiver functions")
     p.add_argument("--stack", required=True, type=Path, help="output NetCDF of the stacks and verdict")
     p.add_argument("--figure", type=Path, help="figure of the station (PNG or PDF)")
     p.add_argument("--images", type=Path, metavar="NC", help="output NetCDF of the station's CNN images")
+    p.add_argument("--noise", type=Path, metavar="NC", help="output NetCDF of the station's noise pool")
     _add_config_arguments(p)
     p.set_defaults(func=run_station)
 
@@ -378,6 +407,8 @@ def run_station(args) -> int:
     config = _load_config(args)
     _compute_rf(args, config, args.rf)
     _stack(args.rf, args.stack, args.figure, args.images, config)
+    if args.noise:
+        _write_noise(args.rf, args.noise, config)
     return 0
 
 
@@ -501,13 +532,65 @@ def run_train(args) -> int:
     return 0
 
 
+def _add_adapt(sub) -> None:
+    p = sub.add_parser("adapt", help="adapt the CNN to the run's stations (their own noise; no labels)",
+                       description="Fine-tune a pretrained checkpoint on synthetic X / no-X signals at the "
+                                   "slownesses of each station's events plus that station's own receiver-function "
+                                   "noise (pools from 'xdisc noise'); report how the pretrained and the adapted "
+                                   "network score held-out own-noise stations (cnn.adapt).")
+    p.add_argument("noise", nargs="*", type=Path, help="noise pools from 'xdisc noise' (one per station)")
+    p.add_argument("--pretrained", required=True, type=Path, help="checkpoint of 'xdisc train pretrain'")
+    p.add_argument("--synthetics", required=True, type=Path, help="synthetic set of pretraining (training signals)")
+    p.add_argument("--test", required=True, type=Path, help="separately seeded synthetic set (held-out signals)")
+    p.add_argument("--out", required=True, type=Path, help="adapted checkpoint (.ckpt)")
+    p.add_argument("--metrics", required=True, type=Path, help="metrics JSON")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    _add_config_arguments(p)
+    p.set_defaults(func=run_adapt)
+
+
+def run_adapt(args) -> int:
+    from xdisc.cnn.adapt import adapt
+
+    adapt(_load_config(args), args.pretrained, str(args.synthetics), str(args.test), args.noise, args.out,
+          args.metrics, args.threads)
+    log.info("adapt: -> %s", args.out)
+    return 0
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="each station's present / absent thresholds from its own noise",
+                       description="Score own-noise stations of every station (synthetic test set signals, no X "
+                                   "and X of dVs >= cnn.adapt.absent_dvs, plus the station's own noise) with the "
+                                   "final model and write the station's thresholds: present above the "
+                                   "1 - false_alarm_rate quantile of its no-X scores, absent below the miss_rate "
+                                   "quantile of its X scores.")
+    p.add_argument("noise", nargs="*", type=Path, help="noise pools from 'xdisc noise' (one per station)")
+    p.add_argument("--model", required=True, type=Path, help="the checkpoint that 'xdisc predict' uses")
+    p.add_argument("--test", required=True, type=Path, help="separately seeded synthetic set (calibration signals)")
+    p.add_argument("--out", required=True, type=Path, help="per-station thresholds (CSV)")
+    p.add_argument("--metrics", required=True, type=Path, help="metrics JSON")
+    _add_config_arguments(p)
+    p.set_defaults(func=run_calibrate)
+
+
+def run_calibrate(args) -> int:
+    from xdisc.cnn.adapt import calibrate
+
+    calibrate(_load_config(args), args.model, str(args.test), args.noise, args.out, args.metrics)
+    log.info("calibrate: -> %s", args.out)
+    return 0
+
+
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="CNN probability of X and verdict per station",
                        description="Apply a trained checkpoint to every image of each station: probability of X "
                                    "(mean and spread over the station's images) and a verdict present / absent / "
                                    "undetermined from the thresholds in cnn.verdict.")
     p.add_argument("images", nargs="*", type=Path, help="station images from 'xdisc images'")
-    p.add_argument("--model", required=True, type=Path, help="checkpoint from 'xdisc train'")
+    p.add_argument("--model", required=True, type=Path, help="checkpoint from 'xdisc train' or 'xdisc adapt'")
+    p.add_argument("--calibration", type=Path,
+                   help="per-station thresholds from 'xdisc adapt' (default: the global ones of cnn.verdict)")
     p.add_argument("--out", required=True, type=Path, help="CSV table (results/verdicts/cnn.csv)")
     _add_config_arguments(p)
     p.set_defaults(func=run_predict)
@@ -515,14 +598,15 @@ def _add_predict(sub) -> None:
 
 def run_predict(args) -> int:
     from xdisc.cnn.module import load_classifier
-    from xdisc.cnn.predict import PREDICTION_COLUMNS, prediction_row
+    from xdisc.cnn.predict import PREDICTION_COLUMNS, prediction_row, read_calibration
 
     config = _load_config(args)
     module = load_classifier(args.model)
+    calibration = read_calibration(args.calibration)
     rows = []
     for path in args.images:
         try:
-            rows.append(prediction_row(module, path, config["cnn"]["verdict"]))
+            rows.append(prediction_row(module, path, config["cnn"]["verdict"], calibration))
         except (OSError, KeyError, ValueError) as exc:
             log.error("predict: %s left out: %s", path, exc)
     _write_verdict_table(rows, PREDICTION_COLUMNS, args.out, "predict")
@@ -771,10 +855,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rf(sub)
     _add_stack(sub)
     _add_station(sub)
+    _add_noise(sub)
     _add_verdicts(sub)
     _add_synth(sub)
     _add_images(sub)
     _add_train(sub)
+    _add_adapt(sub)
+    _add_calibrate(sub)
     _add_predict(sub)
     _add_evaluate(sub)
     _add_compare(sub)

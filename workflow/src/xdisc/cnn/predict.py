@@ -1,5 +1,7 @@
 """CNN verdict per station: calibrated probability of X of each of its images, and present / absent /
-undetermined from the thresholds in ``cnn.verdict`` (``xdisc predict``)."""
+undetermined (``xdisc predict``): from the station's own thresholds where the run adapted the network
+to its stations (:mod:`xdisc.cnn.adapt`; statistic: the probability of image 0, every receiver
+function), else from the global thresholds in ``cnn.verdict`` (statistic: the mean over the images)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from xdisc.cnn.module import XClassifier
 from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
 
 PREDICTION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "n_images", "probability", "probability_std",
-                      "verdict", "reason")
+                      "probability_all", "present_threshold", "absent_threshold", "detection_rate", "verdict",
+                      "reason")
 
 
 @torch.no_grad()
@@ -42,11 +45,48 @@ def station_verdict(prob: np.ndarray, n_rf: int, cfg: dict) -> tuple[str, str]:
                             f"{cfg['present_probability']}")
 
 
-def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict) -> dict:
+def calibrated_verdict(prob: np.ndarray, n_rf: int, thresholds: dict, cfg: dict) -> tuple[str, str]:
+    """present / absent / undetermined from the probability of image 0 and the station's own thresholds
+    (a row of the calibration table of :func:`xdisc.cnn.adapt.adapt`)."""
+    if len(prob) == 0:
+        return UNDETERMINED, "no image (too few receiver functions)"
+    if n_rf < cfg["min_rf"]:
+        return UNDETERMINED, f"{n_rf} receiver functions < {cfg['min_rf']}"
+    p, hi, lo = float(prob[0]), float(thresholds["present_threshold"]), float(thresholds["absent_threshold"])
+    if p >= hi:
+        return PRESENT, ""
+    if p <= lo:
+        return ABSENT, ""
+    return UNDETERMINED, (f"probability {p:.2f} between the station's thresholds {lo:.2f} and {hi:.2f} "
+                          f"(detection rate of X at its threshold {float(thresholds['detection_rate']):.2f})")
+
+
+def read_calibration(path: str | Path | None) -> dict[str, dict]:
+    """The per-station thresholds of ``xdisc train adapt`` by station code (empty without a file)."""
+    if path is None:
+        return {}
+    import pandas as pd
+
+    table = pd.read_csv(path, dtype={"station": str})
+    return {row["station"]: row for row in table.to_dict("records")}
+
+
+def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calibration: dict | None = None) -> dict:
     st = read_station_images(image_file)
     prob = predict_station(module, st["images"])
     n_rf = int(st["n_rf"][0]) if len(st["n_rf"]) else 0
-    verdict, reason = station_verdict(prob, n_rf, cfg)
+    own = (calibration or {}).get(st["station"])
+    if own is not None:
+        verdict, reason = calibrated_verdict(prob, n_rf, own, cfg)
+    else:
+        verdict, reason = station_verdict(prob, n_rf, cfg)
+        if calibration:
+            reason = "; ".join(r for r in (reason, "no own-noise thresholds (too few noise traces)") if r)
+    own = own or {}
     return {"station": st["station"], "latitude": st["latitude"], "longitude": st["longitude"], "n_rf": n_rf,
             "n_images": len(prob), "probability": float(np.mean(prob)) if len(prob) else math.nan,
-            "probability_std": float(np.std(prob)) if len(prob) else math.nan, "verdict": verdict, "reason": reason}
+            "probability_std": float(np.std(prob)) if len(prob) else math.nan,
+            "probability_all": float(prob[0]) if len(prob) else math.nan,
+            "present_threshold": own.get("present_threshold", math.nan),
+            "absent_threshold": own.get("absent_threshold", math.nan),
+            "detection_rate": own.get("detection_rate", math.nan), "verdict": verdict, "reason": reason}

@@ -1,0 +1,315 @@
+"""The CNN adapted to the stations being judged (``xdisc adapt``), and each station's own thresholds
+(``xdisc calibrate``).
+
+A network pretrained on synthetic noise ranks real stations well but its probabilities shift with the
+noise it meets. Neither step needs labels. Both build **own-noise stations**: a synthetic sample's
+noise-free receiver functions (with or without X), taken at the slownesses of one real station's
+events, plus that station's own receiver-function noise (its noise pool, :mod:`xdisc.synth.noise_pool`:
+transverse receiver functions of its events, shuffled across events with random sign), imaged exactly
+as the station's real data.
+
+* :func:`adapt` fine-tunes the pretrained network on own-noise stations of every station of the run
+  (training samples of the synthetic set, fresh shuffles every epoch) and reports how the pretrained
+  and the adapted network score held-out own-noise stations.
+* :func:`calibrate` scores, for every station, ``calibration_draws`` own-noise stations without X and
+  as many with X of dVs >= ``absent_dvs`` (samples of the separately seeded synthetic test set, none
+  seen in training) with the final model, and sets the station's thresholds: ``present`` needs a
+  probability at or above the ``1 - false_alarm_rate`` quantile of that station's own no-X scores (its
+  false-alarm rate is bounded where it was measured: on its own noise, slownesses and number of
+  events); ``absent`` needs one at or below the ``miss_rate`` quantile of its scores with X: X of that
+  size would have scored higher. In between the verdict is ``undetermined``.
+
+The verdict statistic is the probability of the station's image of every receiver function
+(image 0): the image whose distribution the calibration measures.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from xdisc.cnn.datasets import SyntheticSource
+from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
+from xdisc.cnn.module import XClassifier, logits_of
+from xdisc.core import metrics
+from xdisc.core.artifacts import atomic_output, software_versions, write_csv, write_json
+from xdisc.core.deconvolution import normalise_by_p
+from xdisc.core.earthmodel import load_model
+from xdisc.synth.noise_pool import read_pool
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_COLUMNS = ("station", "n_rf", "present_threshold", "absent_threshold", "false_alarm_rate",
+                       "detection_rate", "miss_rate", "n_draws")
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """The ``cnn.adapt`` configuration section."""
+
+    enabled: bool = True
+    epochs: int = 4
+    images_per_epoch: int = 2000
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-4
+    subset_probability: float = 0.5
+    calibration_draws: int = 40
+    false_alarm_rate: float = 0.05
+    miss_rate: float = 0.1
+    absent_dvs: float = 0.03
+    max_stations: int = 2000
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> AdaptSettings:
+        return cls(**cfg)
+
+
+@dataclass
+class Pool:
+    """One station's noise pool, restricted to the slownesses the synthetic grid covers."""
+
+    station: str
+    noise: np.ndarray      # (trace, time)
+    slowness: np.ndarray   # (trace,)
+    grid_index: np.ndarray  # (trace,) nearest slowness of the synthetic grid
+
+
+def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_rf: int) -> list[Pool]:
+    """The noise pools with at least ``min_rf`` traces inside the synthetic slowness grid (half a step
+    beyond its ends at most); the time axes must be the synthetic set's."""
+    grid = np.asarray(grid_slowness, float)
+    half = 0.5 * float(np.min(np.diff(grid))) if grid.size > 1 else 0.005
+    pools = []
+    for path in paths:
+        raw = read_pool(path)
+        if raw["time"].size != time_s.size or not np.allclose(raw["time"], time_s, atol=1e-6):
+            raise ValueError(f"{path}: time axis differs from the synthetic set's (receiver_function settings)")
+        p = raw["slowness"]
+        inside = (p >= grid[0] - half) & (p <= grid[-1] + half) & np.all(np.isfinite(raw["noise"]), axis=1)
+        if inside.sum() < min_rf:
+            log.info("adapt: %s: %d noise trace(s) in the slowness grid < %d; no own-noise stations",
+                     raw["station"], int(inside.sum()), min_rf)
+            continue
+        k = np.argmin(np.abs(p[inside, None] - grid[None, :]), axis=1)
+        pools.append(Pool(raw["station"], raw["noise"][inside], p[inside], k))
+    return pools
+
+
+def own_noise_image(clean: np.ndarray, grid_slowness: np.ndarray, pool: Pool, rng: np.random.Generator,
+                    time_s: np.ndarray, mapper: DepthMapper, settings: ImageSettings,
+                    subset_fraction: float | None = None) -> np.ndarray:
+    """Image of one own-noise station: ``clean`` (slowness, time) noise-free receiver functions of a
+    synthetic sample at the station's event slownesses, normalised by their direct P, plus the station's
+    noise traces shuffled across events with random sign; optionally a random subset of the events."""
+    traces = normalise_by_p(np.asarray(clean, float)[pool.grid_index], time_s)
+    n = traces.shape[0]
+    sign = rng.choice((-1.0, 1.0), size=n)[:, None]
+    rf = traces + sign * pool.noise[rng.permutation(n)]
+    p = np.asarray(grid_slowness, float)[pool.grid_index]
+    if subset_fraction is not None:
+        sel = np.sort(rng.choice(n, size=max(settings.min_rf, round(subset_fraction * n)), replace=False))
+        rf, p = rf[sel], p[sel]
+    return build_image(rf, time_s, p, mapper, settings)[0]
+
+
+class OwnNoiseImages(Dataset):
+    """Own-noise station images: item j pairs station ``pairs[j][0]`` with sample ``pairs[j][1]`` of
+    ``source``; a fresh noise shuffle (and subset) per epoch unless ``fixed``."""
+
+    def __init__(self, source: SyntheticSource, pools: list[Pool], pairs: np.ndarray, settings: ImageSettings,
+                 model_name: str, seed: int, subset_probability: float = 0.0, subset_fraction: float = 0.7,
+                 fixed: bool = False):
+        self.source, self.pools, self.pairs = source, pools, np.asarray(pairs, int).reshape(-1, 2)
+        self.settings, self.model_name, self.seed = settings, model_name, seed
+        self.subset_probability, self.subset_fraction, self.fixed = subset_probability, subset_fraction, fixed
+        self.epoch = 0
+        self._mapper: DepthMapper | None = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, j: int):
+        if self._mapper is None:
+            self._mapper = DepthMapper(load_model(self.model_name), self.settings.depths_km)
+        s, i = (int(v) for v in self.pairs[j])
+        rng = np.random.default_rng([self.seed, 0 if self.fixed else self.epoch, j])
+        subset = self.subset_fraction if rng.random() < self.subset_probability else None
+        img = own_noise_image(self.source.clean[i], self.source.grid_slowness, self.pools[s], rng,
+                              self.source.time_s, self._mapper, self.settings, subset)
+        return torch.from_numpy(img), torch.tensor(float(self.source.label[i]))
+
+
+class _Epochs(L.Callback):
+    def __init__(self, label: str):
+        self.label, self.t0 = label, time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        data = trainer.train_dataloader.dataset
+        data.epoch = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        loss = float(trainer.callback_metrics.get("train/loss", math.nan))
+        log.info("%s epoch %d/%d: train loss %.4f (%.0f s)", self.label, trainer.current_epoch + 1,
+                 trainer.max_epochs, loss, time.perf_counter() - self.t0)
+
+
+def _training_pairs(pools: list[Pool], source: SyntheticSource, n: int, seed: int) -> np.ndarray:
+    """``n`` (station, sample) pairs: stations in turn, samples at random."""
+    rng = np.random.default_rng([seed, 21])
+    stations = np.arange(n) % len(pools)
+    return np.stack([stations, rng.integers(0, source.label.size, n)], axis=1)
+
+
+def _calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, absent_dvs: float,
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per station ``draws`` samples without X and ``draws`` with X of dVs >= ``absent_dvs`` (with
+    replacement where the set holds fewer): pairs and, per pair, 0/1 for no X / X."""
+    rng = np.random.default_rng([seed, 23])
+    no_x = np.flatnonzero(source.label == 0)
+    with_x = np.flatnonzero((source.label == 1) & (source.x_dvs >= absent_dvs - 1e-9))
+    if no_x.size == 0 or with_x.size == 0:
+        raise ValueError(f"the synthetic test set needs samples without X and with X of dVs >= {absent_dvs}")
+    pairs, kind = [], []
+    for s in range(len(pools)):
+        for cls_, idx in ((0, no_x), (1, with_x)):
+            pick = rng.choice(idx, size=draws, replace=idx.size < draws)
+            pairs += [(s, i) for i in pick]
+            kind += [cls_] * draws
+    return np.array(pairs, int), np.array(kind, int)
+
+
+def station_thresholds(prob_no_x: np.ndarray, prob_x: np.ndarray, a: AdaptSettings) -> dict:
+    """A station's thresholds from the probabilities of its own-noise stations without and with X:
+    ``present`` above the ``1 - false_alarm_rate`` quantile of those without X, ``absent`` at or below the
+    ``miss_rate`` quantile of those with X, and never at or above the present threshold."""
+    present = float(np.quantile(prob_no_x, 1.0 - a.false_alarm_rate))
+    absent = float(np.quantile(prob_x, a.miss_rate))
+    absent = min(absent, float(np.nextafter(present, -np.inf)))
+    return {"present_threshold": present, "absent_threshold": absent,
+            "false_alarm_rate": float(np.mean(prob_no_x >= present)),
+            "detection_rate": float(np.mean(prob_x >= present)), "miss_rate": float(np.mean(prob_x <= absent)),
+            "n_draws": int(prob_no_x.size)}
+
+
+def _fit(module: XClassifier, data: OwnNoiseImages, a: AdaptSettings, seed: int, threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
+    L.seed_everything(seed, workers=True, verbose=False)
+    loader = DataLoader(data, batch_size=a.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    trainer = L.Trainer(max_epochs=a.epochs, accelerator="auto", devices=1, deterministic=True, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, callbacks=[_Epochs("adapt")])
+    trainer.fit(module, train_dataloaders=loader)
+
+
+def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str, noise_files: list, out: Path,
+          metrics_path: Path, threads: int = 1) -> dict:
+    """Fine-tune the pretrained network on own-noise stations of the run; report how both networks score
+    held-out own-noise stations (synthetic test set) of every station."""
+    cfg = config["cnn"]
+    a = AdaptSettings.from_config(cfg["adapt"])
+    settings = ImageSettings.from_config(config["images"])
+    train, test = SyntheticSource.read(train_path), SyntheticSource.read(test_path)
+    pools = read_pools(noise_files, train.grid_slowness, train.time_s, int(cfg["verdict"]["min_rf"]))
+    base = XClassifier.load_from_checkpoint(str(pretrained), map_location="cpu")
+    seed = int(cfg["seed"])
+    result = {"stage": "adapt", "stations": len(noise_files), "stations_with_noise": len(pools),
+              "settings": dict(a.__dict__), "seed": seed, "versions": software_versions(("torch", "lightning"))}
+    if not a.enabled or not pools or a.epochs == 0:
+        why = ("cnn.adapt.enabled is false" if not a.enabled else "cnn.adapt.epochs is 0" if a.epochs == 0
+               else "no station has enough noise traces (cnn.verdict.min_rf)")
+        log.warning("adapt: %s: the adapted model is the pretrained one", why)
+        result["note"] = f"{why}: adapted model = pretrained model"
+        with atomic_output(out) as tmp:
+            torch.save(_checkpoint(base), tmp)
+        write_json(result, metrics_path)
+        return result
+    train_pools = pools
+    if len(pools) > a.max_stations:  # a global run: a seeded sample of stations trains
+        keep = np.sort(np.random.default_rng([seed, 29]).permutation(len(pools))[: a.max_stations])
+        train_pools = [pools[k] for k in keep]
+    module = XClassifier(base.hparams.net_config, a.learning_rate, a.weight_decay, a.epochs)
+    module.load_state_dict(base.state_dict())
+    data = OwnNoiseImages(train, train_pools, _training_pairs(train_pools, train, a.images_per_epoch, seed), settings,
+                          config["earth_model"], seed, a.subset_probability, settings.subset_fraction)
+    log.info("adapt: %d station(s) with their own noise (%d train), %d images per epoch, %d epoch(s)",
+             len(pools), len(train_pools), a.images_per_epoch, a.epochs)
+    t0 = time.perf_counter()
+    _fit(module, data, a, seed, threads)
+    result["fit_seconds"] = time.perf_counter() - t0
+    # held-out own-noise stations: how the pretrained and the adapted network score them
+    pairs, _ = _calibration_pairs(pools, test, max(5, a.calibration_draws // 4), a.absent_dvs, seed + 5)
+    held_out = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], seed + 5, fixed=True)
+    logits, y = logits_of(module, held_out)
+    temperature = float(metrics.fit_temperature(logits, y))
+    module.temperature.fill_(temperature if np.isfinite(temperature) and temperature > 0 else 1.0)
+    base_logits, _ = logits_of(base, held_out)
+    result["temperature"] = float(module.temperature)
+    result["held_out"] = {
+        "images": len(y), "note": "own-noise stations of every station: no X, and X of dVs >= absent_dvs "
+                                       "(synthetic test set samples)",
+        "adapted": metrics.binary_metrics(y, _sigmoid(logits / float(module.temperature))),
+        "pretrained": metrics.binary_metrics(y, _sigmoid(base_logits / float(base.temperature)))}
+    log.info("adapt: held-out own-noise stations: accuracy %.3f (pretrained %.3f), AUC %.3f (%.3f)",
+             result["held_out"]["adapted"]["accuracy"], result["held_out"]["pretrained"]["accuracy"],
+             result["held_out"]["adapted"]["roc_auc"], result["held_out"]["pretrained"]["roc_auc"])
+    with atomic_output(out) as tmp:
+        torch.save(_checkpoint(module), tmp)
+    write_json(result, metrics_path)
+    return result
+
+
+def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list, out: Path,
+              metrics_path: Path) -> dict:
+    """Each station's present / absent thresholds: quantiles of the model's probabilities on
+    ``calibration_draws`` own-noise stations without X and with X (synthetic test set)."""
+    cfg = config["cnn"]
+    a = AdaptSettings.from_config(cfg["adapt"])
+    settings = ImageSettings.from_config(config["images"])
+    test = SyntheticSource.read(test_path)
+    pools = read_pools(noise_files, test.grid_slowness, test.time_s, int(cfg["verdict"]["min_rf"]))
+    module = XClassifier.load_from_checkpoint(str(model), map_location="cpu")
+    result = {"stage": "calibrate", "stations": len(noise_files), "stations_calibrated": 0,
+              "settings": dict(a.__dict__), "seed": int(cfg["seed"])}
+    rows: list[dict] = []
+    if a.enabled and pools:
+        t0 = time.perf_counter()
+        pairs, kind = _calibration_pairs(pools, test, a.calibration_draws, a.absent_dvs, int(cfg["seed"]))
+        data = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], int(cfg["seed"]) + 1, fixed=True)
+        logits, _ = logits_of(module, data)
+        prob = _sigmoid(logits / float(module.temperature))
+        for s, pool in enumerate(pools):
+            mine = pairs[:, 0] == s
+            rows.append({"station": pool.station, "n_rf": int(pool.noise.shape[0]),
+                         **station_thresholds(prob[mine & (kind == 0)], prob[mine & (kind == 1)], a)})
+        result.update(stations_calibrated=len(rows), seconds=time.perf_counter() - t0,
+                      median_present_threshold=float(np.median([r["present_threshold"] for r in rows])),
+                      median_absent_threshold=float(np.median([r["absent_threshold"] for r in rows])),
+                      median_detection_rate=float(np.median([r["detection_rate"] for r in rows])))
+        log.info("calibrate: %d station(s) in %.0f s; median thresholds: present %.2f, absent %.2f; median "
+                 "detection rate of X (dVs >= %.3g) at the present threshold %.2f", len(rows), result["seconds"],
+                 result["median_present_threshold"], result["median_absent_threshold"], a.absent_dvs,
+                 result["median_detection_rate"])
+    else:
+        result["note"] = "cnn.adapt.enabled is false" if not a.enabled else "no station has enough noise traces"
+        log.warning("calibrate: %s: every station gets the global thresholds of cnn.verdict", result["note"])
+    write_csv(rows, CALIBRATION_COLUMNS, out)
+    write_json(result, metrics_path)
+    return result
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, float)))
+
+
+def _checkpoint(module: XClassifier) -> dict:
+    return {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": L.__version__}

@@ -1,0 +1,81 @@
+"""A station's own receiver-function noise: the pool that the CNN adapts to (``xdisc noise``).
+
+For every usable receiver function of a station (as for its images: finite, and QC-passed with
+``stacking.use_qc``) the pool keeps its **transverse receiver function** (the transverse component
+deconvolved by the vertical exactly as the radial one), divided by the radial receiver function's
+direct P. In a flat, isotropic Earth the transverse receiver function holds no converted P: what it
+holds is the event's noise after the same rotation, deconvolution, Gaussian filter and normalisation
+as the radial one (plus scattering, anisotropy and dipping interfaces in real data), and that is the
+noise a synthetic signal gets when the CNN is trained for this station (:mod:`xdisc.cnn.adapt`).
+Each trace is scaled so that its pre-P level equals that of the radial receiver function of the
+same event (``level_matched``; the factor is kept within 0.25-4), so the pool also carries the
+station's SNR distribution; the events' slownesses and back azimuths travel with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from xdisc.config import config_hash
+from xdisc.core.artifacts import as_float32, open_netcdf, provenance_attrs, usable_receiver_functions
+from xdisc.core.deconvolution import direct_p, noise_sigma
+
+
+def noise_pool(rf_path: str | Path, use_qc: bool = True, match_level: bool = True) -> xr.Dataset:
+    """The noise pool of one station's receiver-function file (``xdisc rf``)."""
+    rf_ds, keep, station = usable_receiver_functions(rf_path, use_qc)
+    if "rf_transverse" in rf_ds:
+        keep &= np.all(np.isfinite(rf_ds["rf_transverse"].values), axis=1)
+    time_s = rf_ds["time"].values
+    radial = rf_ds["rf"].values[keep].astype(float)
+    transverse = (rf_ds["rf_transverse"].values[keep].astype(float) if "rf_transverse" in rf_ds
+                  else np.zeros_like(radial))
+    amp = direct_p(radial, time_s)[0] if radial.size else np.zeros(0)
+    ok = np.isfinite(amp) & (amp != 0)
+    radial, transverse, amp = radial[ok], transverse[ok], amp[ok]
+    noise = transverse / amp[:, None]
+    sigma_r = noise_sigma(radial / amp[:, None], time_s, floor=0.0)
+    sigma_t = noise_sigma(noise, time_s, floor=0.0)
+    scale = np.ones(noise.shape[0])
+    if match_level and noise.size:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.where((sigma_t > 0) & np.isfinite(sigma_r), np.clip(sigma_r / sigma_t, 0.25, 4.0), 1.0)
+    noise = noise * scale[:, None]
+    idx = np.flatnonzero(keep)[ok]
+    ds = xr.Dataset(
+        {
+            "noise": (("trace", "time"), as_float32(noise),
+                      {"units": "1", "long_name": "transverse receiver function / radial direct P",
+                       "description": "scaled so that its pre-P std equals that of the radial receiver function"}),
+            "slowness_s_per_km": ("trace", rf_ds["slowness_s_per_km"].values[idx].astype(float),
+                                  {"units": "s km-1", "long_name": "P slowness of the event"}),
+            "back_azimuth_deg": ("trace", rf_ds["back_azimuth_deg"].values[idx].astype(float),
+                                 {"units": "degree", "long_name": "back azimuth of the event"}),
+            "radial_noise_sigma": ("trace", as_float32(sigma_r),
+                                   {"units": "1", "long_name": "pre-P std of the radial receiver function / P"}),
+            "level_scale": ("trace", as_float32(scale),
+                            {"units": "1", "long_name": "factor applied to the transverse trace"}),
+        },
+        coords={"trace": ("trace", np.arange(noise.shape[0])), "time": ("time", time_s, {"units": "s"}),
+                "network": ((), station["network"]), "station": ((), station["station"]),
+                "latitude": ((), float(station["latitude"]), {"units": "degrees_north"}),
+                "longitude": ((), float(station["longitude"]), {"units": "degrees_east"})},
+    )
+    ds.attrs.update(provenance_attrs(
+        title=f"receiver-function noise pool of {station['network']}.{station['station']}",
+        source="xdisc noise: transverse receiver functions, normalised by the radial direct P",
+        config_hash=config_hash({"use_qc": use_qc, "match_level": match_level})))
+    ds.attrs["level_matched"] = int(match_level)
+    ds.attrs["n_traces"] = int(noise.shape[0])
+    return ds
+
+
+def read_pool(path: str | Path) -> dict:
+    """A noise pool as plain arrays: station code, noise (trace, time), slowness, back azimuth, time."""
+    ds = open_netcdf(path)
+    return {"station": f"{ds['network'].item()}.{ds['station'].item()}", "noise": ds["noise"].values.astype(float),
+            "slowness": ds["slowness_s_per_km"].values.astype(float),
+            "back_azimuth": ds["back_azimuth_deg"].values.astype(float), "time": ds["time"].values.astype(float)}
