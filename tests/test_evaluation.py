@@ -1,5 +1,5 @@
 """The structure breakdown of ``xdisc evaluate``: detection and false-positive rates per bin of a
-test-set parameter, on a table worked out by hand."""
+test-set parameter, on a table worked out by hand; the CNN verdicts per SNR level."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from xdisc.evaluate import nice_edges, rates_by
+from xdisc.evaluate import level_verdicts, nice_edges, rates_by
 
 
 @pytest.mark.parametrize(("lo", "hi", "n", "edges"), [
@@ -57,3 +57,20 @@ def test_rates_by_categories():
     assert r["count_x"] == [1, 0, 1] and r["count_no_x"] == [1, 1, 1]
     assert r["cnn_false_positive"] == [[1.0, 0.0, 0.0]] and r["stacking_false_positive"] == [[0.0, 0.0, 1.0]]
     assert r["stacking_true_positive"][0][0] == 1.0 and math.isnan(r["stacking_true_positive"][0][1])
+
+
+def test_cnn_verdicts_per_level_bound_false_alarms_and_leave_the_unclear_undetermined(default_config):
+    """Per SNR level: thresholds from one half of the stations, rates on the other. Where the scores
+    separate the classes, few false alarms and few undetermined; where they do not (pure noise), the
+    verdict is mostly undetermined and the false alarms stay near the configured rate."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    y = np.arange(n) % 2 == 1
+    dvs = np.where(y, 0.05, 0.0)
+    clear = np.where(y, rng.uniform(0.7, 1.0, n), rng.uniform(0.0, 0.3, n))
+    blind = rng.uniform(0.0, 1.0, n)
+    out = level_verdicts(np.stack([blind, clear]), y, dvs, default_config["cnn"]["adapt"], seed=3)
+    assert out["n_calibration"] + out["n_scored"] == n
+    assert out["false_alarm"][0] <= 0.08 and out["undetermined"][0] >= 0.8
+    assert out["false_alarm"][1] == 0.0 and out["undetermined"][1] <= 0.01 and out["accuracy"][1] >= 0.99
+    assert out["present_threshold"][1] == 0.5 and out["absent_threshold"][1] < 0.5

@@ -9,6 +9,13 @@ positives, and both broken down by the structure of the test stations (Moho dept
 gradient of X, distractor kind) at every SNR level, for both methods, as JSON and figures. At high
 SNR the breakdown shows what limits a detector once noise does not: weak, gradual X and crustal
 multiples of thick crusts arriving in the X window.
+
+The CNN's **verdicts** (``cnn_verdict``) are scored as the pipeline makes them with per-station
+thresholds (:mod:`xdisc.cnn.adapt`): at each SNR level, half of the test stations (seeded) calibrate
+the thresholds of that level (present at or above the ``1 - cnn.adapt.false_alarm_rate`` quantile of
+their scores without X, absent at or below the ``cnn.adapt.miss_rate`` quantile of their scores with
+X of dVs >= ``cnn.adapt.absent_dvs``), and the other half is scored: false alarms (present without
+X), detections, undetermined and accuracy (undetermined counts as wrong).
 """
 
 from __future__ import annotations
@@ -78,6 +85,7 @@ def evaluate_methods(module, test_path: str, config: dict, seed: int | None = No
            "stacking": {"accuracy": _acc(stack_pos, y), "false_positive": _rate(stack_pos[:, ~y]),
                         "true_positive": _rate(stack_pos[:, y]),
                         "undetermined": _rate(stack == UNDETERMINED)}}
+    out["cnn_verdict"] = level_verdicts(prob, y, src.x_dvs, config["cnn"]["adapt"], seed)
     mid = int(np.argmin(np.abs(np.asarray(snr_levels) - 10.0)))
     centres, cnn_tpr, stack_tpr, counts = [], [], [], []
     for lo, hi in itertools.pairwise(DVS_BINS):
@@ -95,6 +103,41 @@ def evaluate_methods(module, test_path: str, config: dict, seed: int | None = No
                                           categorical=STRUCTURE[name][1] == "categories",
                                           x_only=STRUCTURE[name][0] == "x")
                            for name, values in structure.items()}
+    return out
+
+
+def level_verdicts(prob: np.ndarray, y: np.ndarray, x_dvs: np.ndarray, adapt_cfg: dict, seed: int) -> dict:
+    """CNN verdicts of (level, sample) probabilities with thresholds calibrated per level on a seeded half
+    of the samples, scored on the other half (see the module docstring)."""
+    from xdisc.cnn.adapt import AdaptSettings, station_thresholds
+
+    a = AdaptSettings.from_config(adapt_cfg)
+    n = y.size
+    order = np.random.default_rng([seed, 31]).permutation(n)
+    cal, test = np.zeros(n, bool), np.zeros(n, bool)
+    cal[order[: n // 2]] = True
+    test[order[n // 2:]] = True
+    strong = y & (np.asarray(x_dvs, float) >= a.absent_dvs - 1e-9)
+    out = {key: [] for key in ("present_threshold", "absent_threshold", "false_alarm", "detection",
+                               "undetermined", "accuracy")}
+    out.update(n_calibration=int(cal.sum()), n_scored=int(test.sum()),
+               note="per SNR level: thresholds from the calibration half, rates on the scored half")
+    for row in prob:
+        if not (cal & ~y).any() or not (cal & strong).any() or not test.any():
+            for key in out:
+                if isinstance(out[key], list):
+                    out[key].append(float("nan"))
+            continue
+        t = station_thresholds(row[cal & ~y], row[cal & strong], a)
+        present = row >= t["present_threshold"]
+        absent = (row <= t["absent_threshold"]) & ~present
+        right = np.where(y, present, absent)
+        out["present_threshold"].append(t["present_threshold"])
+        out["absent_threshold"].append(t["absent_threshold"])
+        out["false_alarm"].append(_mean(present[test & ~y]))
+        out["detection"].append(_mean(present[test & y]))
+        out["undetermined"].append(_mean((~present & ~absent)[test]))
+        out["accuracy"].append(_mean(right[test]))
     return out
 
 

@@ -16,8 +16,8 @@ as the station's real data.
   seen in training) with the final model, and sets the station's thresholds: ``present`` needs a
   probability at or above the ``1 - false_alarm_rate`` quantile of that station's own no-X scores (its
   false-alarm rate is bounded where it was measured: on its own noise, slownesses and number of
-  events); ``absent`` needs one at or below the ``miss_rate`` quantile of its scores with X: X of that
-  size would have scored higher. In between the verdict is ``undetermined``.
+  events), and at least 0.5; ``absent`` needs one at or below the ``miss_rate`` quantile of its scores
+  with X (X of that size would have scored higher), and below 0.5. In between: ``undetermined``.
 
 The verdict statistic is the probability of the station's image of every receiver function
 (image 0): the image whose distribution the calibration measures.
@@ -188,12 +188,12 @@ def _calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, a
 
 
 def station_thresholds(prob_no_x: np.ndarray, prob_x: np.ndarray, a: AdaptSettings) -> dict:
-    """A station's thresholds from the probabilities of its own-noise stations without and with X:
-    ``present`` above the ``1 - false_alarm_rate`` quantile of those without X, ``absent`` at or below the
-    ``miss_rate`` quantile of those with X, and never at or above the present threshold."""
-    present = float(np.quantile(prob_no_x, 1.0 - a.false_alarm_rate))
-    absent = float(np.quantile(prob_x, a.miss_rate))
-    absent = min(absent, float(np.nextafter(present, -np.inf)))
+    """A station's thresholds from the (calibrated) probabilities of its own-noise stations without and
+    with X: ``present`` at or above the ``1 - false_alarm_rate`` quantile of those without X and at least
+    0.5 (X at least as likely as not: where a station's no-X scores are all tiny, a quantile of them is
+    no evidence), ``absent`` at or below the ``miss_rate`` quantile of those with X and below 0.5."""
+    present = float(max(0.5, np.quantile(prob_no_x, 1.0 - a.false_alarm_rate)))
+    absent = float(min(np.quantile(prob_x, a.miss_rate), np.nextafter(0.5, 0.0)))
     return {"present_threshold": present, "absent_threshold": absent,
             "false_alarm_rate": float(np.mean(prob_no_x >= present)),
             "detection_rate": float(np.mean(prob_x >= present)), "miss_rate": float(np.mean(prob_x <= absent)),

@@ -9,7 +9,7 @@ the NetCDF files in ``setup`` and splits samples with a seeded permutation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -120,12 +120,14 @@ class XDataModule(L.LightningDataModule):
     def __init__(self, train_path: str, test_path: str | None, settings: ImageSettings, draw: StationDraw,
                  model_name: str, seed: int, batch_size: int = 64, val_fraction: float = 0.15,
                  train_models: list[str] | None = None, test_models: list[str] | None = None,
-                 noise_file: str | None = None, num_workers: int = 0, rf: RFSettings | None = None):
+                 noise_file: str | None = None, num_workers: int = 0, rf: RFSettings | None = None,
+                 train_snr: tuple | None = None):
         super().__init__()
         self.train_path, self.test_path = train_path, test_path
         self.settings, self.draw, self.model_name, self.seed = settings, draw, model_name, seed
         self.batch_size, self.val_fraction, self.num_workers = batch_size, val_fraction, num_workers
         self.train_models, self.test_models, self.noise_file, self.rf = train_models, test_models, noise_file, rf
+        self.train_snr = tuple(train_snr) if train_snr else None
 
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "train_set", None) is not None:
@@ -134,14 +136,16 @@ class XDataModule(L.LightningDataModule):
         src = SyntheticSource.read(self.train_path, self.train_models)
         order = np.random.default_rng([self.seed, 7]).permutation(src.label.size)
         n_val = max(1, round(self.val_fraction * order.size))
-        common = dict(settings=self.settings, draw=self.draw, model_name=self.model_name, noise_pool=pool)
-        self.train_set = SyntheticImages(src, np.sort(order[n_val:]), seed=self.seed, **common)
-        self.val_set = SyntheticImages(src, np.sort(order[:n_val]), seed=self.seed + 1, fixed=True, **common)
+        common = dict(settings=self.settings, model_name=self.model_name, noise_pool=pool)
+        train_draw = replace(self.draw, snr=self.train_snr) if self.train_snr else self.draw
+        self.train_set = SyntheticImages(src, np.sort(order[n_val:]), seed=self.seed, draw=train_draw, **common)
+        self.val_set = SyntheticImages(src, np.sort(order[:n_val]), seed=self.seed + 1, fixed=True, draw=train_draw,
+                                       **common)
         self.test_set = None
         if self.test_path:
             test = SyntheticSource.read(self.test_path, self.test_models)
             self.test_set = SyntheticImages(test, np.arange(test.label.size), seed=self.seed + 2, fixed=True,
-                                            **common)
+                                            draw=self.draw, **common)
 
     def _loader(self, data, shuffle: bool) -> DataLoader:
         gen = torch.Generator().manual_seed(self.seed)

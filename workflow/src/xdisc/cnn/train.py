@@ -113,7 +113,7 @@ def pretrain(config: dict, train_path: str, test_path: str | None, out: Path, me
     dm = XDataModule(train_path, test_path, settings, draw, config["earth_model"], cfg["seed"], pc["batch_size"],
                      cfg["val_fraction"], train_models, test_models,
                      config["synthetics"]["noise"].get("real_noise_file"), num_workers,
-                     RFSettings(**config["receiver_function"]))
+                     RFSettings(**config["receiver_function"]), pc.get("snr"))
     dm.setup("fit")
     module = XClassifier(model_settings(cfg, settings), pc["learning_rate"], pc["weight_decay"], pc["max_epochs"])
     out_dir = Path(out).parent
