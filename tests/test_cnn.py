@@ -337,9 +337,9 @@ def test_finetune_cli_warns_about_labels_of_stations_not_in_the_run(tiny, pretra
     rc, err, metrics, out = _finetune_cli(tiny, pretrained, files, labels, "unmatched", "--stacking", str(stacking))
     assert rc == 0, err
     assert metrics["unmatched_labels"] == {"XX.NOPE": 2, "YY.GONE": 1}
-    warning = next(line for line in err.splitlines() if "match no station" in line)
-    assert " WARNING " in warning and "XX.NOPE (2), YY.GONE (1)" in warning and "NOT used" in warning
-    assert any("match no station" in w for w in metrics["warnings"])
+    warning = next(line for line in err.splitlines() if "are NOT used" in line)
+    assert " WARNING " in warning and "XX.NOPE (2), YY.GONE (1)" in warning and "not among the 2" in warning
+    assert any("XX.NOPE (2)" in w for w in metrics["warnings"])
     assert metrics["stations"] == ["XX.S0", "XX.S1"] and metrics["n_images"] == 3 + 1
     assert metrics["labels"]["manual"] == {"stations": 2, "images": 4, "present": 3, "absent": 1}
     assert metrics["labels"]["weak (stacking)"]["images"] == 0 and metrics["weak_labels"]["enabled"] is False

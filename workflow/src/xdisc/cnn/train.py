@@ -262,9 +262,9 @@ def finetune(config: dict, pretrained: str | Path, image_files: list, label_file
     source = np.where(data.source == WEAK_SOURCE, WEAK_SOURCE, "manual")
     unmatched = dict(sorted(Counter(st for st, _ in rows if st not in data.n_images).items()))
     if unmatched:
-        warn(f"{sum(unmatched.values())} label(s) of {len(unmatched)} station(s) match no station of this run "
-             f"(none of its {len(data.n_images)} image file(s)) and are NOT used: {_listing(unmatched)}; check the "
-             "station codes (NET.STA) in the label files against the stations of the run")
+        warn(f"{sum(unmatched.values())} label(s) of {len(unmatched)} station(s) are NOT used: their station is not "
+             f"among the {len(data.n_images)} station(s) of this run: {_listing(unmatched)}; check the station "
+             "codes (NET.STA) in the label files against the run's stations")
     imageless = dict(sorted(Counter(st for st, _ in rows if data.n_images.get(st) == 0).items()))
     if imageless:
         warn(f"label(s) of {len(imageless)} station(s) without an image (too few receiver functions) are not "
