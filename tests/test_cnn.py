@@ -272,3 +272,124 @@ def test_station_verdict_thresholds(prob, n_rf, expected, default_config):
     verdict, reason = predict.station_verdict(np.array(prob), n_rf, default_config["cnn"]["verdict"])
     assert verdict == expected
     assert (reason == "") == (expected != "undetermined")
+
+
+# ----------------------------------------------------------------------------- labels in fine-tuning
+
+LABEL_HEADER = "station,image,label,labeller,time,note,source\n"
+
+
+def _label_file(path, rows):
+    path.write_text(LABEL_HEADER + "".join(f"{st},{img},{lab},t,2026-11-25T00:00:00Z,,t\n" for st, img, lab in rows))
+    return path
+
+
+def _finetune_cli(tiny, pretrained, files, labels, name, *extra):
+    """``xdisc train finetune`` in a child process (its stderr as a user sees it); (return code, stderr, metrics)."""
+    import subprocess
+    import sys
+
+    out = tiny["dir"] / name
+    settings = cfgmod.deep_merge(TINY, {"cnn": {"finetune": {"synthetic_replay": 0.0, "max_epochs": 1}}})
+    proc = subprocess.run([sys.executable, "-m", "xdisc", "train", "finetune", "--pretrained", str(pretrained[0]),
+                           "--images", *map(str, files), "--labels", str(labels), "--out", str(out / "ft.ckpt"),
+                           "--metrics", str(out / "ft.json"), "--summary", str(out / "ft.html"),
+                           "--settings", json.dumps(settings), *extra],
+                          capture_output=True, text=True, timeout=300, check=False)
+    metrics = json.loads((out / "ft.json").read_text()) if (out / "ft.json").is_file() else None
+    return proc.returncode, proc.stderr, metrics, out
+
+
+def test_station_labels_expand_to_every_image_and_image_labels_override(tiny):
+    files, _ = _station_files(tiny, 3)
+    path = _label_file(tiny["dir"] / "expand.csv", [("XX.S0", "*", "present"), ("XX.S0", "1", "absent"),
+                                                     ("XX.S1", "", "absent"), ("XX.S1", "2", "skip"),
+                                                     ("XX.S2", "0", "present")])
+    from xdisc.labels import read_label_rows
+
+    data = datasets.labelled_images(files, read_label_rows(path))
+    assert data.groups.tolist() == ["XX.S0"] * 3 + ["XX.S1"] * 2 + ["XX.S2"]
+    assert data.y.tolist() == [1, 0, 1, 0, 0, 1]
+    assert data.n_images == {"XX.S0": 3, "XX.S1": 3, "XX.S2": 3}
+    with xr.open_dataset(files[0]) as ds:
+        np.testing.assert_array_equal(data.x[1], ds["rf_image"].values[1])  # the image of its own label
+
+
+def test_grouped_folds_are_stratified_and_deterministic():
+    groups = np.repeat(["A", "B", "C", "D", "E", "F"], 3)
+    y = np.repeat([1, 0, 1, 0, 1, 0], 3)
+    for seed in range(5):
+        folds = train._grouped_folds(groups, 3, seed, y)
+        assert [f.tolist() for f in folds] == [f.tolist() for f in train._grouped_folds(groups, 3, seed, y)]
+        assert sorted(np.concatenate(folds).tolist()) == list(range(groups.size))
+        for test_idx in folds:  # one present and one absent station in every test fold
+            assert sorted(y[test_idx].tolist()) == [0, 0, 0, 1, 1, 1]
+            assert not set(groups[test_idx]) & set(groups[np.setdiff1d(np.arange(groups.size), test_idx)])
+
+
+def test_finetune_cli_warns_about_labels_of_stations_not_in_the_run(tiny, pretrained):
+    files, _ = _station_files(tiny, 2)
+    labels = _label_file(tiny["dir"] / "unmatched.csv", [
+        ("XX.S0", "*", "present"), ("XX.S1", "0", "absent"), ("XX.NOPE", "*", "absent"), ("XX.NOPE", "2", "present"),
+        ("YY.GONE", "*", "present")])
+    stacking = tiny["dir"] / "stacking_off.csv"  # would give weak labels, but they are off by default
+    stacking.write_text("station,n_rf,verdict,x_amp,x_amp_err,d410_km,d660_km\nXX.S1,90,present,0.05,0.01,410,660\n")
+    rc, err, metrics, out = _finetune_cli(tiny, pretrained, files, labels, "unmatched", "--stacking", str(stacking))
+    assert rc == 0, err
+    assert metrics["unmatched_labels"] == {"XX.NOPE": 2, "YY.GONE": 1}
+    warning = next(line for line in err.splitlines() if "are NOT used" in line)
+    assert " WARNING " in warning and "XX.NOPE (2), YY.GONE (1)" in warning and "not among the 2" in warning
+    assert any("XX.NOPE (2)" in w for w in metrics["warnings"])
+    assert metrics["stations"] == ["XX.S0", "XX.S1"] and metrics["n_images"] == 3 + 1
+    assert metrics["labels"]["manual"] == {"stations": 2, "images": 4, "present": 3, "absent": 1}
+    assert metrics["labels"]["weak (stacking)"]["images"] == 0 and metrics["weak_labels"]["enabled"] is False
+    assert metrics["labelled_stations"]["XX.S1"]["source"] == "manual"
+    assert metrics["cross_validation"]["folds"] == 2 and metrics["cross_validation"]["finetuned"]["n"] == 4
+    page = (out / "ft.html").read_text()  # the report's summary page
+    assert "<td>XX.NOPE</td><td>2</td>" in page and "id=warnings" in page and "id=not-fine-tuned" not in page
+
+
+def test_finetune_cli_says_when_nothing_is_fine_tuned(tiny, pretrained):
+    files, _ = _station_files(tiny, 1)
+    labels = _label_file(tiny["dir"] / "elsewhere.csv", [("ZZ.FAR", "*", "present"), ("XX.S0", "*", "unsure")])
+    rc, err, metrics, out = _finetune_cli(tiny, pretrained, files, labels, "nothing")
+    assert rc == 0, err
+    assert metrics["fine_tuned"] is False and metrics["unmatched_labels"] == {"ZZ.FAR": 1}
+    assert metrics["cross_validation"] is None and metrics["cross_validation_note"] == "no labelled images"
+    assert "NOTHING WAS FINE-TUNED" in err and "ZZ.FAR (1)" in err
+    assert (out / "ft.ckpt").read_bytes() == pretrained[0].read_bytes()
+    assert "id=not-fine-tuned" in (out / "ft.html").read_text()
+
+
+def test_finetune_with_weak_labels_marks_them_in_every_output(tiny, pretrained):
+    files, truth = _station_files(tiny, 4)
+    labels = _label_file(tiny["dir"] / "manual.csv", [("XX.S0", "*", truth["XX.S0"]), ("XX.S1", "*", "unsure")])
+    stacking = tiny["dir"] / "stacking.csv"
+    stacking.write_text("station,n_rf,verdict,x_amp,x_amp_err,d410_km,d660_km\n"
+                        "XX.S0,90,present,0.05,0.01,410,660\n"    # manual label: no weak label
+                        "XX.S1,90,absent,,,410,660\n"             # manual 'unsure' also keeps the weak one out
+                        "XX.S2,90,present,0.05,0.01,410,660\n"    # weak present
+                        "XX.S3,90,absent,,,410,660\n")            # weak absent
+    cfg = cfgmod.deep_merge(tiny["cfg"], {"cnn": {"finetune": {"weak_labels": {"enabled": True},
+                                                               "synthetic_replay": 0.0, "max_epochs": 1}}})
+    with pytest.raises(ValueError, match="--stacking"):
+        train.finetune(cfg, pretrained[0], files, [labels], tiny["dir"] / "w.ckpt", tiny["dir"] / "w.json")
+    result = train.finetune(cfg, pretrained[0], files, [labels], tiny["dir"] / "w.ckpt", tiny["dir"] / "w.json",
+                            stacking_path=stacking)
+    saved = json.loads((tiny["dir"] / "w.json").read_text())
+    assert {k: saved[k] for k in ("labels", "labelled_stations", "weak_labels")} == {
+        k: result[k] for k in ("labels", "labelled_stations", "weak_labels")}
+    assert result["weak_labels"]["stations"] == ["XX.S2", "XX.S3"]
+    assert result["labels"] == {"manual": {"stations": 1, "images": 3, "present": 3 * (truth["XX.S0"] == "present"),
+                                           "absent": 3 * (truth["XX.S0"] == "absent")},
+                                "weak (stacking)": {"stations": 2, "images": 6, "present": 3, "absent": 3}}
+    assert {st: s["source"] for st, s in result["labelled_stations"].items()} == {
+        "XX.S0": "manual", "XX.S2": "weak (stacking)", "XX.S3": "weak (stacking)"}
+    cv = result["cross_validation"]
+    assert cv["folds"] == 3 and cv["finetuned"]["n"] == 9
+    assert cv["by_source"]["manual"]["finetuned"]["n"] == 3
+    assert cv["by_source"]["weak (stacking)"]["finetuned"]["n"] == 6
+    from xdisc.report.finetune import finetune_summary_html
+
+    page = finetune_summary_html(result)
+    assert "<td>XX.S2</td><td>weak (stacking)</td>" in page and "fine-tuned, manual labels" in page

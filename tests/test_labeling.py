@@ -149,6 +149,45 @@ def test_station_wide_labels_expand_and_per_image_overrides(tmp_path):
     assert xlabels.labels_for_images(labels, "XX.CCC", 2) == [None, None]
 
 
+def test_old_label_files_read_unchanged_and_an_empty_image_is_the_whole_station(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("station,image,label,labeller,time,note,source\n"
+                    "XX.AAA,*,present,me,2026-01-01T00:00:00+00:00,,xdisc label\n"
+                    "XX.AAA,1,absent,me,2026-01-01T00:01:00+00:00,,xdisc label\n"
+                    "XX.BBB,,absent,me,2026-01-01T00:02:00+00:00,no index: every image,xdisc label\n"
+                    "XX.BBB,0,unsure,me,2026-01-01T00:03:00+00:00,,xdisc label\n")
+    labels = xlabels.read_labels(path)
+    assert labels == {("XX.AAA", "*"): "present", ("XX.AAA", 1): "absent", ("XX.BBB", "*"): "absent",
+                      ("XX.BBB", 0): "unsure"}
+    assert xlabels.labels_for_images(labels, "XX.AAA", 3) == ["present", "absent", "present"]
+    assert xlabels.labels_for_images(labels, "XX.BBB", 3) == ["unsure", "absent", "absent"]
+    demo = Path(__file__).parents[1] / "data" / "labels" / "demo.csv"  # the file as shipped, never rewritten
+    assert demo.read_text().splitlines()[0] == ",".join(xlabels.COLUMNS)
+    assert {k: r["label"] for k, r in xlabels.read_label_rows(demo).items()} == {("CX.PB01", "*"): "absent"}
+
+
+def test_weak_labels_from_confident_stacking_verdicts(tmp_path):
+    table = tmp_path / "stacking.csv"
+    header = "station,latitude,longitude,n_rf,verdict,x_depth_km,x_depth_err_km,x_amp,x_amp_err,d410_km,d660_km"
+    table.write_text("\n".join([
+        header,
+        "XX.PRE,1,2,80,present,300,5,0.040,0.010,410,660",   # 4 sigma: weak present
+        "XX.LOW,1,2,80,present,300,5,0.020,0.010,410,660",   # 2 sigma: too weak
+        "XX.FEW,1,2,20,present,300,5,0.080,0.010,410,660",   # too few receiver functions
+        "XX.ABS,1,2,60,absent,,,,,412,655",                  # both 410 and 660 seen: weak absent
+        "XX.NO6,1,2,60,absent,,,,,412,",                     # 660 not measured
+        "XX.UND,1,2,90,undetermined,,,,,,",
+        "XX.MAN,1,2,90,present,300,5,0.050,0.010,410,660",   # has a manual label: no weak one
+    ]) + "\n")
+    settings = {"enabled": True, "verdicts": ["present", "absent"], "min_rf": 40, "min_amplitude_sigma": 3.0}
+    weak = xlabels.weak_labels(table, settings, manual_stations={"XX.MAN"})
+    assert {k: r["label"] for k, r in weak.items()} == {("XX.PRE", "*"): "present", ("XX.ABS", "*"): "absent"}
+    assert {r["source"] for r in weak.values()} == {xlabels.WEAK_SOURCE} == {"weak (stacking)"}
+    assert list(xlabels.weak_labels(table, {**settings, "verdicts": ["absent"]})) == [("XX.ABS", "*")]
+    assert list(xlabels.weak_labels(table, {**settings, "min_rf": 10, "min_amplitude_sigma": 1.5})) == [
+        ("XX.PRE", "*"), ("XX.LOW", "*"), ("XX.FEW", "*"), ("XX.ABS", "*"), ("XX.MAN", "*")]
+
+
 def test_torn_last_line_is_ended_and_left_out(tmp_path, caplog):
     path = tmp_path / "labels.csv"
     xlabels.append_labels(path, [row("XX.AAA", 0, "present")])
@@ -296,10 +335,9 @@ def test_labeller_and_loopback_required(workspace, caplog):
 
 
 def test_resume_order_and_counts(workspace):
-    xlabels.append_labels(workspace["labels"], [row("XX.AAA", 0, "present"), row("XX.AAA", "*", "absent"),
-                                                 row("XX.BBB", 0, "skip")])
+    xlabels.append_labels(workspace["labels"], [row("XX.AAA", 0, "present"), row("XX.BBB", 0, "skip")])
     session = label_app.LabelSession.open(workspace["images"], workspace["labels"], "me", workspace["stacks"])
-    assert session.first_unlabelled() == ("XX.AAA", 1)  # a station-wide row is no label of the image itself
+    assert session.first_unlabelled() == ("XX.AAA", 1)
     assert session.first_unlabelled(after=("XX.AAA", 1)) == ("XX.BBB", 1)
     counts = session.counts()
     assert (counts["labelled"], counts["total"], counts["present"], counts["skip"]) == (2, 4, 1, 1)
@@ -307,6 +345,23 @@ def test_resume_order_and_counts(workspace):
     session.save("XX.BBB", 1, "absent", note="  multi\nline   note ")
     assert session.first_unlabelled() is None
     assert csv_rows(workspace["labels"])[-1]["note"] == "multi line note"
+
+
+def test_a_station_label_labels_the_images_without_their_own(workspace):
+    xlabels.append_labels(workspace["labels"], [row("XX.AAA", 0, "present"), row("XX.AAA", "*", "absent")])
+    session = label_app.LabelSession.open(workspace["images"], workspace["labels"], "me", workspace["stacks"])
+    assert session.first_unlabelled() == ("XX.BBB", 0)  # AAA 1 is labelled by its station
+    assert session.label_row("XX.AAA", 0)["label"] == "present"  # its own label overrides the station's
+    assert session.label_row("XX.AAA", 1)["label"] == "absent"
+    counts = session.counts()
+    assert (counts["labelled"], counts["present"], counts["absent"], counts["by_station"]) == (2, 1, 1, 1)
+    session.save("XX.BBB", "*", "unsure")
+    assert session.first_unlabelled() is None
+    assert session.counts()["by_station"] == 3
+    with pytest.raises(xlabels.LabelError, match=r"no station XX\.ZZZ"):
+        session.save("XX.ZZZ", "*", "present")
+    assert [(r["station"], r["image"], r["label"]) for r in csv_rows(workspace["labels"])][-1] == ("XX.BBB", "*",
+                                                                                                   "unsure")
 
 
 def test_amplitude_colour_limit_shows_weak_arrivals():
@@ -360,6 +415,38 @@ def test_server_pages_and_posts(workspace):
     assert [(r["station"], r["image"], r["label"], r["note"], r["labeller"], r["source"]) for r in rows] == [
         ("XX.AAA", "0", "present", "clear", "me", "xdisc label"), ("XX.AAA", "1", "absent", "", "me", "xdisc label")]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", rows[0]["time"])
+
+
+def test_station_control_on_the_page(workspace):
+    """The per-station buttons label a station once (image *): its images count as labelled and the page moves
+    past them; a later label of one image overrides the station's; the form fallback posts * too."""
+    session = label_app.LabelSession.open(workspace["images"], workspace["labels"], "me", workspace["stacks"])
+    with serving(session) as url:
+        page = request(url + "item/XX.AAA/0")[1].decode()
+        assert "Whole station (2 images" in page and "id=btn-station-absent" in page
+        assert "id=btn-station-absent" not in page.split("id=station-actions")[0]  # its own form, posting image *
+        status, body, _ = request(url + "label", {"station": "XX.AAA", "image": "*", "label": "absent"})
+        assert status == 200 and json.loads(body)["next"] == "/item/XX.BBB/0"  # past every image of XX.AAA
+        page = request(url + "item/XX.AAA/1")[1].decode()
+        assert "2 of 4 labelled (2 by station labels)" in page
+        assert "This image has no label yet. · Station label: absent (by me" in page
+        assert "(applies to this image)" in page
+        assert "class='absent current' id=btn-station-absent" in page
+        assert request(url + "label", {"station": "XX.ZZZ", "image": "*", "label": "absent"})[0] == 400
+        status, body, _ = request(url + "label", {"station": "XX.AAA", "image": 1, "label": "present"})
+        assert status == 200 and json.loads(body)["next"] == "/item/XX.BBB/0"
+        page = request(url + "item/XX.AAA/1")[1].decode()
+        assert "This image: present" in page and "(applies to this image)" not in page
+        status, _, final = request(url + "label", b"station=XX.BBB&image=%2A&label=unsure&note=")  # no JavaScript
+        assert status == 200 and final.endswith("/done")
+        done = request(url + "done")[1].decode()
+        assert "4 of 4 labelled (3 by station labels)" in done and "id=station-labels" in done
+        counts = dict(re.findall(r"id=count-(\w+)>(\d+)<", done))
+        assert counts == {"present": "1", "absent": "1", "unsure": "2", "skip": "0"}  # own label, else station's
+    assert [(r["station"], r["image"], r["label"]) for r in csv_rows(workspace["labels"])] == [
+        ("XX.AAA", "*", "absent"), ("XX.AAA", "1", "present"), ("XX.BBB", "*", "unsure")]
+    labels = xlabels.read_labels(workspace["labels"])
+    assert xlabels.labels_for_images(labels, "XX.AAA", 2) == ["absent", "present"]  # what fine-tuning reads
 
 
 def test_formula_like_notes_are_stored_as_text(workspace):
@@ -494,6 +581,34 @@ def test_label_page_in_browser(workspace):
         ("XX.AAA", "0", "unsure")]
     assert {r["labeller"] for r in rows} == {"tester"}
     assert xlabels.read_labels(labels)[("XX.AAA", 0)] == "unsure"
+
+
+def test_station_keys_in_browser(workspace):
+    """Shift with a label key labels the whole station and moves to the next station."""
+    driver = chromium()
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def at(path):
+        WebDriverWait(driver, 15).until(lambda d: d.current_url.endswith(path))
+        WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+    try:
+        with server_process(workspace, "server.log") as (_, url):
+            driver.get(url)
+            at("/item/XX.AAA/0")
+            ActionChains(driver).key_down(Keys.SHIFT).send_keys("a").key_up(Keys.SHIFT).perform()
+            at("/item/XX.BBB/0")
+            assert driver.find_element(By.ID, "progress").text == "2 of 4 labelled (2 by station labels)"
+            driver.find_element(By.ID, "btn-station-present").click()  # the button does what Shift+P does
+            at("/done")
+            assert driver.find_element(By.ID, "progress").text.startswith("4 of 4 labelled (4 by station labels)")
+    finally:
+        driver.quit()
+    assert [(r["station"], r["image"], r["label"]) for r in csv_rows(workspace["labels"])] == [
+        ("XX.AAA", "*", "absent"), ("XX.BBB", "*", "present")]
 
 
 def test_install_script_is_idempotent():

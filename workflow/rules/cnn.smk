@@ -67,9 +67,18 @@ rule finetune_cnn:
         synthetics=rules.pretrain_cnn.input.train,
         images=all_station_images,
         labels=label_files(),
+        # weak labels from confident stacking verdicts (cnn.finetune.weak_labels, off by default)
+        stacking=(
+            rules.collect_stacking_verdicts.output.csv if config["cnn"]["finetune"]["weak_labels"]["enabled"] else []
+        ),
     output:
         ckpt=results("cnn", "finetune.ckpt"),
         metrics=results("metrics", "finetune.json"),
+        summary=report(
+            results("metrics", "finetune.html"),
+            caption="../report/finetune.rst",
+            category="CNN",
+        ),
     log:
         log_file("finetune_cnn"),
     benchmark:
@@ -82,8 +91,10 @@ rule finetune_cnn:
         runtime=30,
     shell:
         "xdisc train finetune --settings-file {input.settings} --pretrained {input.pretrained}"
-        " --synthetics {input.synthetics} --images {input.images} --labels {input.labels}"
-        " --out {output.ckpt} --metrics {output.metrics} --threads {threads} 2> {log}"
+        " --synthetics {input.synthetics} --images {input.images} --labels {input.labels} --stacking {input.stacking}"
+        " --out {output.ckpt} --metrics {output.metrics} --summary {output.summary} --threads {threads} 2> {log};"
+        # the warnings (labels matching no station, nothing fine-tuned) also on the terminal, not only in the log
+        " sed -n 's/^.* WARNING xdisc.cnn.train: finetune: /WARNING (finetune_cnn): /p' {log} >&2"
 
 
 rule calibrate_stations:

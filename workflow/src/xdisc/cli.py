@@ -487,6 +487,10 @@ def _add_train(sub) -> None:
     p.add_argument("--pretrained", type=Path, help="finetune: checkpoint of 'xdisc train pretrain'")
     p.add_argument("--images", type=Path, nargs="*", default=[], help="finetune: station images from 'xdisc images'")
     p.add_argument("--labels", type=Path, nargs="*", help="finetune: label CSV files (default: cnn.labels)")
+    p.add_argument("--stacking", type=Path, nargs="?", const=None,
+                   help="finetune: stacking verdicts (results/verdicts/stacking.csv) for the weak labels of "
+                        "cnn.finetune.weak_labels (needed when enabled)")
+    p.add_argument("--summary", type=Path, help="finetune: HTML summary of the labels and cross-validation (report)")
     p.add_argument("--figures", type=Path, help="folder for the figures of this stage")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--workers", default="0",
@@ -524,11 +528,15 @@ def run_train(args) -> int:
         raise cfgmod.ConfigError("xdisc train finetune needs --pretrained")
     labels = args.labels if args.labels is not None else [Path(p) for p in config["cnn"]["labels"]]
     result = train.finetune(config, args.pretrained, args.images, labels, args.out, args.metrics, args.threads,
-                            str(args.synthetics) if args.synthetics else None)
+                            str(args.synthetics) if args.synthetics else None, args.stacking)
     cv = result.get("cross_validation")
     log.info("finetune: %d labelled image(s) from %d station(s)%s -> %s", result["n_images"], len(result["stations"]),
              f"; grouped CV accuracy {cv['finetuned']['accuracy']:.3f} (pretrained only "
              f"{cv['pretrained_only']['accuracy']:.3f})" if cv else "", args.out)
+    if args.summary:
+        from xdisc.report.finetune import write_finetune_summary
+
+        write_finetune_summary(result, args.summary)
     return 0
 
 

@@ -5,8 +5,9 @@ Label file (``data/labels/*.csv``)
     CSV, UTF-8, header ``station,image,label,labeller,time,note,source`` (:data:`COLUMNS`), one row
     per decision, append-only: rows are never rewritten or dropped, and for every (station, image)
     the *latest* row wins (a relabel is a new row). ``station`` is ``NET.STA``; ``image`` is the
-    image index of ``results/images/{NET}.{STA}.nc`` or ``*`` (every image of the station; a label
-    of one image overrides it); ``label`` is one of :data:`LABELS` (``present``, ``absent``,
+    image index of ``results/images/{NET}.{STA}.nc``, or ``*`` or empty for a station label (every
+    image of the station; a label of one image overrides it; written as ``*``); ``label`` is one of
+    :data:`LABELS` (``present``, ``absent``,
     ``unsure``, ``skip``; fine-tuning uses only present/absent); ``time`` is ISO-8601 UTC;
     ``source`` is ``xdisc label`` for the page, the table's file name for an import. Every row is
     flushed and fsync-ed before the page is told it was saved, so a crash never loses one.
@@ -22,6 +23,11 @@ Published tables (``xdisc label import TABLE.csv --labels CSV [--source NAME]``)
     the table's file name without suffix) and ``source`` = the table's file name. The whole table is
     validated first: an unknown value, a bad station code or a station listed with two different
     verdicts is an error naming its line, and nothing is appended.
+
+Weak labels (``cnn.finetune.weak_labels``; :func:`weak_labels`)
+    Station labels derived, at fine-tuning time, from confident stacking verdicts of
+    ``results/verdicts/stacking.csv``; never written to a label file, marked ``source`` =
+    :data:`WEAK_SOURCE` wherever they appear. A station with any manual row gets none.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import csv
 import datetime as _dt
 import io
 import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -39,6 +46,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("station", "image", "label", "labeller", "time", "note", "source")
 LABELS = ("present", "absent", "unsure", "skip")
 ALL_IMAGES = "*"  # image value of a station-wide label
+WEAK_SOURCE = "weak (stacking)"  # source of the labels derived from stacking verdicts
 DEFAULT_LABELS = Path("data/labels/labels.csv")
 
 # values accepted in published tables (lower case, surrounding blanks removed)
@@ -136,7 +144,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def _image_key(value: str) -> int | str | None:
     value = value.strip()
-    if value == ALL_IMAGES:
+    if value in (ALL_IMAGES, ""):  # no image index: the whole station
         return ALL_IMAGES
     return int(value) if value.isdigit() else None
 
@@ -251,3 +259,49 @@ def import_table(table: str | Path, labels: str | Path, source: str | None = Non
     ensure_label_file(labels)
     append_labels(labels, rows)
     return rows
+
+
+# ----------------------------------------------------------------------------- weak labels
+
+def weak_labels(stacking_csv: str | Path, settings: dict, manual_stations=()) -> dict[tuple[str, str], dict]:
+    """Station labels (``{(station, "*"): row}``, ``source`` = :data:`WEAK_SOURCE`) from the confident
+    verdicts of a stacking table (``results/verdicts/stacking.csv``).
+
+    ``settings`` is ``cnn.finetune.weak_labels``: a station qualifies with a verdict in ``verdicts``
+    and at least ``min_rf`` receiver functions; ``present`` also needs the X amplitude to be at least
+    ``min_amplitude_sigma`` bootstrap standard errors above zero (``x_amp / x_amp_err``), ``absent``
+    needs the 410 and the 660 both measured (the stack saw what it should see). Stations in
+    ``manual_stations`` (any manual row, even ``unsure``) get no weak label."""
+    path = Path(stacking_csv)
+    manual = set(manual_stations)
+    out: dict[tuple[str, str], dict] = {}
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        for row in csv.DictReader(f):
+            station, verdict = (row.get("station") or "").strip(), (row.get("verdict") or "").strip()
+            if not station or station in manual or verdict not in settings["verdicts"]:
+                continue
+            n_rf, amp, err, d410, d660 = (_number(row.get(k)) for k in
+                                          ("n_rf", "x_amp", "x_amp_err", "d410_km", "d660_km"))
+            if not n_rf >= settings["min_rf"]:
+                continue
+            if verdict == "present":
+                sigma = amp / err if err > 0 else math.nan
+                if not sigma >= settings["min_amplitude_sigma"]:
+                    continue
+                note = f"n_rf={n_rf:.0f}; x_amp={amp:.4g}; x_amp_err={err:.4g}"
+            elif verdict == "absent":
+                if not (math.isfinite(d410) and math.isfinite(d660)):
+                    continue
+                note = f"n_rf={n_rf:.0f}; d410_km={d410:.0f}; d660_km={d660:.0f}"
+            else:
+                continue
+            out[(station, ALL_IMAGES)] = {"station": station, "image": ALL_IMAGES, "label": verdict,
+                                          "labeller": "stacking", "time": "", "note": note, "source": WEAK_SOURCE}
+    return out
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan

@@ -169,16 +169,32 @@ def read_station_images(path: str | Path) -> dict:
                 "n_rf": ds["n_rf"].values, "latitude": float(ds["latitude"]), "longitude": float(ds["longitude"])}
 
 
-def labelled_images(image_files: list[str | Path], labels: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images with a present/absent label, their labels (1/0) and station codes (for grouping)."""
-    xs, ys, groups = [], [], []
+@dataclass
+class LabelledImages:
+    """Images with a present/absent label, from :func:`labelled_images`."""
+
+    x: np.ndarray          # (image, channel, bin, depth)
+    y: np.ndarray          # 1 present, 0 absent
+    groups: np.ndarray     # station code of each image (for station-grouped folds)
+    source: np.ndarray     # source column of the label row of each image
+    n_images: dict         # images of every station read, labelled or not: {NET.STA: count}
+
+
+def labelled_images(image_files: list[str | Path], labels: dict) -> LabelledImages:
+    """Images with a present/absent label (``labels``: ``{(station, image): row}`` with rows of
+    :func:`xdisc.labels.read_label_rows`, or plain label strings), station labels (``"*"``) expanded
+    to every image of the station and overridden by labels of single images."""
+    xs, ys, groups, sources, n_images = [], [], [], [], {}
     for path in image_files:
         st = read_station_images(path)
-        for j, lab in enumerate(labels_for_images(labels, st["station"], len(st["images"]))):
+        n_images[st["station"]] = n_images.get(st["station"], 0) + len(st["images"])
+        for j, row in enumerate(labels_for_images(labels, st["station"], len(st["images"]))):
+            lab = row["label"] if isinstance(row, dict) else row
             if lab in LABELS:
                 xs.append(st["images"][j])
                 ys.append(LABELS[lab])
                 groups.append(st["station"])
+                sources.append(row.get("source", "") if isinstance(row, dict) else "")
     if not xs:
-        return np.zeros((0,)), np.zeros(0, int), np.zeros(0, str)
-    return np.stack(xs), np.array(ys), np.array(groups)
+        return LabelledImages(np.zeros((0,)), np.zeros(0, int), np.zeros(0, str), np.zeros(0, str), n_images)
+    return LabelledImages(np.stack(xs), np.array(ys), np.array(groups), np.array(sources), n_images)

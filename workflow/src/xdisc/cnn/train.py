@@ -187,44 +187,113 @@ def _replay(config: dict, src: SyntheticSource | None, n: int, seed: int) -> Dat
                            StationDraw.from_config(config["synthetics"], config["cnn"]), config["earth_model"], seed)
 
 
-def _grouped_folds(groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
-    """Station-grouped folds: every station's images in exactly one test fold."""
-    stations = np.array(sorted(set(groups)))
-    order = np.random.default_rng([seed, 13]).permutation(stations.size)
-    return [np.flatnonzero(np.isin(groups, stations[order[f::k]])) for f in range(k)]
+def _grouped_folds(groups: np.ndarray, k: int, seed: int, y: np.ndarray | None = None) -> list[np.ndarray]:
+    """Station-grouped folds from scikit-learn: every station's images in exactly one test fold; with
+    labels ``y`` of both classes stratified (``StratifiedGroupKFold``: present and absent spread over the
+    folds), else ``GroupKFold``; shuffled with ``seed``, so the same input gives the same folds."""
+    import warnings
+
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+    groups = np.asarray(groups)
+    rows = np.zeros((groups.size, 1))
+    with warnings.catch_warnings():  # few labelled stations: a class with fewer images than folds is expected
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        if y is not None and np.unique(y).size == 2:
+            splits = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(rows, y, groups))
+        else:
+            splits = list(GroupKFold(k, shuffle=True, random_state=seed).split(rows, groups=groups))
+    return [np.sort(test) for _, test in splits if test.size]
+
+
+def _label_counts(y: np.ndarray, groups: np.ndarray) -> dict:
+    return {"stations": len(set(groups.tolist())), "images": len(y), "present": int((y == 1).sum()),
+            "absent": int((y == 0).sum())}
+
+
+def _listing(counts: dict, most: int = 10) -> str:
+    items = [f"{k} ({v})" for k, v in counts.items()]
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
 def finetune(config: dict, pretrained: str | Path, image_files: list, label_files: list, out: Path,
-             metrics_path: Path, threads: int = 1, synthetic_path: str | None = None) -> dict:
+             metrics_path: Path, threads: int = 1, synthetic_path: str | None = None,
+             stacking_path: str | Path | None = None) -> dict:
     """Fine-tune the pretrained classifier on labelled real images (station-grouped cross-validation
-    first, when at least two stations are labelled; then a final fit on every label)."""
+    first, when at least two stations are labelled; then a final fit on every label).
+
+    Labels: the rows of ``label_files`` (later files override earlier ones; station labels expanded to
+    every image, labels of single images override them) and, with ``cnn.finetune.weak_labels.enabled``,
+    weak station labels from the stacking table ``stacking_path`` (:func:`xdisc.labels.weak_labels`).
+    Labels of stations without an image file here are listed in ``unmatched_labels``; every such
+    problem is a WARNING log line starting ``finetune:`` and an entry of ``warnings`` in the metrics."""
+    from collections import Counter
+
     from torch.utils.data import ConcatDataset
 
-    from xdisc.labels import read_labels
+    from xdisc.labels import WEAK_SOURCE, read_label_rows, weak_labels
 
     cfg = config["cnn"]
     fc = cfg["finetune"]
-    labels: dict = {}
+    wc = fc["weak_labels"]
+    warned: list[str] = []
+
+    def warn(message: str) -> None:
+        log.warning("finetune: %s", message)
+        warned.append(message)
+
+    rows: dict = {}
     for path in label_files:
         if Path(path).is_file():
-            labels.update(read_labels(path))
+            rows.update(read_label_rows(path))
         else:
-            log.warning("finetune: label file %s does not exist; left out", path)
-    x, y, groups = labelled_images(image_files, labels)
+            warn(f"label file {path} does not exist; left out")
+    weak: dict = {}
+    if wc["enabled"]:
+        if stacking_path is None:
+            raise ValueError("cnn.finetune.weak_labels.enabled needs the stacking verdicts (xdisc train finetune "
+                             "--stacking results/verdicts/stacking.csv)")
+        weak = weak_labels(stacking_path, wc, {station for station, _ in rows})
+        log.info("finetune: %d weak station label(s) from %s", len(weak), stacking_path)
+    elif stacking_path is not None:
+        log.info("finetune: cnn.finetune.weak_labels.enabled is false; %s not used", stacking_path)
+    data = labelled_images(image_files, {**weak, **rows})
+    x, y, groups = data.x, data.y, data.groups
+    source = np.where(data.source == WEAK_SOURCE, WEAK_SOURCE, "manual")
+    unmatched = dict(sorted(Counter(st for st, _ in rows if st not in data.n_images).items()))
+    if unmatched:
+        warn(f"{sum(unmatched.values())} label(s) of {len(unmatched)} station(s) are NOT used: their station is not "
+             f"among the {len(data.n_images)} station(s) of this run: {_listing(unmatched)}; check the station "
+             "codes (NET.STA) in the label files against the run's stations")
+    imageless = dict(sorted(Counter(st for st, _ in rows if data.n_images.get(st) == 0).items()))
+    if imageless:
+        warn(f"label(s) of {len(imageless)} station(s) without an image (too few receiver functions) are not "
+             f"used: {_listing(imageless)}")
     out_dir = Path(out).parent
     base = XClassifier.load_from_checkpoint(str(pretrained), map_location="cpu")
     base_temperature = float(base.temperature)
-    result = {"stage": "finetune", "n_images": len(y), "n_present": int((y == 1).sum()),
-              "n_absent": int((y == 0).sum()), "stations": sorted(set(groups.tolist())),
+    by_source = {src: _label_counts(y[source == src], groups[source == src]) for src in ("manual", WEAK_SOURCE)}
+    result = {"stage": "finetune", "fine_tuned": len(y) > 0, "n_images": len(y), "n_present": int((y == 1).sum()),
+              "n_absent": int((y == 0).sum()), "stations": sorted(set(groups.tolist())), "labels": by_source,
+              "labelled_stations": {st: {"source": str(source[groups == st][0]),
+                                         **_label_counts(y[groups == st], groups[groups == st])}
+                                    for st in sorted(set(groups.tolist()))},
+              "unmatched_labels": unmatched, "labels_without_images": imageless,
+              "weak_labels": {**wc, "stacking": str(stacking_path) if wc["enabled"] else None,
+                              "stations": sorted(st for st, _ in weak)},
               "label_files": [str(p) for p in label_files], "seed": cfg["seed"],
-              "versions": software_versions(("torch", "lightning")), "cross_validation": None}
+              "versions": software_versions(("torch", "lightning")), "cross_validation": None, "warnings": warned}
     if len(y) == 0:
-        log.warning("finetune: no image carries a present/absent label; the fine-tuned model is the pretrained one")
+        warn(f"no image carries a present/absent label ({len(rows)} manual label row(s) read, {len(weak)} weak "
+             "label(s)): NOTHING WAS FINE-TUNED, the fine-tuned model is the pretrained one")
         result["note"] = "no present/absent labels: fine-tuned model = pretrained model"
+        result["cross_validation_note"] = "no labelled images"
         with atomic_output(out) as tmp:
             shutil.copyfile(pretrained, tmp)
         write_json(result, metrics_path)
         return result
+    log.info("finetune: %s", ", ".join(f"{src}: {c['images']} image(s) of {c['stations']} station(s)"
+                                       for src, c in by_source.items() if c["images"]))
 
     replay_source = SyntheticSource.read(synthetic_path) if synthetic_path and fc["synthetic_replay"] > 0 else None
 
@@ -237,26 +306,33 @@ def finetune(config: dict, pretrained: str | Path, image_files: list, label_file
     k = min(fc["n_folds"], n_groups)
     if k >= 2:
         oof = np.full(len(y), np.nan)
-        for f, test_idx in enumerate(_grouped_folds(groups, k, cfg["seed"])):
+        folds = _grouped_folds(groups, k, cfg["seed"], y)
+        for f, test_idx in enumerate(folds):
             train_idx = np.setdiff1d(np.arange(len(y)), test_idx)
             module = _from_pretrained(pretrained, fc, fc["max_epochs"])
             _fit_fixed(module, dataset(train_idx, cfg["seed"] + f), fc["max_epochs"], fc["batch_size"],
                        cfg["seed"] + f, threads, out_dir, "")
             oof[test_idx] = logits_of(module, ArrayImages(x[test_idx], y[test_idx]))[0]
-            log.info("finetune: fold %d/%d done (%d test images from %d station(s))", f + 1, k, len(test_idx),
-                     len(set(groups[test_idx].tolist())))
+            log.info("finetune: fold %d/%d done (%d test images from %d station(s))", f + 1, len(folds),
+                     len(test_idx), len(set(groups[test_idx].tolist())))
         pre_logits = logits_of(base, ArrayImages(x, y))[0]
         temperature = float(metrics.fit_temperature(oof, y)) if len(np.unique(y)) == 2 else base_temperature
         if not np.isfinite(temperature) or temperature <= 0:
             temperature = base_temperature
-        result["cross_validation"] = {"folds": k, "grouped_by": "station",
+        result["cross_validation"] = {"folds": len(folds), "grouped_by": "station",
                                       "finetuned": evaluate(oof, y, temperature),
                                       "pretrained_only": evaluate(pre_logits, y, base_temperature)}
+        if by_source[WEAK_SOURCE]["images"]:  # the same out-of-fold predictions, scored per label source
+            result["cross_validation"]["by_source"] = {
+                src: {"finetuned": evaluate(oof[source == src], y[source == src], temperature),
+                      "pretrained_only": evaluate(pre_logits[source == src], y[source == src], base_temperature)}
+                for src in ("manual", WEAK_SOURCE) if by_source[src]["images"]}
     else:
         temperature = base_temperature
-        result["note"] = (f"{n_groups} labelled station(s): station-grouped cross-validation needs at least 2; "
-                          "the model is fine-tuned on every label without a held-out estimate")
-        log.warning("finetune: %s", result["note"])
+        result["note"] = result["cross_validation_note"] = (
+            f"{n_groups} labelled station(s): station-grouped cross-validation needs at least 2; "
+            "the model is fine-tuned on every label without a held-out estimate")
+        warn(result["note"])
     module = _from_pretrained(pretrained, fc, fc["max_epochs"])
     _fit_fixed(module, dataset(np.arange(len(y)), cfg["seed"]), fc["max_epochs"], fc["batch_size"], cfg["seed"],
                threads, out_dir, "finetune")

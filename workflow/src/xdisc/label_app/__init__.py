@@ -6,11 +6,13 @@ channel; older files: the t-value channel), rendered here with matplotlib,
 the station's depth stack with its bootstrap band and the stacking verdict from
 ``results/stack/{NET}.{STA}.nc`` when there is one. Keys ``p`` present, ``a`` absent,
 ``u`` unsure, ``s`` skip (or the buttons) save at once and move to the next unlabelled image;
+with Shift (``P``, ``A``, ``U``, ``S``, or the station buttons) the label is the whole station's
+(image ``*``): it labels every image of the station without a label of its own (a label of one
+image overrides it), so a station is labelled once instead of image by image.
 ``n`` (or a click) enters the note field, Enter or Esc leaves it; left/right arrows browse.
-The page opened at ``/`` is always the first image without a label of its own (stations
-sorted by code, then image index), so a restarted server resumes where the last one stopped.
-Station-wide (``*``) rows in the label file are shown as context but do not count as a label
-of the image. Unreadable image files are left out with a logged reason.
+The page opened at ``/`` is always the first image with neither a label of its own nor a
+station label (stations sorted by code, then image index), so a restarted server resumes where
+the last one stopped. Unreadable image files are left out with a logged reason.
 
 Modules: :mod:`~xdisc.label_app.session` (the images to label and the label file, thread-safe),
 :mod:`~xdisc.label_app.render` (the matplotlib figure of an image), :mod:`~xdisc.label_app.server`

@@ -52,12 +52,18 @@ def _page(title: str, body: str, script: str = "", head: str = "") -> bytes:
 
 
 def _progress_text(counts: dict) -> str:
-    return f"{counts['labelled']} of {counts['total']} labelled"
+    via = f" ({counts['by_station']} by station labels)" if counts.get("by_station") else ""
+    return f"{counts['labelled']} of {counts['total']} labelled{via}"
 
 
 def _row_text(row: dict) -> str:
     note = f" — “{row['note']}”" if row.get("note") else ""
     return f"{row['label']} (by {row['labeller']}, {row['time']}, {row['source']}){note}"
+
+
+def _current(label: str, row: dict | None) -> str:
+    """Class of a label button: the label, plus ``current`` when ``row`` holds that label."""
+    return f"{label} current" if row and row["label"] == label else label
 
 
 def item_page(session: LabelSession, item: tuple[str, int]) -> bytes:
@@ -83,20 +89,28 @@ def item_page(session: LabelSession, item: tuple[str, int]) -> bytes:
         "</header>",
         f"<p class=ctx id=verdict>{e(verdict_text(session.stack(station)))}</p>",
         f"<p class=ctx id=current>{'This image: ' + e(_row_text(own)) if own else 'This image has no label yet.'}"
-        + (f" · Station-wide: {e(_row_text(wide))}" if wide else "") + "</p>",
+        + (f" · Station label: {e(_row_text(wide))}" + ("" if own else " (applies to this image)") if wide else "")
+        + "</p>",
         (f"<img id=rf src='/png/{urllib.parse.quote(station)}/{image}.png' width=1300 height=720 "
          f"alt='receiver-function image {e(station)} {image}'>"),
         "<form id=actions class=actions method=post action=/label>",
         f"<input type=hidden name=station value='{e(station)}'><input type=hidden name=image value={image}>",
     ]
     for key, label in KEYS.items():
-        cls = f"{label} current" if own and own["label"] == label else label
+        cls = _current(label, own)
         lines.append(f"<button type=submit name=label value={label} class='{cls}' id=btn-{label}>"
                      f"<kbd>{key}</kbd> {label}</button>")
     lines += [
         (f"<input type=text id=note name=note maxlength={MAX_NOTE_CHARS} placeholder='note (n to type; Enter or "
          "Esc to leave the field, then the key)' autocomplete=off>"),
         "<span id=status></span></form>",
+        # the whole station at once: its images without a label of their own (the form fallback posts image *)
+        "<form id=station-actions class=actions method=post action=/label>",
+        f"<input type=hidden name=station value='{e(station)}'><input type=hidden name=image value='{ALL_IMAGES}'>",
+        f"<span>Whole station ({st.n_images} images; a label of one image overrides it):</span>",
+        *(f"<button type=submit name=label value={label} class='{_current(label, wide)}' id=btn-station-{label}>"
+          f"<kbd>{key.upper()}</kbd> station {label}</button>" for key, label in KEYS.items()),
+        "</form>",
         "<nav>",
         f"<a id=prev href='{item_url(prev_item)}'>← previous</a>" if prev_item else "<span class=muted>← previous"
         "</span> ",
@@ -104,7 +118,7 @@ def item_page(session: LabelSession, item: tuple[str, int]) -> bytes:
         f"<a id=first-unlabelled href='{item_url(session.first_unlabelled())}'>first unlabelled</a>",
         "<a href=/done>summary</a>",
         ("<span class=muted>keys: <kbd>p</kbd> present · <kbd>a</kbd> absent · <kbd>u</kbd> unsure · <kbd>s</kbd> "
-         "skip · <kbd>n</kbd> note · <kbd>←</kbd>/<kbd>→</kbd> browse</span>"),
+         "skip (with Shift: the whole station) · <kbd>n</kbd> note · <kbd>←</kbd>/<kbd>→</kbd> browse</span>"),
         "</nav>",
     ]
     if session.left_out:
@@ -121,11 +135,16 @@ def done_page(session: LabelSession) -> bytes:
     e = html.escape
     finished = counts["labelled"] == counts["total"]
     rows = "".join(f"<tr><td>{label}</td><td id=count-{label}>{counts[label]}</td></tr>" for label in LABELS)
+    stations = [code for code in sorted(session.stations) if session.row(code, ALL_IMAGES)]
+    wide = "".join(f"<tr><td>{e(code)}</td><td>{e(_row_text(session.row(code, ALL_IMAGES)))}</td></tr>"
+                   for code in stations)
     body = [
         f"<h1 id=done>{'Done: every image is labelled' if finished else 'Summary'}</h1>",
         (f"<p id=progress><b>{_progress_text(counts)}</b> ({len(session.stations)} station(s)); labels in "
          f"<code>{e(str(session.labels_path))}</code></p>"),
         f"<table><tr><th>label</th><th>images</th></tr>{rows}</table>",
+        (f"<h2>Station labels</h2><table id=station-labels><tr><th>station</th><th>label</th></tr>{wide}</table>"
+         if wide else ""),
         f"<p><a id=review href='{item_url(session.items[0])}'>review from the first image</a>"
         + ("" if finished else f" · <a href='{item_url(session.first_unlabelled())}'>first unlabelled</a>") + "</p>",
     ]
@@ -257,8 +276,10 @@ class _Handler(BaseHTTPRequestHandler):
             image = data.get("image")
             if isinstance(image, str) and image.strip().isdigit():
                 image = int(image)
-            if not isinstance(image, int) or isinstance(image, bool):
-                raise LabelError(f"image must be an image index, got {image!r}")
+            elif isinstance(image, str) and image.strip() == ALL_IMAGES:
+                image = ALL_IMAGES
+            if image != ALL_IMAGES and (not isinstance(image, int) or isinstance(image, bool)):
+                raise LabelError(f"image must be an image index or {ALL_IMAGES} (the whole station), got {image!r}")
             station = str(data.get("station", ""))
             row = self.server.session.save(station, image, str(data.get("label", "")), str(data.get("note", "")))
         except (LabelError, ValueError, UnicodeDecodeError) as exc:
@@ -266,7 +287,8 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError as exc:
             log.error("label: could not write %s: %s", self.server.session.labels_path, exc)
             return self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"label not saved: {exc}"})
-        nxt = item_url(self.server.session.first_unlabelled(after=(station, image)))
+        after = (station, 0) if image == ALL_IMAGES else (station, image)
+        nxt = item_url(self.server.session.first_unlabelled(after=after))
         if ctype == "application/json":
             return self._json(HTTPStatus.OK, {"saved": row, "next": nxt})
         return self._redirect(nxt)

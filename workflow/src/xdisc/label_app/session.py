@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xdisc.labels import (
+    ALL_IMAGES,
     LABELS,
     LabelError,
     append_labels,
@@ -190,33 +191,50 @@ class LabelSession:
     def has_item(self, station: str, image: int) -> bool:
         return (station, image) in self._index
 
+    def _label_row(self, item: tuple[str, int]) -> dict | None:  # caller holds the lock
+        return self._rows.get(item) or self._rows.get((item[0], ALL_IMAGES))
+
+    def label_row(self, station: str, image: int) -> dict | None:
+        """The row that labels an image: its own, else its station's (``*``), else None."""
+        with self._lock:
+            return self._label_row((station, image))
+
     def first_unlabelled(self, after: tuple[str, int] | None = None) -> tuple[str, int] | None:
-        """The first item without its own label (searching from the one after ``after``, wrapping round)."""
+        """The first item with neither its own label nor a station label (searching from the one after
+        ``after``, wrapping round)."""
         with self._lock:
             start = self._index[after] + 1 if after in self._index else 0
             n = len(self.items)
             for k in range(n):
                 item = self.items[(start + k) % n]
-                if item not in self._rows:
+                if self._label_row(item) is None:
                     return item
         return None
 
     def counts(self) -> dict[str, int]:
+        """Images per label (own label, else station label), ``labelled``, ``total`` and ``by_station``
+        (images labelled only by their station's label)."""
         with self._lock:
             out = {label: 0 for label in LABELS}
+            out["by_station"] = 0
             for item in self.items:
-                row = self._rows.get(item)
+                row = self._label_row(item)
                 if row is not None:
                     out[row["label"]] += 1
+                    out["by_station"] += item not in self._rows
         out["labelled"] = sum(out[label] for label in LABELS)
         out["total"] = len(self.items)
         return out
 
-    def save(self, station: str, image: int, label: str, note: str = "") -> dict:
-        """Append one label row (fsync-ed) and return it; :class:`LabelError` for an unknown item or label."""
+    def save(self, station: str, image: int | str, label: str, note: str = "") -> dict:
+        """Append one label row (fsync-ed) and return it; ``image`` ``"*"`` labels the whole station (its
+        images without a label of their own). :class:`LabelError` for an unknown item or label."""
         if label not in LABELS:
             raise LabelError(f"label must be one of {', '.join(LABELS)}, got {label!r}")
-        if not self.has_item(station, image):
+        if image == ALL_IMAGES:
+            if station not in self.stations:
+                raise LabelError(f"no station {station}")
+        elif not self.has_item(station, image):
             raise LabelError(f"no image {image} of station {station}")
         note = " ".join(str(note).split())[:MAX_NOTE_CHARS]
         row = {"station": station, "image": image, "label": label, "labeller": self.labeller, "time": utc_now(),
@@ -226,7 +244,7 @@ class LabelSession:
             self._rows[(station, image)] = row
             st = self.labels_path.stat()
             self._stamp = (st.st_size, st.st_mtime_ns)
-        log.info("label: %s image %d: %s%s", station, image, label, f" ({note})" if note else "")
+        log.info("label: %s image %s: %s%s", station, image, label, f" ({note})" if note else "")
         return row
 
     # neighbours --------------------------------------------------------------

@@ -1,24 +1,27 @@
 // The labelling page: keys and buttons save a label (POST /label) and move on; arrows browse.
+// With Shift (or the station buttons) the label is the whole station's (image "*").
 // KEYS (key -> label) and ITEM (station, image, prev, next) are set by the page before this script.
 const form = document.getElementById("actions");
+const stationForm = document.getElementById("station-actions");
 const note = document.getElementById("note");
 const status = document.getElementById("status");
 let busy = false;
 function setBusy(on) {
   busy = on;
-  for (const b of form.querySelectorAll("button")) b.disabled = on;
+  for (const b of document.querySelectorAll("form.actions button")) b.disabled = on;
 }
-async function save(label) {
+async function save(label, image) {
   if (busy) return;
   setBusy(true);
+  const what = image === "*" ? "station " + label : label;
   status.className = "";
-  status.textContent = "saving " + label + " …";
+  status.textContent = "saving " + what + " …";
   try {
     const r = await fetch("/label", {method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({station: ITEM.station, image: ITEM.image, label: label, note: note.value})});
+      body: JSON.stringify({station: ITEM.station, image: image, label: label, note: note.value})});
     const body = await r.json();
     if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
-    status.textContent = "saved: " + label;
+    status.textContent = "saved: " + what;
     window.location.assign(body.next);
   } catch (e) {
     status.className = "err";
@@ -28,7 +31,11 @@ async function save(label) {
 }
 form.addEventListener("submit", ev => {
   ev.preventDefault();
-  if (ev.submitter && ev.submitter.value) save(ev.submitter.value);
+  if (ev.submitter && ev.submitter.value) save(ev.submitter.value, ITEM.image);
+});
+stationForm.addEventListener("submit", ev => {
+  ev.preventDefault();
+  if (ev.submitter && ev.submitter.value) save(ev.submitter.value, "*");
 });
 document.addEventListener("keydown", ev => {
   if (ev.ctrlKey || ev.altKey || ev.metaKey) return;
@@ -37,7 +44,7 @@ document.addEventListener("keydown", ev => {
     return;
   }
   const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
-  if (key in KEYS) { ev.preventDefault(); save(KEYS[key]); }
+  if (key in KEYS) { ev.preventDefault(); save(KEYS[key], ev.shiftKey ? "*" : ITEM.image); }
   else if (key === "n") { ev.preventDefault(); note.focus(); }
   else if (key === "ArrowLeft" && ITEM.prev) window.location.assign(ITEM.prev);
   else if (key === "ArrowRight" && ITEM.next) window.location.assign(ITEM.next);
