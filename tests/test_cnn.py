@@ -154,6 +154,14 @@ def test_pretraining_on_easy_synthetics_finds_x_on_held_out_stations(easy):
     logits, y = logits_of(untrained, _test_set(cfg, easy["train"], easy["test"]))
     np.testing.assert_array_equal(y, result["_test_labels"])
     assert np.mean((logits > 0) == y) <= 0.65
+    # the depth head places X: better than the best constant guess (the median X depth of the test set)
+    depth = test["depth"]
+    src = datasets.SyntheticSource.read(easy["test"])
+    truth = src.x_depth[src.label == 1]
+    constant = float(np.median(np.abs(truth - np.median(truth))))
+    assert depth["n"] == EASY_TEST_SAMPLES // 2
+    assert depth["median_abs_error_km"] < 0.7 * constant, (depth, constant)
+    assert 0.3 <= depth["within_2_sigma"] <= 1.0, depth
 
 
 def test_synthetic_images_are_fresh_per_epoch_and_fixed_for_validation(tiny):

@@ -42,16 +42,16 @@ AA.A9,18,28,9,undetermined,nan,nan,nan,nan,nan,nan
 
 EXPECTED_CSV = """\
 station,latitude,longitude,n_rf,stacking_verdict,cnn_verdict,cnn_probability,cnn_probability_std,x_depth_km,\
-x_depth_err_km,agree
-AA.A1,10.5,20.25,28,present,present,0.9,0.05,300,8.5,yes
-AA.A2,11,21,25,absent,absent,0.2,0.1,nan,nan,yes
-AA.A3,12,22,11,absent,present,0.8,0.1,nan,nan,no
-AA.A4,13,23,8,present,undetermined,0.55,0.2,280,12,n/a
-AA.A5,14,24,40,absent,absent,0.1,0.02,nan,nan,yes
-AA.A6,15,25,19,present,missing,nan,nan,320,10,n/a
-AA.A7,16,26,20,missing,absent,0.3,0.1,nan,nan,n/a
-AA.A8,17,27,31,present,present,0.95,0.01,310,5,yes
-AA.A9,18,28,9,undetermined,absent,0.15,0.05,nan,nan,n/a
+x_depth_err_km,cnn_x_depth_km,cnn_x_depth_err_km,agree
+AA.A1,10.5,20.25,28,present,present,0.9,0.05,300,8.5,nan,nan,yes
+AA.A2,11,21,25,absent,absent,0.2,0.1,nan,nan,nan,nan,yes
+AA.A3,12,22,11,absent,present,0.8,0.1,nan,nan,nan,nan,no
+AA.A4,13,23,8,present,undetermined,0.55,0.2,280,12,nan,nan,n/a
+AA.A5,14,24,40,absent,absent,0.1,0.02,nan,nan,nan,nan,yes
+AA.A6,15,25,19,present,missing,nan,nan,320,10,nan,nan,n/a
+AA.A7,16,26,20,missing,absent,0.3,0.1,nan,nan,nan,nan,n/a
+AA.A8,17,27,31,present,present,0.95,0.01,310,5,nan,nan,yes
+AA.A9,18,28,9,undetermined,absent,0.15,0.05,nan,nan,nan,nan,n/a
 """
 
 

@@ -145,7 +145,7 @@ class OwnNoiseImages(Dataset):
         subset = self.subset_fraction if rng.random() < self.subset_probability else None
         img = own_noise_image(self.source.clean[i], self.source.grid_slowness, self.pools[s], rng,
                               self.source.time_s, self._mapper, self.settings, subset)
-        return torch.from_numpy(img), torch.tensor(float(self.source.label[i]))
+        return torch.from_numpy(img), torch.tensor(float(self.source.label[i])), self.source.depth_target(i)
 
 
 class _Epochs(L.Callback):
@@ -236,7 +236,8 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
     if len(pools) > a.max_stations:  # a global run: a seeded sample of stations trains
         keep = np.sort(np.random.default_rng([seed, 29]).permutation(len(pools))[: a.max_stations])
         train_pools = [pools[k] for k in keep]
-    module = XClassifier(base.hparams.net_config, a.learning_rate, a.weight_decay, a.epochs)
+    module = XClassifier(base.hparams.net_config, a.learning_rate, a.weight_decay, a.epochs,
+                         depth_loss_weight=base.hparams.get("depth_loss_weight", 0.0))
     module.load_state_dict(base.state_dict())
     data = OwnNoiseImages(train, train_pools, _training_pairs(train_pools, train, a.images_per_epoch, seed), settings,
                           config["earth_model"], seed, a.subset_probability, settings.subset_fraction)

@@ -41,6 +41,7 @@ class SyntheticSource:
     time_s: np.ndarray
     dt: float
     gaussian_width_hz: float
+    x_depth: np.ndarray | None = None  # (sample,) depth of the X conversion (km): top + half the gradient; NaN: none
 
     @classmethod
     def read(cls, path: str | Path, models: list[str] | None = None) -> SyntheticSource:
@@ -51,11 +52,22 @@ class SyntheticSource:
                 if not keep.any():
                     raise ValueError(f"{path}: no sample of model(s) {', '.join(models)}")
             time_s = ds["time"].values
+            depth = None
+            if "x_depth_km" in ds:
+                depth = ds["x_depth_km"].values[keep].astype(float)
+                if "x_gradient_km" in ds:
+                    depth = depth + 0.5 * np.nan_to_num(ds["x_gradient_km"].values[keep].astype(float))
             return cls(clean=np.ascontiguousarray(ds["rf_clean"].values[keep], dtype=np.float32),
                        label=ds["label"].values[keep].astype(int), model=ds["model"].values[keep].astype(str),
                        x_dvs=ds["x_dvs"].values[keep].astype(float), grid_slowness=ds["slowness"].values.astype(float),
                        time_s=time_s, dt=float(time_s[1] - time_s[0]),
-                       gaussian_width_hz=float(ds.attrs["rf_gaussian_width_hz"]))
+                       gaussian_width_hz=float(ds.attrs["rf_gaussian_width_hz"]), x_depth=depth)
+
+    def depth_target(self, i: int) -> torch.Tensor:
+        """Depth of sample ``i``'s X conversion (km) for the depth head; NaN without X or unknown."""
+        if self.x_depth is None or self.label[i] != 1:
+            return torch.tensor(float("nan"))
+        return torch.tensor(float(self.x_depth[i]))
 
 
 class SyntheticImages(Dataset):
@@ -93,11 +105,12 @@ class SyntheticImages(Dataset):
             img = self._cache[j]
         else:
             img = self.image(j, self.epoch)
-        return torch.from_numpy(img), torch.tensor(float(self.source.label[i]))
+        return torch.from_numpy(img), torch.tensor(float(self.source.label[i])), self.source.depth_target(i)
 
 
 class ArrayImages(Dataset):
-    """Images already built (real stations): (image, channel, bin, depth) and labels."""
+    """Images already built (real stations): (image, channel, bin, depth) and labels; items are (image,
+    label, X depth), the depth NaN (unknown), as every dataset of the CNN gives them."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray):
         self.images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
@@ -107,7 +120,7 @@ class ArrayImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, j: int):
-        return self.images[j], self.labels[j]
+        return self.images[j], self.labels[j], torch.tensor(float("nan"))
 
 
 def _worker_init(_):

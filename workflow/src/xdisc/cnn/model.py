@@ -16,6 +16,14 @@ conversion that the moveout correction lines up across bins), copied to every bi
 soft-clipped at +-``t_clip`` so that clean data do not saturate the first layer. (The
 constructor's default is off, so that checkpoints written before the option load unchanged; the
 configuration's default, ``cnn.network.derived_features``, is on.)
+
+With ``depth_head`` a second output says where X is: a 1-D convolution scores every position of the
+depth profile of features (one position per 8 depth samples, 20 km at the default 2.5 km step) between
+``depth_window_km``, a softmax over them is the probability of X's depth being there, and its mean and
+standard deviation are the depth estimate and its uncertainty (:meth:`XNet.depth`). It is trained on
+the stations with X against a Gaussian of 10 km around the true depth
+(:class:`xdisc.cnn.module.XClassifier`) and leaves the classification branch as it is; off in the
+constructor (old checkpoints load unchanged), on in the configuration.
 """
 
 from __future__ import annotations
@@ -42,11 +50,15 @@ class XNet(nn.Module):
 
     def __init__(self, n_channels: int = 2, n_slowness_bins: int = 9, n_depth: int = 321, width: int = 16,
                  hidden: int = 64, dropout: float = 0.3, amplitude_scale: float = 10.0,
-                 noise_scale: float = 10.0, derived_features: bool = False, t_clip: float = 10.0):
+                 noise_scale: float = 10.0, derived_features: bool = False, t_clip: float = 10.0,
+                 depth_head: bool = False, depth_range_km: tuple = (0.0, 800.0),
+                 depth_window_km: tuple = (200.0, 400.0)):
         super().__init__()
         self.config = {"n_channels": n_channels, "n_slowness_bins": n_slowness_bins, "n_depth": n_depth,
                        "width": width, "hidden": hidden, "dropout": dropout, "amplitude_scale": amplitude_scale,
-                       "noise_scale": noise_scale, "derived_features": derived_features, "t_clip": t_clip}
+                       "noise_scale": noise_scale, "derived_features": derived_features, "t_clip": t_clip,
+                       "depth_head": depth_head, "depth_range_km": tuple(depth_range_km),
+                       "depth_window_km": tuple(depth_window_km)}
         if derived_features and n_channels != 2:
             raise ValueError("derived_features needs the two channels amplitude and noise")
         self.derived, self.t_clip = derived_features, t_clip
@@ -75,6 +87,16 @@ class XNet(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, 1),
         )
+        self.depth_branch = None
+        if depth_head:
+            self.depth_branch = nn.Conv1d(4 * w, 1, 3, padding=1)
+            # depth (km) at the centre of each feature position: 8 input samples per position
+            step = (depth_range_km[1] - depth_range_km[0]) / (n_depth - 1)
+            centres = depth_range_km[0] + (8 * torch.arange(n_out, dtype=torch.float32) + 3.5) * step
+            inside = (centres >= depth_window_km[0]) & (centres <= depth_window_km[1])
+            self.register_buffer("depth_centres_km", centres[inside])
+            self.register_buffer("depth_inside", inside)
+            self.depth_bin_km = 8 * step
 
     def derive(self, x: torch.Tensor) -> torch.Tensor:
         """Input channels: scaled amplitude and noise, plus (``derived_features``) the bin t-values
@@ -92,3 +114,27 @@ class XNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.derive(x))).squeeze(-1)
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logit, and (with the depth head) the log-probability of X's depth at each position of
+        ``depth_centres_km``."""
+        f = self.features(self.derive(x))
+        logit = self.head(f).squeeze(-1)
+        if self.depth_branch is None:
+            return logit, None
+        scores = self.depth_branch(f)[:, 0, :][:, self.depth_inside]
+        return logit, torch.log_softmax(scores, dim=-1)
+
+    def depth_moments(self, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean depth and standard deviation (km) of depth log-probabilities (the spread of one
+        position included)."""
+        p = logp.exp()
+        mu = (p * self.depth_centres_km).sum(-1)
+        var = (p * (self.depth_centres_km - mu[:, None]) ** 2).sum(-1) + self.depth_bin_km**2 / 12.0
+        return mu, var.sqrt()
+
+    def depth(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean depth and standard deviation of X (km) as the depth head sees it (needs ``depth_head``)."""
+        if self.depth_branch is None:
+            raise ValueError("this network has no depth head (cnn.network.depth_head)")
+        return self.depth_moments(self.forward_all(x)[1])

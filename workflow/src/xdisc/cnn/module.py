@@ -15,6 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from xdisc.cnn.model import XNet
 from xdisc.core import metrics
 
+DEPTH_TARGET_KM = 10.0  # width of the depth head's training target around the true depth of X
+
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips; our EpochLog reports progress
 
 
@@ -22,7 +24,7 @@ class XClassifier(L.LightningModule):
     """Lightning wrapper of :class:`XNet`: loss, metrics, optimiser, calibration temperature."""
 
     def __init__(self, net_config: dict, learning_rate: float = 2e-3, weight_decay: float = 1e-4,
-                 max_epochs: int = 30, freeze_features: bool = False):
+                 max_epochs: int = 30, freeze_features: bool = False, depth_loss_weight: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         self.net = XNet(**net_config)
@@ -41,9 +43,25 @@ class XClassifier(L.LightningModule):
         return torch.sigmoid(self.net(x) / self.temperature)
 
     def model_step(self, batch):
-        x, y = batch
-        logits = self.net(x)
-        return self.loss(logits, y), logits, y
+        """Loss, logits and labels of a batch (image, label[, X depth]): the classification loss, plus
+        (with a depth head and ``depth_loss_weight``) at the stations with X the cross-entropy of the depth
+        head's probabilities against a Gaussian of ``DEPTH_TARGET_KM`` around the true depth."""
+        x, y = batch[0], batch[1]
+        logits, logp = self.net.forward_all(x)
+        loss = self.loss(logits, y)
+        weight = self.hparams.get("depth_loss_weight", 0.0)
+        if logp is not None and weight > 0 and len(batch) > 2:
+            depth = batch[2]
+            m = torch.isfinite(depth) & (y > 0.5)
+            if m.any():
+                z = self.net.depth_centres_km
+                target = torch.exp(-0.5 * ((z[None, :] - depth[m][:, None]) / DEPTH_TARGET_KM) ** 2)
+                target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
+                ce = -(target * logp[m]).sum(-1).mean()
+                loss = loss + weight * ce
+                self.log("train/depth_ce" if self.training else "val/depth_ce", ce, on_epoch=True, on_step=False,
+                         batch_size=int(m.sum()))
+        return loss, logits, y
 
     def training_step(self, batch, batch_idx):
         loss, logits, y = self.model_step(batch)
@@ -99,9 +117,29 @@ def logits_of(module: XClassifier, data: Dataset, batch_size: int = 256) -> tupl
     module.eval()
     device = next(module.parameters()).device
     out, labels = [], []
-    for x, y in DataLoader(data, batch_size=batch_size, shuffle=False):
-        out.append(module(x.to(device)).cpu().numpy())
-        labels.append(y.numpy())
+    for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+        out.append(module(batch[0].to(device)).cpu().numpy())
+        labels.append(batch[1].numpy())
     if not out:
         return np.zeros(0), np.zeros(0)
     return np.concatenate(out).astype(float), np.concatenate(labels).astype(int)
+
+
+@torch.no_grad()
+def depths_of(module: XClassifier, data: Dataset, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray,
+                                                                                    np.ndarray]:
+    """Depth estimates of X (km), their standard deviations and the true depths (NaN: none) of every
+    item of ``data``; NaN estimates without a depth head."""
+    module.eval()
+    device = next(module.parameters()).device
+    mus, sigmas, truth = [], [], []
+    for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+        _, logp = module.net.forward_all(batch[0].to(device))
+        mu, sigma = (None, None) if logp is None else module.net.depth_moments(logp)
+        n = len(batch[0])
+        mus.append(np.full(n, np.nan) if mu is None else mu.cpu().numpy())
+        sigmas.append(np.full(n, np.nan) if sigma is None else sigma.cpu().numpy())
+        truth.append(batch[2].numpy() if len(batch) > 2 else np.full(n, np.nan))
+    if not mus:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    return tuple(np.concatenate(v).astype(float) for v in (mus, sigmas, truth))

@@ -1,7 +1,8 @@
 """CNN verdict per station: calibrated probability of X of each of its images, and present / absent /
 undetermined (``xdisc predict``): from the station's own thresholds where the run adapted the network
 to its stations (:mod:`xdisc.cnn.adapt`; statistic: the probability of image 0, every receiver
-function), else from the global thresholds in ``cnn.verdict`` (statistic: the mean over the images)."""
+function), else from the global thresholds in ``cnn.verdict`` (statistic: the mean over the images);
+where X is present and the network has a depth head, its depth and standard deviation (image 0)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
 
 PREDICTION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "n_images", "probability", "probability_std",
                       "probability_all", "present_threshold", "absent_threshold", "detection_rate", "verdict",
-                      "reason")
+                      "cnn_x_depth_km", "cnn_x_depth_err_km", "reason")
 
 
 @torch.no_grad()
@@ -83,10 +84,16 @@ def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calib
         if calibration:
             reason = "; ".join(r for r in (reason, "no own-noise thresholds (too few noise traces)") if r)
     own = own or {}
+    depth, depth_err = math.nan, math.nan
+    if verdict == PRESENT and module.net.depth_branch is not None:
+        with torch.no_grad():
+            mu, sigma = module.net.depth(torch.from_numpy(np.asarray(st["images"][:1], np.float32)))
+        depth, depth_err = float(mu[0]), float(sigma[0])
     return {"station": st["station"], "latitude": st["latitude"], "longitude": st["longitude"], "n_rf": n_rf,
             "n_images": len(prob), "probability": float(np.mean(prob)) if len(prob) else math.nan,
             "probability_std": float(np.std(prob)) if len(prob) else math.nan,
             "probability_all": float(prob[0]) if len(prob) else math.nan,
             "present_threshold": own.get("present_threshold", math.nan),
             "absent_threshold": own.get("absent_threshold", math.nan),
-            "detection_rate": own.get("detection_rate", math.nan), "verdict": verdict, "reason": reason}
+            "detection_rate": own.get("detection_rate", math.nan), "verdict": verdict, "cnn_x_depth_km": depth,
+            "cnn_x_depth_err_km": depth_err, "reason": reason}

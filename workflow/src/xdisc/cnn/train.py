@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from xdisc.cnn.datasets import ArrayImages, SyntheticImages, SyntheticSource, XDataModule, labelled_images
 from xdisc.cnn.images import ImageSettings
-from xdisc.cnn.module import XClassifier, logits_of
+from xdisc.cnn.module import XClassifier, depths_of, logits_of
 from xdisc.config import config_hash
 from xdisc.core import metrics
 from xdisc.core.artifacts import atomic_output, software_versions, write_json
@@ -96,9 +96,30 @@ def _finalise(trainer: L.Trainer, module: XClassifier, val_set: Dataset, out: Pa
     return module, temperature
 
 
+def depth_metrics(module: XClassifier, data: Dataset, logits: np.ndarray | None = None) -> dict:
+    """How well the depth head places X on the stations with X of ``data``: median absolute error (km),
+    fraction within one and two of its standard deviations, and the same at the stations the classifier
+    calls X (probability >= 0.5, given ``logits``)."""
+    mu, sigma, truth = depths_of(module, data)
+    has_x = np.isfinite(truth)
+    if not has_x.any() or not np.isfinite(mu).any():
+        return {"n": int(has_x.sum()), "median_abs_error_km": math.nan}
+    err = np.abs(mu - truth)
+    out = {"n": int(has_x.sum()), "median_abs_error_km": float(np.median(err[has_x])),
+           "mean_abs_error_km": float(np.mean(err[has_x])),
+           "within_1_sigma": float(np.mean(err[has_x] <= sigma[has_x])),
+           "within_2_sigma": float(np.mean(err[has_x] <= 2 * sigma[has_x])),
+           "median_sigma_km": float(np.median(sigma[has_x]))}
+    if logits is not None:
+        found = has_x & (np.asarray(logits) >= 0)
+        out["detected"] = {"n": int(found.sum()),
+                           "median_abs_error_km": float(np.median(err[found])) if found.any() else math.nan}
+    return out
+
+
 def model_settings(cfg: dict, settings: ImageSettings) -> dict:
     return {"n_channels": settings.shape[0], "n_slowness_bins": settings.shape[1], "n_depth": settings.shape[2],
-            **cfg["network"]}
+            "depth_range_km": tuple(settings.depth_range_km), **cfg["network"]}
 
 
 def pretrain(config: dict, train_path: str, test_path: str | None, out: Path, metrics_path: Path,
@@ -115,7 +136,8 @@ def pretrain(config: dict, train_path: str, test_path: str | None, out: Path, me
                      config["synthetics"]["noise"].get("real_noise_file"), num_workers,
                      RFSettings(**config["receiver_function"]), pc.get("snr"))
     dm.setup("fit")
-    module = XClassifier(model_settings(cfg, settings), pc["learning_rate"], pc["weight_decay"], pc["max_epochs"])
+    module = XClassifier(model_settings(cfg, settings), pc["learning_rate"], pc["weight_decay"], pc["max_epochs"],
+                         depth_loss_weight=pc["depth_loss_weight"])
     out_dir = Path(out).parent
     t0 = time.perf_counter()
     trainer = _trainer(cfg, out_dir, "pretrain", pc["max_epochs"], pc["patience"], threads)
@@ -141,6 +163,7 @@ def pretrain(config: dict, train_path: str, test_path: str | None, out: Path, me
         result["test"]["per_model"] = {
             m: evaluate(tl[dm.test_set.source.model == m], ty[dm.test_set.source.model == m], temperature)["accuracy"]
             for m in sorted(set(dm.test_set.source.model))}
+        result["test"]["depth"] = depth_metrics(module, dm.test_set, tl / temperature)
         result["_test_logits"] = tl
         result["_test_labels"] = ty
     public = {k: v for k, v in result.items() if not k.startswith("_")}

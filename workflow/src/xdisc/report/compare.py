@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 
 CNN_COLUMNS = ("station", "latitude", "longitude", "n_rf", "n_images", "probability", "probability_std", "verdict")
 STACKING_REQUIRED = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km")
+CNN_OPTIONAL = ("cnn_x_depth_km", "cnn_x_depth_err_km")  # tables of a CNN without a depth head lack them
 STATION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "stacking_verdict", "cnn_verdict", "cnn_probability",
-                   "cnn_probability_std", "x_depth_km", "x_depth_err_km", "agree")
-FLOAT_COLUMNS = ("latitude", "longitude", "cnn_probability", "cnn_probability_std", "x_depth_km", "x_depth_err_km")
+                   "cnn_probability_std", "x_depth_km", "x_depth_err_km", "cnn_x_depth_km", "cnn_x_depth_err_km",
+                   "agree")
+FLOAT_COLUMNS = ("latitude", "longitude", "cnn_probability", "cnn_probability_std", "x_depth_km", "x_depth_err_km",
+                 "cnn_x_depth_km", "cnn_x_depth_err_km")
 
 
 def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -70,7 +73,11 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path) -> tuple[lis
     stations, ``NaN`` when undefined), ``confusion`` (``{stacking verdict: {cnn verdict: count}}``
     over :data:`CATEGORIES`), ``disagreeing`` and ``missing_in_cnn`` / ``missing_in_stacking``
     (station lists) and ``inputs`` (the two paths)."""
-    cnn = _with_verdicts(read_table(cnn_csv, CNN_COLUMNS)[list(CNN_COLUMNS)], cnn_csv)
+    cnn_table = read_table(cnn_csv, CNN_COLUMNS)
+    for column in CNN_OPTIONAL:
+        if column not in cnn_table.columns:
+            cnn_table[column] = ""
+    cnn = _with_verdicts(cnn_table[list(CNN_COLUMNS + CNN_OPTIONAL)], cnn_csv)
     stack = _with_verdicts(read_table(stacking_csv, STACKING_REQUIRED)[list(STACKING_REQUIRED)], stacking_csv)
     both = stack.merge(cnn, on="station", how="outer", suffixes=("_stacking", "_cnn"), sort=True, indicator=True)
     in_stacking, in_cnn = both["_merge"] != "right_only", both["_merge"] != "left_only"
@@ -88,6 +95,8 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path) -> tuple[lis
         "cnn_probability_std": num["probability_std"],
         "x_depth_km": num["x_depth_km"],
         "x_depth_err_km": num["x_depth_err_km"],
+        "cnn_x_depth_km": num["cnn_x_depth_km"],
+        "cnn_x_depth_err_km": num["cnn_x_depth_err_km"],
     })
     decided = table["stacking_verdict"].isin(DECIDED) & table["cnn_verdict"].isin(DECIDED)
     same = table["stacking_verdict"] == table["cnn_verdict"]
