@@ -11,8 +11,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snake
 
 # the whole DAG at toy size: every rule runs, in about a minute on 2 cores
 TINY = {"synthetics": {"n_samples": 12, "n_test_samples": 8, "slowness_s_per_km": [0.05, 0.07]},
-        "cnn": {"pretrain": {"max_epochs": 1, "batch_size": 8}, "finetune": {"max_epochs": 1, "batch_size": 8},
-                "rf_per_station": [10, 20]}}
+        "cnn": {"pretrained": "train", "pretrain": {"max_epochs": 1, "batch_size": 8},
+                "finetune": {"max_epochs": 1, "batch_size": 8}, "rf_per_station": [10, 20]}}
 
 VERDICT_TABLES = ("verdicts/stacking.csv", "verdicts/cnn.csv", "verdicts/stations.csv")
 

@@ -11,7 +11,6 @@ rule pretrain_cnn:
     output:
         ckpt=results("cnn", "pretrain.ckpt"),
         metrics=results("metrics", "pretrain.json"),
-        curves=results("cnn", "logs", "pretrain", "metrics.csv"),
         figures=report(
             directory(results("figures", "cnn", "pretrain")),
             patterns=["{name}.png"],
@@ -28,8 +27,11 @@ rule pretrain_cnn:
     resources:
         mem_mb=6000,
         runtime=60,
+    params:
+        # cnn.pretrained: 'shipped' copies the network that ships with xdisc and scores it on the test set
+        stage="shipped" if config["cnn"]["pretrained"] == "shipped" else "pretrain",
     shell:
-        "xdisc train pretrain --settings-file {input.settings} --synthetics {input.train} --test {input.test}"
+        "xdisc train {params.stage} --settings-file {input.settings} --synthetics {input.train} --test {input.test}"
         " --out {output.ckpt} --metrics {output.metrics} --figures {output.figures} --threads {threads}"
         " --workers auto 2> {log}"
 
@@ -221,3 +223,27 @@ rule evaluate_methods:
     shell:
         "xdisc evaluate --settings-file {input.settings} --model {input.model} --test {input.test}"
         " --out {output.json} --figures {output.figures} 2> {log}"
+
+
+# Maintainers: make the network that ships with xdisc (cnn.pretrained: shipped) from a pretraining here:
+#   snakemake --cores 2 --configfile config/config.yaml config/shipped.yaml ship_pretrained_cnn
+# (config/shipped.yaml sets cnn.pretrained: train and the full-size training), then commit
+# workflow/src/xdisc/cnn/shipped/. Not part of the default target.
+rule ship_pretrained_cnn:
+    input:
+        settings=settings("pretrain"),
+        ckpt=rules.pretrain_cnn.output.ckpt,
+        metrics=rules.pretrain_cnn.output.metrics,
+    output:
+        ckpt=str(SHIPPED_DIR / "xnet.ckpt"),
+        provenance=str(SHIPPED_DIR / "xnet.json"),
+    log:
+        log_file("ship_pretrained_cnn"),
+    benchmark:
+        benchmark_file("ship_pretrained_cnn")
+    localrule: True
+    conda:
+        XDISC_ENV
+    shell:
+        "xdisc ship --settings-file {input.settings} --checkpoint {input.ckpt} --metrics {input.metrics}"
+        " --out-dir $(dirname {output.ckpt}) 2> {log}"

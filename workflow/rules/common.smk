@@ -20,6 +20,8 @@ RESULTS = config["results_dir"]
 RAW = config["data"]["raw_dir"]
 # the software of all rules (conda paths are relative to workflow/rules/)
 XDISC_ENV = "../../envs/xdisc.yaml"
+# where the pretrained network that ships with xdisc lives (rule ship_pretrained_cnn writes it)
+SHIPPED_DIR = Path(workflow.basedir) / "workflow" / "src" / "xdisc" / "cnn" / "shipped"
 
 
 def results(*parts):

@@ -477,7 +477,8 @@ def _add_train(sub) -> None:
                                    "split, temperature scaling, evaluation on a separately seeded test set. "
                                    "finetune: start from the pretrained checkpoint, station-grouped "
                                    "cross-validation on labelled real images, then a final fit on every label.")
-    p.add_argument("stage", choices=["pretrain", "finetune"])
+    p.add_argument("stage", choices=["pretrain", "shipped", "finetune"],
+                   help="shipped: copy the network that ships with xdisc and score it on --test (no training)")
     p.add_argument("--out", required=True, type=Path, help="output checkpoint (.ckpt)")
     p.add_argument("--metrics", required=True, type=Path, help="metrics JSON")
     p.add_argument("--synthetics", type=Path, help="synthetic set from 'xdisc synth' (pretrain; replay in finetune)")
@@ -509,6 +510,15 @@ def run_train(args) -> int:
     from xdisc.cnn import train
 
     config = _load_config(args)
+    if args.stage == "shipped":
+        from xdisc.cnn.shipped import use_shipped
+
+        result = use_shipped(config, str(args.test) if args.test else None, args.out, args.metrics)
+        if args.figures:
+            from xdisc.report.ml_figures import plot_pretrain
+
+            plot_pretrain(result, args.figures)
+        return 0
     if args.stage == "pretrain":
         if args.synthetics is None:
             raise cfgmod.ConfigError("xdisc train pretrain needs --synthetics")
@@ -587,6 +597,25 @@ def run_calibrate(args) -> int:
 
     calibrate(_load_config(args), args.model, str(args.test), args.noise, args.out, args.metrics)
     log.info("calibrate: -> %s", args.out)
+    return 0
+
+
+def _add_ship(sub) -> None:
+    p = sub.add_parser("ship", help="make a trained checkpoint the pretrained network that ships with xdisc",
+                       description="Write the weights and hyperparameters of a checkpoint of 'xdisc train pretrain' "
+                                   "and its provenance (configuration, seed, versions, metrics, SHA-256) into the "
+                                   "package (xdisc/cnn/shipped/), where cnn.pretrained: shipped finds them.")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint of 'xdisc train pretrain'")
+    p.add_argument("--metrics", required=True, type=Path, help="its metrics JSON")
+    p.add_argument("--out-dir", type=Path, help="folder (default: the package's xdisc/cnn/shipped)")
+    _add_config_arguments(p)
+    p.set_defaults(func=run_ship)
+
+
+def run_ship(args) -> int:
+    from xdisc.cnn.shipped import SHIPPED_DIR, ship
+
+    ship(args.checkpoint, args.metrics, _load_config(args), args.out_dir or SHIPPED_DIR)
     return 0
 
 
@@ -790,7 +819,11 @@ def run_plot(args) -> int:
     for path, why in left_out:
         log.warning("plot: %s has no training curve (%s)", path, why)
     if not runs:
-        raise ValueError("no training curve in the given metrics files")
+        from xdisc.report.ml_figures import plot_no_training
+
+        plot_no_training([f"{Path(path).name}: {why}" for path, why in left_out], args.out)
+        log.info("plot: %s (no training curve)", args.out)
+        return 0
     plot_training_curves(runs, args.out)
     log.info("plot: %s (%s)", args.out, ", ".join(runs))
     return 0
@@ -870,6 +903,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_adapt(sub)
     _add_calibrate(sub)
+    _add_ship(sub)
     _add_predict(sub)
     _add_evaluate(sub)
     _add_compare(sub)

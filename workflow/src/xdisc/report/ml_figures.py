@@ -247,6 +247,16 @@ def training_runs(metrics_json_paths: Sequence[str | Path]) -> tuple[dict[str, P
     return runs, left_out
 
 
+def plot_no_training(reasons: Sequence[str], path: str | Path, title: str = "CNN training") -> Path:
+    """The training-curves figure of a run that trained nothing (the shipped network, no labels): why."""
+    fig = _figure((6.0, 3.0))
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.set_title(title)
+    _no_data(ax, "no training curve in this run:\n" + "\n".join(reasons))
+    return _save(fig, path)
+
+
 def plot_training_curves(metrics_csv_paths: Mapping[str, str | Path], path: str | Path, title: str = "CNN training",
                          loss_label: str = "loss (binary cross-entropy)") -> Path:
     """Loss (top) and accuracy (bottom) per epoch, training and validation, one column per run
