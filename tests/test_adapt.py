@@ -15,7 +15,7 @@ from xdisc.cnn.module import load_classifier
 from xdisc.core.artifacts import write_netcdf
 from xdisc.core.deconvolution import direct_p, noise_sigma, normalise_by_p
 from xdisc.core.earthmodel import load_model
-from xdisc.synth.noise_pool import noise_pool, read_pool
+from xdisc.synth.noise_pool import noise_pool, radial_residuals, read_pool
 from xdisc.synth.synthetics import make_dataset
 
 # Easy synthetics (as the learning test of test_cnn.py): a sharp X of dVs 5-7 %, no distractors.
@@ -42,15 +42,33 @@ def test_noise_pool_is_the_transverse_rf_over_the_radial_p_at_the_radial_noise_l
     radial, transverse = ds["rf"].values[ok].astype(float), ds["rf_transverse"].values[ok].astype(float)
     amp = direct_p(radial, t)[0]
     scale = pool["level_scale"].values
-    np.testing.assert_allclose(pool["noise"].values, transverse / amp[:, None] * scale[:, None], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(pool["noise_transverse"].values, transverse / amp[:, None] * scale[:, None], rtol=1e-5,
+                               atol=1e-7)
     # the pre-P level of each noise trace is that of its event's radial receiver function
     matched = (scale > 0.25) & (scale < 4.0)
-    np.testing.assert_allclose(noise_sigma(pool["noise"].values.astype(float), t, floor=0)[matched],
+    np.testing.assert_allclose(noise_sigma(pool["noise_transverse"].values.astype(float), t, floor=0)[matched],
                                noise_sigma(radial / amp[:, None], t, floor=0)[matched], rtol=1e-4)
     np.testing.assert_allclose(pool["slowness_s_per_km"].values, ds["slowness_s_per_km"].values[ok])
     write_netcdf(pool, tmp_path / "pool.nc")
     back = read_pool(tmp_path / "pool.nc")
     assert back["station"] == "CX.PB01" and back["noise"].shape == (ok.sum(), t.size)
+    assert read_pool(tmp_path / "pool.nc", "residual")["noise"].shape == (ok.sum(), t.size)
+    with pytest.raises(ValueError, match="kind"):
+        read_pool(tmp_path / "pool.nc", "vertical")
+
+
+def test_radial_residuals_remove_the_shared_structure_and_keep_the_noise_level():
+    """Receiver functions = one structure per slowness + independent noise: the residuals hold no
+    structure and have the noise's standard deviation."""
+    rng = np.random.default_rng(2)
+    slowness = np.repeat([0.05, 0.06, 0.07], 40)
+    structure = {p: rng.normal(0, 1.0, 300) for p in (0.05, 0.06, 0.07)}
+    noise = rng.normal(0, 0.1, (slowness.size, 300))
+    rf = np.stack([structure[p] for p in slowness]) + noise
+    res = radial_residuals(rf, slowness)
+    assert abs(np.std(res) / 0.1 - 1) < 0.05
+    for p, shape in structure.items():
+        assert abs(np.corrcoef(res[slowness == p].mean(0), shape)[0, 1]) < 0.2
 
 
 def test_own_noise_image_without_noise_is_the_image_of_the_clean_signal(default_config):
@@ -102,7 +120,7 @@ def _noise_traces(rng, n, t, sigma, width_hz):
 
 def _pool_file(path, code, noise, slowness, t):
     net, sta = code.split(".")
-    ds = xr.Dataset({"noise": (("trace", "time"), noise.astype(np.float32)),
+    ds = xr.Dataset({"noise_transverse": (("trace", "time"), noise.astype(np.float32)),
                      "slowness_s_per_km": ("trace", slowness), "back_azimuth_deg": ("trace", np.zeros(len(slowness)))},
                     coords={"time": t, "network": net, "station": sta, "latitude": 0.0, "longitude": 0.0})
     write_netcdf(ds, path)

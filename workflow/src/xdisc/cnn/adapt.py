@@ -56,6 +56,7 @@ class AdaptSettings:
     """The ``cnn.adapt`` configuration section."""
 
     enabled: bool = True
+    noise: str = "transverse"
     epochs: int = 4
     images_per_epoch: int = 2000
     batch_size: int = 64
@@ -83,14 +84,15 @@ class Pool:
     grid_index: np.ndarray  # (trace,) nearest slowness of the synthetic grid
 
 
-def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_rf: int) -> list[Pool]:
+def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_rf: int,
+               method: str = "transverse") -> list[Pool]:
     """The noise pools with at least ``min_rf`` traces inside the synthetic slowness grid (half a step
     beyond its ends at most); the time axes must be the synthetic set's."""
     grid = np.asarray(grid_slowness, float)
     half = 0.5 * float(np.min(np.diff(grid))) if grid.size > 1 else 0.005
     pools = []
     for path in paths:
-        raw = read_pool(path)
+        raw = read_pool(path, method)
         if raw["time"].size != time_s.size or not np.allclose(raw["time"], time_s, atol=1e-6):
             raise ValueError(f"{path}: time axis differs from the synthetic set's (receiver_function settings)")
         p = raw["slowness"]
@@ -218,7 +220,7 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
     a = AdaptSettings.from_config(cfg["adapt"])
     settings = ImageSettings.from_config(config["images"])
     train, test = SyntheticSource.read(train_path), SyntheticSource.read(test_path)
-    pools = read_pools(noise_files, train.grid_slowness, train.time_s, int(cfg["verdict"]["min_rf"]))
+    pools = read_pools(noise_files, train.grid_slowness, train.time_s, int(cfg["verdict"]["min_rf"]), a.noise)
     base = XClassifier.load_from_checkpoint(str(pretrained), map_location="cpu")
     seed = int(cfg["seed"])
     result = {"stage": "adapt", "stations": len(noise_files), "stations_with_noise": len(pools),
@@ -276,7 +278,7 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
     a = AdaptSettings.from_config(cfg["adapt"])
     settings = ImageSettings.from_config(config["images"])
     test = SyntheticSource.read(test_path)
-    pools = read_pools(noise_files, test.grid_slowness, test.time_s, int(cfg["verdict"]["min_rf"]))
+    pools = read_pools(noise_files, test.grid_slowness, test.time_s, int(cfg["verdict"]["min_rf"]), a.noise)
     module = XClassifier.load_from_checkpoint(str(model), map_location="cpu")
     result = {"stage": "calibrate", "stations": len(noise_files), "stations_calibrated": 0,
               "settings": dict(a.__dict__), "seed": int(cfg["seed"])}

@@ -1,7 +1,8 @@
 """A station's own receiver-function noise: the pool that the CNN adapts to (``xdisc noise``).
 
 For every usable receiver function of a station (as for its images: finite, and QC-passed with
-``stacking.use_qc``) the pool keeps its **transverse receiver function** (the transverse component
+``stacking.use_qc``) the pool keeps two kinds of noise (``cnn.adapt.noise`` picks one). First its
+**transverse receiver function** (the transverse component
 deconvolved by the vertical exactly as the radial one), divided by the radial receiver function's
 direct P. In a flat, isotropic Earth the transverse receiver function holds no converted P: what it
 holds is the event's noise after the same rotation, deconvolution, Gaussian filter and normalisation
@@ -9,7 +10,11 @@ as the radial one (plus scattering, anisotropy and dipping interfaces in real da
 noise a synthetic signal gets when the CNN is trained for this station (:mod:`xdisc.cnn.adapt`).
 Each trace is scaled so that its pre-P level equals that of the radial receiver function of the
 same event (``level_matched``; the factor is kept within 0.25-4), so the pool also carries the
-station's SNR distribution; the events' slownesses and back azimuths travel with it.
+station's SNR distribution; the events' slownesses and back azimuths travel with it. Second its
+**radial residual**: the radial receiver function minus the mean of the station's other radial receiver
+functions of similar slowness, which keeps what only the radial component carries (the vertical's noise
+multiplied into the signal by the deconvolution, arrivals no other event shares) but also any structure
+that differs between events (back azimuth, few events per slowness).
 """
 
 from __future__ import annotations
@@ -24,8 +29,38 @@ from xdisc.core.artifacts import as_float32, open_netcdf, provenance_attrs, usab
 from xdisc.core.deconvolution import direct_p, noise_sigma
 
 
+def radial_residuals(radial: np.ndarray, slowness: np.ndarray, bin_width: float = 0.005,
+                     min_events: int = 3) -> np.ndarray:
+    """Each normalised radial receiver function minus the mean of the station's *other* ones of similar
+    slowness (within ``bin_width / 2``, widened until ``min_events`` others are in), scaled by
+    sqrt((n - 1) / n) so that its variance is that of one trace's noise: what is left is the event's
+    noise as the radial receiver function carries it (including the noise of the vertical that the
+    deconvolution multiplies into the signal, and arrivals no other event shares), without the
+    station's structure."""
+    n = radial.shape[0]
+    out = np.zeros_like(radial)
+    for i in range(n):
+        d = np.abs(slowness - slowness[i])
+        d[i] = np.inf
+        half = 0.5 * bin_width
+        others = np.flatnonzero(d <= half)
+        while others.size < min(min_events, n - 1):
+            half *= 1.5
+            others = np.flatnonzero(d <= half)
+        if others.size == 0:
+            continue
+        m = others.size + 1
+        out[i] = (radial[i] - radial[others].mean(axis=0)) * np.sqrt((m - 1) / m)
+    return out
+
+
+METHODS = ("transverse", "residual")
+
+
 def noise_pool(rf_path: str | Path, use_qc: bool = True, match_level: bool = True) -> xr.Dataset:
-    """The noise pool of one station's receiver-function file (``xdisc rf``)."""
+    """The noise pool of one station's receiver-function file (``xdisc rf``), both kinds: ``transverse``
+    (transverse receiver functions at the radial pre-P level) and ``residual`` (radial receiver
+    functions minus their neighbours in slowness, :func:`radial_residuals`); :func:`read_pool` picks one."""
     rf_ds, keep, station = usable_receiver_functions(rf_path, use_qc)
     if "rf_transverse" in rf_ds:
         keep &= np.all(np.isfinite(rf_ds["rf_transverse"].values), axis=1)
@@ -45,13 +80,18 @@ def noise_pool(rf_path: str | Path, use_qc: bool = True, match_level: bool = Tru
             scale = np.where((sigma_t > 0) & np.isfinite(sigma_r), np.clip(sigma_r / sigma_t, 0.25, 4.0), 1.0)
     noise = noise * scale[:, None]
     idx = np.flatnonzero(keep)[ok]
+    slowness = rf_ds["slowness_s_per_km"].values[idx].astype(float)
+    residual = radial_residuals(radial / amp[:, None], slowness)
     ds = xr.Dataset(
         {
-            "noise": (("trace", "time"), as_float32(noise),
-                      {"units": "1", "long_name": "transverse receiver function / radial direct P",
-                       "description": "scaled so that its pre-P std equals that of the radial receiver function"}),
-            "slowness_s_per_km": ("trace", rf_ds["slowness_s_per_km"].values[idx].astype(float),
-                                  {"units": "s km-1", "long_name": "P slowness of the event"}),
+            "noise_transverse": (("trace", "time"), as_float32(noise),
+                                 {"units": "1", "long_name": "transverse receiver function / radial direct P",
+                                  "description": "scaled so that its pre-P std equals that of the radial "
+                                                 "receiver function (level_scale)"}),
+            "noise_residual": (("trace", "time"), as_float32(residual),
+                               {"units": "1", "long_name": "radial receiver function / direct P minus the mean of "
+                                                           "its neighbours in slowness, times sqrt((n-1)/n)"}),
+            "slowness_s_per_km": ("trace", slowness, {"units": "s km-1", "long_name": "P slowness of the event"}),
             "back_azimuth_deg": ("trace", rf_ds["back_azimuth_deg"].values[idx].astype(float),
                                  {"units": "degree", "long_name": "back azimuth of the event"}),
             "radial_noise_sigma": ("trace", as_float32(sigma_r),
@@ -66,16 +106,22 @@ def noise_pool(rf_path: str | Path, use_qc: bool = True, match_level: bool = Tru
     )
     ds.attrs.update(provenance_attrs(
         title=f"receiver-function noise pool of {station['network']}.{station['station']}",
-        source="xdisc noise: transverse receiver functions, normalised by the radial direct P",
+        source="xdisc noise: transverse receiver functions and radial residuals, normalised by the radial direct P",
         config_hash=config_hash({"use_qc": use_qc, "match_level": match_level})))
     ds.attrs["level_matched"] = int(match_level)
     ds.attrs["n_traces"] = int(noise.shape[0])
     return ds
 
 
-def read_pool(path: str | Path) -> dict:
-    """A noise pool as plain arrays: station code, noise (trace, time), slowness, back azimuth, time."""
+def read_pool(path: str | Path, method: str = "transverse") -> dict:
+    """A noise pool as plain arrays: station code, noise (trace, time) of kind ``method`` (transverse or
+    residual), slowness, back azimuth, time."""
+    if method not in METHODS:
+        raise ValueError(f"noise pool kind {method!r}: one of {', '.join(METHODS)}")
     ds = open_netcdf(path)
-    return {"station": f"{ds['network'].item()}.{ds['station'].item()}", "noise": ds["noise"].values.astype(float),
+    name = f"noise_{method}"
+    if name not in ds:
+        raise ValueError(f"{path}: no variable {name} (a noise pool of 'xdisc noise')")
+    return {"station": f"{ds['network'].item()}.{ds['station'].item()}", "noise": ds[name].values.astype(float),
             "slowness": ds["slowness_s_per_km"].values.astype(float),
             "back_azimuth": ds["back_azimuth_deg"].values.astype(float), "time": ds["time"].values.astype(float)}
