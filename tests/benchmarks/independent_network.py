@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import multiprocessing
@@ -155,10 +156,8 @@ def profile(p: dict, z: np.ndarray) -> np.ndarray:
         half = p["x_gradient_km"] / 2
         on = _ramp(z, p["x_depth_km"] - half, p["x_depth_km"] + half)
         bottom = p["x_depth_km"] + half
-        if p["x_style"] == "taper":   # back to zero at the 410: the 410 keeps its contrast
-            off = 1.0 - _ramp(z, bottom, p["d410_km"])
-        else:                          # up to the 410: the 410 contrast shrinks
-            off = (z < p["d410_km"]).astype(float)
+        # 'taper': back to zero at the 410 (the 410 keeps its contrast); 'to410': the 410 contrast shrinks
+        off = 1.0 - _ramp(z, bottom, p["d410_km"]) if p["x_style"] == "taper" else (z < p["d410_km"]).astype(float)
         f = on * off
         fvs, fvp, frho = fvs + p["x_dvs"] * f, fvp + p["x_dvp"] * f, frho + p["x_drho"] * f
     if p["decoy"] == "lvl":
@@ -215,13 +214,13 @@ def flat_layers(p: dict) -> np.ndarray:
     bounds, zones = interfaces(p)
     gx, gw = np.polynomial.legendre.leggauss(5)
     rows = []
-    for top, bot in zip(bounds[:-1], bounds[1:], strict=True):
+    for top, bot in itertools.pairwise(bounds):
         if bot - top < 1e-3:
             continue
         in_zone = any(a - 1e-3 <= top and bot <= b + 1e-3 for a, b in zones)
         step = GRADIENT_SUBLAYER_KM if in_zone else SUBLAYER_KM
-        edges = np.linspace(top, bot, int(math.ceil((bot - top) / step - 1e-9)) + 1)
-        for z1, z2 in zip(edges[:-1], edges[1:], strict=True):
+        edges = np.linspace(top, bot, math.ceil((bot - top) / step - 1e-9) + 1)
+        for z1, z2 in itertools.pairwise(edges):
             zq = 0.5 * (z1 + z2) + 0.5 * (z2 - z1) * gx
             w = gw / 2
             v = profile(p, zq)
@@ -368,10 +367,10 @@ def synthesize_station(job: dict) -> dict:
     p, npts = job["params"], job["npts"]
     rng = np.random.default_rng(job["seed"])
     layers = flat_layers(p)
-    n_out = int(round((BEFORE_P_S + AFTER_P_S) * FS_HZ))
-    nfft = 2 * npts                     # zero padding at dt = TWS_DT_S: depth phases never wrap
+    n_out = round((BEFORE_P_S + AFTER_P_S) * FS_HZ)
+    nfft = max(2 * npts, 8192)          # zero padding at dt = TWS_DT_S: window and depth phases never wrap
     f = np.fft.rfftfreq(nfft, TWS_DT_S)
-    nfft_out = int(round(nfft * TWS_DT_S * FS_HZ))   # the same duration at FS_HZ (band-limited upsampling)
+    nfft_out = round(nfft * TWS_DT_S * FS_HZ)   # the same duration at FS_HZ (band-limited upsampling)
     t_resp = np.arange(npts) * TWS_DT_S
     keep = npts * TWS_DT_S - 100.0      # keep the response to this lag after P, taper the last 20 s
     taper = np.clip((keep - t_resp) / 20.0, 0, 1)
@@ -439,12 +438,12 @@ def _write_sds(stream, root: Path):
 
 def draw_network(n_stations: int, seed: int, n_catalog: int | None = None, npts: int = 4096,
                  events_range=(30, 80), few_events=(8, 15), few_fraction: float = 0.08,
-                 overrides: dict | None = None) -> tuple[list[dict], list[dict]]:
+                 overrides: dict | None = None, outside_fraction: float = 0.12) -> tuple[list[dict], list[dict]]:
     """Station parameters and events (no waveforms yet). ``overrides`` {station_index: {key: value}}
     replaces drawn station parameters (tests use it for a station with a strong X)."""
     rng = np.random.default_rng(seed)
     n_catalog = n_catalog or max(int(events_range[1] * 1.6), 8)
-    events = make_events(rng, n_catalog)
+    events = make_events(rng, n_catalog, outside_fraction)
     x_flags = np.zeros(n_stations, dtype=bool)
     x_flags[rng.permutation(n_stations)[: n_stations // 2]] = True
     stations = []
@@ -480,7 +479,7 @@ def _event_tables(events, stations, workers):
 
 def make(out: Path, n_stations: int = 100, seed: int = 1, workers: int = 2, n_catalog: int | None = None,
          npts: int = 4096, events_range=(30, 80), few_events=(8, 15), overrides: dict | None = None,
-         log=print) -> dict:
+         outside_fraction: float = 0.12, log=print) -> dict:
     from obspy import UTCDateTime
     from obspy.geodetics import gps2dist_azimuth, locations2degrees
 
@@ -489,7 +488,8 @@ def make(out: Path, n_stations: int = 100, seed: int = 1, workers: int = 2, n_ca
     archive, truth_dir = out / "archive", out / "truth"
     archive.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
-    stations, events = draw_network(n_stations, seed, n_catalog, npts, events_range, few_events, overrides=overrides)
+    stations, events = draw_network(n_stations, seed, n_catalog, npts, events_range, few_events, overrides=overrides,
+                                    outside_fraction=outside_fraction)
     log(f"[make] {n_stations} stations, {len(events)} catalogue events; TauP ({TAUP_MODEL}) tables ...")
     tables = _event_tables(events, stations, workers)
     for ev in events:
