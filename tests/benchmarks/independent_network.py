@@ -676,6 +676,8 @@ def _classes(truth):
     t.loc[t["x_present"] == 0, "depth_class"] = "no X"
     g = t["x_gradient_km"].astype(float)
     t["sharpness"] = np.where(t["x_present"] == 0, "no X", np.where(g > 0, "gradient 10-20 km", "sharp"))
+    t["x_style"] = t["x_style"].fillna("").replace({"": "no X", "taper": "taper (410 kept)",
+                                                    "to410": "to 410 (410 weakened)"})
     t["snr_class"] = pd.cut(t["median_snr_z"].astype(float), [0, 3, 10, 1e9],
                             labels=["median SNR < 3", "3-10", ">= 10"]).astype(str)
     t["events_class"] = pd.cut(t["n_events"].astype(float), [-1, 15, 40, 1e9],
@@ -733,7 +735,7 @@ def score(network: Path, workdir: Path) -> dict:
             r["median_abs_depth_error_km"] = _f(err.median()) if len(err) else None
             r["n_true_positive"] = int(tp.sum())
         r["by"] = {}
-        for col in ("dvs_class", "depth_class", "sharpness", "snr_class", "events_class", "decoy"):
+        for col in ("dvs_class", "depth_class", "sharpness", "x_style", "snr_class", "events_class", "decoy"):
             r["by"][col] = {str(k): _rates(g["x_present"] == 1, g[m]) for k, g in t.groupby(col)}
         out["methods"][m] = r
     out["per_station"] = t[["station", "x_present", "x_depth_km", "x_dvs", "decoy", "median_snr_z", "n_events",
