@@ -401,3 +401,15 @@ def test_finetune_with_weak_labels_marks_them_in_every_output(tiny, pretrained):
 
     page = finetune_summary_html(result)
     assert "<td>XX.S2</td><td>weak (stacking)</td>" in page and "fine-tuned, manual labels" in page
+
+
+def test_training_snr_range_applies_to_training_and_validation_not_to_the_test_set(tiny):
+    """cnn.pretrain.snr: the stations pretraining learns from (and validates on) get their own SNR range;
+    the test set keeps synthetics.noise.snr, the canonical test distribution."""
+    cfg = tiny["cfg"]
+    draw = StationDraw.from_config(cfg["synthetics"], cfg["cnn"])
+    dm = datasets.XDataModule(str(tiny["train"]), str(tiny["test"]), ImageSettings.from_config(cfg["images"]), draw,
+                              cfg["earth_model"], cfg["cnn"]["seed"], train_snr=[1.0, 2.0])
+    dm.setup("fit")
+    assert dm.train_set.draw.snr == (1.0, 2.0) and dm.val_set.draw.snr == (1.0, 2.0)
+    assert dm.test_set.draw.snr == draw.snr == tuple(cfg["synthetics"]["noise"]["snr"])

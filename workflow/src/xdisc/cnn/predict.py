@@ -48,7 +48,7 @@ def station_verdict(prob: np.ndarray, n_rf: int, cfg: dict) -> tuple[str, str]:
 
 def calibrated_verdict(prob: np.ndarray, n_rf: int, thresholds: dict, cfg: dict) -> tuple[str, str]:
     """present / absent / undetermined from the probability of image 0 and the station's own thresholds
-    (a row of the calibration table of :func:`xdisc.cnn.adapt.adapt`)."""
+    (a row of the table of :func:`xdisc.cnn.adapt.calibrate`)."""
     if len(prob) == 0:
         return UNDETERMINED, "no image (too few receiver functions)"
     if n_rf < cfg["min_rf"]:
@@ -63,7 +63,7 @@ def calibrated_verdict(prob: np.ndarray, n_rf: int, thresholds: dict, cfg: dict)
 
 
 def read_calibration(path: str | Path | None) -> dict[str, dict]:
-    """The per-station thresholds of ``xdisc train adapt`` by station code (empty without a file)."""
+    """The per-station thresholds of ``xdisc calibrate`` by station code (empty without a file)."""
     if path is None:
         return {}
     import pandas as pd
