@@ -120,6 +120,7 @@ def test_version_and_download_help_print_without_heavy_imports():
     assert download.returncode == 0 and "--settings-file" in download.stdout
 
 
+@pytest.mark.slow  # builds on the whole tiny pipeline run (tiny_run), which the slow tier makes anyway
 def test_rf_then_stack_equal_the_station_command_of_the_workflow(tiny_run, tmp_path):
     """The workflow runs `xdisc station` (one job per station); `xdisc rf` followed by `xdisc stack --images`,
     run by hand on the same inputs and settings, write the same data."""
