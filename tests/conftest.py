@@ -14,6 +14,19 @@ from xdisc.synth.synthetics import Layering, RFSettings, single_rf
 
 TESTS = Path(__file__).parent  # pytest puts this folder on sys.path: test helpers import as raytheory, oracles.*
 
+# Easy synthetics for the learning tests (test_cnn.py, test_adapt.py): one reference model, a sharp X of
+# dVs 5-7 %, no distractors, crust 30-40 km (its multiples stay above the X window), SNR 20-40 per receiver
+# function, 60-80 receiver functions per station, four slownesses; 96 samples, 6 epochs of pretraining.
+EASY = {"synthetics": {"n_samples": 96, "models": ["ak135"], "slowness_s_per_km": [0.045, 0.055, 0.065, 0.075],
+                       "x": {"dvs": [0.05, 0.07], "gradient_km": [0, 0], "styles": {"taper": 1.0}},
+                       "crust": {"moho_km": [30, 40], "sediment_probability": 0.0},
+                       "distractors": {"probability": 0.0},
+                       "noise": {"snr": [20, 40], "microseism_amplitude": [0, 0]},
+                       "augmentation": {"spurious_probability": 0.0, "trim_probability": 0.0}},
+        "cnn": {"rf_per_station": [60, 80], "val_fraction": 0.2,
+                "pretrain": {"max_epochs": 6, "batch_size": 16, "patience": 6}},
+        "images": {"images_per_station": 1}}
+
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"

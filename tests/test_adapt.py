@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import EASY
 from xdisc import config as cfgmod
 from xdisc.cli import main
 from xdisc.cnn import adapt, datasets, predict, train
@@ -18,18 +19,9 @@ from xdisc.core.earthmodel import load_model
 from xdisc.synth.noise_pool import noise_pool, radial_residuals, read_pool
 from xdisc.synth.synthetics import make_dataset
 
-# Easy synthetics (as the learning test of test_cnn.py): a sharp X of dVs 5-7 %, no distractors.
-EASY = {"synthetics": {"n_samples": 96, "models": ["ak135"], "slowness_s_per_km": [0.045, 0.055, 0.065, 0.075],
-                       "x": {"dvs": [0.05, 0.07], "gradient_km": [0, 0], "styles": {"taper": 1.0}},
-                       "crust": {"moho_km": [30, 40], "sediment_probability": 0.0},
-                       "distractors": {"probability": 0.0},
-                       "noise": {"snr": [20, 40], "microseism_amplitude": [0, 0]},
-                       "augmentation": {"spurious_probability": 0.0, "trim_probability": 0.0}},
-        "cnn": {"rf_per_station": [60, 80], "val_fraction": 0.2,
-                "pretrain": {"max_epochs": 6, "batch_size": 16, "patience": 6},
-                "adapt": {"epochs": 1, "images_per_epoch": 64, "batch_size": 16, "calibration_draws": 40,
-                          "absent_dvs": 0.05}},
-        "images": {"images_per_station": 1}}
+# the easy synthetics of the learning tests (conftest.EASY), with a short adaptation
+EASY_ADAPT = cfgmod.deep_merge(EASY, {"cnn": {"adapt": {"epochs": 1, "images_per_epoch": 64, "batch_size": 16,
+                                                        "calibration_draws": 40, "absent_dvs": 0.05}}})
 
 
 def test_noise_pool_is_the_transverse_rf_over_the_radial_p_at_the_radial_noise_level(rf_example_station, tmp_path):
@@ -130,11 +122,11 @@ def _pool_file(path, code, noise, slowness, t):
 @pytest.fixture(scope="module")
 def easy_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("adapt")
-    cfg = cfgmod.load(None, EASY)
+    cfg = cfgmod.load(None, EASY_ADAPT)
     write_netcdf(make_dataset(cfg, n_jobs=2), tmp / "train.nc")
-    test_cfg = cfgmod.load(None, cfgmod.deep_merge(EASY, {"synthetics": {"seed": 99, "n_samples": 80}}))
+    test_cfg = cfgmod.load(None, cfgmod.deep_merge(EASY_ADAPT, {"synthetics": {"seed": 99, "n_samples": 80}}))
     write_netcdf(make_dataset(test_cfg, n_jobs=2), tmp / "test.nc")
-    fresh_cfg = cfgmod.load(None, cfgmod.deep_merge(EASY, {"synthetics": {"seed": 101, "n_samples": 80}}))
+    fresh_cfg = cfgmod.load(None, cfgmod.deep_merge(EASY_ADAPT, {"synthetics": {"seed": 101, "n_samples": 80}}))
     write_netcdf(make_dataset(fresh_cfg, n_jobs=2), tmp / "fresh.nc")
     train.pretrain(cfg, str(tmp / "train.nc"), None, tmp / "pretrain.ckpt", tmp / "pretrain.json")
     src = datasets.SyntheticSource.read(tmp / "fresh.nc")
@@ -156,12 +148,12 @@ def test_adapt_and_calibrate_bound_false_alarms_at_quiet_and_noisy_stations(easy
     pools = [str(p) for p in easy_run["pools"].values()]
     assert main(["adapt", *pools, "--pretrained", str(tmp / "pretrain.ckpt"), "--synthetics", str(tmp / "train.nc"),
                  "--test", str(tmp / "test.nc"), "--out", str(tmp / "adapted.ckpt"), "--metrics",
-                 str(tmp / "adapt.json"), "--settings", json.dumps(EASY)]) == 0
+                 str(tmp / "adapt.json"), "--settings", json.dumps(EASY_ADAPT)]) == 0
     result = json.loads((tmp / "adapt.json").read_text())
     assert result["stations_with_noise"] == 2 and {"adapted", "pretrained"} <= set(result["held_out"])
     assert main(["calibrate", *pools, "--model", str(tmp / "adapted.ckpt"), "--test", str(tmp / "test.nc"),
                  "--out", str(tmp / "thresholds.csv"), "--metrics", str(tmp / "calibrate.json"),
-                 "--settings", json.dumps(EASY)]) == 0
+                 "--settings", json.dumps(EASY_ADAPT)]) == 0
     thresholds = predict.read_calibration(tmp / "thresholds.csv")
     assert set(thresholds) == {"XX.QUIET", "XX.NOISY"}
     assert thresholds["XX.QUIET"]["detection_rate"] > thresholds["XX.NOISY"]["detection_rate"] + 0.3

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import EASY
 from xdisc import config as cfgmod
 from xdisc.cli import main
 from xdisc.cnn import datasets, predict, train
@@ -26,20 +27,9 @@ TINY = {"synthetics": {"n_samples": 48, "n_test_samples": 24},
                 "rf_per_station": [20, 40]},
         "images": {"images_per_station": 3}}
 
-# Easy synthetics: one reference model, a sharp X of dVs 5-7 %, no distractors, crust 30-40 km (its
-# multiples stay above the X window), SNR 20-40 per receiver function, 60-80 receiver functions per
-# station, four slownesses. 96 samples (77 train, 19 validation), 6 epochs; 60 held-out test stations
+# Easy synthetics (conftest.EASY): 96 samples (77 train, 19 validation), 6 epochs; 60 held-out test stations
 # from another seed. Measured: held-out accuracy 0.95 (0.9 and 1.0 with other seeds); the same run
 # with labels made independent of X (half of each class relabelled) about 0.5.
-EASY = {"synthetics": {"n_samples": 96, "models": ["ak135"], "slowness_s_per_km": [0.045, 0.055, 0.065, 0.075],
-                       "x": {"dvs": [0.05, 0.07], "gradient_km": [0, 0], "styles": {"taper": 1.0}},
-                       "crust": {"moho_km": [30, 40], "sediment_probability": 0.0},
-                       "distractors": {"probability": 0.0},
-                       "noise": {"snr": [20, 40], "microseism_amplitude": [0, 0]},
-                       "augmentation": {"spurious_probability": 0.0, "trim_probability": 0.0}},
-        "cnn": {"rf_per_station": [60, 80], "val_fraction": 0.2,
-                "pretrain": {"max_epochs": 6, "batch_size": 16, "patience": 6}},
-        "images": {"images_per_station": 1}}
 EASY_TEST_SAMPLES = 60
 
 
