@@ -9,7 +9,7 @@ import pytest
 from xdisc import config as cfgmod
 from xdisc.cli import main
 from xdisc.cnn import shipped
-from xdisc.cnn.datasets import SyntheticImages, SyntheticSource
+from xdisc.cnn.datasets import SyntheticSource, held_out_images
 from xdisc.cnn.images import ImageSettings
 from xdisc.cnn.module import load_classifier, logits_of
 from xdisc.core.artifacts import write_netcdf
@@ -46,9 +46,8 @@ def test_the_shipped_network_scores_the_canonical_test_set_at_its_recorded_accur
     cfg = _canonical_test_set(prov)
     write_netcdf(make_dataset(cfg, n_jobs=2), tmp_path / "test.nc")
     src = SyntheticSource.read(tmp_path / "test.nc")
-    data = SyntheticImages(src, np.arange(src.label.size), ImageSettings.from_config(cfg["images"]),
-                           StationDraw.from_config(cfg["synthetics"], cfg["cnn"]), cfg["earth_model"],
-                           cfg["cnn"]["seed"] + 2, fixed=True)
+    data = held_out_images(src, ImageSettings.from_config(cfg["images"]),
+                       StationDraw.from_config(cfg["synthetics"], cfg["cnn"]), cfg["earth_model"], cfg["cnn"]["seed"])
     module = load_classifier(shipped.CHECKPOINT)
     logits, y = logits_of(module, data)
     accuracy = float(np.mean((logits >= 0) == (y == 1)))

@@ -108,6 +108,14 @@ class SyntheticImages(Dataset):
         return torch.from_numpy(img), torch.tensor(float(self.source.label[i])), self.source.depth_target(i)
 
 
+def held_out_images(source: SyntheticSource, settings: ImageSettings, draw: StationDraw, model_name: str, seed: int,
+                noise_pool: np.ndarray | None = None) -> SyntheticImages:
+    """The held-out test images of pretraining: every sample of ``source``, one fixed draw seeded by
+    ``seed + 2`` (``cnn.seed``), as :class:`XDataModule` makes them and the shipped network is scored on."""
+    return SyntheticImages(source, np.arange(source.label.size), settings, draw, model_name, seed + 2, fixed=True,
+                           noise_pool=noise_pool)
+
+
 class ArrayImages(Dataset):
     """Images already built (real stations): (image, channel, bin, depth) and labels; items are (image,
     label, X depth), the depth NaN (unknown), as every dataset of the CNN gives them."""
@@ -157,8 +165,7 @@ class XDataModule(L.LightningDataModule):
         self.test_set = None
         if self.test_path:
             test = SyntheticSource.read(self.test_path, self.test_models)
-            self.test_set = SyntheticImages(test, np.arange(test.label.size), seed=self.seed + 2, fixed=True,
-                                            draw=self.draw, **common)
+            self.test_set = held_out_images(test, self.settings, self.draw, self.model_name, self.seed, pool)
 
     def _loader(self, data, shuffle: bool) -> DataLoader:
         gen = torch.Generator().manual_seed(self.seed)

@@ -16,10 +16,9 @@ import shutil
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 
-from xdisc.cnn.datasets import SyntheticImages, SyntheticSource
+from xdisc.cnn.datasets import SyntheticSource, held_out_images
 from xdisc.cnn.images import ImageSettings
 from xdisc.cnn.module import XClassifier, logits_of
 from xdisc.config import ConfigError
@@ -90,9 +89,8 @@ def use_shipped(config: dict, test_path: str | None, out: Path, metrics_path: Pa
     if test_path:
         cfg = config["cnn"]
         test = SyntheticSource.read(test_path)
-        data = SyntheticImages(test, np.arange(test.label.size), ImageSettings.from_config(config["images"]),
-                               StationDraw.from_config(config["synthetics"], cfg), config["earth_model"],
-                               cfg["seed"] + 2, fixed=True)
+        data = held_out_images(test, ImageSettings.from_config(config["images"]),
+                           StationDraw.from_config(config["synthetics"], cfg), config["earth_model"], cfg["seed"])
         tl, ty = logits_of(module, data)
         result["test"] = evaluate(tl, ty, temperature)
         result["test"]["depth"] = depth_metrics(module, data, tl / temperature)
