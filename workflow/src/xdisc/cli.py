@@ -362,9 +362,10 @@ def _stack(rf: Path, out: Path, figure: Path | None, images: Path | None, config
 
 def _add_noise(sub) -> None:
     p = sub.add_parser("noise", help="a station's receiver-function noise pool (CNN adaptation)",
-                       description="Transverse receiver functions of the station's usable events, divided by the "
-                                   "radial direct P and scaled to the radial pre-P level: the noise that 'xdisc "
-                                   "adapt' adds to synthetic signals to train for this station.")
+                       description="For each usable event of the station: its transverse receiver function, divided "
+                                   "by the radial direct P and scaled to the radial pre-P level, and its radial "
+                                   "residual (the radial receiver function minus its neighbours in slowness): the "
+                                   "noise that 'xdisc adapt' adds to synthetic signals (cnn.adapt.noise picks one).")
     p.add_argument("--rf", required=True, type=Path, help="receiver functions from 'xdisc rf'")
     p.add_argument("--out", required=True, type=Path, help="output NetCDF")
     _add_config_arguments(p)

@@ -154,10 +154,6 @@ class _Epochs(L.Callback):
     def __init__(self, label: str):
         self.label, self.t0 = label, time.perf_counter()
 
-    def on_train_epoch_start(self, trainer, pl_module):
-        data = trainer.train_dataloader.dataset
-        data.epoch = trainer.current_epoch
-
     def on_train_epoch_end(self, trainer, pl_module):
         loss = float(trainer.callback_metrics.get("train/loss", math.nan))
         log.info("%s epoch %d/%d: train loss %.4f (%.0f s)", self.label, trainer.current_epoch + 1,
