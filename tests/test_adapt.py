@@ -41,9 +41,16 @@ def test_noise_pool_is_the_transverse_rf_over_the_radial_p_at_the_radial_noise_l
     np.testing.assert_allclose(noise_sigma(pool["noise_transverse"].values.astype(float), t, floor=0)[matched],
                                noise_sigma(radial / amp[:, None], t, floor=0)[matched], rtol=1e-4)
     np.testing.assert_allclose(pool["slowness_s_per_km"].values, ds["slowness_s_per_km"].values[ok])
+    np.testing.assert_allclose(pool["radial"].values, radial / amp[:, None], rtol=1e-5, atol=1e-7)
     write_netcdf(pool, tmp_path / "pool.nc")
     back = read_pool(tmp_path / "pool.nc")
     assert back["station"] == "CX.PB01" and back["noise"].shape == (ok.sum(), t.size)
+    assert back["radial"] is None  # kept in the file, read only for cnn.adapt.match_crust
+    np.testing.assert_allclose(read_pool(tmp_path / "pool.nc", radial=True)["radial"], radial / amp[:, None],
+                               rtol=1e-5, atol=1e-7)
+    grid = np.unique(np.round(ds["slowness_s_per_km"].values[ok], 3))
+    pools = adapt.read_pools([tmp_path / "pool.nc"], grid, t, 3, radial=True)
+    assert pools[0].radial.shape == pools[0].noise.shape
     assert read_pool(tmp_path / "pool.nc", "residual")["noise"].shape == (ok.sum(), t.size)
     with pytest.raises(ValueError, match="kind"):
         read_pool(tmp_path / "pool.nc", "vertical")
@@ -77,6 +84,43 @@ def test_own_noise_image_without_noise_is_the_image_of_the_clean_signal(default_
     img = adapt.own_noise_image(clean, grid, pool, np.random.default_rng(1), t, mapper, settings)
     ref = build_image(normalise_by_p(clean[k], t), t, grid[k], mapper, settings, normalised=True)[0]
     np.testing.assert_allclose(img, ref, atol=1e-6)
+
+
+def test_crust_matching_calibrates_on_samples_with_the_station_crust():
+    """A station whose receiver functions are one sample's crust (a Ps conversion and a multiple, at
+    its own delay per slowness) plus noise: the calibration draws of both classes are the samples with
+    the nearest crusts, that sample first; X after the window changes nothing; a pool without radial
+    receiver functions falls back to random draws."""
+    rng = np.random.default_rng(4)
+    t = np.arange(-10.0, 60.0, 0.1)
+    grid = np.array([0.05, 0.06, 0.07])
+    n = 200
+    delay = rng.uniform(2.0, 9.0, n)  # the samples' Moho Ps delays at the middle slowness
+
+    def pulse(at, amp):
+        return amp * np.exp(-(((t - at) / 0.6) ** 2))
+
+    label = np.arange(n) % 2
+    clean = np.stack([[pulse(0, 1.0) + pulse(delay[i] * (1 + 4 * (p - 0.06)), 0.3)
+                       + pulse(3 * delay[i], 0.1) + label[i] * pulse(30.0, 0.05) for p in grid] for i in range(n)])
+    source = datasets.SyntheticSource(clean=clean.astype(np.float32), label=label, model=np.full(n, "ak135"),
+                                      x_dvs=np.where(label == 1, 0.05, 0.0), grid_slowness=grid, time_s=t, dt=0.1,
+                                      gaussian_width_hz=1.0)
+    k = rng.integers(0, 3, 30)
+    station = 7  # has X (label 1); the no-X draws are matched on the crust alone
+    radial = clean[station][k] + rng.normal(0, 0.03, (k.size, t.size))
+    pool = adapt.Pool("XX.A", np.zeros((k.size, t.size)), grid[k], k, radial)
+    d = adapt.crust_distances(pool, source, (-1.0, 20.0))
+    assert np.argmin(d) == station
+    pairs, kind = adapt._calibration_pairs([pool], source, 4, 0.03, seed=1, crust_window_s=(-1.0, 20.0))
+    for cls_ in (0, 1):
+        picked = pairs[kind == cls_, 1]
+        assert np.all(label[picked] == cls_) and np.all(np.abs(delay[picked] - delay[station]) < 0.5), delay[picked]
+    assert pairs[kind == 1, 1][0] == station
+    plain = adapt.Pool("XX.A", pool.noise, pool.slowness, k)
+    assert adapt.crust_distances(plain, source, (-1.0, 20.0)) is None
+    random_pairs, _ = adapt._calibration_pairs([plain], source, 4, 0.03, seed=1, crust_window_s=(-1.0, 20.0))
+    assert random_pairs.shape == pairs.shape
 
 
 def test_station_thresholds_are_quantiles_bounded_by_one_half():

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from xdisc import config as cfgmod
@@ -170,3 +171,20 @@ def test_readme_reference_is_current():
 
     assert config_reference() in (ROOT / "README.md").read_text(), \
         "README's configuration reference is stale: regenerate it with `xdisc config --reference`"
+
+
+def test_image_bins_are_the_cells_of_the_synthetic_slowness_grid():
+    """Synthetic traces are snapped to the synthetic grid: with one grid slowness per image bin,
+    synthetic and real images fill the same bins (the old [0.04, 0.08] left the last bin empty in
+    every synthetic image, filled in real ones); a mismatch is reported, naming both keys."""
+    from xdisc.cnn.images import ImageSettings
+
+    cfg = cfgmod.validate({})
+    assert cfgmod.image_grid_mismatch(cfg) is None
+    settings = ImageSettings.from_config(cfg["images"])
+    grid = np.array(cfg["synthetics"]["slowness_s_per_km"])
+    np.testing.assert_allclose(settings.bin_centres, grid, atol=1e-12)
+    old = cfgmod.validate({"images": {"slowness_range_s_per_km": [0.04, 0.08]}})
+    note = cfgmod.image_grid_mismatch(old)
+    for part in ("images.slowness_range_s_per_km", "synthetics.slowness_s_per_km", "[0.0375, 0.0825]"):
+        assert part in note

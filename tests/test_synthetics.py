@@ -154,5 +154,47 @@ def test_constant_style_keeps_part_of_the_410(small_config):
         row = _row(p, i)
         ref = load_model(row["model"])
         built = build_model(row, ref)
-        assert s_jump_410(built) >= 0.4 * s_jump_410(ref) - 1e-6, (row["model"], row["x_dvs"])
+        assert s_jump_410(built) >= 0.4 * row["d410_strength"] * s_jump_410(ref) - 1e-6, (row["model"], row["x_dvs"])
         assert row["x_dvs"] <= 0.06 and row["x_dvp"] < row["x_dvs"]
+
+
+def test_scale_jump_changes_the_410_alone():
+    """d410_strength scales the 410's jump (all three of vp, vs, rho) and tapers back to the
+    reference 40 km below it; nothing above the 410 or below the taper moves."""
+    from xdisc.core.earthmodel import load_model
+    from xdisc.synth.synthetics import s_jump_410, scale_jump
+
+    ref = load_model("ak135")
+    for factor in (0.4, 1.3):
+        m = scale_jump(ref, 410.0, factor)
+        assert s_jump_410(m) == pytest.approx(factor * s_jump_410(ref), rel=1e-9)
+        a, b = ref.at(410.0, "above")[0], ref.at(410.0, "below")[0]
+        np.testing.assert_allclose(m.at(410.0, "below")[0] - a, factor * (b - a), rtol=1e-9)
+        z = np.array([5.0, 200.0, 409.9, 450.1, 600.0])
+        np.testing.assert_allclose(m.at(z), ref.at(z), rtol=1e-12)
+        upper = [d[d < 1000.0] for d in (m.discontinuities_km(), ref.discontinuities_km())]
+        np.testing.assert_array_equal(*upper)
+
+
+def test_the_410_does_not_tell_whether_x_is_there():
+    """X of style constant weakens the 410; negatives get weak 410s too (d410_strength, and deep
+    distractors of style constant, like a jump at 380 km lasting to the 410), so a weak 410 is no
+    shortcut to the label: a third or more of the samples with a weak 410 have no X (without these
+    parameters, none had)."""
+    from xdisc.core.earthmodel import load_model
+    from xdisc.synth.synthetics import _row, build_model, s_jump_410
+
+    cfg = cfgmod.validate({"synthetics": {"distractors": {"probability": 0.5}}})["synthetics"]
+    p = draw_parameters(300, cfg, 11)
+    refs = {name: load_model(name) for name in cfg["models"]}
+    deep_constant = (p["distractor"] == "deep") & (p["distractor_style"] == "constant")
+    assert deep_constant.sum() >= 10 and set(np.unique(p["distractor_style"])) == {"constant", "none", "taper"}
+    jump = np.array([s_jump_410(build_model(_row(p, i), refs[p["model"][i]])) for i in range(300)])
+    ref_jump = np.array([s_jump_410(refs[m]) for m in p["model"]])
+    weak = jump < 0.6 * ref_jump
+    assert weak[p["label"] == 0].mean() > 0.15  # negatives with a weak 410 are common
+    assert (p["label"][weak] == 0).mean() > 0.33, (p["label"][weak] == 0).mean()
+    # a deep constant distractor takes its jump off the 410 (but leaves 40 % of it at least)
+    i = np.flatnonzero(deep_constant)
+    assert np.all(jump[i] < p["d410_strength"][i] * ref_jump[i])
+    assert np.all(jump[i] >= 0.4 * p["d410_strength"][i] * ref_jump[i] - 1e-6)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 from importlib import resources
 from pathlib import Path
 
 import jsonschema
 import yaml
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -73,7 +76,33 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         problems = _check_relations(filled)
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+    note = image_grid_mismatch(filled)
+    if note and note not in _WARNED:
+        _WARNED.add(note)
+        log.warning("%s", note)
     return filled
+
+
+_WARNED: set = set()
+
+
+def image_grid_mismatch(cfg: dict) -> str | None:
+    """Synthetic traces are snapped to the synthetic slowness grid: unless each image bin holds one
+    grid slowness, synthetic images leave bins empty that real images fill (and the reverse), and the
+    CNN meets real images unlike any it was trained on. The reason why not, or None. (A warning, not
+    an error: small test configurations use short grids on purpose.)"""
+    img, grid = cfg["images"], sorted(cfg["synthetics"]["slowness_s_per_km"])
+    lo, hi = img["slowness_range_s_per_km"]
+    n = img["n_slowness_bins"]
+    width = (hi - lo) / n
+    per_bin = [sum(lo + k * width <= g < lo + (k + 1) * width for g in grid) for k in range(n)]
+    if all(c == 1 for c in per_bin):
+        return None
+    step = grid[1] - grid[0] if len(grid) > 1 else width
+    return (f"images.slowness_range_s_per_km ({[lo, hi]}) in images.n_slowness_bins ({n}) bins holds "
+            f"{per_bin} slownesses of synthetics.slowness_s_per_km ({grid}) per bin, not one each: synthetic "
+            f"images leave some bins empty that real images fill; e.g. [{grid[0] - step / 2:g}, "
+            f"{grid[-1] + step / 2:g}] with {len(grid)} bins (an evenly spaced grid)")
 
 
 def _check_ranges(value, node, root, path) -> list[str]:

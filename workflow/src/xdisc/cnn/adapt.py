@@ -18,6 +18,11 @@ as the station's real data.
   false-alarm rate is bounded where it was measured: on its own noise, slownesses and number of
   events), and at least 0.5; ``absent`` needs one at or below the ``miss_rate`` quantile of its scores
   with X (X of that size would have scored higher), and below 0.5. In between: ``undetermined``.
+* With ``match_crust``, a station's calibration draws are the samples whose crustal part
+  (``crust_window_s`` around P: direct P, sediment and Moho conversions, the first multiples) is
+  closest to the station's own mean receiver function at each slowness, so that a station on
+  sediments or a thick crust is calibrated on reverberations like its own; and :func:`adapt` draws
+  half of its training samples from each station's nearest crusts.
 
 The verdict statistic is the probability of the station's image of every receiver function
 (image 0): the image whose distribution the calibration measures.
@@ -68,9 +73,14 @@ class AdaptSettings:
     miss_rate: float = 0.1
     absent_dvs: float = 0.03
     max_stations: int = 2000
+    match_crust: bool = False
+    crust_window_s: tuple = (-1.0, 20.0)
 
     @classmethod
     def from_config(cls, cfg: dict) -> AdaptSettings:
+        cfg = dict(cfg)
+        if "crust_window_s" in cfg:
+            cfg["crust_window_s"] = tuple(float(v) for v in cfg["crust_window_s"])
         return cls(**cfg)
 
 
@@ -82,17 +92,19 @@ class Pool:
     noise: np.ndarray      # (trace, time)
     slowness: np.ndarray   # (trace,)
     grid_index: np.ndarray  # (trace,) nearest slowness of the synthetic grid
+    radial: np.ndarray | None = None  # (trace, time) the station's receiver functions / direct P
 
 
 def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_rf: int,
-               method: str = "transverse") -> list[Pool]:
+               method: str = "transverse", radial: bool = False) -> list[Pool]:
     """The noise pools with at least ``min_rf`` traces inside the synthetic slowness grid (half a step
-    beyond its ends at most); the time axes must be the synthetic set's."""
+    beyond its ends at most); the time axes must be the synthetic set's. ``radial``: also keep the
+    stations' receiver functions (for ``match_crust``)."""
     grid = np.asarray(grid_slowness, float)
     half = 0.5 * float(np.min(np.diff(grid))) if grid.size > 1 else 0.005
     pools = []
     for path in paths:
-        raw = read_pool(path, method)
+        raw = read_pool(path, method, radial)
         if raw["time"].size != time_s.size or not np.allclose(raw["time"], time_s, atol=1e-6):
             raise ValueError(f"{path}: time axis differs from the synthetic set's (receiver_function settings)")
         p = raw["slowness"]
@@ -102,7 +114,8 @@ def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_r
                      raw["station"], int(inside.sum()), min_rf)
             continue
         k = np.argmin(np.abs(p[inside, None] - grid[None, :]), axis=1)
-        pools.append(Pool(raw["station"], raw["noise"][inside], p[inside], k))
+        radial = raw["radial"][inside] if raw["radial"] is not None else None
+        pools.append(Pool(raw["station"], raw["noise"][inside], p[inside], k, radial))
     return pools
 
 
@@ -160,26 +173,74 @@ class _Epochs(L.Callback):
                  trainer.max_epochs, loss, time.perf_counter() - self.t0)
 
 
-def _training_pairs(pools: list[Pool], source: SyntheticSource, n: int, seed: int) -> np.ndarray:
-    """``n`` (station, sample) pairs: stations in turn, samples at random."""
+def _training_pairs(pools: list[Pool], source: SyntheticSource, n: int, seed: int,
+                    crust_window_s: tuple | None = None, nearest: int = 50) -> np.ndarray:
+    """``n`` (station, sample) pairs: stations in turn, samples at random; with ``crust_window_s``,
+    half of each station's samples come from its ``nearest`` crusts of each class
+    (:func:`crust_distances`), so that the network also learns this station's reverberations under its
+    own noise, with and without X."""
     rng = np.random.default_rng([seed, 21])
     stations = np.arange(n) % len(pools)
-    return np.stack([stations, rng.integers(0, source.label.size, n)], axis=1)
+    samples = rng.integers(0, source.label.size, n)
+    if crust_window_s is None:
+        return np.stack([stations, samples], axis=1)
+    normalised = crust_window(source, crust_window_s)
+    matched = rng.random(n) < 0.5
+    classes = [np.flatnonzero(source.label == c) for c in (0, 1)]
+    for s, pool in enumerate(pools):
+        dist = crust_distances(pool, source, crust_window_s, normalised)
+        mine = np.flatnonzero((stations == s) & matched)
+        if dist is None or mine.size == 0:
+            continue
+        near = [idx[np.argsort(dist[idx], kind="stable")[:nearest]] for idx in classes if idx.size]
+        pick = rng.integers(0, len(near), mine.size)
+        samples[mine] = [near[c][rng.integers(0, near[c].size)] for c in pick]
+    return np.stack([stations, samples], axis=1)
+
+
+def crust_distances(pool: Pool, source: SyntheticSource, window_s: tuple, normalised: np.ndarray | None = None
+                    ) -> np.ndarray | None:
+    """Per sample of ``source``, the mean squared difference between its noise-free receiver functions
+    and the station's mean receiver function, per slowness of the grid the station's events fall on
+    (weighted by their number), over ``window_s`` (s after P): how unlike the station's crust each
+    sample's crust is. None where the pool keeps no radial receiver functions. ``normalised`` may
+    hold the source's P-normalised clean traces in that window (to share them across stations)."""
+    if pool.radial is None:
+        return None
+    win = (source.time_s >= window_s[0]) & (source.time_s <= window_s[1])
+    if normalised is None:
+        normalised = crust_window(source, window_s)
+    bins, counts = np.unique(pool.grid_index, return_counts=True)
+    obs = np.stack([np.nanmean(pool.radial[pool.grid_index == k][:, win], axis=0) for k in bins])
+    d = np.nanmean((normalised[:, bins, :] - obs[None]) ** 2, axis=2)
+    return d @ counts / counts.sum()
+
+
+def crust_window(source: SyntheticSource, window_s: tuple) -> np.ndarray:
+    """The source's noise-free receiver functions / direct P inside ``window_s`` (sample, slowness, time)."""
+    win = (source.time_s >= window_s[0]) & (source.time_s <= window_s[1])
+    return normalise_by_p(source.clean.astype(float), source.time_s)[:, :, win]
 
 
 def _calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, absent_dvs: float,
-                       seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per station ``draws`` samples without X and ``draws`` with X of dVs >= ``absent_dvs`` (with
-    replacement where the set holds fewer): pairs and, per pair, 0/1 for no X / X."""
+                       seed: int, crust_window_s: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per station ``draws`` samples without X and ``draws`` with X of dVs >= ``absent_dvs``: pairs and,
+    per pair, 0/1 for no X / X. At random (with replacement where the set holds fewer); with
+    ``crust_window_s``, the samples whose crust is nearest the station's (:func:`crust_distances`),
+    where its pool keeps its receiver functions."""
     rng = np.random.default_rng([seed, 23])
     no_x = np.flatnonzero(source.label == 0)
     with_x = np.flatnonzero((source.label == 1) & (source.x_dvs >= absent_dvs - 1e-9))
     if no_x.size == 0 or with_x.size == 0:
         raise ValueError(f"the synthetic test set needs samples without X and with X of dVs >= {absent_dvs}")
+    normalised = crust_window(source, crust_window_s) if crust_window_s is not None else None
     pairs, kind = [], []
-    for s in range(len(pools)):
+    for s, pool in enumerate(pools):
+        dist = crust_distances(pool, source, crust_window_s, normalised) if normalised is not None else None
         for cls_, idx in ((0, no_x), (1, with_x)):
             pick = rng.choice(idx, size=draws, replace=idx.size < draws)
+            if dist is not None and idx.size >= draws:
+                pick = idx[np.argsort(dist[idx], kind="stable")[:draws]]
             pairs += [(s, i) for i in pick]
             kind += [cls_] * draws
     return np.array(pairs, int), np.array(kind, int)
@@ -216,7 +277,8 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
     a = AdaptSettings.from_config(cfg["adapt"])
     settings = ImageSettings.from_config(config["images"])
     train, test = SyntheticSource.read(train_path), SyntheticSource.read(test_path)
-    pools = read_pools(noise_files, train.grid_slowness, train.time_s, int(cfg["verdict"]["min_rf"]), a.noise)
+    pools = read_pools(noise_files, train.grid_slowness, train.time_s, int(cfg["verdict"]["min_rf"]), a.noise,
+                       a.match_crust)
     base = XClassifier.load_from_checkpoint(str(pretrained), map_location="cpu")
     seed = int(cfg["seed"])
     result = {"stage": "adapt", "stations": len(noise_files), "stations_with_noise": len(pools),
@@ -237,8 +299,9 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
     module = XClassifier(base.hparams.net_config, a.learning_rate, a.weight_decay, a.epochs,
                          depth_loss_weight=base.hparams.get("depth_loss_weight", 0.0))
     module.load_state_dict(base.state_dict())
-    data = OwnNoiseImages(train, train_pools, _training_pairs(train_pools, train, a.images_per_epoch, seed), settings,
-                          config["earth_model"], seed, a.subset_probability, settings.subset_fraction)
+    pairs = _training_pairs(train_pools, train, a.images_per_epoch, seed, a.crust_window_s if a.match_crust else None)
+    data = OwnNoiseImages(train, train_pools, pairs, settings, config["earth_model"], seed, a.subset_probability,
+                          settings.subset_fraction)
     log.info("adapt: %d station(s) with their own noise (%d train), %d images per epoch, %d epoch(s)",
              len(pools), len(train_pools), a.images_per_epoch, a.epochs)
     t0 = time.perf_counter()
@@ -274,14 +337,16 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
     a = AdaptSettings.from_config(cfg["adapt"])
     settings = ImageSettings.from_config(config["images"])
     test = SyntheticSource.read(test_path)
-    pools = read_pools(noise_files, test.grid_slowness, test.time_s, int(cfg["verdict"]["min_rf"]), a.noise)
+    pools = read_pools(noise_files, test.grid_slowness, test.time_s, int(cfg["verdict"]["min_rf"]), a.noise,
+                       a.match_crust)
     module = XClassifier.load_from_checkpoint(str(model), map_location="cpu")
     result = {"stage": "calibrate", "stations": len(noise_files), "stations_calibrated": 0,
               "settings": dict(a.__dict__), "seed": int(cfg["seed"])}
     rows: list[dict] = []
     if a.enabled and pools:
         t0 = time.perf_counter()
-        pairs, kind = _calibration_pairs(pools, test, a.calibration_draws, a.absent_dvs, int(cfg["seed"]))
+        pairs, kind = _calibration_pairs(pools, test, a.calibration_draws, a.absent_dvs, int(cfg["seed"]),
+                                         a.crust_window_s if a.match_crust else None)
         data = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], int(cfg["seed"]) + 1, fixed=True)
         logits, _ = logits_of(module, data)
         prob = _sigmoid(logits / float(module.temperature))

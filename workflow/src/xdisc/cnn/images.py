@@ -4,7 +4,10 @@ An image is built from a set of receiver functions of one station (or a subset o
 each trace is divided by its direct P, mapped to depth by 1-D ray theory at its own
 slowness (moveout correction, :func:`xdisc.core.moveout.to_depth`), and the traces are stacked
 per slowness bin (``n_slowness_bins`` bins over ``slowness_range_s_per_km``) with
-inverse-variance weights from their pre-P noise. Two channels:
+inverse-variance weights from their pre-P noise. The bins are the cells of the synthetic
+slowness grid (``synthetics.slowness_s_per_km`` at their centres; the configuration checks it):
+a synthetic trace, snapped to its nearest grid slowness, lands in the bin that a real trace of
+its slowness lands in, so synthetic and real images fill the same bins. Two channels:
 
 * ``amplitude``: the weighted mean per bin (fraction of direct P; 0 where a bin is empty or
   below the turning point of P);
@@ -43,7 +46,7 @@ class ImageSettings:
     """The ``images`` configuration section."""
 
     n_slowness_bins: int = 9
-    slowness_range_s_per_km: tuple = (0.04, 0.08)
+    slowness_range_s_per_km: tuple = (0.0375, 0.0825)
     depth_range_km: tuple = (0.0, 800.0)
     depth_step_km: float = 2.5
     images_per_station: int = 8

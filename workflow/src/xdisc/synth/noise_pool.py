@@ -91,6 +91,10 @@ def noise_pool(rf_path: str | Path, use_qc: bool = True, match_level: bool = Tru
             "noise_residual": (("trace", "time"), as_float32(residual),
                                {"units": "1", "long_name": "radial receiver function / direct P minus the mean of "
                                                            "its neighbours in slowness, times sqrt((n-1)/n)"}),
+            "radial": (("trace", "time"), as_float32(radial / amp[:, None]),
+                       {"units": "1", "long_name": "radial receiver function / its direct P",
+                        "description": "the station's own signal; its crustal part picks the synthetic samples "
+                                       "that calibrate the station (cnn.adapt.match_crust)"}),
             "slowness_s_per_km": ("trace", slowness, {"units": "s km-1", "long_name": "P slowness of the event"}),
             "back_azimuth_deg": ("trace", rf_ds["back_azimuth_deg"].values[idx].astype(float),
                                  {"units": "degree", "long_name": "back azimuth of the event"}),
@@ -113,9 +117,10 @@ def noise_pool(rf_path: str | Path, use_qc: bool = True, match_level: bool = Tru
     return ds
 
 
-def read_pool(path: str | Path, method: str = "transverse") -> dict:
+def read_pool(path: str | Path, method: str = "transverse", radial: bool = False) -> dict:
     """A noise pool as plain arrays: station code, noise (trace, time) of kind ``method`` (transverse or
-    residual), slowness, back azimuth, time."""
+    residual), with ``radial`` the normalised radial receiver functions (None in pools written before
+    they were kept, or without ``radial``), slowness, back azimuth, time."""
     if method not in METHODS:
         raise ValueError(f"noise pool kind {method!r}: one of {', '.join(METHODS)}")
     ds = open_netcdf(path)
@@ -123,5 +128,6 @@ def read_pool(path: str | Path, method: str = "transverse") -> dict:
     if name not in ds:
         raise ValueError(f"{path}: no variable {name} (a noise pool of 'xdisc noise')")
     return {"station": f"{ds['network'].item()}.{ds['station'].item()}", "noise": ds[name].values.astype(float),
+            "radial": ds["radial"].values.astype(float) if radial and "radial" in ds else None,
             "slowness": ds["slowness_s_per_km"].values.astype(float),
             "back_azimuth": ds["back_azimuth_deg"].values.astype(float), "time": ds["time"].values.astype(float)}

@@ -27,6 +27,7 @@ from xdisc.core.earthmodel import (
     discretize,
     insert_discontinuity,
     load_model,
+    merge_profiles,
     replace_crust,
 )
 from xdisc.core.propagator import plane_wave_response
@@ -34,7 +35,7 @@ from xdisc.synth import augment
 
 log = logging.getLogger(__name__)
 
-STRING_COLUMNS = ("model", "x_style", "distractor", "noise_kind")
+STRING_COLUMNS = ("model", "x_style", "distractor", "distractor_style", "noise_kind")
 PARAMETER_DOCS = {
     "model": ("", "reference Earth model"),
     "label": ("1", "1 = X discontinuity present in 250-350 km, 0 = absent"),
@@ -46,6 +47,7 @@ PARAMETER_DOCS = {
     "sediment_vpvs": ("1", "sediment vp/vs"),
     "d410_shift_km": ("km", "depth change of the 410 (PREM: 400) discontinuity"),
     "d660_shift_km": ("km", "depth change of the 660 (PREM: 670) discontinuity"),
+    "d410_strength": ("1", "factor on the jump of the 410 (1 = reference model; tapers back over 40 km below it)"),
     "x_depth_km": ("km", "depth of the top of the X discontinuity (NaN = none)"),
     "x_dvs": ("1", "relative S-velocity jump of X"),
     "x_dvp": ("1", "relative P-velocity jump of X"),
@@ -57,6 +59,8 @@ PARAMETER_DOCS = {
     "distractor_depth_km": ("km", "depth of the distractor's top"),
     "distractor_dvs": ("1", "relative S-velocity change of the distractor"),
     "distractor_thickness_km": ("km", "thickness of a low-velocity zone distractor"),
+    "distractor_style": ("", "how a shallow or deep jump ends below: taper, or constant (to the next "
+                             "discontinuity, weakening it; none = no such distractor)"),
     "noise_kind": ("", "added noise: none, coloured or real"),
     "snr": ("1", "direct-P amplitude / noise standard deviation (inf = no noise)"),
     "noise_exponent": ("1", "spectral exponent of coloured noise"),
@@ -97,9 +101,28 @@ def shift_discontinuity(model: EarthModel, near_km: float, shift_km: float, sear
     return model.with_nodes(depth[keep], model.values[keep])
 
 
+def scale_jump(model: EarthModel, near_km: float, factor: float, taper_km: float = 40.0,
+               search_km: float = 30.0) -> EarthModel:
+    """Scale the jump of the discontinuity nearest ``near_km`` by ``factor``: the values just below
+    it move towards (factor < 1) or away from (> 1) those above it, and the change tapers back to
+    the reference linearly over ``taper_km`` below (a sharp step made smaller or larger, with a
+    gentle gradient under it, as a warm, wet or broadened 410 would show)."""
+    disc = model.discontinuities_km()
+    close = disc[np.abs(disc - near_km) <= search_km]
+    if close.size == 0 or factor == 1.0:
+        return model
+    d = float(close[np.argmin(np.abs(close - near_km))])
+    above, below = model.at(d, "above")[0], model.at(d, "below")[0]
+    deeper = disc[disc > d]
+    taper = min(taper_km, 0.5 * (float(deeper[0]) - d)) if deeper.size else taper_km
+    start = (above + factor * (below - above)) / below
+    return merge_profiles(model, [d, d + taper], [start, np.ones(3)])
+
+
 def build_model(params: dict, reference: EarthModel) -> EarthModel:
     """Apply one sample's parameters to its reference model."""
     m = shift_discontinuity(reference, 410.0, params["d410_shift_km"])
+    m = scale_jump(m, 410.0 + params["d410_shift_km"], params.get("d410_strength", 1.0))
     m = shift_discontinuity(m, 660.0, params["d660_shift_km"])
     if np.isfinite(params["moho_km"]):  # NaN keeps the reference crust
         m = replace_crust(m, params["moho_km"], params["vpvs"], params["crust_vp_scale"],
@@ -108,7 +131,7 @@ def build_model(params: dict, reference: EarthModel) -> EarthModel:
     if kind in ("shallow", "deep"):
         m = insert_discontinuity(m, Discontinuity(params["distractor_depth_km"], params["distractor_dvs"],
                                                   0.5 * params["distractor_dvs"], 0.3 * params["distractor_dvs"],
-                                                  style="taper"))
+                                                  style=params.get("distractor_style", "taper")))
     elif kind == "lvz":
         m = insert_discontinuity(m, Discontinuity(params["distractor_depth_km"], params["distractor_dvs"],
                                                   0.5 * params["distractor_dvs"], 0.0, style="layer",
@@ -180,6 +203,11 @@ def draw_parameters(n: int, cfg: dict, seed: int) -> dict[str, np.ndarray]:
     coloured = p["noise_kind"] == "coloured"  # drawn last: the earlier columns keep their values
     p["noise_microseism"] = np.where(coloured, uni(nc["microseism_amplitude"]), np.nan)
     p["noise_microseism_hz"] = np.where(coloured, uni(nc["microseism_hz"]), np.nan)
+    # drawn after the columns above so that those keep the values they had before these existed
+    p["d410_strength"] = uni(tz["d410_strength"])
+    constant = rng.random(n) < dc["deep_constant_fraction"]
+    p["distractor_style"] = np.select([kind == "deep", kind == "shallow"],
+                                      [np.where(constant, "constant", "taper"), "taper"], "none")
     _clamp_layers(p, xc["depth_km"][0])
     cap_constant_style(p)
     return p
@@ -194,20 +222,30 @@ def s_jump_410(model: EarthModel) -> float:
 
 
 def cap_constant_style(p: dict, keep_fraction: float = 0.4) -> None:
-    """Style 'constant' raises Vs down to the 410 and so shrinks the 410's jump; keep at least
-    ``keep_fraction`` of it (a 410 that vanishes is not a realistic model): x_dvs (and dVp, drho
-    in proportion) is capped so that (1 + j) / (1 + x_dvs) - 1 >= keep_fraction * j, with j the
-    reference model's 410 S jump."""
-    const = p["x_style"] == "constant"
-    if not const.any():
+    """Style 'constant' (of X, or of a deep distractor) raises Vs down to the 410 and so shrinks the
+    410's jump; keep at least ``keep_fraction`` of it (a 410 that vanishes is not a realistic
+    model). With j the reference model's 410 S jump and t the sum of the constant-style jumps above
+    it, t is first capped so that (1 + j) / (1 + t) - 1 >= keep_fraction * j (X's dVs, dVp and
+    drho scaled alike, a distractor's jump cut to what X leaves); then ``d410_strength`` s, where
+    drawn, is raised as far as needed for the same to hold of the scaled jump s * j."""
+    x_const = p["x_style"] == "constant"
+    d_const = p.get("distractor_style", np.full(x_const.shape, "none")) == "constant"
+    either = x_const | d_const
+    if not either.any():
         return
-    jumps = {name: s_jump_410(load_model(name)) for name in np.unique(p["model"][const])}
-    cap = np.full(p["x_dvs"].shape, np.inf)
-    j = np.array([jumps[m] for m in p["model"][const]])
-    cap[const] = (1.0 + j) / (1.0 + keep_fraction * j) - 1.0
-    scale = np.where(const & (p["x_dvs"] > cap), cap / np.where(p["x_dvs"] > 0, p["x_dvs"], 1.0), 1.0)
+    jumps = {name: s_jump_410(load_model(name)) for name in np.unique(p["model"])}
+    j = np.array([jumps[m] for m in p["model"]])
+    cap = (1.0 + j) / (1.0 + keep_fraction * j) - 1.0
+    x_total = np.where(x_const, p["x_dvs"], 0.0)
+    scale = np.where(x_total > cap, cap / np.where(x_total > 0, x_total, 1.0), 1.0)
     for key in ("x_dvs", "x_dvp", "x_drho"):
-        p[key] = p[key] * scale
+        p[key] = np.where(x_const, p[key] * scale, p[key])
+    room = np.maximum(cap - x_total * scale, 0.0)  # X keeps its jump; a distractor gets what is left
+    p["distractor_dvs"] = np.where(d_const, np.minimum(p["distractor_dvs"], room), p["distractor_dvs"])
+    total = x_total * scale + np.where(d_const, p["distractor_dvs"], 0.0)
+    if "d410_strength" in p:
+        needed = total / (j * (1.0 - keep_fraction * (1.0 + total)))
+        p["d410_strength"] = np.where(either, np.maximum(p["d410_strength"], needed), p["d410_strength"])
 
 
 def _clamp_layers(p: dict, x_window_top_km: float = 250.0) -> None:
