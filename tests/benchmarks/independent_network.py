@@ -729,6 +729,7 @@ def score(network: Path, workdir: Path) -> dict:
             prob = t["probability"].astype(float)
             ok = prob.notna().to_numpy()
             r["auc"] = _f(roc_auc_score(x[ok], prob[ok])) if len(set(x[ok])) == 2 else None
+            r["reliability"] = _reliability(x[ok], prob[ok].to_numpy(), Path(workdir))
         else:
             tp = (t["stacking"] == "present") & x
             err = (t.loc[tp, "stack_depth_km"].astype(float) - t.loc[tp, "x_depth_km"].astype(float)).abs()
@@ -744,6 +745,21 @@ def score(network: Path, workdir: Path) -> dict:
     return out
 
 
+def _reliability(x: np.ndarray, prob: np.ndarray, workdir: Path, n_bins: int = 5) -> dict:
+    """Reliability of the CNN's station probabilities against the truth (5 bins: about 20 stations
+    each at 100 stations), its ECE, and the diagram in WORKDIR/independent_reliability.png."""
+    from xdisc.core.metrics import expected_calibration_error, reliability
+    from xdisc.report.ml_figures import plot_reliability
+
+    bins = reliability(x.astype(int), prob, n_bins)
+    ece = expected_calibration_error(x.astype(int), prob, n_bins)
+    plot_reliability(bins, workdir / "independent_reliability.png", ece,
+                     title="Reliability of the CNN's station probability (independent network)")
+    return {"ece": _f(ece), "edges": [round(float(e), 2) for e in bins.edges],
+            "mean_probability": [_f(v) for v in bins.mean_prob], "frequency_of_x": [_f(v) for v in bins.frequency],
+            "counts": [int(c) for c in bins.counts]}
+
+
 def print_score(s: dict, out=print):
     out(f"stations: {s['n_stations']}  (missing from the tables: {s['n_missing']})")
     keys = [("accuracy", "accuracy (undetermined = wrong)"), ("accuracy_decided", "accuracy among decided"),
@@ -754,6 +770,12 @@ def print_score(s: dict, out=print):
     for k, label in keys:
         vals = [s["methods"][m].get(k) for m in ("stacking", "cnn")]
         out(f"{label:40s}" + "".join(f"{'-' if v is None else v:>10}" for v in vals))
+    rel = s["methods"]["cnn"].get("reliability")
+    if rel:
+        out(f"-- reliability of the CNN probability (ECE {rel['ece']}): bin, mean probability, frequency of X, n")
+        for lo, hi, mp, fx, n in zip(rel["edges"][:-1], rel["edges"][1:], rel["mean_probability"],
+                                     rel["frequency_of_x"], rel["counts"], strict=True):
+            out(f"   {lo:.1f}-{hi:.1f}  {'-' if mp is None else mp:>6}  {'-' if fx is None else fx:>6}  {n:>4d}")
     for col in s["methods"]["stacking"]["by"]:
         out(f"-- by {col}: n, accuracy, false alarm, miss, undetermined (stacking | cnn)")
         for k in s["methods"]["stacking"]["by"][col]:
