@@ -56,6 +56,18 @@ def test_an_event_without_magnitude_is_left_out(tmp_path):
     assert _names(get_events(_data(tmp_path, catalog=cat))) == ["one"]
 
 
+def test_events_without_magnitude_value_or_origin_are_left_out_with_a_warning(tmp_path, caplog):
+    """A magnitude element without a value, or an event without an origin, used to crash the filter
+    (None compared with a number; origins[0] of an empty list): they are left out, and said so."""
+    no_value = _event("no_value", "2011-06-01", [6.5])
+    no_value.magnitudes[0].mag = None
+    no_origin = Event(resource_id=ResourceIdentifier("smi:test/no_origin"), magnitudes=[Magnitude(mag=6.5)])
+    cat = Catalog([no_value, no_origin, _event("good", "2011-06-01", [6.5])])
+    with caplog.at_level("WARNING", logger="xdisc.data.download"):
+        assert _names(get_events(_data(tmp_path, catalog=cat))) == ["good"]
+    assert "2 of 3 event(s)" in caplog.text and "smi:test/no_value" in caplog.text
+
+
 def test_the_preferred_magnitude_decides_not_the_first(tmp_path):
     # as FDSN event services do; obspy's Catalog.filter would judge magnitudes[0] (5.0 and 6.5) instead
     cat = Catalog([_event("mw_in", "2011-06-01", [5.0, 6.5], preferred=1),

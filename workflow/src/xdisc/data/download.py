@@ -513,8 +513,9 @@ def _with_retries(fn, what: str, retries: int, backoff_s: float):
 
 
 def get_events(data_cfg: dict, client=None):
-    """Event catalog filtered by the configuration (time, magnitude, depth)."""
-    from obspy import UTCDateTime, read_events
+    """Event catalog filtered by the configuration (time, magnitude, depth); events without an origin
+    time or a magnitude value are left out with a warning."""
+    from obspy import Catalog, UTCDateTime, read_events
 
     ev, st = data_cfg["events"], data_cfg["stations"]
     t1, t2 = UTCDateTime(st["starttime"]), UTCDateTime(st["endtime"])
@@ -528,32 +529,46 @@ def get_events(data_cfg: dict, client=None):
         if ev["catalog"]:
             kwargs["catalog"] = ev["catalog"]
         try:
-            return _with_retries(lambda: client.get_events(**kwargs), "events", fd["retries"], fd["backoff_s"])
+            cat = _with_retries(lambda: client.get_events(**kwargs), "events", fd["retries"], fd["backoff_s"])
         except NoData:
-            from obspy import Catalog
-
             return Catalog()
         except RetryableError:
             raise
         except Exception as exc:  # noqa: BLE001 - a bad answer (HTML, broken XML): one clear error
             raise RuntimeError(f"events from {fd['event_provider']}: answer is not usable QuakeML: "
                                f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+        # the server filtered by magnitude; an event it returns without a magnitude value is kept
+        return Catalog([e for e, _, _ in _judgeable(cat, fd["event_provider"], need_magnitude=False)])
     path = embedded_paths()["events"] if data_cfg["source"] == "embedded" else data_cfg["local"]["events"]
     if not path or not Path(path).is_file():
         raise FileNotFoundError(f"event file {path} does not exist (data.local.events)")
-    cat = read_events(str(path))
     keep = []
-    for e in cat:
-        o = e.preferred_origin() or e.origins[0]
-        m = e.preferred_magnitude() or (e.magnitudes[0] if e.magnitudes else None)
-        if m is None or not ev["min_magnitude"] <= m.mag <= ev["max_magnitude"]:
+    for e, o, m in _judgeable(read_events(str(path)), path):
+        if not ev["min_magnitude"] <= m.mag <= ev["max_magnitude"]:
             continue
         if not t1 <= o.time <= t2 or (o.depth or 0) / 1000.0 > ev["max_depth_km"]:
             continue
         keep.append(e)
-    from obspy import Catalog
-
     return Catalog(keep)
+
+
+def _judgeable(cat, source, need_magnitude: bool = True) -> list:
+    """(event, origin, magnitude) of the events that have an origin time (and, with ``need_magnitude``,
+    a magnitude value); the others are left out with one warning naming how many, where from and the
+    first of them."""
+    out, unusable = [], []
+    for e in cat:
+        o = e.preferred_origin() or (e.origins[0] if e.origins else None)
+        m = e.preferred_magnitude() or (e.magnitudes[0] if e.magnitudes else None)
+        if o is None or o.time is None or (need_magnitude and (m is None or m.mag is None)):
+            unusable.append(str(e.resource_id))
+        else:
+            out.append((e, o, m))
+    if unusable:
+        what = "no origin time or no magnitude value" if need_magnitude else "no origin time"
+        log.warning("events: %d of %d event(s) from %s have %s and are left out (first: %s)", len(unusable),
+                    len(cat), source, what, unusable[0])
+    return out
 
 
 PROVIDER_FIELDS = ("provider", "status", "n_stations", "reason")
