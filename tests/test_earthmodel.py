@@ -56,6 +56,10 @@ def test_bad_model_files_are_clear_errors(tmp_path):
     bad.write_text("0 6.0 3.5 2.7\n30 six 3.5 2.7\n")
     with pytest.raises(ValueError, match=r"bad.nd:2"):
         load_model(bad)
+    table = tmp_path / "bad.csv"  # header lines are skipped, a bad row after the first is an error
+    table.write_text("layer table\nthickness_km,vp,vs,rho\n30,6.0,3.5,2.7\nthick,8.0,4.5,3.3\n0,10,5.6,3.9\n")
+    with pytest.raises(ValueError, match=r"bad.csv:4: cannot read .* as thickness vp vs rho"):
+        load_model(table)
     wrong = tmp_path / "model.xyz"
     wrong.write_text("0 1 2 3\n")
     with pytest.raises(ValueError, match="unknown format"):

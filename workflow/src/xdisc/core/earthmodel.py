@@ -147,7 +147,10 @@ def load_model(name_or_path: str | Path) -> EarthModel:
     return EarthModel(name, rows[:, 0], rows[:, 1], rows[:, 2], rho, source=str(path))
 
 
-def _read_rows(path: Path, skip: int) -> list[list[float]]:
+def _numeric_rows(path: Path, what: str, skip: int = 0, skippable=lambda parts, rows: False) -> list[list[float]]:
+    """The first four numbers of every line of ``path`` after ``skip`` lines (commas or blanks between
+    them; blank lines and ``#`` comments ignored). A line that is not numbers is an error naming the
+    file, line and ``what`` a row holds, unless ``skippable(parts, rows_so_far)``."""
     rows = []
     for lineno, line in enumerate(path.read_text().splitlines()[skip:], start=skip + 1):
         parts = line.replace(",", " ").split()
@@ -156,24 +159,20 @@ def _read_rows(path: Path, skip: int) -> list[list[float]]:
         try:
             rows.append([float(p) for p in parts[:4]])
         except ValueError:
-            if len(parts) == 1 and parts[0].replace("-", "").isalpha():
-                continue  # named discontinuity line of a .nd file (mantle, outer-core, ...)
-            raise ValueError(f"{path}:{lineno}: cannot read {line!r} as depth vp vs rho") from None
+            if skippable(parts, rows):
+                continue
+            raise ValueError(f"{path}:{lineno}: cannot read {line!r} as {what}") from None
     return rows
 
 
+def _read_rows(path: Path, skip: int) -> list[list[float]]:
+    """Rows of a TauP .tvel/.nd file; the named discontinuity lines of .nd (mantle, outer-core, ...) are skipped."""
+    return _numeric_rows(path, "depth vp vs rho", skip,
+                         lambda parts, rows: len(parts) == 1 and parts[0].replace("-", "").isalpha())
+
+
 def _read_layer_table(path: Path, name: str) -> EarthModel:
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        parts = line.replace(",", " ").split()
-        if not parts or parts[0].startswith("#"):
-            continue
-        try:
-            rows.append([float(p) for p in parts[:4]])
-        except ValueError:
-            if rows:
-                raise ValueError(f"{path}:{lineno}: cannot read {line!r} as thickness vp vs rho") from None
-            continue  # header line
+    rows = _numeric_rows(path, "thickness vp vs rho", skippable=lambda parts, rows: not rows)  # header lines
     table = np.asarray(rows, dtype=float)
     if table.ndim != 2 or table.shape[1] != 4 or len(table) < 2:
         raise ValueError(f"{path}: need at least two rows of thickness_km vp vs rho (last = half-space)")
