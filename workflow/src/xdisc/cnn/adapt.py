@@ -207,7 +207,7 @@ def crust_distances(pool: Pool, source: SyntheticSource, window_s: tuple, normal
     hold the source's P-normalised clean traces in that window (to share them across stations)."""
     if pool.radial is None:
         return None
-    win = (source.time_s >= window_s[0]) & (source.time_s <= window_s[1])
+    win = _in_window(source.time_s, window_s)
     if normalised is None:
         normalised = crust_window(source, window_s)
     bins, counts = np.unique(pool.grid_index, return_counts=True)
@@ -218,8 +218,11 @@ def crust_distances(pool: Pool, source: SyntheticSource, window_s: tuple, normal
 
 def crust_window(source: SyntheticSource, window_s: tuple) -> np.ndarray:
     """The source's noise-free receiver functions / direct P inside ``window_s`` (sample, slowness, time)."""
-    win = (source.time_s >= window_s[0]) & (source.time_s <= window_s[1])
-    return normalise_by_p(source.clean.astype(float), source.time_s)[:, :, win]
+    return normalise_by_p(source.clean.astype(float), source.time_s)[:, :, _in_window(source.time_s, window_s)]
+
+
+def _in_window(time_s: np.ndarray, window_s: tuple) -> np.ndarray:
+    return (time_s >= window_s[0]) & (time_s <= window_s[1])
 
 
 def _calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, absent_dvs: float,

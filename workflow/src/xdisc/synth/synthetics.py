@@ -226,10 +226,11 @@ def cap_constant_style(p: dict, keep_fraction: float = 0.4) -> None:
     410's jump; keep at least ``keep_fraction`` of it (a 410 that vanishes is not a realistic
     model). With j the reference model's 410 S jump and t the sum of the constant-style jumps above
     it, t is first capped so that (1 + j) / (1 + t) - 1 >= keep_fraction * j (X's dVs, dVp and
-    drho scaled alike, a distractor's jump cut to what X leaves); then ``d410_strength`` s, where
-    drawn, is raised as far as needed for the same to hold of the scaled jump s * j."""
+    drho scaled alike, a distractor's jump cut to what X leaves); then ``d410_strength`` s is raised
+    as far as needed for the same to hold of the scaled jump s * j. ``p`` is a draw of
+    :func:`draw_parameters`."""
     x_const = p["x_style"] == "constant"
-    d_const = p.get("distractor_style", np.full(x_const.shape, "none")) == "constant"
+    d_const = p["distractor_style"] == "constant"
     either = x_const | d_const
     if not either.any():
         return
@@ -243,9 +244,8 @@ def cap_constant_style(p: dict, keep_fraction: float = 0.4) -> None:
     room = np.maximum(cap - x_total * scale, 0.0)  # X keeps its jump; a distractor gets what is left
     p["distractor_dvs"] = np.where(d_const, np.minimum(p["distractor_dvs"], room), p["distractor_dvs"])
     total = x_total * scale + np.where(d_const, p["distractor_dvs"], 0.0)
-    if "d410_strength" in p:
-        needed = total / (j * (1.0 - keep_fraction * (1.0 + total)))
-        p["d410_strength"] = np.where(either, np.maximum(p["d410_strength"], needed), p["d410_strength"])
+    needed = total / (j * (1.0 - keep_fraction * (1.0 + total)))
+    p["d410_strength"] = np.where(either, np.maximum(p["d410_strength"], needed), p["d410_strength"])
 
 
 def _clamp_layers(p: dict, x_window_top_km: float = 250.0) -> None:
