@@ -32,6 +32,7 @@ from xdisc.core.earthmodel import (
 )
 from xdisc.core.propagator import plane_wave_response
 from xdisc.synth import augment
+from xdisc.synth.source import mean_duration, sample_sources, source_spectrum
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ PARAMETER_DOCS = {
     "distractor_thickness_km": ("km", "thickness of a low-velocity zone distractor"),
     "distractor_style": ("", "how a shallow or deep jump ends below: taper, or constant (to the next "
                              "discontinuity, weakening it; none = no such distractor)"),
+    "source_duration_s": ("s", "mean duration of the sample's extended sources, one per slowness "
+                               "(synthetics.source; NaN = impulses only)"),
     "noise_kind": ("", "added noise: none, coloured or real"),
     "snr": ("1", "direct-P amplitude / noise standard deviation (inf = no noise)"),
     "noise_exponent": ("1", "spectral exponent of coloured noise"),
@@ -210,6 +213,9 @@ def draw_parameters(n: int, cfg: dict, seed: int) -> dict[str, np.ndarray]:
                                       [np.where(constant, "constant", "taper"), "taper"], "none")
     _clamp_layers(p, xc["depth_km"][0])
     cap_constant_style(p)
+    # its own random streams (xdisc.synth.source): the columns above keep their values
+    p["source_duration_s"] = np.array([mean_duration(sample_sources(seed, i, len(cfg["slowness_s_per_km"]),
+                                                                     cfg["source"])) for i in range(n)])
     return p
 
 
@@ -306,16 +312,21 @@ def response_spectra(stacks: list[LayerStack], slowness: np.ndarray, rf: RFSetti
 
 
 def receiver_functions(stacks: list[LayerStack], slowness, rf: RFSettings,
-                       response_duration_s: float = 409.6) -> np.ndarray:
+                       response_duration_s: float = 409.6, sources: list | None = None) -> np.ndarray:
     """Noise-free receiver functions (model, slowness, time) on ``rf.time_axis()``.
 
     The surface R and Z responses are turned into time series that start
-    ``time_before_p_s`` before P and deconvolved exactly as real data are.
+    ``time_before_p_s`` before P and deconvolved exactly as real data are. ``sources``: per model a
+    list of one source per slowness (:func:`xdisc.synth.source.draw_source`, None = impulse) whose
+    spectrum multiplies both components first; None: impulses throughout.
     """
     slowness = np.atleast_1d(np.asarray(slowness, float))
     r_spec, z_spec, nfft = response_spectra(stacks, slowness, rf, response_duration_s)
     n_t = rf.time_axis().size
     freqs = np.fft.rfftfreq(nfft, rf.dt)
+    if sources is not None:
+        src = np.array([[source_spectrum(s, freqs) for s in row] for row in sources])
+        r_spec, z_spec = r_spec * src, z_spec * src
     delay = np.exp(-2j * np.pi * freqs * rf.time_before_p_s)
     z = np.fft.irfft(z_spec * delay, nfft)[..., :n_t]
     r = np.fft.irfft(r_spec * delay, nfft)[..., :n_t]
@@ -376,11 +387,12 @@ def load_noise_pool(path: str, rf: RFSettings) -> np.ndarray:
 # ----------------------------------------------------------------------------- stage
 
 def simulate(params: dict, slowness, rf: RFSettings, layering: Layering, response_duration_s: float,
-             n_jobs: int = 1, batch_size: int = 8, progress=None, augmenter=None):
+             n_jobs: int = 1, batch_size: int = 8, progress=None, augmenter=None, sources=None):
     """Noise-free receiver functions (sample, slowness, time) for every parameter row.
 
     With ``augmenter(i, clean_i) -> noisy_i`` the augmented set is computed in the same
-    worker threads and returned as a second array."""
+    worker threads and returned as a second array. ``sources(i)``: the sources of sample i's
+    traces (one per slowness; see :func:`receiver_functions`); None: impulses."""
     n = len(params["label"])
     references: dict[str, EarthModel] = {}
     for name in np.unique(params["model"]):
@@ -393,7 +405,8 @@ def simulate(params: dict, slowness, rf: RFSettings, layering: Layering, respons
     def work(a):
         rows = range(a, min(a + batch_size, n))
         stacks = [layering.apply(build_model(_row(params, i), references[params["model"][i]])) for i in rows]
-        out[a:a + len(rows)] = receiver_functions(stacks, slowness, rf, response_duration_s)
+        src = [sources(i) for i in rows] if sources is not None else None
+        out[a:a + len(rows)] = receiver_functions(stacks, slowness, rf, response_duration_s, src)
         if augmenter is not None:
             for i in rows:
                 noisy[i] = augmenter(i, out[i])
@@ -436,7 +449,7 @@ def single_parameters(config: dict, x_depth_km: float | None, no_x: bool = False
         "snr": float(np.sqrt(np.prod(config["synthetics"]["noise"]["snr"]))) if config["synthetics"]["noise"]["enabled"]
         else np.inf,
         "noise_exponent": 0.0 if config["synthetics"]["noise"]["enabled"] else np.nan,
-        "trim_start_s": -np.inf, "trim_end_s": np.inf,
+        "trim_start_s": -np.inf, "trim_end_s": np.inf, "source_duration_s": np.nan,
     }
     return {k: np.array([v]) for k, v in row.items()}
 
@@ -449,7 +462,8 @@ def make_dataset(config: dict, n_samples: int | None = None, n_jobs: int = 1, pr
     layering = Layering(**config["layering"])
     seed = cfg["seed"]
     n = n_samples or cfg["n_samples"]
-    if params is None:
+    drawn = params is None  # a given table (a quick look) keeps impulsive sources
+    if drawn:
         params = draw_parameters(n, cfg, seed)
     n = len(params["label"])
     slowness = np.asarray(cfg["slowness_s_per_km"], float)
@@ -461,8 +475,11 @@ def make_dataset(config: dict, n_samples: int | None = None, n_jobs: int = 1, pr
     def augmenter(i, clean_i):
         return augment_sample(clean_i, params, i, time_s, rf, cfg, seed, pool)
 
+    def sources(i):
+        return sample_sources(seed, i, slowness.size, cfg["source"])
+
     clean, noisy = simulate(params, slowness, rf, layering, cfg["response_duration_s"], n_jobs, progress=progress,
-                            augmenter=augmenter)
+                            augmenter=augmenter, sources=sources if drawn else None)
     return to_dataset(clean, noisy, params, slowness, time_s, config)
 
 
