@@ -15,6 +15,7 @@ include: "workflow/rules/station.smk"
 include: "workflow/rules/stacking.smk"
 include: "workflow/rules/synthetics.smk"
 include: "workflow/rules/cnn.smk"
+include: "workflow/rules/detectability.smk"
 
 
 rule all:

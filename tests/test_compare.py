@@ -95,11 +95,13 @@ def test_known_tables_give_the_expected_rows_and_summary(tables, tmp_path):
     assert summary["disagreeing"] == ["AA.A3"]
     assert summary["missing_in_cnn"] == ["AA.A6"]
     assert summary["missing_in_stacking"] == ["AA.A7"]
+    nd = "not detectable"  # no detectability table here: nobody is
     assert summary["confusion"] == {
-        "present": {"present": 2, "absent": 0, "undetermined": 1, "missing": 1},
-        "absent": {"present": 1, "absent": 2, "undetermined": 0, "missing": 0},
-        "undetermined": {"present": 0, "absent": 1, "undetermined": 0, "missing": 0},
-        "missing": {"present": 0, "absent": 1, "undetermined": 0, "missing": 0},
+        "present": {"present": 2, "absent": 0, "undetermined": 1, nd: 0, "missing": 1},
+        "absent": {"present": 1, "absent": 2, "undetermined": 0, nd: 0, "missing": 0},
+        "undetermined": {"present": 0, "absent": 1, "undetermined": 0, nd: 0, "missing": 0},
+        nd: {"present": 0, "absent": 0, "undetermined": 0, nd: 0, "missing": 0},
+        "missing": {"present": 0, "absent": 1, "undetermined": 0, nd: 0, "missing": 0},
     }
     assert sum(sum(r.values()) for r in summary["confusion"].values()) == summary["n_stations"]
     assert summary["inputs"] == {"cnn": str(tables[0]), "stacking": str(tables[1])}
@@ -197,3 +199,35 @@ def test_short_rows_padded_verdicts_and_negative_zero(tmp_path):
     assert row["x_depth_km"] == 300.0 and math.isnan(row["x_depth_err_km"])  # the cell the row lacks
     assert row["n_rf"] == 3 and math.copysign(1.0, row["cnn_probability_std"]) == -1.0
     assert summary["disagreeing"] == ["AA.B1"]
+
+
+DETECTABILITY_CSV = """\
+station,n_rf,dvs90_stacking,dvs90_cnn,false_alarm_rate_stacking,false_alarm_rate_cnn
+AA.A1,28,0.02,0.02,0.03,0.0
+AA.A2,25,0.03,0.05,0.0,0.1
+AA.A3,11,nan,0.03,0.1,0.03
+AA.A5,40,0.06,0.01,0.0,0.0
+"""
+
+
+def test_absent_that_would_not_have_seen_x_becomes_not_detectable(tables, tmp_path):
+    det = tmp_path / "detectability.csv"
+    det.write_text(DETECTABILITY_CSV)
+    rows, summary = compare.compare_verdicts(*tables, detectability_csv=det, target_dvs=0.03)
+    by = {r["station"]: r for r in rows}
+    # A2: both absent; stacking would see 3 % (dvs90 0.03), the CNN only 5 %
+    assert (by["AA.A2"]["stacking_verdict"], by["AA.A2"]["cnn_verdict"]) == ("absent", "not detectable")
+    # A3: stacking absent with unknown dvs90 -> not detectable; the CNN's present is left alone
+    assert (by["AA.A3"]["stacking_verdict"], by["AA.A3"]["cnn_verdict"]) == ("not detectable", "present")
+    assert by["AA.A3"]["agree"] == "n/a" and by["AA.A2"]["agree"] == "n/a"
+    # A5: the stacking needs 6 %: not detectable; the CNN 1 %: absent stands
+    assert (by["AA.A5"]["stacking_verdict"], by["AA.A5"]["cnn_verdict"]) == ("not detectable", "absent")
+    # A9: no detectability row: the CNN's absent has no dvs90 -> not detectable
+    assert by["AA.A9"]["cnn_verdict"] == "not detectable"
+    assert by["AA.A1"]["dvs90_cnn"] == pytest.approx(0.02) and math.isnan(by["AA.A9"]["dvs90_stacking"])
+    assert summary["n_compared"] == 2 and summary["inputs"]["detectability"] == str(det)  # A1, A8
+    out_csv = tmp_path / "stations.csv"
+    compare.write_outputs(rows, summary, out_csv, tmp_path / "agreement.json")
+    with open(out_csv, newline="") as f:
+        header = tuple(csv.DictReader(f).fieldnames)
+    assert header == compare.STATION_COLUMNS + compare.DETECTABILITY_COLUMNS

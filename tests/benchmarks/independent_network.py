@@ -800,6 +800,9 @@ def main(argv=None):
     m.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     m.add_argument("--catalogue-events", type=int, help="events in the catalogue (default 1.6 x the most per station)")
     m.add_argument("--npts", type=int, default=4096, help="telewavesim points at 0.1 s (periodic in npts*0.1 s)")
+    m.add_argument("--noise-free", action="store_true",
+                   help="the same stations and events without noise (base SNR 1e5): a diagnostic of what the "
+                        "processing itself does to each station (source, deconvolution)")
     sc = sub.add_parser("score", help="run the pipeline on the network as a user would, and score both methods")
     sc.add_argument("--network", required=True, type=Path, help="folder written by 'make'")
     sc.add_argument("--workdir", required=True, type=Path, help="fresh working folder of the pipeline run")
@@ -809,7 +812,8 @@ def main(argv=None):
     sc.add_argument("--json", type=Path, help="score JSON (default WORKDIR/independent_score.json)")
     a = ap.parse_args(argv)
     if a.cmd == "make":
-        make(a.out, a.stations, a.seed, a.workers, a.catalogue_events, a.npts)
+        quiet = {i: {"base_snr": 1e5} for i in range(a.stations)} if a.noise_free else None
+        make(a.out, a.stations, a.seed, a.workers, a.catalogue_events, a.npts, overrides=quiet)
         return
     wall = None
     if not a.reuse:

@@ -148,6 +148,7 @@ rule predict_stations:
 
 rule compare_verdicts:
     input:
+        unpack(detectability_table),
         cnn=rules.predict_stations.output.csv,
         stacking=rules.collect_stacking_verdicts.output.csv,
     output:
@@ -168,9 +169,11 @@ rule compare_verdicts:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        detectability=detectability_arguments,
     shell:
         "xdisc compare --cnn {input.cnn} --stacking {input.stacking} --out {output.csv} --summary {output.summary}"
-        " --figure {output.figure} 2> {log}"
+        " --figure {output.figure} {params.detectability} 2> {log}"
 
 
 rule plot_training_curves:

@@ -87,6 +87,16 @@ SETTINGS = {
         "calibrate": _cnn("earth_model", "images", leave_out=("pretrain", "finetune", "labels", "evaluation")),
         "predict": _cnn(leave_out=("pretrain", "finetune", "labels", "adapt")),
         "evaluate": _cnn("earth_model", "images", "synthetics", "stacking", leave_out=("verdict", "labels")),
+        "detectability_kernels": _sections("detectability", "earth_model", "receiver_function", "layering"),
+        "detectability": _cnn(
+            "detectability",
+            "earth_model",
+            "receiver_function",
+            "layering",
+            "stacking",
+            "images",
+            leave_out=("pretrain", "finetune", "labels", "adapt", "evaluation"),
+        ),
     }.items()
 }
 
@@ -158,6 +168,23 @@ def all_station_images(wildcards):
 
 def all_station_noise(wildcards):
     return [results("noise", f"{code}.nc") for code in selected_stations()]
+
+
+def all_station_detectability(wildcards):
+    return [results("detectability", f"{code}.nc") for code in selected_stations()]
+
+
+def detectability_table(wildcards):
+    """The per-station dvs90 table where detectability.enabled (input of compare_verdicts)."""
+    if not config["detectability"]["enabled"]:
+        return {}
+    return {"detectability": results("verdicts", "detectability.csv")}
+
+
+def detectability_arguments(wildcards, input):
+    if not config["detectability"]["enabled"]:
+        return ""
+    return f"--detectability {input.detectability} --target-dvs {config['detectability']['target_dvs']}"
 
 
 def label_files():

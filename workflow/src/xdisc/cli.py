@@ -601,6 +601,48 @@ def run_calibrate(args) -> int:
     return 0
 
 
+def _add_detectability(sub) -> None:
+    p = sub.add_parser("detectability", help="per-station injection tests: which X each method could have seen",
+                       description="kernels: the earth model's X conversions over the configured grid (once per "
+                                   "run). station: add them to one station's receiver functions and count how "
+                                   "often each method says present (detection curves, dvs90, false-alarm rate). "
+                                   "table: one CSV row per station file.")
+    p.add_argument("what", choices=["kernels", "station", "table"])
+    p.add_argument("files", nargs="*", type=Path, help="table: the station files")
+    p.add_argument("--rf", type=Path, help="station: its receiver functions ('xdisc rf')")
+    p.add_argument("--kernels", type=Path, help="station: the run's kernels")
+    p.add_argument("--model", type=Path,
+                   help="station: the CNN checkpoint that 'xdisc predict' uses (none: stacking only)")
+    p.add_argument("--calibration", type=Path, help="station: the per-station thresholds of 'xdisc calibrate'")
+    p.add_argument("--out", required=True, type=Path, help="NetCDF (kernels, station) or CSV (table)")
+    _add_config_arguments(p)
+    p.set_defaults(func=run_detectability)
+
+
+def run_detectability(args) -> int:
+    from xdisc import detectability as det
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.core.verdicts import write_table
+
+    config = _load_config(args)
+    if args.what == "kernels":
+        write_netcdf(det.kernels_dataset(config), args.out)
+    elif args.what == "station":
+        if args.rf is None or args.kernels is None:
+            raise SystemExit("xdisc detectability station needs --rf and --kernels")
+        ds = det.station_file(args.rf, args.kernels, config, args.model, args.calibration,
+                              _progress(f"detectability {args.rf.stem}"))
+        write_netcdf(ds, args.out)
+        summary = ", ".join(f"{m}: dvs90 {float(ds[f'dvs90_{m}']):.3f}, "
+                            f"false alarms {float(ds[f'false_alarm_rate_{m}']):.2f}"
+                            for m in det.METHODS if f"dvs90_{m}" in ds)
+        log.info("detectability %s: %s (%.1f s)", args.rf.stem, summary, ds.attrs["seconds"])
+    else:
+        write_table(det.table_rows(args.files), det.COLUMNS, args.out)
+    log.info("detectability %s: -> %s", args.what, args.out)
+    return 0
+
+
 def _add_ship(sub) -> None:
     p = sub.add_parser("ship", help="make a trained checkpoint the pretrained network that ships with xdisc",
                        description="Write the weights and hyperparameters of a checkpoint of 'xdisc train pretrain' "
@@ -698,13 +740,17 @@ def _add_compare(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="station table (CSV)")
     p.add_argument("--summary", required=True, type=Path, help="agreement summary (JSON)")
     p.add_argument("--figure", type=Path, help="map of the stations and confusion table (PNG or PDF)")
+    p.add_argument("--detectability", type=Path,
+                   help="per-station dvs90 ('xdisc detectability table'): 'absent' where X of --target-dvs would "
+                        "not have been seen becomes 'not detectable'")
+    p.add_argument("--target-dvs", type=float, default=0.03, help="detectability.target_dvs (default 0.03)")
     p.set_defaults(func=run_compare)
 
 
 def run_compare(args) -> int:
     from xdisc.report.compare import compare_verdicts, write_outputs
 
-    rows, summary = compare_verdicts(args.cnn, args.stacking)
+    rows, summary = compare_verdicts(args.cnn, args.stacking, args.detectability, args.target_dvs)
     write_outputs(rows, summary, args.out, args.summary)
     log.info("compare: %d station(s), %d compared, agreement %s, kappa %s, %d disagree -> %s, %s",
              summary["n_stations"], summary["n_compared"], _fmt(summary["agreement"]), _fmt(summary["cohen_kappa"]),
@@ -904,6 +950,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_adapt(sub)
     _add_calibrate(sub)
+    _add_detectability(sub)
     _add_ship(sub)
     _add_predict(sub)
     _add_evaluate(sub)

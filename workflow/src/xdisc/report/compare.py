@@ -23,7 +23,7 @@ import pandas as pd
 from xdisc import __version__
 from xdisc.core.artifacts import write_csv, write_json
 from xdisc.core.metrics import agreement_summary
-from xdisc.core.verdicts import CATEGORIES, DECIDED, MISSING, VERDICTS
+from xdisc.core.verdicts import ABSENT, CATEGORIES, DECIDED, MISSING, NOT_DETECTABLE, VERDICTS
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ CNN_OPTIONAL = ("cnn_x_depth_km", "cnn_x_depth_err_km")  # tables of a CNN witho
 STATION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "stacking_verdict", "cnn_verdict", "cnn_probability",
                    "cnn_probability_std", "x_depth_km", "x_depth_err_km", "cnn_x_depth_km", "cnn_x_depth_err_km",
                    "agree")
+METHODS = ("stacking", "cnn")
+DETECTABILITY_COLUMNS = ("dvs90_stacking", "dvs90_cnn", "false_alarm_rate_stacking", "false_alarm_rate_cnn")
 FLOAT_COLUMNS = ("latitude", "longitude", "cnn_probability", "cnn_probability_std", "x_depth_km", "x_depth_err_km",
                  "cnn_x_depth_km", "cnn_x_depth_err_km")
 
@@ -60,7 +62,8 @@ def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame
     return table
 
 
-def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path) -> tuple[list[dict], dict]:
+def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path, detectability_csv: str | Path | None = None,
+                     target_dvs: float = 0.03) -> tuple[list[dict], dict]:
     """Join the CNN and stacking tables on ``station``; return the station rows and the summary.
 
     Rows (sorted by station) have the keys of :data:`STATION_COLUMNS`: floats (``NaN`` when
@@ -72,7 +75,11 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path) -> tuple[lis
     compared stations, ``NaN`` when none), ``cohen_kappa`` (present/absent over the compared
     stations, ``NaN`` when undefined), ``confusion`` (``{stacking verdict: {cnn verdict: count}}``
     over :data:`CATEGORIES`), ``disagreeing`` and ``missing_in_cnn`` / ``missing_in_stacking``
-    (station lists) and ``inputs`` (the two paths)."""
+    (station lists) and ``inputs`` (the two paths).
+
+    With ``detectability_csv`` (``xdisc detectability table``) the rows also carry each method's dvs90 and
+    false-alarm rate, and a method's ``absent`` becomes ``not detectable`` where its dvs90 is above
+    ``target_dvs`` or unknown (X of that strength would not have been seen in 90 % of the draws)."""
     cnn_table = read_table(cnn_csv, CNN_COLUMNS)
     for column in CNN_OPTIONAL:
         if column not in cnn_table.columns:
@@ -98,13 +105,32 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path) -> tuple[lis
         "cnn_x_depth_km": num["cnn_x_depth_km"],
         "cnn_x_depth_err_km": num["cnn_x_depth_err_km"],
     })
+    inputs = {"cnn": str(cnn_csv), "stacking": str(stacking_csv)}
+    if detectability_csv is not None:
+        table = _with_detectability(table, detectability_csv, target_dvs)
+        inputs["detectability"] = str(detectability_csv)
     decided = table["stacking_verdict"].isin(DECIDED) & table["cnn_verdict"].isin(DECIDED)
     same = table["stacking_verdict"] == table["cnn_verdict"]
     table["agree"] = np.where(decided, np.where(same, "yes", "no"), "n/a")
     rows = table.to_dict("records")
     for row in rows:
         row["n_rf"] = int(row["n_rf"]) if math.isfinite(row["n_rf"]) else math.nan
-    return rows, summarise(rows, {"cnn": str(cnn_csv), "stacking": str(stacking_csv)})
+    return rows, summarise(rows, inputs)
+
+
+def _with_detectability(table: pd.DataFrame, path, target_dvs: float) -> pd.DataFrame:
+    det = read_table(path, ("station", *DETECTABILITY_COLUMNS))
+    merged = table.merge(det[["station", *DETECTABILITY_COLUMNS]], on="station", how="left")
+    for column in DETECTABILITY_COLUMNS:
+        merged[column] = _numbers(merged[column].fillna(""))
+    for m in METHODS:
+        dvs90 = merged[f"dvs90_{m}"]
+        unseen = (merged[f"{m}_verdict"] == ABSENT) & ~(dvs90 <= target_dvs + 1e-9)
+        merged[f"{m}_verdict"] = merged[f"{m}_verdict"].where(~unseen, NOT_DETECTABLE)
+        if unseen.any():
+            log.info("compare: %d %s 'absent' verdict(s) -> '%s' (dvs90 above %.3g or unknown)", int(unseen.sum()),
+                     m, NOT_DETECTABLE, target_dvs)
+    return merged
 
 
 def summarise(rows: list[dict], inputs: dict | None = None) -> dict:
@@ -132,7 +158,8 @@ def summarise(rows: list[dict], inputs: dict | None = None) -> dict:
 def write_outputs(rows: list[dict], summary: dict, stations_csv: str | Path, summary_json: str | Path) -> None:
     """Write the station table (CSV, numbers to 10 significant digits, ``nan`` when unknown) and the
     summary (JSON, ``null`` for ``NaN``), each atomically."""
-    write_csv(({k: _format(row[k]) for k in STATION_COLUMNS} for row in rows), STATION_COLUMNS, stations_csv)
+    columns = STATION_COLUMNS + (DETECTABILITY_COLUMNS if rows and DETECTABILITY_COLUMNS[0] in rows[0] else ())
+    write_csv(({k: _format(row[k]) for k in columns} for row in rows), columns, stations_csv)
     write_json(summary, summary_json)
 
 

@@ -25,12 +25,12 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from xdisc.core.artifacts import atomic_output
 from xdisc.core.metrics import agreement_summary, reliability, roc_auc, roc_curve
-from xdisc.core.verdicts import ABSENT, CATEGORIES, DECIDED, MISSING, PRESENT, UNDETERMINED
+from xdisc.core.verdicts import ABSENT, CATEGORIES, DECIDED, MISSING, NOT_DETECTABLE, PRESENT, UNDETERMINED
 from xdisc.report.figures import DIVERGING_CMAP, DPI, SUFFIXES
 
 RUN_COLOURS = ("#1f618d", "#c0392b", "#117a65", "#b9770e", "#6c3483", "#566573")
 TRAIN_COLOUR, VAL_COLOUR = "#1f618d", "#c0392b"
-VERDICT_MARKERS = {PRESENT: "^", ABSENT: "o", UNDETERMINED: "s", MISSING: "D"}
+VERDICT_MARKERS = {PRESENT: "^", ABSENT: "o", UNDETERMINED: "s", NOT_DETECTABLE: "v", MISSING: "D"}
 NO_VALUE_COLOUR = "0.8"
 RING_COLOUR = "#8e44ad"
 MAX_STATION_LABELS = 40  # above this many stations the map carries no station codes

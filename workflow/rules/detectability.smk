@@ -1,0 +1,66 @@
+# Per station: which X each method could have seen. The earth model's X conversions (once per run) are
+# added to each station's receiver functions and judged by both methods as the pipeline judges them
+# (xdisc detectability); compare_verdicts turns an 'absent' that X of detectability.target_dvs would not
+# have changed into 'not detectable'.
+
+
+rule compute_x_kernels:
+    input:
+        settings=settings("detectability_kernels"),
+    output:
+        nc=results("detectability", "kernels.nc"),
+    log:
+        log_file("compute_x_kernels"),
+    benchmark:
+        benchmark_file("compute_x_kernels")
+    conda:
+        XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "xdisc detectability kernels --settings-file {input.settings} --out {output.nc} 2> {log}"
+
+
+rule assess_detectability:
+    input:
+        settings=settings("detectability"),
+        rf=results("rf", "{network}.{station}.nc"),
+        kernels=rules.compute_x_kernels.output.nc,
+        model=rules.finetune_cnn.output.ckpt,
+        calibration=rules.calibrate_stations.output.csv,
+    output:
+        nc=results("detectability", "{network}.{station}.nc"),
+    log:
+        log_file("assess_detectability", "network", "station"),
+    benchmark:
+        benchmark_file("assess_detectability", "network", "station")
+    conda:
+        XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "xdisc detectability station --settings-file {input.settings} --rf {input.rf} --kernels {input.kernels}"
+        " --model {input.model} --calibration {input.calibration} --out {output.nc} 2> {log}"
+
+
+rule collect_detectability:
+    input:
+        files=all_station_detectability,
+    output:
+        csv=results("verdicts", "detectability.csv"),
+    log:
+        log_file("collect_detectability"),
+    benchmark:
+        benchmark_file("collect_detectability")
+    conda:
+        XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "xdisc detectability table {input.files} --out {output.csv} 2> {log}"

@@ -1,0 +1,368 @@
+"""What X could this station have seen? Injection tests on a station's own receiver functions.
+
+Stage ``xdisc detectability`` (sits above ``stack/`` and ``cnn/``, like :mod:`xdisc.evaluate`). For one
+station it adds synthetic X conversions to the station's real, QC-passed receiver functions and asks both
+detectors, exactly as the pipeline runs them, whether X is there:
+
+- **the X conversion** of each grid point (depth, gradient, dVs) is the noise-free receiver function of the
+  run's earth model with that X minus the one without (xdisc's own propagator and deconvolution, at a grid
+  of slownesses; :func:`x_kernels`); each event gets it at its own slowness (linear interpolation between
+  grid slownesses);
+- **draws**: the station's receiver functions split into structure and noise (the noise: its radial
+  residuals, each receiver function minus its neighbours in slowness); a draw flips the polarity of each
+  event's noise at random (a new noise realisation of the same events) and adds the X of one grid point;
+  the stacking verdict (depth stack, bootstrap, vespagram moveout check, exactly
+  :func:`xdisc.stack.stacking.stack_station`, here on precomputed depth traces and vespagram rows, which
+  are linear in the traces) and the CNN verdict (the station's image of all events, its calibrated present
+  threshold) count a detection when ``present``;
+- **false alarms**: the same draws on a structure known to lack X: the earth model's own receiver
+  functions at the station's slownesses plus the station's noise;
+- **dvs90**: the smallest dVs of the grid detected in at least ``detection_probability`` of the draws,
+  averaged over the grid's depths and gradients (NaN: not even the largest).
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from xdisc.config import config_hash
+from xdisc.core.artifacts import as_float32, provenance_attrs
+from xdisc.core.deconvolution import RFSettings, direct_p, noise_weights, normalise_by_p
+from xdisc.core.earthmodel import Discontinuity, EarthModel, insert_discontinuity
+from xdisc.core.moveout import delay_table, to_depth
+from xdisc.core.verdicts import PRESENT
+from xdisc.stack.stacking import _verdict, bootstrap_means, weighted_mean
+from xdisc.synth.noise_pool import radial_residuals
+from xdisc.synth.synthetics import Layering, receiver_functions
+
+log = logging.getLogger(__name__)
+
+METHODS = ("stacking", "cnn")
+
+
+@dataclass(frozen=True)
+class InjectionGrid:
+    depths_km: tuple = (260.0, 300.0, 340.0)
+    gradients_km: tuple = (0.0, 15.0)
+    dvs: tuple = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06)
+    draws: int = 10
+    false_alarm_draws: int = 30
+    detection_probability: float = 0.9
+    kernel_slowness_s_per_km: tuple = tuple(np.round(np.arange(0.040, 0.0801, 0.005), 4))
+    seed: int = 20261130
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> InjectionGrid:
+        keys = ("depths_km", "gradients_km", "dvs", "draws", "false_alarm_draws", "detection_probability", "seed")
+        return cls(**{k: tuple(cfg[k]) if isinstance(cfg[k], list) else cfg[k] for k in keys if k in cfg})
+
+
+# ----------------------------------------------------------------------------- kernels
+
+def x_kernels(model: EarthModel, grid: InjectionGrid, rf: RFSettings, layering: Layering
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """X conversions (depth, gradient, dvs, slowness, time), each the normalised receiver function of
+    ``model`` with that X minus the one without (the whole change: Ps, its multiples, and the earlier
+    410 and 660 behind a faster mantle); and that one without X (slowness, time)."""
+    slowness = np.asarray(grid.kernel_slowness_s_per_km, float)
+    stacks = [layering.apply(model)]
+    for depth in grid.depths_km:
+        for gradient in grid.gradients_km:
+            for dvs in grid.dvs:
+                x = Discontinuity(float(depth), dvs, 0.5 * dvs, 0.3 * dvs, float(gradient), "taper")
+                stacks.append(layering.apply(insert_discontinuity(model, x)))
+    t = rf.time_axis()
+    out = normalise_by_p(receiver_functions(stacks, slowness, rf), t)
+    base = out[0]
+    shape = (len(grid.depths_km), len(grid.gradients_km), len(grid.dvs), slowness.size, t.size)
+    return (out[1:] - base[None]).reshape(shape), base
+
+
+def at_slowness(table: np.ndarray, grid_slowness: np.ndarray, slowness: np.ndarray) -> np.ndarray:
+    """Rows of ``table`` (..., grid slowness, time) interpolated linearly to each ``slowness``:
+    (..., event, time); slownesses beyond the grid take its end rows."""
+    g = np.asarray(grid_slowness, float)
+    p = np.clip(np.asarray(slowness, float), g[0], g[-1])
+    k = np.clip(np.searchsorted(g, p) - 1, 0, g.size - 2)
+    w = ((p - g[k]) / (g[k + 1] - g[k]))[:, None]
+    return table[..., k, :] * (1 - w) + table[..., k + 1, :] * w
+
+
+# ----------------------------------------------------------------------------- the stacking verdict, fast
+
+class StackingDraws:
+    """The stacking verdict of :func:`xdisc.stack.stacking.stack_station` for many versions of one
+    station's receiver functions: ``structure + sign * noise (+ an injected X)``, one random polarity per
+    event and draw. Depth conversion and vespagram are linear in the traces, so the depth traces and the
+    vespagram rows (inside the X window's times) of structure and noise are computed once and a draw only
+    sums them: the verdict is that of ``stack_station`` on the summed traces (a test checks it)."""
+
+    def __init__(self, structure: np.ndarray, noise: np.ndarray, time_s: np.ndarray, slowness: np.ndarray,
+                 distance_deg: np.ndarray, model: EarthModel, cfg: dict):
+        self.time_s, self.slowness, self.distance = time_s, np.asarray(slowness, float), np.asarray(distance_deg)
+        self.model, self.cfg = model, cfg
+        self.depths = np.arange(0.0, cfg["max_depth_km"] + 0.5 * cfg["depth_step_km"], cfg["depth_step_km"])
+        self.rel_s = np.round(np.arange(cfg["relative_slowness_s_per_deg"][0],
+                                        cfg["relative_slowness_s_per_deg"][1] + 1e-9,
+                                        cfg["relative_slowness_step_s_per_deg"]), 6)
+        self.ref_dist = float(np.nanmedian(self.distance))
+        self.p_ref = float(np.nanmedian(self.slowness))
+        # times where the moveout check looks: the X window's Ps delays at the station's slownesses, +-3 s
+        d = delay_table(model, list(cfg["x_window_km"]), [self.slowness.min(), self.slowness.max()])
+        self.window = np.flatnonzero((time_s >= np.nanmin(d) - 3.0) & (time_s <= np.nanmax(d) + 3.0))
+        self.structure, self.noise = np.asarray(structure, float), np.asarray(noise, float)
+        self.s_depth, self.s_vesp = self.depth_traces(self.structure), self.vespagram_rows(self.structure)
+        self.n_depth, self.n_vesp = self.depth_traces(self.noise), self.vespagram_rows(self.noise)
+
+    def depth_traces(self, traces: np.ndarray) -> np.ndarray:
+        return to_depth(traces, self.time_s, self.slowness, self.model, self.depths)
+
+    def vespagram_rows(self, traces: np.ndarray) -> np.ndarray:
+        """Each event's shifted trace (u, event, window time): the vespagram is their weighted mean."""
+        n = self.time_s.size
+        nfft = int(2 ** np.ceil(np.log2(2 * n)))
+        f = np.fft.rfftfreq(nfft, self.time_s[1] - self.time_s[0])
+        spec = np.fft.rfft(np.nan_to_num(traces), nfft)
+        shift = self.rel_s[:, None] * (self.distance - self.ref_dist)[None, :]
+        out = np.empty((self.rel_s.size, traces.shape[0], self.window.size))
+        for k, s in enumerate(shift):
+            out[k] = np.fft.irfft(spec * np.exp(2j * np.pi * f[None, :] * s[:, None]), nfft)[:, self.window]
+        return out
+
+    def traces(self, sign: np.ndarray) -> np.ndarray:
+        return self.structure + sign[:, None] * self.noise
+
+    def verdict(self, sign: np.ndarray, add: tuple | None = None) -> dict:
+        """The verdict of structure + ``sign`` (event,) x noise, plus an injected signal ``add``: its traces
+        (event, time), depth traces (event, depth) and vespagram rows (u, event, time)."""
+        depth = self.s_depth + sign[:, None] * self.n_depth
+        vrows = self.s_vesp + sign[None, :, None] * self.n_vesp
+        traces = self.traces(sign)
+        if add is not None:
+            traces, depth, vrows = traces + add[0], depth + add[1], vrows + add[2]
+        # each trace divided by its own direct P, as stack_station does (the noise changes it a little)
+        amp = direct_p(traces, self.time_s)[0]
+        depth, vrows, traces = depth / amp[:, None], vrows / amp[None, :, None], traces / amp[:, None]
+        w = noise_weights(traces, self.time_s) if self.cfg["weighting"] == "noise" else np.ones(len(sign))
+        stack = weighted_mean(depth, w[None, :])[0]
+        boot = bootstrap_means(depth, self.cfg["n_bootstrap"], self.cfg["seed"], w)
+        lower = np.percentile(boot, 2.5, axis=0)
+        vesp = np.einsum("e,uek->uk", w / w.mean(), vrows) / len(sign)
+        return _verdict(stack, lower, boot, boot.std(axis=0), self.depths, vesp, self.rel_s,
+                        self.time_s[self.window], self.model, self.cfg, len(sign), self.p_ref, self.ref_dist)
+
+
+# ----------------------------------------------------------------------------- one station
+
+@dataclass
+class CNNJudge:
+    """The CNN verdict as the pipeline gives it: the image of all events, the network's calibrated
+    probability, ``present`` at or above the station's present threshold."""
+
+    module: object            # xdisc.cnn.module.XClassifier
+    settings: object          # xdisc.cnn.images.ImageSettings
+    mapper: object            # xdisc.cnn.images.DepthMapper
+    present_threshold: float
+
+    def probabilities(self, batches: list[tuple[np.ndarray, np.ndarray]], time_s: np.ndarray) -> np.ndarray:
+        from xdisc.cnn.images import build_image
+        from xdisc.cnn.predict import predict_station
+
+        images = np.stack([build_image(rf, time_s, p, self.mapper, self.settings, normalised=True)[0]
+                           for rf, p in batches])
+        return predict_station(self.module, images)
+
+
+def station_detectability(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, distance_deg: np.ndarray,
+                          kernels: np.ndarray, reference: np.ndarray, grid: InjectionGrid, model: EarthModel,
+                          stacking_cfg: dict, cnn: CNNJudge | None = None, station: dict | None = None,
+                          progress=None) -> xr.Dataset:
+    """Detection probability of both methods over the grid, their false-alarm rates and dvs90 for one
+    station's normalised receiver functions ``norm`` (event, time).
+
+    A draw is the station's structure (each receiver function minus its noise: the radial residual of
+    :func:`xdisc.synth.noise_pool.radial_residuals`) plus its noise with a random polarity per event, plus
+    the X of one grid point; false alarms: the earth model's receiver functions without X plus the same
+    noise."""
+    t0 = _time.perf_counter()
+    norm = np.asarray(norm, float)
+    n = norm.shape[0]
+    rng = np.random.default_rng(grid.seed)
+    g_slow = np.asarray(grid.kernel_slowness_s_per_km, float)
+    nd, ng, nv = len(grid.depths_km), len(grid.gradients_km), len(grid.dvs)
+    methods = ["stacking"] + (["cnn"] if cnn is not None else [])
+    detected = {m: np.zeros((nd, ng, nv, grid.draws), bool) for m in methods}
+    noise = radial_residuals(norm, slowness)
+    own = StackingDraws(norm - noise, noise, time_s, slowness, distance_deg, model, stacking_cfg)
+    per_event = at_slowness(kernels, g_slow, slowness)          # (depth, gradient, dvs, event, time)
+    signs = rng.choice((-1.0, 1.0), size=(grid.draws, n))        # the same noise draws at every grid point
+    for a in range(nd):
+        for b in range(ng):
+            batches = []
+            for c in range(nv):
+                k_ev = per_event[a, b, c]
+                add = (k_ev, own.depth_traces(k_ev), own.vespagram_rows(k_ev))
+                for j in range(grid.draws):
+                    v = own.verdict(signs[j], add)
+                    detected["stacking"][a, b, c, j] = v["verdict"] == PRESENT
+                    if cnn is not None:
+                        batches.append((own.traces(signs[j]) + k_ev, slowness))
+            if cnn is not None:
+                prob = cnn.probabilities(batches, time_s).reshape(nv, grid.draws)
+                detected["cnn"][a, b] = prob >= cnn.present_threshold
+            if progress is not None:
+                progress(a * ng + b + 1, nd * ng, _time.perf_counter() - t0)
+    quiet = StackingDraws(at_slowness(reference, g_slow, slowness), noise, time_s, slowness, distance_deg, model,
+                          stacking_cfg)
+    false = {m: np.zeros(grid.false_alarm_draws, bool) for m in methods}
+    fa_signs = rng.choice((-1.0, 1.0), size=(grid.false_alarm_draws, n))
+    for j, sign in enumerate(fa_signs):
+        false["stacking"][j] = quiet.verdict(sign)["verdict"] == PRESENT
+    if cnn is not None:
+        false["cnn"] = cnn.probabilities([(quiet.traces(s), slowness) for s in fa_signs], time_s) \
+            >= cnn.present_threshold
+    return _dataset(detected, false, grid, n, station, _time.perf_counter() - t0)
+
+
+def dvs90(probability: np.ndarray, dvs, level: float) -> float:
+    """Smallest dVs whose detection probability (dvs,) reaches ``level`` there and at every larger dVs of
+    the grid; NaN when the largest does not."""
+    ok = np.asarray(probability) >= level
+    if not ok[-1]:
+        return float("nan")
+    first = ok.size - int(np.argmin(ok[::-1])) if not ok.all() else 0
+    return float(np.asarray(dvs)[first])
+
+
+def _dataset(detected: dict, false: dict, grid: InjectionGrid, n_rf: int, station: dict | None,
+             seconds: float) -> xr.Dataset:
+    station = station or {"network": "XX", "station": "SYN", "latitude": np.nan, "longitude": np.nan}
+    data = {}
+    for m, hits in detected.items():
+        prob = hits.mean(axis=-1) if hits.shape[-1] else np.full(hits.shape[:-1], np.nan)
+        data[f"detection_{m}"] = (("depth", "gradient", "dvs"), as_float32(prob),
+                                  {"units": "1", "long_name": f"fraction of draws the {m} verdict is present"})
+        data[f"false_alarm_rate_{m}"] = ((), float(false[m].mean()) if false[m].size else float("nan"),
+                                         {"units": "1", "long_name": f"{m}: present without X (own noise)"})
+        data[f"dvs90_{m}"] = ((), dvs90(prob.mean(axis=(0, 1)), grid.dvs, grid.detection_probability),
+                              {"units": "1", "long_name": f"{m}: smallest dVs detected in "
+                                                          f"{grid.detection_probability:.0%} of the draws"})
+    ds = xr.Dataset(data, coords={
+        "depth": ("depth", np.asarray(grid.depths_km, float), {"units": "km", "long_name": "depth of X (top)"}),
+        "gradient": ("gradient", np.asarray(grid.gradients_km, float),
+                     {"units": "km", "long_name": "depth interval of the jump"}),
+        "dvs": ("dvs", np.asarray(grid.dvs, float), {"units": "1", "long_name": "relative S-velocity jump of X"}),
+        "network": ((), station["network"]), "station": ((), station["station"]),
+        "latitude": ((), float(station.get("latitude", np.nan)), {"units": "degrees_north"}),
+        "longitude": ((), float(station.get("longitude", np.nan)), {"units": "degrees_east"})})
+    ds.attrs.update(provenance_attrs(
+        title=f"X detectability of {station['network']}.{station['station']}",
+        source="xdisc detectability: synthetic X conversions injected into the station's receiver functions",
+        seed=grid.seed, config_hash=config_hash(grid.__dict__)))
+    ds.attrs.update({"n_rf": int(n_rf), "draws": grid.draws, "false_alarm_draws": grid.false_alarm_draws,
+                     "detection_probability": grid.detection_probability, "seconds": round(seconds, 2)})
+    return ds
+
+
+# ----------------------------------------------------------------------------- files
+
+def kernels_dataset(config: dict) -> xr.Dataset:
+    """The run's X conversions (:func:`x_kernels`) as NetCDF (``xdisc detectability kernels``)."""
+    from xdisc.core.earthmodel import load_model
+
+    grid = InjectionGrid.from_config(config["detectability"])
+    rf = RFSettings(**config["receiver_function"])
+    kernels, base = x_kernels(load_model(config["earth_model"]), grid, rf, Layering(**config["layering"]))
+    ds = xr.Dataset(
+        {"x_conversion": (("depth", "gradient", "dvs", "slowness", "time"), as_float32(kernels),
+                          {"units": "1", "long_name": "receiver function with X minus without, / direct P"}),
+         "reference": (("slowness", "time"), as_float32(base),
+                       {"units": "1", "long_name": "receiver function of the earth model without X / direct P"})},
+        coords={"depth": ("depth", np.asarray(grid.depths_km, float), {"units": "km", "long_name": "depth of X"}),
+                "gradient": ("gradient", np.asarray(grid.gradients_km, float), {"units": "km"}),
+                "dvs": ("dvs", np.asarray(grid.dvs, float), {"units": "1", "long_name": "relative S jump"}),
+                "slowness": ("slowness", np.asarray(grid.kernel_slowness_s_per_km, float), {"units": "s km-1"}),
+                "time": ("time", rf.time_axis(), {"units": "s", "long_name": "time after direct P"})})
+    ds.attrs.update(provenance_attrs(
+        title=f"X conversions injected by xdisc detectability ({config['earth_model']})",
+        source="xdisc detectability: plane-wave responses of the earth model with and without X, deconvolved",
+        seed=grid.seed, config_hash=config_hash({k: config[k] for k in ("detectability", "earth_model",
+                                                                          "receiver_function", "layering")})))
+    ds.attrs["earth_model"] = config["earth_model"]
+    return ds
+
+
+def station_file(rf_path, kernels_path, config: dict, model_path=None, calibration_path=None,
+                 progress=None) -> xr.Dataset:
+    """:func:`station_detectability` of one station's receiver-function file (``xdisc rf``) with the
+    run's kernels; the CNN judged too when ``model_path`` is given (present threshold: the station's row of
+    ``calibration_path``, else ``cnn.verdict.present_probability``)."""
+    from xdisc.core.artifacts import open_netcdf, usable_receiver_functions
+    from xdisc.core.earthmodel import load_model
+
+    grid = InjectionGrid.from_config(config["detectability"])
+    with open_netcdf(kernels_path) as k:
+        kernels, reference = k["x_conversion"].values.astype(float), k["reference"].values.astype(float)
+        grid = InjectionGrid(**{**grid.__dict__, "kernel_slowness_s_per_km": tuple(k["slowness"].values)})
+    stacking_cfg = config["stacking"]
+    rf_ds, keep, station = usable_receiver_functions(rf_path, stacking_cfg["use_qc"])
+    time_s = rf_ds["time"].values
+    rf = rf_ds["rf"].values[keep].astype(float)
+    model = load_model(config["earth_model"])
+    code = f"{station['network']}.{station['station']}"
+    if rf.shape[0] < max(stacking_cfg["min_rf"], 3):
+        log.info("detectability: %s: %d receiver functions, too few to judge: NaN", code, rf.shape[0])
+        return _dataset({m: np.zeros((len(grid.depths_km), len(grid.gradients_km), len(grid.dvs), 0), bool)
+                         for m in METHODS}, {m: np.zeros(0, bool) for m in METHODS}, grid, rf.shape[0], station, 0.0)
+    norm = normalise_by_p(rf, time_s)
+    ok = np.all(np.isfinite(norm), axis=1)
+    norm = norm[ok]
+    slowness = rf_ds["slowness_s_per_km"].values[keep][ok]
+    distance = rf_ds["distance_deg"].values[keep][ok]
+    cnn = None
+    if model_path is not None:
+        cnn = _cnn_judge(model_path, calibration_path, code, config, model)
+    return station_detectability(norm, time_s, slowness, distance, kernels, reference, grid, model, stacking_cfg,
+                                 cnn, station, progress)
+
+
+def _cnn_judge(model_path, calibration_path, code: str, config: dict, model: EarthModel) -> CNNJudge:
+    import torch
+
+    from xdisc.cnn.images import DepthMapper, ImageSettings
+    from xdisc.cnn.module import XClassifier
+    from xdisc.cnn.predict import read_calibration
+
+    torch.set_num_threads(1)
+    module = XClassifier.load_from_checkpoint(str(model_path), map_location="cpu")
+    module.eval()
+    settings = ImageSettings.from_config(config["images"])
+    threshold = float(config["cnn"]["verdict"]["present_probability"])
+    calibration = read_calibration(calibration_path) if calibration_path else {}
+    if code in calibration:
+        threshold = float(calibration[code]["present_threshold"])
+    return CNNJudge(module, settings, DepthMapper(model, settings.depths_km), threshold)
+
+
+COLUMNS = ("station", "n_rf", "dvs90_stacking", "dvs90_cnn", "false_alarm_rate_stacking", "false_alarm_rate_cnn")
+
+
+def table_rows(paths) -> list[dict]:
+    """One row of ``results/verdicts/detectability.csv`` per station file."""
+    from xdisc.core.artifacts import open_netcdf
+
+    rows = []
+    for path in paths:
+        with open_netcdf(path) as ds:
+            row = {"station": f"{ds['network'].item()}.{ds['station'].item()}", "n_rf": int(ds.attrs["n_rf"])}
+            for m in METHODS:
+                for key in ("dvs90", "false_alarm_rate"):
+                    name = f"{key}_{m}"
+                    row[name] = float(ds[name]) if name in ds else float("nan")
+            rows.append(row)
+    return sorted(rows, key=lambda r: r["station"])
