@@ -739,9 +739,68 @@ def score(network: Path, workdir: Path) -> dict:
         for col in ("dvs_class", "depth_class", "sharpness", "x_style", "snr_class", "events_class", "decoy"):
             r["by"][col] = {str(k): _rates(g["x_present"] == 1, g[m]) for k, g in t.groupby(col)}
         out["methods"][m] = r
+    det = _detectability_check(t, Path(workdir))
+    if det:
+        out["detectability"] = det
     out["per_station"] = t[["station", "x_present", "x_depth_km", "x_dvs", "decoy", "median_snr_z", "n_events",
                             "n_rf", "stacking", "stack_depth_km", "cnn", "probability"]].astype(object).where(
         t.notna(), None).to_dict("records")
+    return out
+
+
+def _detectability_check(t, workdir: Path) -> dict | None:
+    """The per-station injection tests (results/detectability) against the truth: at each station with X,
+    the detection probability its curve predicts for the true depth, gradient and dVs, against whether
+    the method did call it present; at stations without X, the predicted false-alarm rate against the
+    false alarms; and what 'not detectable' did to the absent verdicts of stations.csv."""
+    import pandas as pd
+    import xarray as xr
+
+    folder = workdir / "results" / "detectability"
+    if not folder.is_dir():
+        return None
+    out = {}
+    for m in ("stacking", "cnn"):
+        pred, seen, fa_pred, fa_seen = [], [], [], []
+        for _, row in t.iterrows():
+            path = folder / f"{row['station']}.nc"
+            if not path.is_file() or row[m] == "missing":
+                continue
+            with xr.open_dataset(path) as ds:
+                if f"detection_{m}" not in ds or ds.attrs["n_rf"] == 0:
+                    continue
+                if row["x_present"] == 1:
+                    g = 0.0 if not float(row["x_gradient_km"]) > 0 else float(row["x_gradient_km"])
+                    curve = ds[f"detection_{m}"].sel(depth=float(row["x_depth_km"]), method="nearest")
+                    curve = curve.sel(gradient=g, method="nearest").values
+                    pred.append(float(np.interp(float(row["x_dvs"]), ds["dvs"].values, curve)))
+                    seen.append(row[m] == "present")
+                else:
+                    fa_pred.append(float(ds[f"false_alarm_rate_{m}"]))
+                    fa_seen.append(row[m] == "present")
+        pred, seen = np.array(pred), np.array(seen, bool)
+        bins = []
+        for lo, hi in ((0.0, 0.5), (0.5, 0.9), (0.9, 1.01)):
+            k = (pred >= lo) & (pred < hi)
+            bins.append({"predicted": f"{lo:.1f}-{min(hi, 1.0):.1f}", "n": int(k.sum()),
+                         "mean_predicted": _f(pred[k].mean()) if k.any() else None,
+                         "detected": _f(seen[k].mean()) if k.any() else None})
+        out[m] = {"n_x": len(pred), "mean_predicted_detection": _f(pred.mean()) if len(pred) else None,
+                  "detected": _f(seen.mean()) if len(seen) else None, "bins": bins,
+                  "n_no_x": len(fa_pred), "mean_predicted_false_alarm": _f(np.mean(fa_pred)) if fa_pred else None,
+                  "false_alarms": _f(np.mean(fa_seen)) if fa_seen else None}
+    stations = workdir / "results" / "verdicts" / "stations.csv"
+    if stations.is_file():
+        st = pd.read_csv(stations, dtype={"station": str}).merge(t[["station", "x_present"]], on="station")
+        for m in ("stacking", "cnn"):
+            v = st[f"{m}_verdict"]
+            raw = t.set_index("station").loc[st["station"], m].to_numpy()
+            was_absent = raw == "absent"
+            out[m]["absent_before"] = int(was_absent.sum())
+            out[m]["absent_before_without_x"] = int((was_absent & (st["x_present"] == 0).to_numpy()).sum())
+            out[m]["absent_after"] = int((v == "absent").sum())
+            out[m]["absent_after_without_x"] = int(((v == "absent") & (st["x_present"] == 0)).sum())
+            out[m]["not_detectable"] = int((v == "not detectable").sum())
     return out
 
 
@@ -776,6 +835,19 @@ def print_score(s: dict, out=print):
         for lo, hi, mp, fx, n in zip(rel["edges"][:-1], rel["edges"][1:], rel["mean_probability"],
                                      rel["frequency_of_x"], rel["counts"], strict=True):
             out(f"   {lo:.1f}-{hi:.1f}  {'-' if mp is None else mp:>6}  {'-' if fx is None else fx:>6}  {n:>4d}")
+    det = s.get("detectability")
+    if det:
+        out("-- detectability (results/detectability) against the truth")
+        for m, d in det.items():
+            out(f"   {m}: {d['n_x']} stations with X: predicted detection {d['mean_predicted_detection']}, detected "
+                f"{d['detected']}; {d['n_no_x']} without X: predicted false alarms "
+                f"{d['mean_predicted_false_alarm']}, false alarms {d['false_alarms']}")
+            for b in d["bins"]:
+                out(f"      predicted {b['predicted']}: n={b['n']:>3d}  mean predicted {b['mean_predicted']}  "
+                    f"detected {b['detected']}")
+            if "absent_before" in d:
+                out(f"      absent {d['absent_before']} ({d['absent_before_without_x']} right) -> {d['absent_after']} "
+                    f"({d['absent_after_without_x']} right); not detectable {d['not_detectable']}")
     for col in s["methods"]["stacking"]["by"]:
         out(f"-- by {col}: n, accuracy, false alarm, miss, undetermined (stacking | cnn)")
         for k in s["methods"]["stacking"]["by"][col]:
