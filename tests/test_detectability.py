@@ -3,9 +3,10 @@ stack_station, detection and false alarms on synthetic stations of known noise."
 
 import numpy as np
 import pytest
+import xarray as xr
 from xdisc import config as cfgmod
 from xdisc import detectability as D
-from xdisc.core.deconvolution import RFSettings, normalise_by_p
+from xdisc.core.deconvolution import RFSettings, direct_p, normalise_by_p
 from xdisc.core.earthmodel import load_model
 from xdisc.core.moveout import delay_table, distance_for_slowness
 from xdisc.stack.stacking import stack_station
@@ -119,3 +120,46 @@ def test_dvs90():
     assert D.dvs90([0.95, 0.5, 0.95], (0.01, 0.03, 0.06), 0.9) == 0.06   # every larger dVs must hold too
     assert np.isnan(D.dvs90([0.1, 0.5, 0.8], (0.01, 0.03, 0.06), 0.9))
     assert D.dvs90([0.9, 0.9, 1.0], (0.01, 0.03, 0.06), 0.9) == 0.01
+
+
+def test_false_alarm_draws_take_no_x_structures_of_a_synthetic_set(model, kernels, tmp_path):
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.synth.synthetics import make_dataset
+
+    cfg = cfgmod.validate({"synthetics": {"n_samples": 8, "slowness_s_per_km": [0.04, 0.06, 0.08],
+                                          "noise": {"enabled": False}},
+                           "images": {"n_slowness_bins": 3, "slowness_range_s_per_km": [0.03, 0.09]}})
+    path = write_netcdf(make_dataset(cfg), tmp_path / "test.nc")
+    rf_q, p_q = D.quiet_structures(path, 3, seed=1)
+    labels = xr.open_dataset(path)["label"].values
+    assert rf_q.shape == (3, 3, RFSettings(**CFG["receiver_function"]).time_axis().size)
+    assert (labels == 0).sum() >= 3 and list(p_q) == [0.04, 0.06, 0.08]
+    t = RFSettings(**CFG["receiver_function"]).time_axis()
+    np.testing.assert_allclose(direct_p(rf_q, t)[0], 1.0)  # each divided by its direct P
+    k, base = kernels
+    norm, p = _station(base, 30, 15.0, seed=9)
+    ds = D.station_detectability(norm, t, p, distance_for_slowness(p, CFG["earth_model"]), k[1:2], base, SMALL,
+                                 model, CFG["stacking"], quiet=(rf_q, p_q))
+    assert np.isfinite(float(ds["false_alarm_rate_stacking"]))
+
+
+def test_station_file_round_trip_and_figure(model, kernels, tmp_path):
+    from matplotlib.image import imread
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.report.ml_figures import plot_detectability, read_detectability_curves
+
+    k, base = kernels
+    t = RFSettings(**CFG["receiver_function"]).time_axis()
+    norm, p = _station(base, 30, 20.0, seed=2)
+    ds = D.station_detectability(norm, t, p, distance_for_slowness(p, CFG["earth_model"]), k[1:2], base, SMALL,
+                                 model, CFG["stacking"], station={"network": "XX", "station": "S1", "latitude": 1.0,
+                                                                   "longitude": 2.0})
+    path = write_netcdf(ds, tmp_path / "XX.S1.nc")
+    rows = D.table_rows([path])
+    assert rows[0]["station"] == "XX.S1" and rows[0]["n_rf"] == 30
+    assert rows[0]["dvs90_stacking"] == pytest.approx(float(ds["dvs90_stacking"]), nan_ok=True)
+    assert np.isnan(rows[0]["dvs90_cnn"])  # no CNN given
+    curves = read_detectability_curves([path])
+    np.testing.assert_allclose(curves[0]["detection_stacking"], ds["detection_stacking"].values[0, 0])
+    png = plot_detectability(curves, tmp_path / "d.png")
+    assert imread(png).shape[1] > 1000

@@ -773,9 +773,10 @@ def _detectability_check(t, workdir: Path) -> dict | None:
                     g = 0.0 if not float(row["x_gradient_km"]) > 0 else float(row["x_gradient_km"])
                     curve = ds[f"detection_{m}"].sel(depth=float(row["x_depth_km"]), method="nearest")
                     curve = curve.sel(gradient=g, method="nearest").values
-                    pred.append(float(np.interp(float(row["x_dvs"]), ds["dvs"].values, curve)))
-                    seen.append(row[m] == "present")
-                else:
+                    if np.all(np.isfinite(curve)):
+                        pred.append(float(np.interp(float(row["x_dvs"]), ds["dvs"].values, curve)))
+                        seen.append(row[m] == "present")
+                elif np.isfinite(float(ds[f"false_alarm_rate_{m}"])):
                     fa_pred.append(float(ds[f"false_alarm_rate_{m}"]))
                     fa_seen.append(row[m] == "present")
         pred, seen = np.array(pred), np.array(seen, bool)

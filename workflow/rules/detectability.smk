@@ -30,6 +30,7 @@ rule assess_detectability:
         kernels=rules.compute_x_kernels.output.nc,
         model=rules.finetune_cnn.output.ckpt,
         calibration=rules.calibrate_stations.output.csv,
+        test=rules.pretrain_cnn.input.test,
     output:
         nc=results("detectability", "{network}.{station}.nc"),
     log:
@@ -44,14 +45,20 @@ rule assess_detectability:
         runtime=30,
     shell:
         "xdisc detectability station --settings-file {input.settings} --rf {input.rf} --kernels {input.kernels}"
-        " --model {input.model} --calibration {input.calibration} --out {output.nc} 2> {log}"
+        " --model {input.model} --calibration {input.calibration} --test {input.test} --out {output.nc} 2> {log}"
 
 
 rule collect_detectability:
     input:
+        settings=settings("detectability_kernels"),
         files=all_station_detectability,
     output:
         csv=results("verdicts", "detectability.csv"),
+        figure=report(
+            results("figures", "detectability.png"),
+            caption="../report/detectability.rst",
+            category="Verdicts",
+        ),
     log:
         log_file("collect_detectability"),
     benchmark:
@@ -63,4 +70,5 @@ rule collect_detectability:
         mem_mb=1000,
         runtime=10,
     shell:
-        "xdisc detectability table {input.files} --out {output.csv} 2> {log}"
+        "xdisc detectability table {input.files} --settings-file {input.settings} --out {output.csv}"
+        " --figure {output.figure} 2> {log}"

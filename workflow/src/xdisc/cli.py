@@ -614,7 +614,11 @@ def _add_detectability(sub) -> None:
     p.add_argument("--model", type=Path,
                    help="station: the CNN checkpoint that 'xdisc predict' uses (none: stacking only)")
     p.add_argument("--calibration", type=Path, help="station: the per-station thresholds of 'xdisc calibrate'")
+    p.add_argument("--test", type=Path,
+                   help="station: synthetic set whose no-X samples carry the false-alarm draws (default: the earth "
+                        "model's own receiver functions)")
     p.add_argument("--out", required=True, type=Path, help="NetCDF (kernels, station) or CSV (table)")
+    p.add_argument("--figure", type=Path, help="table: map of dvs90 and the detection curves (PNG or PDF)")
     _add_config_arguments(p)
     p.set_defaults(func=run_detectability)
 
@@ -631,7 +635,7 @@ def run_detectability(args) -> int:
         if args.rf is None or args.kernels is None:
             raise SystemExit("xdisc detectability station needs --rf and --kernels")
         ds = det.station_file(args.rf, args.kernels, config, args.model, args.calibration,
-                              _progress(f"detectability {args.rf.stem}"))
+                              _progress(f"detectability {args.rf.stem}"), args.test)
         write_netcdf(ds, args.out)
         summary = ", ".join(f"{m}: dvs90 {float(ds[f'dvs90_{m}']):.3f}, "
                             f"false alarms {float(ds[f'false_alarm_rate_{m}']):.2f}"
@@ -639,6 +643,12 @@ def run_detectability(args) -> int:
         log.info("detectability %s: %s (%.1f s)", args.rf.stem, summary, ds.attrs["seconds"])
     else:
         write_table(det.table_rows(args.files), det.COLUMNS, args.out)
+        if args.figure:
+            from xdisc.report.ml_figures import plot_detectability, read_detectability_curves
+
+            plot_detectability(read_detectability_curves(args.files), args.figure,
+                               config["detectability"]["target_dvs"])
+            log.info("detectability: figure %s", args.figure)
     log.info("detectability %s: -> %s", args.what, args.out)
     return 0
 

@@ -15,8 +15,9 @@ detectors, exactly as the pipeline runs them, whether X is there:
   :func:`xdisc.stack.stacking.stack_station`, here on precomputed depth traces and vespagram rows, which
   are linear in the traces) and the CNN verdict (the station's image of all events, its calibrated present
   threshold) count a detection when ``present``;
-- **false alarms**: the same draws on a structure known to lack X: the earth model's own receiver
-  functions at the station's slownesses plus the station's noise;
+- **false alarms**: the same draws on structures known to lack X: the no-X samples of the run's synthetic
+  test set (their crusts, sediments, distractors and sources; one per draw) at the station's slownesses,
+  plus the station's noise;
 - **dvs90**: the smallest dVs of the grid detected in at least ``detection_probability`` of the draws,
   averaged over the grid's depths and gradients (NaN: not even the largest).
 """
@@ -181,14 +182,16 @@ class CNNJudge:
 def station_detectability(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, distance_deg: np.ndarray,
                           kernels: np.ndarray, reference: np.ndarray, grid: InjectionGrid, model: EarthModel,
                           stacking_cfg: dict, cnn: CNNJudge | None = None, station: dict | None = None,
-                          progress=None) -> xr.Dataset:
+                          progress=None, quiet: tuple | None = None) -> xr.Dataset:
     """Detection probability of both methods over the grid, their false-alarm rates and dvs90 for one
     station's normalised receiver functions ``norm`` (event, time).
 
     A draw is the station's structure (each receiver function minus its noise: the radial residual of
     :func:`xdisc.synth.noise_pool.radial_residuals`) plus its noise with a random polarity per event, plus
-    the X of one grid point; false alarms: the earth model's receiver functions without X plus the same
-    noise."""
+    the X of one grid point. False alarms: structures without X plus the same noise, one per draw:
+    ``quiet`` = (receiver functions (sample, slowness, time) / direct P, their slownesses), e.g. the
+    no-X samples of the run's synthetic test set (crusts, sediments, distractors, sources); without it
+    the earth model's own receiver functions (``reference``) every time."""
     t0 = _time.perf_counter()
     norm = np.asarray(norm, float)
     n = norm.shape[0]
@@ -216,16 +219,20 @@ def station_detectability(norm: np.ndarray, time_s: np.ndarray, slowness: np.nda
                 prob = cnn.probabilities(batches, time_s).reshape(nv, grid.draws)
                 detected["cnn"][a, b] = prob >= cnn.present_threshold
             if progress is not None:
-                progress(a * ng + b + 1, nd * ng, _time.perf_counter() - t0)
-    quiet = StackingDraws(at_slowness(reference, g_slow, slowness), noise, time_s, slowness, distance_deg, model,
-                          stacking_cfg)
+                progress(a * ng + b + 1, nd * ng, _time.perf_counter() - t0, "grid points")
     false = {m: np.zeros(grid.false_alarm_draws, bool) for m in methods}
     fa_signs = rng.choice((-1.0, 1.0), size=(grid.false_alarm_draws, n))
+    batches = []
     for j, sign in enumerate(fa_signs):
-        false["stacking"][j] = quiet.verdict(sign)["verdict"] == PRESENT
+        if quiet is None:
+            structure = at_slowness(reference, g_slow, slowness)
+        else:
+            structure = at_slowness(quiet[0][j % len(quiet[0])], quiet[1], slowness)
+        draw = StackingDraws(structure, noise, time_s, slowness, distance_deg, model, stacking_cfg)
+        false["stacking"][j] = draw.verdict(sign)["verdict"] == PRESENT
+        batches.append((draw.traces(sign), slowness))
     if cnn is not None:
-        false["cnn"] = cnn.probabilities([(quiet.traces(s), slowness) for s in fa_signs], time_s) \
-            >= cnn.present_threshold
+        false["cnn"] = cnn.probabilities(batches, time_s) >= cnn.present_threshold
     return _dataset(detected, false, grid, n, station, _time.perf_counter() - t0)
 
 
@@ -298,10 +305,11 @@ def kernels_dataset(config: dict) -> xr.Dataset:
 
 
 def station_file(rf_path, kernels_path, config: dict, model_path=None, calibration_path=None,
-                 progress=None) -> xr.Dataset:
+                 progress=None, test_path=None) -> xr.Dataset:
     """:func:`station_detectability` of one station's receiver-function file (``xdisc rf``) with the
     run's kernels; the CNN judged too when ``model_path`` is given (present threshold: the station's row of
-    ``calibration_path``, else ``cnn.verdict.present_probability``)."""
+    ``calibration_path``, else ``cnn.verdict.present_probability``); false alarms on the no-X samples of
+    the synthetic set ``test_path`` (:func:`quiet_structures`), else on the earth model's own."""
     from xdisc.core.artifacts import open_netcdf, usable_receiver_functions
     from xdisc.core.earthmodel import load_model
 
@@ -327,8 +335,23 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
     cnn = None
     if model_path is not None:
         cnn = _cnn_judge(model_path, calibration_path, code, config, model)
+    quiet = quiet_structures(test_path, grid.false_alarm_draws, grid.seed) if test_path else None
     return station_detectability(norm, time_s, slowness, distance, kernels, reference, grid, model, stacking_cfg,
-                                 cnn, station, progress)
+                                 cnn, station, progress, quiet)
+
+
+def quiet_structures(test_path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` noise-free receiver functions without X (sample, slowness, time), divided by their direct P,
+    drawn (seeded) from a synthetic set of ``xdisc synth``, and its slownesses."""
+    from xdisc.core.artifacts import open_netcdf
+
+    with open_netcdf(test_path) as ds:
+        no_x = np.flatnonzero(ds["label"].values == 0)
+        if no_x.size == 0:
+            raise ValueError(f"{test_path}: no sample without X for the false-alarm draws")
+        pick = np.sort(np.random.default_rng([seed, 5]).permutation(no_x)[:n])
+        rf = normalise_by_p(ds["rf_clean"].values[pick].astype(float), ds["time"].values)
+        return rf, ds["slowness"].values.astype(float)
 
 
 def _cnn_judge(model_path, calibration_path, code: str, config: dict, model: EarthModel) -> CNNJudge:

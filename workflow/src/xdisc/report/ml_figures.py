@@ -525,6 +525,79 @@ def _figure(size: tuple[float, float]) -> Figure:
     return fig
 
 
+def plot_detectability(curves: Sequence[Mapping], path: str | Path, target_dvs: float = 0.03,
+                       title: str = "What each station could have seen") -> Path:
+    """Map of each method's dvs90 (smallest dVs found in 90 % of the injection draws; grey: not even the
+    largest of the grid) and every station's detection curve (mean over injected depths and gradients).
+
+    ``curves``: one mapping per station with ``station``, ``latitude``, ``longitude``, ``dvs`` (grid) and,
+    per method, ``detection_<method>`` (probability per dVs) and ``dvs90_<method>`` (read from the files of
+    ``xdisc detectability station``)."""
+    curves = list(curves)
+    fig = _figure((13.5, 8.6))
+    gs = fig.add_gridspec(2, 2, height_ratios=[1.2, 1.0])
+    lat = np.array([_float(c.get("latitude")) for c in curves])
+    lon = np.array([_float(c.get("longitude")) for c in curves])
+    placed = np.isfinite(lat) & np.isfinite(lon)
+    for col, method in enumerate(("stacking", "cnn")):
+        ax = fig.add_subplot(gs[0, col])
+        d90 = np.array([_float(c.get(f"dvs90_{method}")) for c in curves])
+        grid = np.asarray(curves[0]["dvs"], float) if curves else np.array([0.01, 0.06])
+        norm = Normalize(float(grid[0]), float(grid[-1]))
+        ok = placed & np.isfinite(d90)
+        if ok.any():
+            sc = ax.scatter(lon[ok], lat[ok], c=d90[ok] * 100, cmap="viridis_r", vmin=norm.vmin * 100,
+                            vmax=norm.vmax * 100, s=70, edgecolors="k", linewidths=0.6, zorder=3)
+            fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.03).set_label("dvs90 (%)")
+        if (placed & ~ok).any():
+            ax.scatter(lon[placed & ~ok], lat[placed & ~ok], color=NO_VALUE_COLOUR, s=70, edgecolors="k",
+                       linewidths=0.6, zorder=2, label=f"> {grid[-1] * 100:.0f} % or too few RFs")
+            ax.legend(loc="lower left", fontsize=8)
+        _map_limits(ax, lon[placed], lat[placed])
+        n_ok = int((np.isfinite(d90) & (d90 <= target_dvs + 1e-9)).sum())
+        ax.set_title(f"{method}: dvs90 ({n_ok} of {len(curves)} stations would see {target_dvs * 100:.0f} %)",
+                     fontsize=10)
+        ax.set_xlabel("longitude (°)")
+        ax.set_ylabel("latitude (°)")
+        axc = fig.add_subplot(gs[1, col])
+        for c in curves:
+            y = np.asarray(c.get(f"detection_{method}", []), float)
+            if y.size and np.isfinite(y).any():
+                axc.plot(np.asarray(c["dvs"], float) * 100, y, color="0.35", alpha=0.35, lw=1)
+        if curves:
+            allc = np.array([np.asarray(c.get(f"detection_{method}", np.full(len(grid), np.nan)), float)
+                             for c in curves])
+            if np.isfinite(allc).any():
+                axc.plot(grid * 100, np.nanmedian(allc, axis=0), color="C3", lw=2.5, label="median station")
+                axc.legend(loc="lower right", fontsize=8)
+        axc.axhline(0.9, color="k", ls=":", lw=1)
+        axc.axvline(target_dvs * 100, color="k", ls="--", lw=1)
+        axc.set_ylim(-0.02, 1.02)
+        axc.set_xlabel("injected dVs of X (%)")
+        axc.set_ylabel("fraction of draws: present")
+        axc.set_title(f"{method}: detection curves", fontsize=10)
+    fig.suptitle(title, fontsize=12)
+    return _save(fig, path)
+
+
+def read_detectability_curves(paths) -> list[dict]:
+    """The inputs of :func:`plot_detectability` from the station files of ``xdisc detectability``."""
+    import xarray as xr
+
+    out = []
+    for path in paths:
+        with xr.open_dataset(path) as ds:
+            row = {"station": f"{ds['network'].item()}.{ds['station'].item()}",
+                   "latitude": float(ds["latitude"]), "longitude": float(ds["longitude"]),
+                   "dvs": ds["dvs"].values.tolist()}
+            for m in ("stacking", "cnn"):
+                if f"detection_{m}" in ds:
+                    row[f"detection_{m}"] = ds[f"detection_{m}"].mean(("depth", "gradient")).values.tolist()
+                    row[f"dvs90_{m}"] = float(ds[f"dvs90_{m}"])
+            out.append(row)
+    return out
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
