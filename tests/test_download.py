@@ -141,7 +141,9 @@ def test_kill_and_resume(stack, tmp_path, sig):
                  "--out-csv", sc).returncode == 0
     stack.proxy.reset()
     for _ in range(7):
-        stack.proxy.inject("slow", path_contains="dataselect", delay_s=0.7)
+        # 1.5 s each: after two windows at least 7 s remain, so a loaded machine that polls late still
+        # signals a download that is running (at 0.7 s one CI run saw it finish first)
+        stack.proxy.inject("slow", path_contains="dataselect", delay_s=1.5)
     cmd = [sys.executable, "-m", "xdisc", "download", "waveforms", "--settings", settings, "--station", "CX.PB01",
            "--events", str(ev), "--stations", str(sc), "--out-dir", str(tmp_path / "w"),
            "--manifest", str(tmp_path / "m.csv")]

@@ -287,9 +287,10 @@ def _markers(ax) -> dict:
 
 def _table(ax) -> dict[str, dict[str, str]]:
     cells = ax.tables[0].get_celld()
-    cols = [cells[0, j].get_text().get_text() for j in range(4)]
+    n = max(j for _, j in cells) + 1
+    cols = [cells[0, j].get_text().get_text() for j in range(n)]
     return {cells[i, -1].get_text().get_text(): {c: cells[i, j].get_text().get_text() for j, c in enumerate(cols)}
-            for i in range(1, 5)}
+            for i in range(1, n + 1)}
 
 
 def test_agreement_map(tmp_path):
@@ -307,10 +308,11 @@ def test_agreement_map(tmp_path):
                                                              for r in HAND_ROWS}
     assert "verdicts disagree" in [t.get_text() for t in ax.get_legend().get_texts()]
     # confusion table: rows stacking, columns CNN
-    zero = dict.fromkeys(["present", "absent", "undetermined", "missing"], "0")
+    zero = dict.fromkeys(["present", "absent", "undetermined", "not detectable", "missing"], "0")
     assert _table(ax_t) == {"present": {**zero, "present": "1", "missing": "1"},
                             "absent": {**zero, "absent": "1", "present": "1"},
                             "undetermined": {**zero, "undetermined": "1"},
+                            "not detectable": zero,
                             "missing": zero}
     kappa = cohen_kappa_score(["present", "absent", "absent"], ["present", "absent", "present"])
     assert texts(ax_t)[-1] == ("stations: 5\ncompared (both present/absent): 3\nagreement: 67 % (2 of 3)\n"
