@@ -104,7 +104,7 @@ class StackingDraws:
     sums them: the verdict is that of ``stack_station`` on the summed traces (a test checks it)."""
 
     def __init__(self, structure: np.ndarray, noise: np.ndarray, time_s: np.ndarray, slowness: np.ndarray,
-                 distance_deg: np.ndarray, model: EarthModel, cfg: dict):
+                 distance_deg: np.ndarray, model: EarthModel, cfg: dict, noise_parts: tuple | None = None):
         self.time_s, self.slowness, self.distance = time_s, np.asarray(slowness, float), np.asarray(distance_deg)
         self.model, self.cfg = model, cfg
         self.depths = np.arange(0.0, cfg["max_depth_km"] + 0.5 * cfg["depth_step_km"], cfg["depth_step_km"])
@@ -118,7 +118,8 @@ class StackingDraws:
         self.window = np.flatnonzero((time_s >= np.nanmin(d) - 3.0) & (time_s <= np.nanmax(d) + 3.0))
         self.structure, self.noise = np.asarray(structure, float), np.asarray(noise, float)
         self.s_depth, self.s_vesp = self.depth_traces(self.structure), self.vespagram_rows(self.structure)
-        self.n_depth, self.n_vesp = self.depth_traces(self.noise), self.vespagram_rows(self.noise)
+        # the noise's parts can come from another instance with the same noise (false-alarm draws)
+        self.n_depth, self.n_vesp = noise_parts or (self.depth_traces(self.noise), self.vespagram_rows(self.noise))
 
     def depth_traces(self, traces: np.ndarray) -> np.ndarray:
         return to_depth(traces, self.time_s, self.slowness, self.model, self.depths)
@@ -228,7 +229,8 @@ def station_detectability(norm: np.ndarray, time_s: np.ndarray, slowness: np.nda
             structure = at_slowness(reference, g_slow, slowness)
         else:
             structure = at_slowness(quiet[0][j % len(quiet[0])], quiet[1], slowness)
-        draw = StackingDraws(structure, noise, time_s, slowness, distance_deg, model, stacking_cfg)
+        draw = StackingDraws(structure, noise, time_s, slowness, distance_deg, model, stacking_cfg,
+                             (own.n_depth, own.n_vesp))
         false["stacking"][j] = draw.verdict(sign)["verdict"] == PRESENT
         batches.append((draw.traces(sign), slowness))
     if cnn is not None:
