@@ -37,7 +37,7 @@ from xdisc.core.deconvolution import RFSettings, direct_p, noise_weights, normal
 from xdisc.core.earthmodel import Discontinuity, EarthModel, insert_discontinuity
 from xdisc.core.moveout import delay_table, to_depth
 from xdisc.core.verdicts import PRESENT
-from xdisc.stack.stacking import _verdict, bootstrap_means, weighted_mean
+from xdisc.stack.stacking import bootstrap_means, verdict_of_stack, weighted_mean
 from xdisc.synth.noise_pool import radial_residuals
 from xdisc.synth.synthetics import Layering, receiver_functions
 
@@ -155,8 +155,8 @@ class StackingDraws:
         boot = bootstrap_means(depth, self.cfg["n_bootstrap"], self.cfg["seed"], w)
         lower = np.percentile(boot, 2.5, axis=0)
         vesp = np.einsum("e,uek->uk", w / w.mean(), vrows) / len(sign)
-        return _verdict(stack, lower, boot, boot.std(axis=0), self.depths, vesp, self.rel_s,
-                        self.time_s[self.window], self.model, self.cfg, len(sign), self.p_ref, self.ref_dist)
+        return verdict_of_stack(stack, lower, boot, boot.std(axis=0), self.depths, vesp, self.rel_s,
+                                self.time_s[self.window], self.model, self.cfg, len(sign), self.p_ref, self.ref_dist)
 
 
 # ----------------------------------------------------------------------------- one station
@@ -175,8 +175,9 @@ class CNNJudge:
         from xdisc.cnn.images import build_image
         from xdisc.cnn.predict import predict_station
 
-        images = np.stack([build_image(rf, time_s, p, self.mapper, self.settings, normalised=True)[0]
-                           for rf, p in batches])
+        # each trace divided by its own direct P first, as station_images does
+        images = np.stack([build_image(normalise_by_p(rf, time_s), time_s, p, self.mapper, self.settings,
+                                       normalised=True)[0] for rf, p in batches])
         return predict_station(self.module, images)
 
 

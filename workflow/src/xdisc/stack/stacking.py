@@ -115,7 +115,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         ref_dist = np.nan
         vesp = np.full((rel_s.size, time_s.size), np.nan)
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
-    result = _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
+    result = verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
                       ref_dist)
     ds = xr.Dataset(
         {
@@ -164,8 +164,10 @@ def _ps_relative_slowness(model: EarthModel, depth_km: float, distance_deg: floa
     return float((t[1] - t[0]) / 10.0)
 
 
-def _verdict(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
-             ref_dist) -> dict:
+def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
+                     ref_dist) -> dict:
+    """The verdict of a depth stack, its bootstrap means and bounds and its vespagram (rows ``rel_s``, columns
+    ``time_s``): what :func:`stack_station` decides, also used by :mod:`xdisc.detectability`."""
     out = {"verdict": UNDETERMINED, "reason": "", "x_depth_km": np.nan, "x_depth_err_km": np.nan,
            "x_amp": np.nan, "x_amp_err": np.nan, "x_snr": np.nan, "x_relative_slowness": np.nan,
            "x_ps_relative_slowness": np.nan,
