@@ -1,5 +1,6 @@
 """Helpers for tests that run the Snakemake workflow in a temporary folder."""
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,13 @@ TINY = {"synthetics": {"n_samples": 12, "n_test_samples": 8, "slowness_s_per_km"
                 "finetune": {"max_epochs": 1, "batch_size": 8}, "rf_per_station": [10, 20]}}
 
 VERDICT_TABLES = ("verdicts/stacking.csv", "verdicts/cnn.csv", "verdicts/stations.csv")
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child that a test interrupts with SIGINT: a shell that starts a job in the
+    background without job control (``nohup ... &``, some CI runners) leaves SIGINT ignored, and an ignored
+    signal stays ignored across exec; a terminal's Ctrl-C is never ignored, so the test restores it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def workdir(path: Path, config: dict) -> Path:

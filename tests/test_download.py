@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from fdsn_servers import rf_example_stack
 from obspy import UTCDateTime, read, read_events
+from pipeline_runs import default_sigint
 from xdisc import config as cfgmod
 from xdisc.data.download import (
     CorruptData,
@@ -141,13 +142,12 @@ def test_kill_and_resume(stack, tmp_path, sig):
                  "--out-csv", sc).returncode == 0
     stack.proxy.reset()
     for _ in range(7):
-        # 1.5 s each: after two windows at least 7 s remain, so a loaded machine that polls late still
-        # signals a download that is running (at 0.7 s one CI run saw it finish first)
-        stack.proxy.inject("slow", path_contains="dataselect", delay_s=1.5)
+        stack.proxy.inject("slow", path_contains="dataselect", delay_s=0.7)
     cmd = [sys.executable, "-m", "xdisc", "download", "waveforms", "--settings", settings, "--station", "CX.PB01",
            "--events", str(ev), "--stations", str(sc), "--out-dir", str(tmp_path / "w"),
            "--manifest", str(tmp_path / "m.csv")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=default_sigint)
     journal = journal_path(tmp_path / "w")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 from fdsn_servers import rf_example_paths, rf_example_stack
 from obspy import read_inventory
-from pipeline_runs import SNAKEMAKE, run_snakemake, workdir
+from pipeline_runs import SNAKEMAKE, default_sigint, run_snakemake, workdir
 from xdisc.data.download import journal_path, read_manifest
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,8 @@ def test_ctrl_c_during_downloads_is_never_taken_as_complete(stack, tmp_path, rer
         stack.proxy.inject("slow", path_contains="dataselect", delay_s=delay_s)
     with open(tmp_path / "first.log", "w") as out:
         proc = subprocess.Popen([*SNAKEMAKE, "--directory", str(wd), "--cores", "2", RF_FILE], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=default_sigint)
     journal = journal_path(wd / "data" / "raw" / "waveforms" / "CX.PB01")
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
