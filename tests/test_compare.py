@@ -230,4 +230,5 @@ def test_absent_that_would_not_have_seen_x_becomes_not_detectable(tables, tmp_pa
     compare.write_outputs(rows, summary, out_csv, tmp_path / "agreement.json")
     with open(out_csv, newline="") as f:
         header = tuple(csv.DictReader(f).fieldnames)
-    assert header == compare.STATION_COLUMNS + compare.DETECTABILITY_COLUMNS
+    assert header == (*compare.STATION_COLUMNS, *compare.DETECTABILITY_COLUMNS, compare.DETECTABILITY_NOTE)
+    assert by["AA.A9"]["detectability_note"].startswith("not tested") and by["AA.A1"]["detectability_note"] == ""

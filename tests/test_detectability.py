@@ -78,10 +78,11 @@ def test_fast_stacking_verdict_is_that_of_stack_station(model, kernels):
     from xdisc.synth.noise_pool import radial_residuals
 
     noise = radial_residuals(norm, p)
+    structure = norm - noise
     rf = RFSettings(**CFG["receiver_function"])
     t = rf.time_axis()
     dist = distance_for_slowness(p, CFG["earth_model"])
-    fast = D.StackingDraws(norm - noise, noise, t, p, dist, model, CFG["stacking"])
+    fast = D.StackingDraws(structure, noise, t, p, dist, model, CFG["stacking"])
     kern = D.at_slowness(k[1, 0, 1], np.asarray(D.InjectionGrid().kernel_slowness_s_per_km), p)
     rng = np.random.default_rng(0)
     verdicts = set()
@@ -113,6 +114,70 @@ def test_detection_rises_with_dvs_and_falls_with_noise(model, kernels):
     quiet, noisy = out[20.0], out[4.0]
     assert quiet[-1] == 1.0 and quiet[-1] >= quiet[0]          # 6 % is seen at SNR 20 in every draw
     assert noisy[1] < quiet[1] or noisy[2] < quiet[2]          # noise hides some of it
+
+
+def test_draws_carry_the_stations_noise_not_its_stack(kernels):
+    """Known structure and known noise: the station's noise (radial residuals) has one trace's variance,
+    and draws of a noise-free structure plus it with random polarities have stacks as noisy as the
+    station's, each its own: they are not centred on the station's realised stack noise, as draws built
+    on a structure estimated from its traces would be."""
+    from xdisc.synth.noise_pool import radial_residuals
+
+    _, base = kernels
+    t = RFSettings(**CFG["receiver_function"]).time_axis()
+    g = np.asarray(D.InjectionGrid().kernel_slowness_s_per_km)
+    x_window = (t > 26.0) & (t < 40.0)
+    shared = {"own structure": [], "noise-free structure": []}
+    for seed in range(8):
+        clean, p = _station(base, 60, 1e6, seed=seed)        # the same events without noise
+        norm, p2 = _station(base, 60, 5.0, seed=seed)
+        assert np.array_equal(p, p2)
+        after = t > 5.0                                       # away from direct P, where normalising moves things
+        true_var = np.var((norm - clean)[:, after])
+        noise = radial_residuals(norm, p)
+        assert np.var(noise[:, after]) == pytest.approx(true_var, rel=0.1)
+        expected = np.var((norm - clean)[:, x_window]) / len(p)  # of a stack of the station's traces
+        rng = np.random.default_rng(seed)
+        signs = rng.choice((-1.0, 1.0), size=(30, len(p), 1))
+        for kind, structure in (("own structure", norm - noise), ("noise-free structure", D.at_slowness(base, g, p))):
+            stack = np.stack([structure + s * noise - clean for s in signs])[:, :, x_window].mean(axis=1)
+            assert np.mean(np.var(stack, axis=0)) == pytest.approx(expected, rel=0.5)  # each draw's stack
+            shared[kind].append(np.var(stack.mean(axis=0)) / expected)             # what all draws share
+    assert np.mean(shared["own structure"]) > 0.3 and np.mean(shared["noise-free structure"]) < 0.1
+
+
+def test_detection_draws_take_the_structure_whose_crust_is_like_the_stations(tmp_path):
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.synth.synthetics import make_dataset
+
+    cfg = cfgmod.validate({"synthetics": {"n_samples": 16, "noise": {"enabled": False}}})
+    path = write_netcdf(make_dataset(cfg), tmp_path / "test.nc")
+    rf_q, p_q = D.quiet_structures(path, 1000, seed=1)
+    t = RFSettings(**CFG["receiver_function"]).time_axis()
+    for k in (0, len(rf_q) - 1):
+        station = np.repeat(rf_q[k], 3, axis=0)            # 3 events per slowness, noise-free
+        p = np.repeat(p_q, 3)
+        near, _ = D.like_station(station, p, t, (rf_q, p_q), 2)
+        assert near.shape == (2, *rf_q.shape[1:]) and np.array_equal(near[0], rf_q[k])
+
+
+def test_more_receiver_functions_see_smaller_x(model, kernels):
+    """The issue's check: more receiver functions (same noise level) give a higher detection curve and a
+    dvs90 no larger, within sampling error."""
+    k, base = kernels
+    t = RFSettings(**CFG["receiver_function"]).time_axis()
+    grid = D.InjectionGrid(depths_km=(300.0,), gradients_km=(0.0,), dvs=(0.01, 0.03, 0.06), draws=12,
+                           false_alarm_draws=2)
+    curves, d90 = {}, {}
+    for n_rf in (15, 90):
+        norm, p = _station(base, n_rf, 8.0, seed=11)
+        ds = D.station_detectability(norm, t, p, distance_for_slowness(p, CFG["earth_model"]), k[1:2], base, grid,
+                                     model, CFG["stacking"])
+        curves[n_rf], d90[n_rf] = ds["detection_stacking"].values[0, 0], float(ds["dvs90_stacking"])
+    few, many = curves[15], curves[90]
+    assert np.all(many >= few - 2 * np.sqrt(0.25 / grid.draws))   # never lower beyond two standard errors
+    assert many[1] > few[1] or many[2] > few[2]                   # and higher where it is not already saturated
+    assert np.isfinite(d90[90]) and (np.isnan(d90[15]) or d90[90] <= d90[15])
 
 
 def test_dvs90():
@@ -159,6 +224,8 @@ def test_station_file_round_trip_and_figure(model, kernels, tmp_path):
     assert rows[0]["station"] == "XX.S1" and rows[0]["n_rf"] == 30
     assert rows[0]["dvs90_stacking"] == pytest.approx(float(ds["dvs90_stacking"]), nan_ok=True)
     assert np.isnan(rows[0]["dvs90_cnn"])  # no CNN given
+    assert rows[0]["detectability_note"] == ("" if np.isfinite(rows[0]["dvs90_stacking"])
+                                             else "stacking: not even 6% is seen in 90% of the draws")
     curves = read_detectability_curves([path])
     np.testing.assert_allclose(curves[0]["detection_stacking"], ds["detection_stacking"].values[0, 0])
     png = plot_detectability(curves, tmp_path / "d.png")

@@ -5,12 +5,18 @@ receiver functions at the grid slownesses, coloured noise at a fixed per-trace S
 - the detection curve that ``xdisc detectability`` measures on stations without X (X injected into
   their receiver functions, noise polarities flipped; averaged over ``--tested`` stations), with
 - the fraction of *independent* stations (fresh noise, same SNR and event count) built from the model
-  with a real X of the same dVs (at 300 km, sharp) that each method calls present.
+  with a real X of the same dVs (at 300 km, sharp) that each method calls present;
+and the false-alarm rate the injection test predicts (draws of the tested stations' noise on the model
+without X) with the fraction of independent stations without X that each method calls present.
 
-Not part of CI (a few minutes). Prints one row per SNR and dVs and the largest difference; the issue's
-target is within +-0.10.
+Both sides are averages over stations, and stations differ (each synthetic station draws its own noise
+colour: the CNN finds a 4 % X at SNR 5 at 87 % of the draws of one set of 8 stations and at 63 % of 100
+others), so the predicted side needs tens of tested stations too.
 
-    python tests/benchmarks/detectability_calibration.py [--snr 5 10 20] [--stations 20] [--n-rf 40]
+Not part of CI (about 20 minutes with the defaults). Prints one row per SNR and dVs and the largest
+difference; the issue's target is within +-0.10.
+
+    python tests/benchmarks/detectability_calibration.py [--snr 5 10 20] [--stations 150] [--tested 60]
 """
 
 from __future__ import annotations
@@ -39,12 +45,12 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--snr", type=float, nargs="+", default=[5.0, 10.0, 20.0])
-    ap.add_argument("--stations", type=int, default=40, help="independent stations per SNR and dVs")
-    ap.add_argument("--tested", type=int, default=5,
+    ap.add_argument("--stations", type=int, default=150, help="independent stations per SNR and dVs")
+    ap.add_argument("--tested", type=int, default=60,
                     help="stations without X whose injection curves are averaged (one station's curve carries "
                          "its own noise realisation)")
     ap.add_argument("--n-rf", type=int, default=40)
-    ap.add_argument("--draws", type=int, default=20, help="injection draws per dVs")
+    ap.add_argument("--draws", type=int, default=10, help="injection draws per dVs (and false-alarm draws)")
     ap.add_argument("--threshold", type=float, default=0.5, help="CNN present threshold (shipped network)")
     a = ap.parse_args(argv)
 
@@ -53,7 +59,7 @@ def main(argv=None) -> int:
     model = load_model(cfg["earth_model"])
     rf = RFSettings(**cfg["receiver_function"])
     t = rf.time_axis()
-    grid = D.InjectionGrid(depths_km=(300.0,), gradients_km=(0.0,), draws=a.draws, false_alarm_draws=2)
+    grid = D.InjectionGrid(depths_km=(300.0,), gradients_km=(0.0,), draws=a.draws, false_alarm_draws=a.draws)
     kernels, base = D.x_kernels(model, grid, rf, Layering(**cfg["layering"]))
     g = np.asarray(grid.kernel_slowness_s_per_km)
     module = XClassifier.load_from_checkpoint(str(CHECKPOINT), map_location="cpu").eval()
@@ -72,15 +78,17 @@ def main(argv=None) -> int:
     t0 = time.time()
     for snr in a.snr:
         curves = {"stacking": [], "cnn": []}
+        false = {"stacking": [], "cnn": []}
         for i in range(a.tested):
             norm, p = station(base, 1000 + i, snr)
             ds = D.station_detectability(norm, t, p, distance_for_slowness(p, cfg["earth_model"]), kernels, base,
                                          grid, model, cfg["stacking"], judge)
             for m in curves:
                 curves[m].append(ds[f"detection_{m}"].values[0, 0])
+                false[m].append(float(ds[f"false_alarm_rate_{m}"]))
         predicted = {m: np.mean(v, axis=0) for m, v in curves.items()}
-        for c, dvs in enumerate(grid.dvs):
-            clean = base + kernels[0, 0, c]
+        for c, dvs in [(None, 0.0), *enumerate(grid.dvs)]:
+            clean = base if c is None else base + kernels[0, 0, c]
             found_s, batch = [], []
             for k in range(a.stations):
                 x, px = station(clean, 2000 + k, snr)
@@ -88,10 +96,14 @@ def main(argv=None) -> int:
                 found_s.append(stack_station(x, t, px, dist, model, cfg["stacking"]).attrs["verdict"] == PRESENT)
                 batch.append(build_image(x, t, px, mapper, settings, normalised=True)[0])
             found_c = predict_station(module, np.stack(batch)) >= a.threshold
-            ps, pc = float(predicted["stacking"][c]), float(predicted["cnn"][c])
+            if c is None:  # no X: the false-alarm rates
+                ps, pc = float(np.mean(false["stacking"])), float(np.mean(false["cnn"]))
+            else:
+                ps, pc = float(predicted["stacking"][c]), float(predicted["cnn"][c])
             fs, fc = float(np.mean(found_s)), float(np.mean(found_c))
             worst = max(worst, abs(ps - fs), abs(pc - fc))
-            print(f"{snr:5.0f} {dvs:5.2f} | {ps:20.2f} {fs:6.2f} | {pc:15.2f} {fc:6.2f}", flush=True)
+            label = "no X" if c is None else f"{dvs:5.2f}"
+            print(f"{snr:5.0f} {label:>5} | {ps:20.2f} {fs:6.2f} | {pc:15.2f} {fc:6.2f}", flush=True)
     print(f"largest |predicted - found|: {worst:.2f} ({a.stations} stations with X; {a.tested} stations x "
           f"{a.draws} draws predicted, per point; {time.time() - t0:.0f} s)")
     return 0

@@ -760,14 +760,14 @@ def _detectability_check(t, workdir: Path) -> dict | None:
     if not folder.is_dir():
         return None
     out = {}
-    for m in ("stacking", "cnn"):
-        pred, seen, fa_pred, fa_seen = [], [], [], []
-        for _, row in t.iterrows():
-            path = folder / f"{row['station']}.nc"
-            if not path.is_file() or row[m] == "missing":
-                continue
-            with xr.open_dataset(path) as ds:
-                if f"detection_{m}" not in ds or ds.attrs["n_rf"] == 0:
+    found = {m: ([], [], [], []) for m in ("stacking", "cnn")}  # predicted, seen; at no X: predicted, seen
+    for _, row in t.iterrows():
+        path = folder / f"{row['station']}.nc"
+        if not path.is_file():
+            continue
+        with xr.open_dataset(path) as ds:
+            for m, (pred, seen, fa_pred, fa_seen) in found.items():
+                if row[m] == "missing" or f"detection_{m}" not in ds or ds.attrs["n_rf"] == 0:
                     continue
                 if row["x_present"] == 1:
                     g = 0.0 if not float(row["x_gradient_km"]) > 0 else float(row["x_gradient_km"])
@@ -779,6 +779,7 @@ def _detectability_check(t, workdir: Path) -> dict | None:
                 elif np.isfinite(float(ds[f"false_alarm_rate_{m}"])):
                     fa_pred.append(float(ds[f"false_alarm_rate_{m}"]))
                     fa_seen.append(row[m] == "present")
+    for m, (pred, seen, fa_pred, fa_seen) in found.items():
         pred, seen = np.array(pred), np.array(seen, bool)
         bins = []
         for lo, hi in ((0.0, 0.5), (0.5, 0.9), (0.9, 1.01)):

@@ -8,9 +8,11 @@ detectors, exactly as the pipeline runs them, whether X is there:
   run's earth model with that X minus the one without (xdisc's own propagator and deconvolution, at a grid
   of slownesses; :func:`x_kernels`); each event gets it at its own slowness (linear interpolation between
   grid slownesses);
-- **draws**: the station's receiver functions split into structure and noise (the noise: its radial
-  residuals, each receiver function minus its neighbours in slowness); a draw flips the polarity of each
-  event's noise at random (a new noise realisation of the same events) and adds the X of one grid point;
+- **draws**: the station's noise (its radial residuals: each receiver function minus its neighbours in
+  slowness) with a random polarity per event (a new noise realisation of the same events), added to a
+  noise-free structure without X whose crust is like the station's (the no-X samples of the run's
+  synthetic test set nearest the station's mean receiver function in the first 20 s; the earth model's
+  without a test set), plus the X of one grid point;
   the stacking verdict (depth stack, bootstrap, vespagram moveout check, exactly
   :func:`xdisc.stack.stacking.stack_station`, here on precomputed depth traces and vespagram rows, which
   are linear in the traces) and the CNN verdict (the station's image of all events, its calibrated present
@@ -170,6 +172,7 @@ class CNNJudge:
     settings: object          # xdisc.cnn.images.ImageSettings
     mapper: object            # xdisc.cnn.images.DepthMapper
     present_threshold: float
+    min_rf: int = 1           # cnn.verdict.min_rf: fewer receiver functions are undetermined, never present
 
     def probabilities(self, batches: list[tuple[np.ndarray, np.ndarray]], time_s: np.ndarray) -> np.ndarray:
         from xdisc.cnn.images import build_image
@@ -184,16 +187,24 @@ class CNNJudge:
 def station_detectability(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, distance_deg: np.ndarray,
                           kernels: np.ndarray, reference: np.ndarray, grid: InjectionGrid, model: EarthModel,
                           stacking_cfg: dict, cnn: CNNJudge | None = None, station: dict | None = None,
-                          progress=None, quiet: tuple | None = None) -> xr.Dataset:
+                          progress=None, quiet: tuple | None = None, like: tuple | None = None) -> xr.Dataset:
     """Detection probability of both methods over the grid, their false-alarm rates and dvs90 for one
     station's normalised receiver functions ``norm`` (event, time).
 
-    A draw is the station's structure (each receiver function minus its noise: the radial residual of
-    :func:`xdisc.synth.noise_pool.radial_residuals`) plus its noise with a random polarity per event, plus
-    the X of one grid point. False alarms: structures without X plus the same noise, one per draw:
-    ``quiet`` = (receiver functions (sample, slowness, time) / direct P, their slownesses), e.g. the
-    no-X samples of the run's synthetic test set (crusts, sediments, distractors, sources); without it
-    the earth model's own receiver functions (``reference``) every time."""
+    The station's noise is its radial residuals (:func:`xdisc.synth.noise_pool.radial_residuals`: each
+    receiver function minus its neighbours in slowness, at one trace's noise level); a draw gives each
+    event's noise a random polarity and adds it to a noise-free structure at the events' slownesses.
+    Detection draws: ``like`` = (receiver functions (sample, slowness, time) / direct P, their slownesses),
+    structures without X whose crust is like the station's (:func:`like_station`; one per draw, in turn),
+    else the earth model's (``reference``), plus the X of one grid point. False alarms: ``quiet``, in the
+    same form (e.g. no-X samples of the run's synthetic test set: crusts, sediments, distractors,
+    sources; one per draw), else ``reference``.
+
+    Why not the station's own traces as the structure: any structure estimated from them carries one
+    realisation of the noise of the station's stack, so draws built on it are centred on that realisation
+    and their stacks carry it besides their own noise. On synthetic stations of known noise that made the
+    CNN's curves 0.1-0.15 too low at SNR 5 (noisier images) and, at a station that has X, the injected X
+    would add to it (``tests/benchmarks/detectability_calibration.py``)."""
     t0 = _time.perf_counter()
     norm = np.asarray(norm, float)
     n = norm.shape[0]
@@ -203,7 +214,16 @@ def station_detectability(norm: np.ndarray, time_s: np.ndarray, slowness: np.nda
     methods = ["stacking"] + (["cnn"] if cnn is not None else [])
     detected = {m: np.zeros((nd, ng, nv, grid.draws), bool) for m in methods}
     noise = radial_residuals(norm, slowness)
-    own = StackingDraws(norm - noise, noise, time_s, slowness, distance_deg, model, stacking_cfg)
+
+    def structures(table: tuple | None, count: int) -> list[np.ndarray]:
+        if table is None:
+            return [at_slowness(reference, g_slow, slowness)]
+        return [at_slowness(table[0][j], table[1], slowness) for j in range(min(count, len(table[0])))]
+
+    first = StackingDraws(structures(like, 1)[0], noise, time_s, slowness, distance_deg, model, stacking_cfg)
+    parts = (first.n_depth, first.n_vesp)                        # the noise's parts, shared by every draw
+    draws = [first] + [StackingDraws(x, noise, time_s, slowness, distance_deg, model, stacking_cfg, parts)
+                       for x in structures(like, grid.draws)[1:]]
     per_event = at_slowness(kernels, g_slow, slowness)          # (depth, gradient, dvs, event, time)
     signs = rng.choice((-1.0, 1.0), size=(grid.draws, n))        # the same noise draws at every grid point
     for a in range(nd):
@@ -211,32 +231,45 @@ def station_detectability(norm: np.ndarray, time_s: np.ndarray, slowness: np.nda
             batches = []
             for c in range(nv):
                 k_ev = per_event[a, b, c]
-                add = (k_ev, own.depth_traces(k_ev), own.vespagram_rows(k_ev))
+                add = (k_ev, first.depth_traces(k_ev), first.vespagram_rows(k_ev))
                 for j in range(grid.draws):
-                    v = own.verdict(signs[j], add)
-                    detected["stacking"][a, b, c, j] = v["verdict"] == PRESENT
+                    d = draws[j % len(draws)]
+                    detected["stacking"][a, b, c, j] = d.verdict(signs[j], add)["verdict"] == PRESENT
                     if cnn is not None:
-                        batches.append((own.traces(signs[j]) + k_ev, slowness))
-            if cnn is not None:
+                        batches.append((d.traces(signs[j]) + k_ev, slowness))
+            if cnn is not None and n >= cnn.min_rf:
                 prob = cnn.probabilities(batches, time_s).reshape(nv, grid.draws)
                 detected["cnn"][a, b] = prob >= cnn.present_threshold
             if progress is not None:
                 progress(a * ng + b + 1, nd * ng, _time.perf_counter() - t0, "grid points")
     false = {m: np.zeros(grid.false_alarm_draws, bool) for m in methods}
     fa_signs = rng.choice((-1.0, 1.0), size=(grid.false_alarm_draws, n))
+    calm = structures(quiet, grid.false_alarm_draws)
     batches = []
     for j, sign in enumerate(fa_signs):
-        if quiet is None:
-            structure = at_slowness(reference, g_slow, slowness)
-        else:
-            structure = at_slowness(quiet[0][j % len(quiet[0])], quiet[1], slowness)
-        draw = StackingDraws(structure, noise, time_s, slowness, distance_deg, model, stacking_cfg,
-                             (own.n_depth, own.n_vesp))
-        false["stacking"][j] = draw.verdict(sign)["verdict"] == PRESENT
-        batches.append((draw.traces(sign), slowness))
+        d = StackingDraws(calm[j % len(calm)], noise, time_s, slowness, distance_deg, model, stacking_cfg, parts)
+        false["stacking"][j] = d.verdict(sign)["verdict"] == PRESENT
+        batches.append((d.traces(sign), slowness))
     if cnn is not None:
-        false["cnn"] = cnn.probabilities(batches, time_s) >= cnn.present_threshold
+        false["cnn"] = cnn.probabilities(batches, time_s) >= cnn.present_threshold if n >= cnn.min_rf else \
+            np.zeros(grid.false_alarm_draws, bool)
     return _dataset(detected, false, grid, n, station, _time.perf_counter() - t0)
+
+
+def like_station(norm: np.ndarray, slowness: np.ndarray, time_s: np.ndarray, table: tuple, n: int,
+                 window_s: tuple = (-1.0, 20.0)) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` structures of ``table`` = (receiver functions (sample, slowness, time) / direct P, their
+    slownesses) whose crustal part (``window_s`` around P: direct P, sediment and Moho conversions, the
+    first multiples) is closest to the station's mean receiver function at each of its slownesses
+    (mean squared difference, weighted by the number of events at each), nearest first."""
+    rf_q, p_q = np.asarray(table[0], float), np.asarray(table[1], float)
+    win = (time_s >= window_s[0]) & (time_s <= window_s[1])
+    nearest = np.argmin(np.abs(np.asarray(slowness, float)[:, None] - p_q[None, :]), axis=1)
+    bins, counts = np.unique(nearest, return_counts=True)
+    obs = np.stack([np.nanmean(norm[nearest == b][:, win], axis=0) for b in bins])   # (bin, time)
+    dist = np.nanmean((rf_q[:, bins][:, :, win] - obs[None]) ** 2, axis=2) @ counts / counts.sum()
+    pick = np.argsort(dist, kind="stable")[:n]
+    return rf_q[pick], p_q
 
 
 def dvs90(probability: np.ndarray, dvs, level: float) -> float:
@@ -312,7 +345,8 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
     """:func:`station_detectability` of one station's receiver-function file (``xdisc rf``) with the
     run's kernels; the CNN judged too when ``model_path`` is given (present threshold: the station's row of
     ``calibration_path``, else ``cnn.verdict.present_probability``); false alarms on the no-X samples of
-    the synthetic set ``test_path`` (:func:`quiet_structures`), else on the earth model's own."""
+    the synthetic set ``test_path`` (:func:`quiet_structures`), and detection draws on its no-X samples
+    whose crust is like the station's (:func:`like_station`); else both on the earth model's own."""
     from xdisc.core.artifacts import open_netcdf, usable_receiver_functions
     from xdisc.core.earthmodel import load_model
 
@@ -326,10 +360,19 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
     rf = rf_ds["rf"].values[keep].astype(float)
     model = load_model(config["earth_model"])
     code = f"{station['network']}.{station['station']}"
-    if rf.shape[0] < max(stacking_cfg["min_rf"], 3):
-        log.info("detectability: %s: %d receiver functions, too few to judge: NaN", code, rf.shape[0])
-        return _dataset({m: np.zeros((len(grid.depths_km), len(grid.gradients_km), len(grid.dvs), 0), bool)
-                         for m in METHODS}, {m: np.zeros(0, bool) for m in METHODS}, grid, rf.shape[0], station, 0.0)
+    fewest = min(int(stacking_cfg["min_rf"]), int(config["cnn"]["verdict"]["min_rf"]))
+    if rf.shape[0] < max(fewest, 3):
+        # neither method gives a verdict on so few (both say undetermined): nothing is ever detected
+        needs = f"stacking.min_rf {stacking_cfg['min_rf']} and cnn.verdict.min_rf {config['cnn']['verdict']['min_rf']}"
+        note = (f"{rf.shape[0]} receiver function(s): fewer than either method needs for a verdict ({needs})"
+                if rf.shape[0] < fewest else f"{rf.shape[0]} receiver functions: too few to split into structure "
+                                             "and noise")
+        log.info("detectability: %s: %s: detection probability 0", code, note)
+        shape = (len(grid.depths_km), len(grid.gradients_km), len(grid.dvs), 1)
+        ds = _dataset({m: np.zeros(shape, bool) for m in METHODS}, {m: np.zeros(1, bool) for m in METHODS}, grid,
+                      rf.shape[0], station, 0.0)
+        ds.attrs["note"] = note
+        return ds
     norm = normalise_by_p(rf, time_s)
     ok = np.all(np.isfinite(norm), axis=1)
     norm = norm[ok]
@@ -338,22 +381,25 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
     cnn = None
     if model_path is not None:
         cnn = _cnn_judge(model_path, calibration_path, code, config, model)
-    quiet = quiet_structures(test_path, grid.false_alarm_draws, grid.seed) if test_path else None
+    quiet = like = None
+    if test_path:
+        quiet = quiet_structures(test_path, grid.false_alarm_draws, grid.seed)
+        like = like_station(norm, slowness, time_s, quiet_structures(test_path, 1000, grid.seed), grid.draws)
     return station_detectability(norm, time_s, slowness, distance, kernels, reference, grid, model, stacking_cfg,
-                                 cnn, station, progress, quiet)
+                                 cnn, station, progress, quiet, like)
 
 
 def quiet_structures(test_path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` noise-free receiver functions without X (sample, slowness, time), divided by their direct P,
-    drawn (seeded) from a synthetic set of ``xdisc synth``, and its slownesses."""
+    drawn (seeded) from a synthetic set of ``xdisc synth`` (in index order), and its slownesses."""
     from xdisc.core.artifacts import open_netcdf
 
     with open_netcdf(test_path) as ds:
         no_x = np.flatnonzero(ds["label"].values == 0)
         if no_x.size == 0:
-            raise ValueError(f"{test_path}: no sample without X for the false-alarm draws")
+            raise ValueError(f"{test_path}: no sample without X for the draws")
         pick = np.sort(np.random.default_rng([seed, 5]).permutation(no_x)[:n])
-        rf = normalise_by_p(ds["rf_clean"].values[pick].astype(float), ds["time"].values)
+        rf = normalise_by_p(ds["rf_clean"].isel(sample=pick).values.astype(float), ds["time"].values)
         return rf, ds["slowness"].values.astype(float)
 
 
@@ -372,23 +418,31 @@ def _cnn_judge(model_path, calibration_path, code: str, config: dict, model: Ear
     calibration = read_calibration(calibration_path) if calibration_path else {}
     if code in calibration:
         threshold = float(calibration[code]["present_threshold"])
-    return CNNJudge(module, settings, DepthMapper(model, settings.depths_km), threshold)
+    return CNNJudge(module, settings, DepthMapper(model, settings.depths_km), threshold,
+                    int(config["cnn"]["verdict"]["min_rf"]))
 
 
-COLUMNS = ("station", "n_rf", "dvs90_stacking", "dvs90_cnn", "false_alarm_rate_stacking", "false_alarm_rate_cnn")
+COLUMNS = ("station", "n_rf", "dvs90_stacking", "dvs90_cnn", "false_alarm_rate_stacking", "false_alarm_rate_cnn",
+           "detectability_note")
 
 
 def table_rows(paths) -> list[dict]:
-    """One row of ``results/verdicts/detectability.csv`` per station file."""
+    """One row of ``results/verdicts/detectability.csv`` per station file; ``detectability_note`` says why
+    a dvs90 is missing (too few receiver functions, or not even the grid's largest dVs is seen)."""
     from xdisc.core.artifacts import open_netcdf
 
     rows = []
     for path in paths:
         with open_netcdf(path) as ds:
             row = {"station": f"{ds['network'].item()}.{ds['station'].item()}", "n_rf": int(ds.attrs["n_rf"])}
+            notes = [str(ds.attrs["note"])] if "note" in ds.attrs else []
             for m in METHODS:
                 for key in ("dvs90", "false_alarm_rate"):
                     name = f"{key}_{m}"
                     row[name] = float(ds[name]) if name in ds else float("nan")
+                if f"detection_{m}" in ds and not notes and not np.isfinite(row[f"dvs90_{m}"]):
+                    notes.append(f"{m}: not even {float(ds['dvs'].values[-1]):.0%} is seen in "
+                                 f"{float(ds.attrs['detection_probability']):.0%} of the draws")
+            row["detectability_note"] = "; ".join(notes)
             rows.append(row)
     return sorted(rows, key=lambda r: r["station"])

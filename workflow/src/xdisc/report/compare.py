@@ -35,6 +35,7 @@ STATION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "stacking_verdict
                    "agree")
 METHODS = ("stacking", "cnn")
 DETECTABILITY_COLUMNS = ("dvs90_stacking", "dvs90_cnn", "false_alarm_rate_stacking", "false_alarm_rate_cnn")
+DETECTABILITY_NOTE = "detectability_note"  # why a dvs90 is missing; tables written before it lack it
 FLOAT_COLUMNS = ("latitude", "longitude", "cnn_probability", "cnn_probability_std", "x_depth_km", "x_depth_err_km",
                  "cnn_x_depth_km", "cnn_x_depth_err_km")
 
@@ -120,9 +121,12 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path, detectabilit
 
 def _with_detectability(table: pd.DataFrame, path, target_dvs: float) -> pd.DataFrame:
     det = read_table(path, ("station", *DETECTABILITY_COLUMNS))
-    merged = table.merge(det[["station", *DETECTABILITY_COLUMNS]], on="station", how="left")
+    if DETECTABILITY_NOTE not in det.columns:
+        det[DETECTABILITY_NOTE] = ""
+    merged = table.merge(det[["station", *DETECTABILITY_COLUMNS, DETECTABILITY_NOTE]], on="station", how="left")
     for column in DETECTABILITY_COLUMNS:
         merged[column] = _numbers(merged[column].fillna(""))
+    merged[DETECTABILITY_NOTE] = merged[DETECTABILITY_NOTE].fillna("not tested (no detectability file)")
     for m in METHODS:
         dvs90 = merged[f"dvs90_{m}"]
         unseen = (merged[f"{m}_verdict"] == ABSENT) & ~(dvs90 <= target_dvs + 1e-9)
@@ -158,7 +162,8 @@ def summarise(rows: list[dict], inputs: dict | None = None) -> dict:
 def write_outputs(rows: list[dict], summary: dict, stations_csv: str | Path, summary_json: str | Path) -> None:
     """Write the station table (CSV, numbers to 10 significant digits, ``nan`` when unknown) and the
     summary (JSON, ``null`` for ``NaN``), each atomically."""
-    columns = STATION_COLUMNS + (DETECTABILITY_COLUMNS if rows and DETECTABILITY_COLUMNS[0] in rows[0] else ())
+    columns = STATION_COLUMNS + ((*DETECTABILITY_COLUMNS, DETECTABILITY_NOTE)
+                                 if rows and DETECTABILITY_COLUMNS[0] in rows[0] else ())
     write_csv(({k: _format(row[k]) for k in columns} for row in rows), columns, stations_csv)
     write_json(summary, summary_json)
 
