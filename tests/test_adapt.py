@@ -123,6 +123,29 @@ def test_crust_matching_calibrates_on_samples_with_the_station_crust():
     assert random_pairs.shape == pairs.shape
 
 
+def test_hard_fraction_calibrates_on_look_alikes_of_x(tmp_path):
+    """cnn.adapt.hard_fraction: that share of each station's no-X calibration draws are samples with a
+    distractor below the X window, a low-velocity zone or thick sediments (read from the synthetic set)."""
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.synth.synthetics import make_dataset
+
+    cfg = cfgmod.validate({"synthetics": {"n_samples": 40, "noise": {"enabled": False},
+                                          "distractors": {"probability": 0.5}}})
+    path = write_netcdf(make_dataset(cfg), tmp_path / "test.nc")
+    source = datasets.SyntheticSource.read(path)
+    ds = xr.open_dataset(path)
+    expected = np.isin(ds["distractor"].values.astype(str), ("deep", "lvz")) | (
+        np.nan_to_num(ds["sediment_km"].values) >= datasets.HARD_SEDIMENT_KM)
+    np.testing.assert_array_equal(source.hard, expected)
+    assert source.hard[source.label == 0].any() and not source.hard[source.label == 0].all()
+    pool = adapt.Pool("XX.A", np.zeros((5, source.time_s.size)), source.grid_slowness[:5], np.arange(5))
+    for fraction, least in ((0.0, 0), (0.5, 10)):
+        pairs, kind = adapt._calibration_pairs([pool], source, 20, 0.03, seed=1, hard_fraction=fraction)
+        no_x = pairs[kind == 0, 1]
+        assert np.all(source.label[no_x] == 0) and source.hard[no_x].sum() >= least
+    assert source.hard[no_x[:10]].all()
+
+
 def test_station_thresholds_are_quantiles_bounded_by_one_half():
     a = adapt.AdaptSettings(false_alarm_rate=0.05, miss_rate=0.1)
     no_x, x = np.linspace(0.2, 0.8, 101), np.linspace(0.3, 1.0, 101)

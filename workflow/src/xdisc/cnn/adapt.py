@@ -72,6 +72,7 @@ class AdaptSettings:
     false_alarm_rate: float = 0.05
     miss_rate: float = 0.1
     absent_dvs: float = 0.03
+    hard_fraction: float = 0.0
     max_stations: int = 2000
     match_crust: bool = False
     crust_window_s: tuple = (-1.0, 20.0)
@@ -226,16 +227,21 @@ def _in_window(time_s: np.ndarray, window_s: tuple) -> np.ndarray:
 
 
 def _calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, absent_dvs: float,
-                       seed: int, crust_window_s: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       seed: int, crust_window_s: tuple | None = None, hard_fraction: float = 0.0
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """Per station ``draws`` samples without X and ``draws`` with X of dVs >= ``absent_dvs``: pairs and,
     per pair, 0/1 for no X / X. At random (with replacement where the set holds fewer); with
     ``crust_window_s``, the samples whose crust is nearest the station's (:func:`crust_distances`),
-    where its pool keeps its receiver functions."""
+    where its pool keeps its receiver functions. With ``hard_fraction``, that fraction of the no-X draws
+    are look-alikes of X (``source.hard``: a distractor below the X window, a low-velocity zone, thick
+    sediments), so that the present threshold bounds false alarms on them too."""
     rng = np.random.default_rng([seed, 23])
     no_x = np.flatnonzero(source.label == 0)
     with_x = np.flatnonzero((source.label == 1) & (source.x_dvs >= absent_dvs - 1e-9))
     if no_x.size == 0 or with_x.size == 0:
         raise ValueError(f"the synthetic test set needs samples without X and with X of dVs >= {absent_dvs}")
+    hard = no_x[source.hard[no_x]] if source.hard is not None and hard_fraction > 0 else np.zeros(0, int)
+    n_hard = round(hard_fraction * draws) if hard.size else 0
     normalised = crust_window(source, crust_window_s) if crust_window_s is not None else None
     pairs, kind = [], []
     for s, pool in enumerate(pools):
@@ -244,6 +250,8 @@ def _calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, a
             pick = rng.choice(idx, size=draws, replace=idx.size < draws)
             if dist is not None and idx.size >= draws:
                 pick = idx[np.argsort(dist[idx], kind="stable")[:draws]]
+            if cls_ == 0 and n_hard:
+                pick[:n_hard] = rng.choice(hard, size=n_hard, replace=hard.size < n_hard)
             pairs += [(s, i) for i in pick]
             kind += [cls_] * draws
     return np.array(pairs, int), np.array(kind, int)
@@ -349,7 +357,7 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
     if a.enabled and pools:
         t0 = time.perf_counter()
         pairs, kind = _calibration_pairs(pools, test, a.calibration_draws, a.absent_dvs, int(cfg["seed"]),
-                                         a.crust_window_s if a.match_crust else None)
+                                         a.crust_window_s if a.match_crust else None, a.hard_fraction)
         data = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], int(cfg["seed"]) + 1, fixed=True)
         logits, _ = logits_of(module, data)
         prob = _sigmoid(logits / float(module.temperature))
