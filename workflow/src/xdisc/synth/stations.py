@@ -1,11 +1,11 @@
 """Synthetic stations: many noisy receiver functions of one model over a realistic slowness
 distribution, for validating the stacking verdict and the CNN against known truth.
 
-Two generators, kept apart because their random streams differ: :func:`synthetic_station` (with
-:class:`StationDraw`) is the one of the pipeline (CNN training, ``xdisc evaluate``): one colour
-exponent per station, augmentation, optional real noise; :func:`make_station` (with
-:func:`clean_grid` on :data:`SLOWNESS_GRID`) is the plain one of the stacking tests and the
-detection-limit benchmark: one colour exponent per trace, no augmentation.
+One generator, :func:`synthetic_station` (with :class:`StationDraw`): the pipeline's (CNN training,
+``xdisc evaluate``, detectability checks), one colour exponent per station, augmentation, optional real
+noise. :func:`make_station` (with :func:`clean_grid` on :data:`SLOWNESS_GRID`) draws through it without
+augmentation and keeps the noise-free traces and distances, for the stacking tests and the
+detection-limit benchmark.
 
 Distances are drawn uniformly in 30-90 deg; each is turned into the P slowness of a surface
 source (TauP) and snapped to the nearest slowness of a grid at which the model's noise-free
@@ -48,17 +48,16 @@ def clean_grid(models: list[EarthModel], rf: RFSettings, layering: Layering) -> 
 def make_station(clean: np.ndarray, n_rf: int, rng: np.random.Generator, rf: RFSettings,
                  snr_range=(3.0, 30.0), colour_exponent=(0.0, 1.5), distance_range=(30.0, 90.0),
                  model_name: str = "ak135") -> Station:
-    """``n_rf`` noisy receiver functions drawn from one model's noise-free grid (slowness, time)."""
-    grid_dist = distance_for_slowness(SLOWNESS_GRID, model_name)
-    dist = rng.uniform(*distance_range, n_rf)
-    k = np.argmin(np.abs(dist[:, None] - grid_dist[None, :]), axis=1)
-    traces = clean[k]
-    time_s = rf.time_axis()
-    snr = np.exp(rng.uniform(np.log(snr_range[0]), np.log(snr_range[1]), n_rf))
-    noise = np.stack([augment.coloured_noise(rng, (time_s.size,), rf.dt, rf.gaussian_width_hz,
-                                             rng.uniform(*colour_exponent)) for _ in range(n_rf)])
-    noisy = augment.add_noise(traces, noise, snr, time_s)
-    return Station(noisy, SLOWNESS_GRID[k], grid_dist[k], traces)
+    """``n_rf`` noisy receiver functions drawn from one model's noise-free grid (:data:`SLOWNESS_GRID`, time)
+    by the pipeline's generator (:func:`synthetic_station`) without augmentation, with their noise-free
+    traces and distances."""
+    draw = StationDraw(distance_range_deg=tuple(distance_range), snr=tuple(snr_range),
+                       colour_exponent=tuple(colour_exponent), spurious_probability=0.0, amplitude_jitter=0.0,
+                       time_shift_s=0.0, trim_probability=0.0)
+    noisy, slowness = synthetic_station(clean, SLOWNESS_GRID, rf.time_axis(), rf.dt, rf.gaussian_width_hz, draw,
+                                        rng, n_rf=n_rf, model_name=model_name)
+    k = np.searchsorted(SLOWNESS_GRID, slowness)
+    return Station(noisy, slowness, _grid_distances(tuple(np.round(SLOWNESS_GRID, 6)), model_name)[k], clean[k])
 
 
 def station_parameters(n: int, dvs: float | None, seed: int) -> dict:
