@@ -49,8 +49,8 @@ def test_noise_pool_is_the_transverse_rf_over_the_radial_p_at_the_radial_noise_l
     np.testing.assert_allclose(read_pool(tmp_path / "pool.nc", radial=True)["radial"], radial / amp[:, None],
                                rtol=1e-5, atol=1e-7)
     grid = np.unique(np.round(ds["slowness_s_per_km"].values[ok], 3))
-    pools = adapt.read_pools([tmp_path / "pool.nc"], grid, t, 3, radial=True)
-    assert pools[0].radial.shape == pools[0].noise.shape
+    pools = adapt.read_pools([tmp_path / "pool.nc"] * 3, grid, t, 3, radial=True)  # several files (match_crust)
+    assert len(pools) == 3 and all(p.radial.shape == p.noise.shape for p in pools)
     assert read_pool(tmp_path / "pool.nc", "residual")["noise"].shape == (ok.sum(), t.size)
     with pytest.raises(ValueError, match="kind"):
         read_pool(tmp_path / "pool.nc", "vertical")

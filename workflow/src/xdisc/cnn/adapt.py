@@ -115,8 +115,8 @@ def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_r
                      raw["station"], int(inside.sum()), min_rf)
             continue
         k = np.argmin(np.abs(p[inside, None] - grid[None, :]), axis=1)
-        radial = raw["radial"][inside] if raw["radial"] is not None else None
-        pools.append(Pool(raw["station"], raw["noise"][inside], p[inside], k, radial))
+        kept = raw["radial"][inside] if raw["radial"] is not None else None
+        pools.append(Pool(raw["station"], raw["noise"][inside], p[inside], k, kept))
     return pools
 
 
