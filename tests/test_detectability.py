@@ -226,6 +226,14 @@ def test_station_file_round_trip_and_figure(model, kernels, tmp_path):
     assert np.isnan(rows[0]["dvs90_cnn"])  # no CNN given
     assert rows[0]["detectability_note"] == ("" if np.isfinite(rows[0]["dvs90_stacking"])
                                              else "stacking: not even 6% is seen in 90% of the draws")
+    # both methods without a dvs90: both named
+    both = ds.copy()
+    both["detection_cnn"], both["dvs90_cnn"] = both["detection_stacking"], both["dvs90_stacking"] * np.nan
+    both["dvs90_stacking"] = both["dvs90_stacking"] * np.nan
+    both["false_alarm_rate_cnn"] = both["false_alarm_rate_stacking"]
+    (row,) = D.table_rows([write_netcdf(both, tmp_path / "XX.S2.nc")])
+    assert row["detectability_note"] == ("stacking: not even 6% is seen in 90% of the draws; "
+                                         "cnn: not even 6% is seen in 90% of the draws")
     curves = read_detectability_curves([path])
     np.testing.assert_allclose(curves[0]["detection_stacking"], ds["detection_stacking"].values[0, 0])
     png = plot_detectability(curves, tmp_path / "d.png")

@@ -365,8 +365,8 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
         # neither method gives a verdict on so few (both say undetermined): nothing is ever detected
         needs = f"stacking.min_rf {stacking_cfg['min_rf']} and cnn.verdict.min_rf {config['cnn']['verdict']['min_rf']}"
         note = (f"{rf.shape[0]} receiver function(s): fewer than either method needs for a verdict ({needs})"
-                if rf.shape[0] < fewest else f"{rf.shape[0]} receiver functions: too few to split into structure "
-                                             "and noise")
+                if rf.shape[0] < fewest else f"{rf.shape[0]} receiver functions: too few to estimate their noise "
+                                             "(neighbours in slowness)")
         log.info("detectability: %s: %s: detection probability 0", code, note)
         shape = (len(grid.depths_km), len(grid.gradients_km), len(grid.dvs), 1)
         ds = _dataset({m: np.zeros(shape, bool) for m in METHODS}, {m: np.zeros(1, bool) for m in METHODS}, grid,
@@ -435,12 +435,13 @@ def table_rows(paths) -> list[dict]:
     for path in paths:
         with open_netcdf(path) as ds:
             row = {"station": f"{ds['network'].item()}.{ds['station'].item()}", "n_rf": int(ds.attrs["n_rf"])}
-            notes = [str(ds.attrs["note"])] if "note" in ds.attrs else []
+            station_note = "note" in ds.attrs  # too few receiver functions: says it for both methods
+            notes = [str(ds.attrs["note"])] if station_note else []
             for m in METHODS:
                 for key in ("dvs90", "false_alarm_rate"):
                     name = f"{key}_{m}"
                     row[name] = float(ds[name]) if name in ds else float("nan")
-                if f"detection_{m}" in ds and not notes and not np.isfinite(row[f"dvs90_{m}"]):
+                if f"detection_{m}" in ds and not station_note and not np.isfinite(row[f"dvs90_{m}"]):
                     notes.append(f"{m}: not even {float(ds['dvs'].values[-1]):.0%} is seen in "
                                  f"{float(ds.attrs['detection_probability']):.0%} of the draws")
             row["detectability_note"] = "; ".join(notes)
