@@ -29,14 +29,16 @@ from xdisc.core.artifacts import as_float32, open_netcdf, provenance_attrs, usab
 from xdisc.core.deconvolution import direct_p, noise_sigma
 
 
-def neighbour_means(radial: np.ndarray, slowness: np.ndarray, bin_width: float = 0.005,
-                    min_events: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Per receiver function, the mean of the station's *other* ones of similar slowness (within
-    ``bin_width / 2``, widened until ``min_events`` others are in) and how many others that is (0, and
-    the trace itself, where it is alone)."""
+def radial_residuals(radial: np.ndarray, slowness: np.ndarray, bin_width: float = 0.005,
+                     min_events: int = 3) -> np.ndarray:
+    """Each normalised radial receiver function minus the mean of the station's *other* ones of similar
+    slowness (within ``bin_width / 2``, widened until ``min_events`` others are in), scaled by
+    sqrt((n - 1) / n) so that its variance is that of one trace's noise: what is left is the event's
+    noise as the radial receiver function carries it (including the noise of the vertical that the
+    deconvolution multiplies into the signal, and arrivals no other event shares), without the
+    station's structure."""
     n = radial.shape[0]
-    mean = np.array(radial, dtype=float, copy=True)
-    count = np.zeros(n, int)
+    out = np.zeros_like(radial)
     for i in range(n):
         d = np.abs(slowness - slowness[i])
         d[i] = np.inf
@@ -45,21 +47,11 @@ def neighbour_means(radial: np.ndarray, slowness: np.ndarray, bin_width: float =
         while others.size < min(min_events, n - 1):
             half *= 1.5
             others = np.flatnonzero(d <= half)
-        if others.size:
-            mean[i], count[i] = radial[others].mean(axis=0), others.size
-    return mean, count
-
-
-def radial_residuals(radial: np.ndarray, slowness: np.ndarray, bin_width: float = 0.005,
-                     min_events: int = 3) -> np.ndarray:
-    """Each normalised radial receiver function minus the mean of the station's *other* ones of similar
-    slowness (:func:`neighbour_means`), scaled by sqrt((n - 1) / n) so that its variance is that of one
-    trace's noise: what is left is the event's
-    noise as the radial receiver function carries it (including the noise of the vertical that the
-    deconvolution multiplies into the signal, and arrivals no other event shares), without the
-    station's structure."""
-    mean, k = neighbour_means(radial, slowness, bin_width, min_events)
-    return (radial - mean) * np.sqrt(k / (k + 1.0))[:, None]
+        if others.size == 0:
+            continue
+        m = others.size + 1
+        out[i] = (radial[i] - radial[others].mean(axis=0)) * np.sqrt((m - 1) / m)
+    return out
 
 
 METHODS = ("transverse", "residual")
