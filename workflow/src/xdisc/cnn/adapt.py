@@ -72,9 +72,9 @@ class AdaptSettings:
     false_alarm_rate: float = 0.05
     miss_rate: float = 0.1
     absent_dvs: float = 0.03
-    hard_fraction: float = 0.0
+    hard_fraction: float = 0.5
     max_stations: int = 2000
-    match_crust: bool = False
+    match_crust: bool = True
     crust_window_s: tuple = (-1.0, 20.0)
 
     @classmethod
