@@ -261,14 +261,13 @@ def like_station(norm: np.ndarray, slowness: np.ndarray, time_s: np.ndarray, tab
     """The ``n`` structures of ``table`` = (receiver functions (sample, slowness, time) / direct P, their
     slownesses) whose crustal part (``window_s`` around P: direct P, sediment and Moho conversions, the
     first multiples) is closest to the station's mean receiver function at each of its slownesses
-    (mean squared difference, weighted by the number of events at each), nearest first."""
+    (:func:`xdisc.cnn.adapt.crust_misfit`, as the CNN's calibration matches crusts), nearest first."""
+    from xdisc.cnn.adapt import crust_misfit
+
     rf_q, p_q = np.asarray(table[0], float), np.asarray(table[1], float)
     win = (time_s >= window_s[0]) & (time_s <= window_s[1])
     nearest = np.argmin(np.abs(np.asarray(slowness, float)[:, None] - p_q[None, :]), axis=1)
-    bins, counts = np.unique(nearest, return_counts=True)
-    obs = np.stack([np.nanmean(norm[nearest == b][:, win], axis=0) for b in bins])   # (bin, time)
-    dist = np.nanmean((rf_q[:, bins][:, :, win] - obs[None]) ** 2, axis=2) @ counts / counts.sum()
-    pick = np.argsort(dist, kind="stable")[:n]
+    pick = np.argsort(crust_misfit(norm[:, win], nearest, rf_q[:, :, win]), kind="stable")[:n]
     return rf_q[pick], p_q
 
 

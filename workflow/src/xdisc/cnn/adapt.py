@@ -208,12 +208,18 @@ def crust_distances(pool: Pool, source: SyntheticSource, window_s: tuple, normal
     hold the source's P-normalised clean traces in that window (to share them across stations)."""
     if pool.radial is None:
         return None
-    win = _in_window(source.time_s, window_s)
     if normalised is None:
         normalised = crust_window(source, window_s)
-    bins, counts = np.unique(pool.grid_index, return_counts=True)
-    obs = np.stack([np.nanmean(pool.radial[pool.grid_index == k][:, win], axis=0) for k in bins])
-    d = np.nanmean((normalised[:, bins, :] - obs[None]) ** 2, axis=2)
+    return crust_misfit(pool.radial[:, _in_window(source.time_s, window_s)], pool.grid_index, normalised)
+
+
+def crust_misfit(radial: np.ndarray, grid_index: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Per sample, the mean squared difference between ``samples`` (sample, slowness, time: noise-free
+    receiver functions / direct P in a crustal window) and a station's mean receiver function (``radial``:
+    event, same window) at each grid slowness its events fall on (``grid_index``), weighted by their number."""
+    bins, counts = np.unique(grid_index, return_counts=True)
+    obs = np.stack([np.nanmean(radial[grid_index == k], axis=0) for k in bins])
+    d = np.nanmean((samples[:, bins, :] - obs[None]) ** 2, axis=2)
     return d @ counts / counts.sum()
 
 
