@@ -169,8 +169,8 @@ def test_missing_or_broken_config_file(tmp_path):
 def test_readme_reference_is_current():
     from xdisc.cli import config_reference
 
-    assert config_reference() in (ROOT / "README.md").read_text(), \
-        "README's configuration reference is stale: regenerate it with `xdisc config --reference`"
+    assert config_reference() in (ROOT / "config" / "README.md").read_text(), \
+        "config/README.md's configuration reference is stale: regenerate it with `xdisc config --reference`"
 
 
 def test_image_bins_are_the_cells_of_the_synthetic_slowness_grid():
