@@ -188,3 +188,14 @@ def test_image_bins_are_the_cells_of_the_synthetic_slowness_grid():
     note = cfgmod.image_grid_mismatch(old)
     for part in ("images.slowness_range_s_per_km", "synthetics.slowness_s_per_km", "[0.0375, 0.0825]"):
         assert part in note
+
+
+def test_time_range_is_optional_except_for_fdsn():
+    """No default period: a local archive of any year is read as it is; FDSN requests need one."""
+    cfg = cfgmod.validate({"data": {"source": "local"}})
+    assert cfg["data"]["stations"]["starttime"] is None and cfg["data"]["stations"]["endtime"] is None
+    with pytest.raises(cfgmod.ConfigError) as err:
+        cfgmod.validate({"data": {"source": "fdsn", "stations": {"endtime": "2020-12-31"}}})
+    lines = str(err.value).splitlines()[1:]
+    assert [line.split()[0] for line in lines] == ["data.stations.starttime"]
+    assert "fdsn" in lines[0]

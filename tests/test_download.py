@@ -44,9 +44,14 @@ def clean_proxy(stack):
     stack.proxy.reset()
 
 
+# the embedded example data are of 2011; FDSN requests need the period
+PERIOD = {"starttime": "2011-01-01", "endtime": "2011-12-31"}
+
+
 def fdsn_settings(stack, **fdsn):
-    return {"data": {"source": "fdsn", "fdsn": {"providers": [stack.base_url], "event_provider": stack.base_url,
-                                                 "timeout_s": 5, "retries": 3, "backoff_s": 0.01, **fdsn}}}
+    return {"data": {"source": "fdsn", "stations": dict(PERIOD),
+                     "fdsn": {"providers": [stack.base_url], "event_provider": stack.base_url,
+                              "timeout_s": 5, "retries": 3, "backoff_s": 0.01, **fdsn}}}
 
 
 def _plan(cfg):

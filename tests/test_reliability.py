@@ -29,10 +29,14 @@ def stack(tmp_path_factory):
     s.stop()
 
 
+# the embedded example data are of 2011; FDSN requests need the period
+PERIOD = {"starttime": "2011-01-01", "endtime": "2011-12-31"}
+
+
 def _fdsn_config(stack) -> dict:
-    return {"data": {"source": "fdsn", "fdsn": {"providers": [stack.base_url], "event_provider": stack.base_url,
-                                                "timeout_s": 10, "retries": 1, "backoff_s": 0.01,
-                                                "max_parallel": 1}}}
+    return {"data": {"source": "fdsn", "stations": dict(PERIOD),
+                     "fdsn": {"providers": [stack.base_url], "event_provider": stack.base_url,
+                              "timeout_s": 10, "retries": 1, "backoff_s": 0.01, "max_parallel": 1}}}
 
 
 @pytest.mark.parametrize("rerun", [(), ("--rerun-incomplete",)], ids=["plain-rerun", "rerun-incomplete"])

@@ -147,6 +147,11 @@ def _check_relations(cfg: dict) -> list[str]:
     times = {}
     for end in ("starttime", "endtime"):
         value = cfg["data"]["stations"][end]
+        if value is None:
+            if cfg["data"]["source"] == "fdsn":
+                out.append(f"data.stations.{end} is not set: data.source fdsn needs the period whose stations and "
+                           f"events are requested (ISO 8601, e.g. 2015-01-01)")
+            continue
         try:
             times[end] = _parse_time(value)
         except ValueError:

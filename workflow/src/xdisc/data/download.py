@@ -515,10 +515,10 @@ def _with_retries(fn, what: str, retries: int, backoff_s: float):
 def get_events(data_cfg: dict, client=None):
     """Event catalog filtered by the configuration (time, magnitude, depth); events without an origin
     time or a magnitude value are left out with a warning."""
-    from obspy import Catalog, UTCDateTime, read_events
+    from obspy import Catalog, read_events
 
     ev, st = data_cfg["events"], data_cfg["stations"]
-    t1, t2 = UTCDateTime(st["starttime"]), UTCDateTime(st["endtime"])
+    t1, t2 = _time_range(st)
     if data_cfg["source"] == "fdsn":
         from obspy.clients.fdsn import Client
 
@@ -546,10 +546,17 @@ def get_events(data_cfg: dict, client=None):
     for e, o, m in _judgeable(read_events(str(path)), path):
         if not ev["min_magnitude"] <= m.mag <= ev["max_magnitude"]:
             continue
-        if not t1 <= o.time <= t2 or (o.depth or 0) / 1000.0 > ev["max_depth_km"]:
+        if (t1 and o.time < t1) or (t2 and o.time > t2) or (o.depth or 0) / 1000.0 > ev["max_depth_km"]:
             continue
         keep.append(e)
     return Catalog(keep)
+
+
+def _time_range(stations_cfg: dict) -> tuple:
+    """(start, end) of ``data.stations`` as UTCDateTime, None where it is not set (no limit)."""
+    from obspy import UTCDateTime
+
+    return tuple(None if stations_cfg[k] is None else UTCDateTime(stations_cfg[k]) for k in ("starttime", "endtime"))
 
 
 def _judgeable(cat, source, need_magnitude: bool = True) -> list:
@@ -581,11 +588,11 @@ def get_stations(data_cfg: dict, clients: dict | None = None, report: list | Non
     the retries, an answer that is not StationXML) is logged and skipped. When ``report`` is a list,
     one row per provider (:data:`PROVIDER_FIELDS`: status ok / nodata / error, the reason) is
     appended to it."""
-    from obspy import Inventory, UTCDateTime, read_inventory
+    from obspy import Inventory, read_inventory
     from obspy.geodetics import inside_geobounds
 
     st = data_cfg["stations"]
-    t1, t2 = UTCDateTime(st["starttime"]), UTCDateTime(st["endtime"])
+    t1, t2 = _time_range(st)
     providers: dict[str, str] = {}
     report = [] if report is None else report
     if data_cfg["source"] == "fdsn":
