@@ -229,7 +229,7 @@ rule evaluate_methods:
 
 
 # Maintainers: make the network that ships with xdisc (cnn.pretrained: shipped) from a pretraining here:
-#   snakemake --cores 2 --configfile config/config.yaml config/shipped.yaml ship_pretrained_cnn
+#   snakemake --cores 2 ship_pretrained_cnn --configfile config/config.yaml config/shipped.yaml
 # (config/shipped.yaml sets cnn.pretrained: train and the full-size training), then commit
 # workflow/src/xdisc/cnn/shipped/. Not part of the default target.
 rule ship_pretrained_cnn:

@@ -1,7 +1,7 @@
 """The pretrained CNN that ships with xdisc (``cnn.pretrained: shipped``, the default).
 
 ``shipped/xnet.ckpt`` holds the weights and hyperparameters of a network pretrained by the project's own
-code (``snakemake --cores 2 --configfile config/config.yaml config/shipped.yaml ship_pretrained_cnn``);
+code (``snakemake --cores 2 ship_pretrained_cnn --configfile config/config.yaml config/shipped.yaml``);
 ``shipped/xnet.json`` its provenance: the configuration sections it was trained with, seed, software
 versions, the command, the checkpoint's SHA-256 and its metrics on the canonical synthetic test set.
 A run that uses it (:func:`use_shipped`) copies the checkpoint, checks that the run's images and
@@ -34,7 +34,7 @@ INPUT_KEYS = {"images": ("n_slowness_bins", "slowness_range_s_per_km", "depth_ra
                          "max_noise", "weighting"),
               "receiver_function": ("sampling_rate_hz", "time_before_p_s", "time_after_p_s", "gaussian_width_hz",
                                     "deconvolution")}
-SHIP_COMMAND = "snakemake --cores 2 --configfile config/config.yaml config/shipped.yaml ship_pretrained_cnn"
+SHIP_COMMAND = "snakemake --cores 2 ship_pretrained_cnn --configfile config/config.yaml config/shipped.yaml"
 
 
 def sha256(path: str | Path) -> str:
