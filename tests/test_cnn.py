@@ -403,3 +403,19 @@ def test_training_snr_range_applies_to_training_and_validation_not_to_the_test_s
     dm.setup("fit")
     assert dm.train_set.draw.snr == (1.0, 2.0) and dm.val_set.draw.snr == (1.0, 2.0)
     assert dm.test_set.draw.snr == draw.snr == tuple(cfg["synthetics"]["noise"]["snr"])
+
+
+def test_a_station_with_too_few_receiver_functions_reports_how_many(tiny, pretrained):
+    """Two receiver functions make no image; cnn.csv still says the station has two (it once said 0)."""
+    cfg = tiny["cfg"]
+    settings = ImageSettings.from_config(cfg["images"])
+    src = datasets.SyntheticSource.read(tiny["train"])
+    imgs = station_images(src.clean[0][:2], src.time_s, src.grid_slowness[:2],
+                          DepthMapper(load_model("ak135"), settings.depths_km), settings)
+    assert len(imgs.n_rf) == 0
+    path = tiny["dir"] / "images" / "XX.TWO.nc"
+    write_netcdf(images_dataset(imgs, {"network": "XX", "station": "TWO", "latitude": 1.0, "longitude": 2.0},
+                                settings, n_rf_station=2), path)
+    row = predict.prediction_row(load_classifier(pretrained[0]), path, cfg["cnn"]["verdict"])
+    assert (row["n_rf"], row["n_images"], row["verdict"]) == (2, 0, "undetermined")
+    assert row["reason"].startswith("2 receiver functions <")

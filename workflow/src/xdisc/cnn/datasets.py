@@ -194,8 +194,13 @@ class XDataModule(L.LightningDataModule):
 def read_station_images(path: str | Path) -> dict:
     """Images of one station (from ``xdisc images``) as plain arrays."""
     with open_netcdf(path) as ds:
+        n_rf = ds["n_rf"].values
+        # the station's usable receiver functions, also where they were too few for an image (older files:
+        # those of the image of every receiver function)
+        n_station = int(ds.attrs.get("n_rf_station", n_rf[0] if len(n_rf) else 0))
         return {"station": f"{ds['network'].item()}.{ds['station'].item()}", "images": ds["rf_image"].values,
-                "n_rf": ds["n_rf"].values, "latitude": float(ds["latitude"]), "longitude": float(ds["longitude"])}
+                "n_rf": n_rf, "n_rf_station": n_station, "latitude": float(ds["latitude"]),
+                "longitude": float(ds["longitude"])}
 
 
 @dataclass

@@ -190,8 +190,10 @@ def station_images(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, map
                          [kind for kind, _ in subsets])
 
 
-def images_dataset(st_images, station: dict, settings: ImageSettings, rf_attrs: dict | None = None) -> xr.Dataset:
-    """NetCDF layout of a station's images (``xdisc images``)."""
+def images_dataset(st_images, station: dict, settings: ImageSettings, rf_attrs: dict | None = None,
+                   n_rf_station: int | None = None) -> xr.Dataset:
+    """NetCDF layout of a station's images (``xdisc images``). ``n_rf_station``: the station's usable
+    receiver functions (attribute ``n_rf_station``; also when they are too few for an image)."""
     n = len(st_images.n_rf)
     ds = xr.Dataset(
         {
@@ -219,6 +221,8 @@ def images_dataset(st_images, station: dict, settings: ImageSettings, rf_attrs: 
         title=f"receiver-function images of {station['network']}.{station['station']}",
         source="xdisc images: moveout-corrected slowness-bin stacks", seed=settings.seed,
         config_hash=config_hash(settings.__dict__)))
+    if n_rf_station is not None:
+        ds.attrs["n_rf_station"] = int(n_rf_station)
     return ds
 
 
@@ -230,4 +234,4 @@ def images_file(rf_path, config: dict) -> tuple[xr.Dataset, int]:
     mapper = DepthMapper(load_model(config["earth_model"]), settings.depths_km)
     imgs = station_images(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
                           mapper, settings, rf_ds["back_azimuth_deg"].values[keep])
-    return images_dataset(imgs, station, settings), int(keep.sum())
+    return images_dataset(imgs, station, settings, n_rf_station=int(keep.sum())), int(keep.sum())

@@ -31,10 +31,10 @@ def predict_station(module: XClassifier, images: np.ndarray) -> np.ndarray:
 
 def station_verdict(prob: np.ndarray, n_rf: int, cfg: dict) -> tuple[str, str]:
     """present / absent / undetermined from the probabilities of a station's images."""
-    if len(prob) == 0:
-        return UNDETERMINED, "no image (too few receiver functions)"
     if n_rf < cfg["min_rf"]:
         return UNDETERMINED, f"{n_rf} receiver functions < {cfg['min_rf']}"
+    if len(prob) == 0:
+        return UNDETERMINED, "no image (too few receiver functions)"
     mean, std = float(np.mean(prob)), float(np.std(prob))
     if std > cfg["max_probability_std"]:
         return UNDETERMINED, f"images disagree (probability std {std:.2f} > {cfg['max_probability_std']})"
@@ -49,10 +49,10 @@ def station_verdict(prob: np.ndarray, n_rf: int, cfg: dict) -> tuple[str, str]:
 def calibrated_verdict(prob: np.ndarray, n_rf: int, thresholds: dict, cfg: dict) -> tuple[str, str]:
     """present / absent / undetermined from the probability of image 0 and the station's own thresholds
     (a row of the table of :func:`xdisc.cnn.adapt.calibrate`)."""
-    if len(prob) == 0:
-        return UNDETERMINED, "no image (too few receiver functions)"
     if n_rf < cfg["min_rf"]:
         return UNDETERMINED, f"{n_rf} receiver functions < {cfg['min_rf']}"
+    if len(prob) == 0:
+        return UNDETERMINED, "no image (too few receiver functions)"
     p, hi, lo = float(prob[0]), float(thresholds["present_threshold"]), float(thresholds["absent_threshold"])
     if p >= hi:
         return PRESENT, ""
@@ -75,7 +75,7 @@ def read_calibration(path: str | Path | None) -> dict[str, dict]:
 def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calibration: dict | None = None) -> dict:
     st = read_station_images(image_file)
     prob = predict_station(module, st["images"])
-    n_rf = int(st["n_rf"][0]) if len(st["n_rf"]) else 0
+    n_rf = st["n_rf_station"]
     own = (calibration or {}).get(st["station"])
     if own is not None:
         verdict, reason = calibrated_verdict(prob, n_rf, own, cfg)

@@ -32,7 +32,7 @@ from xdisc.core.moveout import delay_table, distance_for_slowness, slowness_for_
 from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
 
 TABLE_COLUMNS = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km", "x_amp",
-                 "x_amp_err", "d410_km", "d660_km")
+                 "x_amp_err", "d410_km", "d660_km", "reason")
 
 
 def weighted_mean(traces: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -229,6 +229,7 @@ def verdict_row(ds: xr.Dataset) -> dict:
         "x_depth_err_km": a["x_depth_err_km"] if present else np.nan,
         "x_amp": a["x_amp"] if present else np.nan, "x_amp_err": a["x_amp_err"] if present else np.nan,
         "d410_km": a["d410_km"], "d660_km": a["d660_km"],
+        "reason": a.get("reason", ""),   # why not present (empty for present)
     }
 
 
