@@ -181,3 +181,42 @@ def test_embedded_paths_are_real_data():
     assert len(read(str(p["waveforms"]))) == 39
     assert len(read_events(str(p["events"]))) == 13
     assert read_inventory(str(p["inventory"]))[0][0].code == "PB01"
+
+
+def test_most_events_failing_snr_gives_a_prefilter_hint(embedded, tmp_path):
+    """When most of a station's events fail the SNR test, the file (and the log, the stacking table and the
+    station figure) say what to try: a narrower rf_processing.prefilter_hz."""
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.stack.stacking import stack_file, verdict_row
+
+    ds = _compute(embedded)
+    # CX.PB01: 4 of its 7 events fail min_snr_z 2 with the default band; a low corner of 0.2 Hz keeps 5 of 7
+    assert ds.attrs["qc_note"].startswith("4 of 7 events fail the SNR test")
+    strict = cfgmod.validate({**CONFIG, "rf_processing": {**CONFIG["rf_processing"], "min_snr_z": 1000.0}})
+    ds = _compute(embedded, cfg=strict)
+    assert ds.attrs["qc_note"].startswith("7 of 7 events fail the SNR test")
+    assert "rf_processing.prefilter_hz (now [0.03, 2] Hz" in ds.attrs["qc_note"]
+    write_netcdf(ds, tmp_path / "rf.nc")
+    row = verdict_row(stack_file(tmp_path / "rf.nc", strict))
+    assert row["verdict"] == "undetermined"
+    assert row["reason"].startswith("0 receiver functions <") and "prefilter_hz" in row["reason"]
+
+
+@pytest.mark.parametrize("phase", ["zero", "causal"])
+def test_bandpass_matches_obspy_filter(phase):
+    """The one-FFT band-pass of the pre-processing against ObsPy's Trace.filter on the same samples:
+    'causal' is ObsPy's (and the rf package's) default one-pass filter, 'zero' its zerophase=True."""
+    from obspy import Trace
+    from xdisc.data.receiver_functions import bandpass_response
+
+    rate, n, band = 20.0, 4000, (0.03, 2.0)
+    rng = np.random.default_rng(3)
+    x = np.zeros(n)
+    x[1000:3000] = rng.standard_normal(2000) * np.hanning(2000)     # quiet ends: no wrap-around
+    n_fft = 4 * n
+    f = np.fft.rfftfreq(n_fft, 1 / rate)
+    ours = np.fft.irfft(np.fft.rfft(x, n_fft) * bandpass_response(f, band, rate, phase), n_fft)[:n]
+    tr = Trace(x.copy(), header={"sampling_rate": rate})
+    tr.filter("bandpass", freqmin=band[0], freqmax=band[1], corners=4, zerophase=phase == "zero")
+    inner = slice(500, n - 500) if phase == "zero" else slice(0, n)   # zero-phase: ObsPy's edges differ
+    assert np.max(np.abs(ours[inner] - tr.data[inner])) < 1e-3 * np.max(np.abs(tr.data))

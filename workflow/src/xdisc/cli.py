@@ -316,6 +316,8 @@ def _compute_rf(args, config: dict, out: Path) -> None:
     write_netcdf(ds, out)
     log.info("rf %s: %d receiver functions, %d pass QC -> %s", args.station, ds.sizes["event"], ds.attrs["n_pass"],
              out)
+    if ds.attrs["qc_note"]:
+        log.warning("rf %s: %s", args.station, ds.attrs["qc_note"])
 
 
 # ----------------------------------------------------------------------------- stack

@@ -28,6 +28,7 @@ from xdisc.core.earthmodel import EARTH_RADIUS_KM
 from xdisc.data.events import event_id
 
 log = logging.getLogger(__name__)
+QC_HINT_FRACTION = 0.5   # qc_note: at least this share of the tested events fail the SNR test
 
 
 class Rejected(Exception):
@@ -171,14 +172,17 @@ def _instrument(raw: dict, idx: list[int], rate: float, n_fft: int, inventory, p
     return factors, bad
 
 
-def _bandpass_power(freqs_hz, band_hz, rate, corners=4):
-    """|H(f)|^2 of ObsPy's Butterworth band-pass: the zero-phase (forward-backward) filter."""
+def bandpass_response(freqs_hz, band_hz, rate, phase: str = "zero", corners=4):
+    """Frequency response of ObsPy's Butterworth band-pass: ``|H(f)|^2`` for the zero-phase
+    (forward-backward) filter, ``H(f)`` for the causal one (one forward pass, ``zerophase=False``)."""
     from scipy.signal import iirfilter, sosfreqz
 
     nyq = 0.5 * rate
     sos = iirfilter(corners, [band_hz[0] / nyq, min(band_hz[1] / nyq, 0.999)], btype="band", ftype="butter",
                     output="sos")
     _, h = sosfreqz(sos, worN=np.asarray(freqs_hz), fs=rate)
+    if phase == "causal":
+        return h
     return np.abs(h) ** 2
 
 
@@ -222,13 +226,13 @@ def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, 
             window[:w] = 0.5 * (1 - np.cos(np.pi * np.arange(w) / w))
             window[m - w:] = window[:w][::-1]
             x[rows, :, :m] = seg * window
-        # one FFT per trace: instrument, zero-phase band-pass, resampling and alignment on P
+        # one FFT per trace: instrument, band-pass, resampling and alignment on P
         ratio = Fraction(rf.sampling_rate_hz / rate).limit_denominator(1000)
         q = ratio.denominator
         n_in = q * next_fast_len(int(np.ceil(1.25 * n / q)), real=True)  # 5-smooth: fast FFTs
         n_out = n_in * ratio.numerator // q
         f_in = np.fft.rfftfreq(n_in, 1.0 / rate)
-        spec = rfft(x, n_in) * _bandpass_power(f_in, proc["prefilter_hz"], rate)
+        spec = rfft(x, n_in) * bandpass_response(f_in, proc["prefilter_hz"], rate, proc["filter_phase"])
         factors, bad = _instrument(raws, idx, rate, n_in, inventory, proc, cache)
         for k, why in bad.items():
             out[k] = Rejected(why)
@@ -355,6 +359,21 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
                        earth_model)
 
 
+def qc_note(reasons: list[str], snr_z: np.ndarray, snr_r: np.ndarray, proc: dict) -> str:
+    """A hint for the user when most of a station's events with data fail the SNR test (empty otherwise):
+    long-period noise (microseisms) is the usual cause, and a narrower ``rf_processing.prefilter_hz``
+    often keeps those events."""
+    tested = np.isfinite(snr_z) | np.isfinite(snr_r)
+    low = tested & ~((snr_z >= proc["min_snr_z"]) & (snr_r >= proc["min_snr_r"]))
+    n_tested, n_low = int(tested.sum()), int(low.sum())
+    if n_low < 3 or n_low < QC_HINT_FRACTION * n_tested:
+        return ""
+    lo, hi = proc["prefilter_hz"]
+    return (f"{n_low} of {n_tested} events fail the SNR test (min_snr_z {proc['min_snr_z']}, min_snr_r "
+            f"{proc['min_snr_r']}); if the noise is long-period, a narrower band keeps more of them: "
+            f"rf_processing.prefilter_hz (now [{lo:g}, {hi:g}] Hz; try a low corner of 0.1-0.2 Hz)")
+
+
 def _crop(grid, before_s):
     """Samples from ``before_s`` before P to the end of the source window."""
     return slice(int(np.argmin(np.abs(grid + before_s))), grid.size)
@@ -468,6 +487,7 @@ def _to_dataset(rows, reasons, out_t, rf_r, rf_t, fit, snr_z, snr_r, p_amp, p_of
     ds.attrs.update({f"rf_{k}": v for k, v in rf.__dict__.items()})
     ds.attrs["earth_model"] = earth_model
     ds.attrs["n_events"] = n
+    ds.attrs["qc_note"] = qc_note(reasons, snr_z, snr_r, proc)
     ds.attrs["n_pass"] = int(qc.sum())
     return ds
 

@@ -64,6 +64,9 @@ def station_stack_figure(ds: xr.Dataset) -> Figure:
     _depth_stack(ax_depth, ds)
     _vespagram(fig, ax_vesp, ds)
     fig.suptitle(station_title(ds), fontsize=14)
+    note = str(ds.attrs.get("qc_note", ""))
+    if note:   # most events failed the SNR test: say what to try (the report shows this figure)
+        fig.text(0.5, 0.005, "QC: " + note, ha="center", va="bottom", fontsize=8, color="firebrick", wrap=True)
     return fig
 
 

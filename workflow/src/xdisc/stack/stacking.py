@@ -229,7 +229,8 @@ def verdict_row(ds: xr.Dataset) -> dict:
         "x_depth_err_km": a["x_depth_err_km"] if present else np.nan,
         "x_amp": a["x_amp"] if present else np.nan, "x_amp_err": a["x_amp_err"] if present else np.nan,
         "d410_km": a["d410_km"], "d660_km": a["d660_km"],
-        "reason": a.get("reason", ""),   # why not present (empty for present)
+        # why not present (empty for present); with the receiver-function QC's hint where it had one
+        "reason": "; ".join(r for r in (a.get("reason", ""), "" if present else a.get("qc_note", "")) if r),
     }
 
 
@@ -238,6 +239,8 @@ def stack_file(rf_path, config: dict) -> xr.Dataset:
     with the configuration's ``stacking`` settings and ``earth_model``."""
     cfg = config["stacking"]
     rf_ds, keep, station = usable_receiver_functions(rf_path, cfg["use_qc"])
-    return stack_station(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
+    ds = stack_station(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
                          rf_ds["distance_deg"].values[keep], load_model(config["earth_model"]), cfg,
                          event_ids=rf_ds["event"].values[keep], station=station)
+    ds.attrs["qc_note"] = rf_ds.attrs.get("qc_note", "")
+    return ds
