@@ -353,6 +353,27 @@ def test_agreement_map_with_nan_coordinates(tmp_path):
     assert texts(fig.axes[1])[-1].startswith("stations: 0\ncompared (both present/absent): 0\nagreement: n/a")
 
 
+def test_agreement_map_draws_coastlines_and_goes_global(tmp_path):
+    """Shipped Natural Earth coastlines under the stations (offline); a world map when the stations span
+    the globe, station codes beside them."""
+    rows = [{**HAND_ROWS[0], "station": "CX.PB01", "longitude": -69.49, "latitude": -21.04}]
+    _, fig = draw(F.plot_agreement, rows, tmp_path / "chile.png")
+    ax = fig.axes[0]
+    (coast,) = ax.lines
+    lon, lat = coast.get_xdata(), coast.get_ydata()
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    inside = (lon > x0) & (lon < x1) & (lat > y0) & (lat < y1)
+    # the coast of northern Chile, west of the station: a vertex within half a degree of (-70.2, -21)
+    assert inside.any() and np.nanmin(np.hypot(lon[inside] + 70.2, lat[inside] + 21.0)) < 0.5
+    assert [t.get_text() for t in ax.texts] == ["CX.PB01"]
+    world = [{**HAND_ROWS[0], "station": f"XX.S{k}", "longitude": lon_, "latitude": lat_}
+             for k, (lon_, lat_) in enumerate([(-120.0, 40.0), (10.0, 45.0), (140.0, -30.0)])]
+    _, fig = draw(F.plot_agreement, world, tmp_path / "world.png")
+    assert fig.axes[0].get_xlim() == (-180.0, 180.0) and fig.axes[0].get_ylim() == (-90.0, 90.0)
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["XX.S0", "XX.S1", "XX.S2"]
+
+
 def test_pretrain_figures_draw_the_results_numbers(tmp_path):
     """``xdisc train pretrain --figures``: confusion tables as given, the ROC of the calibrated test
     probabilities (scikit-learn's), the reliability of the raw ones with the calibrated ones beside."""

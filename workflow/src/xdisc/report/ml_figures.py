@@ -34,6 +34,8 @@ VERDICT_MARKERS = {PRESENT: "^", ABSENT: "o", UNDETERMINED: "s", NOT_DETECTABLE:
 NO_VALUE_COLOUR = "0.8"
 RING_COLOUR = "#8e44ad"
 MAX_STATION_LABELS = 40  # above this many stations the map carries no station codes
+GLOBAL_SPAN_DEG = 120.0  # stations spread over more longitude than this (or half of it in latitude): a world map
+COAST_COLOUR = "0.55"
 
 # columns of a Lightning CSVLogger metrics.csv, in order of preference
 TRAIN_LOSS = ("train/loss_epoch", "train/loss", "train_loss_epoch", "train_loss")
@@ -624,11 +626,28 @@ def _mappable(norm: Normalize):
     return ScalarMappable(norm=norm, cmap=DIVERGING_CMAP)
 
 
+def coastlines() -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of the shipped Natural Earth 1:110m coastlines (rings separated by NaN)."""
+    global _COASTLINES
+    if _COASTLINES is None:
+        with np.load(Path(__file__).with_name("data") / "coastlines_110m.npz") as f:
+            _COASTLINES = (f["lon"].astype(float), f["lat"].astype(float))
+    return _COASTLINES
+
+
+_COASTLINES = None
+
+
 def _map_limits(ax, lon: np.ndarray, lat: np.ndarray, min_span_deg: float = 2.0) -> None:
-    """Limits around the stations with a margin (at least ``min_span_deg``), aspect 1/cos(latitude)."""
-    if lon.size == 0:
+    """Coastlines, and limits around the stations with a margin (at least ``min_span_deg``), aspect
+    1/cos(latitude); the whole globe when there are no stations or they span more than
+    :data:`GLOBAL_SPAN_DEG` in longitude or half that in latitude."""
+    c_lon, c_lat = coastlines()
+    ax.plot(c_lon, c_lat, color=COAST_COLOUR, lw=0.6, zorder=1)
+    if lon.size == 0 or np.ptp(lon) > GLOBAL_SPAN_DEG or np.ptp(lat) > GLOBAL_SPAN_DEG / 2:
         ax.set_xlim(-180, 180)
         ax.set_ylim(-90, 90)
+        ax.set_aspect(1.0)
         return
     spans = []
     for values in (lon, lat):
