@@ -16,6 +16,7 @@ include: "workflow/rules/stacking.smk"
 include: "workflow/rules/synthetics.smk"
 include: "workflow/rules/cnn.smk"
 include: "workflow/rules/detectability.smk"
+include: "workflow/rules/demo.smk"
 
 
 rule all:
@@ -27,3 +28,4 @@ rule all:
         rules.plot_training_curves.output,
         rules.evaluate_methods.output,
         rules.plot_synthetic_examples.output,
+        rules.score_demo.output if DEMO else [],

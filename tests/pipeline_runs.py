@@ -11,7 +11,8 @@ ROOT = Path(__file__).parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 
 # the whole DAG at toy size: every rule runs, in about a minute on 2 cores
-TINY = {"synthetics": {"n_samples": 12, "n_test_samples": 8, "slowness_s_per_km": [0.05, 0.07]},
+TINY = {"data": {"demo": {"stations": 2, "events": 8}},
+        "synthetics": {"n_samples": 12, "n_test_samples": 8, "slowness_s_per_km": [0.05, 0.07]},
         "cnn": {"pretrained": "train", "pretrain": {"max_epochs": 1, "batch_size": 8},
                 "finetune": {"max_epochs": 1, "batch_size": 8}, "rf_per_station": [10, 20]}}
 

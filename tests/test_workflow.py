@@ -38,7 +38,7 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tiny_run):
     assert (wd / "results" / "figures" / "stack" / "CX.PB01.png").stat().st_size > 20_000
     table = (wd / "results" / "verdicts" / "stacking.csv").read_text().splitlines()
     assert table[0] == ("station,latitude,longitude,n_rf,verdict,x_depth_km,x_depth_err_km,x_amp,x_amp_err,"
-                        "d410_km,d660_km")
+                        "d410_km,d660_km,reason")
     assert table[1].startswith("CX.PB01,") and ",undetermined," in table[1]  # 3-4 RFs < min_rf
     # the CNN branch: images, pretrain -> fine-tune (demo label) -> predict -> compare
     images = xr.open_dataset(wd / "results" / "images" / "CX.PB01.nc")
@@ -57,8 +57,16 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tiny_run):
     assert "fewer than either method needs" in stations[1]
     detect = (wd / "results" / "verdicts" / "detectability.csv").read_text().splitlines()
     assert detect[1].startswith("CX.PB01,") and ",nan,nan,0,0," in detect[1]
-    assert json.loads((wd / "results" / "metrics" / "agreement.json").read_text())["n_stations"] == 1
-    figures = ("agreement.png", "detectability.png", "synthetic_examples.png", "cnn/training_curves.png",
+    # the demo network (data.source demo): two synthetic SY stations beside CX.PB01, read from the archive
+    # that make_demo_network wrote, and scored against its truth
+    assert [line.split(",")[0] for line in stations[1:]] == ["CX.PB01", "SY.D01", "SY.D02"]
+    assert json.loads((wd / "results" / "metrics" / "agreement.json").read_text())["n_stations"] == 3
+    score = json.loads((wd / "results" / "metrics" / "demo_score.json").read_text())
+    assert score["n_stations"] == 2 and score["n_with_x"] == 1
+    assert set(score["cnn"]) >= {"accuracy", "false_alarm_rate", "miss_rate", "undetermined_fraction"}
+    assert "SYNTHETIC" in (wd / "data" / "demo" / "README.txt").read_text()
+    figures = ("agreement.png", "demo_score.png", "detectability.png", "synthetic_examples.png",
+               "cnn/training_curves.png",
                "cnn/pretrain/pretrain_roc.png",
                "cnn/evaluation/accuracy_vs_snr.png", "cnn/evaluation/detection_vs_dvs.png",
                "cnn/evaluation/detection_by_structure.png", "stack/CX.PB01.png")

@@ -48,11 +48,15 @@ def make_workdir(path: Path, n: int) -> Path:
     """A working folder with the default configuration and the checkpoint outputs of an n-station run
     (written after the settings files that select_stations reads, as in a real run, so that it is done)."""
     (path / "config").mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "config" / "config.yaml", path / "config" / "config.yaml")
+    # the default configuration as a global FDSN run (the default source, the demo network, would make
+    # the checkpoint's input anew)
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["data"].update(source="fdsn")
+    cfg["data"]["stations"].update(starttime="2015-01-01", endtime="2020-12-31")
+    (path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     subprocess.run([*SNAKEMAKE, "--directory", str(path), "--cores", "1", "--until", "write_settings", "--quiet",
                     "all"], check=True, capture_output=True)
     time.sleep(0.01)  # the checkpoint outputs below are newer than the settings files
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     raw = path / cfg["data"].get("raw_dir", "data/raw")
     raw.mkdir(parents=True, exist_ok=True)
     with open(raw / "stations.csv", "w", newline="") as f:

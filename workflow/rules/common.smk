@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 import xdisc.config
 import xdisc.data.codes
+import xdisc.data.demo
 
 # xdisc's checks first (nested defaults, schema, relations between keys: one message naming every
 # key and value), then Snakemake's schema validation, then the input files of data.source 'local'
@@ -18,6 +19,10 @@ xdisc.config.check_inputs(config)
 
 RESULTS = config["results_dir"]
 RAW = config["data"]["raw_dir"]
+# data.source 'demo': rule make_demo_network writes the archive that the download rules then read
+DEMO = config["data"]["source"] == "demo"
+DEMO_PATHS = {k: str(v) for k, v in xdisc.data.demo.demo_paths(config["data"]["demo"]["folder"]).items()}
+DEMO_INPUT = {"demo": DEMO_PATHS["info"]} if DEMO else {}
 # the software of all rules (conda paths are relative to workflow/rules/)
 XDISC_ENV = "../../envs/xdisc.yaml"
 # where the pretrained network that ships with xdisc lives (rule ship_pretrained_cnn writes it)
@@ -76,6 +81,7 @@ SETTINGS = {
     name: json.dumps(value, sort_keys=True)
     for name, value in {
         "download": _sections("data", "earth_model"),
+        "demo": _sections("data", "earth_model", "layering", "synthetics"),
         "station": _sections("data", "earth_model", "receiver_function", "rf_processing", "images", "stacking"),
         "synthetics_pretrain": _synthetics("pretrain"),
         "synthetics_test": _synthetics("test"),

@@ -5,6 +5,7 @@
 
 rule download_events:
     input:
+        **DEMO_INPUT,
         settings=settings("download"),
     output:
         xml=raw("events.xml"),
@@ -24,6 +25,7 @@ rule download_events:
 
 checkpoint select_stations:
     input:
+        **DEMO_INPUT,
         settings=settings("download"),
     output:
         xml=raw("stations.xml"),
@@ -46,6 +48,7 @@ checkpoint select_stations:
 
 rule download_waveforms:
     input:
+        **DEMO_INPUT,
         settings=settings("download"),
         events=rules.download_events.output.xml,
         stations=rules.select_stations.output.csv,

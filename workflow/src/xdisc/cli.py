@@ -741,6 +741,48 @@ def run_evaluate(args) -> int:
 
 # ----------------------------------------------------------------------------- compare
 
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the synthetic demo network of the default run, and its score",
+                       description="'make': write the demo archive (network SY beside the real CX.PB01: SDS, "
+                                   "StationXML, QuakeML, truth.csv) to data.demo.folder. 'score': both methods' "
+                                   "verdicts (stations.csv of 'xdisc compare') against truth.csv.")
+    p.add_argument("what", choices=["make", "score"])
+    _add_config_arguments(p)
+    p.add_argument("--stations", type=Path, help="score: station table of 'xdisc compare'")
+    p.add_argument("--truth", type=Path, help="score: truth table (default: the demo's truth.csv)")
+    p.add_argument("--out", type=Path, help="score: summary (JSON)")
+    p.add_argument("--figure", type=Path, help="score: table of the verdicts against the truth (PNG or PDF)")
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args) -> int:
+    from xdisc.data.demo import demo_paths
+
+    config = _load_config(args)
+    demo = config["data"]["demo"]
+    if args.what == "make":
+        from xdisc.data.demo import make_demo
+
+        info = make_demo(demo["folder"], demo, config)
+        log.info("demo: %d synthetic stations (%d with X), %d synthetic + %d real events -> %s", info["stations"],
+                 info["stations_with_x"], info["synthetic_events"], info["real_events"], demo["folder"])
+        return 0
+    from xdisc.report.truth_score import plot_score, score_table, write_score
+
+    if args.stations is None or args.out is None:
+        raise cfgmod.ConfigError("demo score needs --stations and --out")
+    table, summary = score_table(args.stations, args.truth or demo_paths(demo["folder"])["truth"])
+    write_score(summary, args.out)
+    for method in ("stacking", "cnn"):
+        s = summary[method]
+        log.info("demo score %s: accuracy %s, false alarms %s, misses %s, undetermined %s", method,
+                 _fmt(s["accuracy"]), _fmt(s["false_alarm_rate"]), _fmt(s["miss_rate"]),
+                 _fmt(s["undetermined_fraction"]))
+    if args.figure:
+        plot_score(table, summary, args.figure)
+    return 0
+
+
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="per-station agreement of the CNN and stacking verdicts",
                        description="Join the CNN and stacking verdict tables on station; write one table with "
@@ -967,6 +1009,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_evaluate(sub)
     _add_compare(sub)
+    _add_demo(sub)
     _add_label(sub)
     _add_plot(sub)
     _add_config(sub)

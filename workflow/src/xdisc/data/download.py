@@ -37,6 +37,7 @@ import numpy as np
 from xdisc.core.artifacts import atomic_output, write_csv
 from xdisc.core.earthmodel import EARTH_RADIUS_KM
 from xdisc.data.codes import code_problem
+from xdisc.data.embedded import embedded_paths
 from xdisc.data.events import event_id
 
 log = logging.getLogger(__name__)
@@ -244,19 +245,24 @@ def _to_mseed(stream) -> bytes:
     return buf.getvalue()
 
 
-def embedded_paths() -> dict[str, Path]:
-    """The real example data shipped with the rf package (CX.PB01, Chile, 2011)."""
-    import rf
+def effective_data(data_cfg: dict) -> dict:
+    """``data`` as the downloader reads it: ``source: demo`` is the local archive that
+    :func:`xdisc.data.demo.make_demo` writes to ``data.demo.folder``."""
+    if data_cfg["source"] != "demo":
+        return data_cfg
+    from xdisc.data.demo import demo_paths
 
-    root = Path(rf.__file__).parent / "example"
-    return {"waveforms": root / "example_data.mseed", "inventory": root / "example_inventory.xml",
-            "events": root / "example_events.xml"}
+    paths = demo_paths(data_cfg["demo"]["folder"])
+    return {**data_cfg, "source": "local", "local": {**data_cfg["local"], "waveforms": str(paths["sds"]),
+                                                     "format": "sds", "inventory": str(paths["inventory"]),
+                                                     "events": str(paths["events"])}}
 
 
 def make_source(data_cfg: dict, provider: str | None = None) -> Source:
     """The waveform source named by the configuration."""
     from obspy import read
 
+    data_cfg = effective_data(data_cfg)
     kind = data_cfg["source"]
     if kind == "fdsn":
         return FDSNSource(provider or data_cfg["fdsn"]["providers"][0], data_cfg["fdsn"]["timeout_s"])
@@ -517,6 +523,7 @@ def get_events(data_cfg: dict, client=None):
     time or a magnitude value are left out with a warning."""
     from obspy import Catalog, read_events
 
+    data_cfg = effective_data(data_cfg)
     ev, st = data_cfg["events"], data_cfg["stations"]
     t1, t2 = _time_range(st)
     if data_cfg["source"] == "fdsn":
@@ -591,6 +598,7 @@ def get_stations(data_cfg: dict, clients: dict | None = None, report: list | Non
     from obspy import Inventory, read_inventory
     from obspy.geodetics import inside_geobounds
 
+    data_cfg = effective_data(data_cfg)
     st = data_cfg["stations"]
     t1, t2 = _time_range(st)
     providers: dict[str, str] = {}
