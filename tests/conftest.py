@@ -90,7 +90,8 @@ def rf_example_station(tmp_path_factory) -> dict:
     from xdisc.data.download import download_station, get_events, get_stations, station_rows
     from xdisc.data.receiver_functions import compute_station, event_table, load_items
 
-    cfg = cfgmod.load(TESTS.parent / "config" / "config.yaml")  # the default run's settings
+    # the default run's settings, on the embedded station alone (the default run adds the demo network)
+    cfg = cfgmod.load(TESTS.parent / "config" / "config.yaml", {"data": {"source": "embedded"}})
     d = cfg["data"]
     events = get_events(d)
     inv, providers = get_stations(d)
