@@ -8,8 +8,9 @@ import pytest
 from obspy import read, read_events, read_inventory
 from xdisc import config as cfgmod
 from xdisc.core.deconvolution import RFSettings
-from xdisc.data.demo import NETWORK, demo_paths, make_demo
+from xdisc.data.demo import NETWORK, make_demo
 from xdisc.data.download import download_station, get_events, get_stations, station_rows
+from xdisc.data.examples import demo_paths
 from xdisc.data.receiver_functions import compute_station, event_table, load_items
 from xdisc.report.truth_score import score_table
 

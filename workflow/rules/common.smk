@@ -9,7 +9,7 @@ from snakemake.utils import validate
 
 import xdisc.config
 import xdisc.data.codes
-import xdisc.data.demo
+import xdisc.data.examples
 
 # xdisc's checks first (nested defaults, schema, relations between keys: one message naming every
 # key and value), then Snakemake's schema validation, then the input files of data.source 'local'
@@ -21,7 +21,7 @@ RESULTS = config["results_dir"]
 RAW = config["data"]["raw_dir"]
 # data.source 'demo': rule make_demo_network writes the archive that the download rules then read
 DEMO = config["data"]["source"] == "demo"
-DEMO_PATHS = {k: str(v) for k, v in xdisc.data.demo.demo_paths(config["data"]["demo"]["folder"]).items()}
+DEMO_PATHS = {k: str(v) for k, v in xdisc.data.examples.demo_paths(config["data"]["demo"]["folder"]).items()}
 DEMO_INPUT = {"demo": DEMO_PATHS["info"]} if DEMO else {}
 # the software of all rules (conda paths are relative to workflow/rules/)
 XDISC_ENV = "../../envs/xdisc.yaml"

@@ -756,7 +756,7 @@ def _add_demo(sub) -> None:
 
 
 def run_demo(args) -> int:
-    from xdisc.data.demo import demo_paths
+    from xdisc.data.examples import demo_paths
 
     config = _load_config(args)
     demo = config["data"]["demo"]

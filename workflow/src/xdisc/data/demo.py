@@ -27,7 +27,7 @@ import numpy as np
 
 from xdisc.core.earthmodel import load_model
 from xdisc.core.propagator import plane_wave_response
-from xdisc.data.embedded import embedded_paths
+from xdisc.data.examples import demo_paths, embedded_paths
 from xdisc.synth.source import draw_source, source_spectrum
 from xdisc.synth.synthetics import Layering, build_model, single_parameters
 
@@ -42,13 +42,6 @@ GAIN_COUNTS_PER_M = 1.0e9
 MARGIN_S = 5.0                  # the records start this long before the window that the downloader cuts
 TRUTH_FIELDS = ("station", "x_present", "x_depth_km", "x_dvs", "moho_km", "vpvs", "snr", "n_events",
                 "latitude", "longitude")
-
-
-def demo_paths(folder: str | Path) -> dict[str, Path]:
-    """Where the demo archive lives below ``folder`` (``data.demo.folder``)."""
-    folder = Path(folder)
-    return {"sds": folder / "SDS", "inventory": folder / "stations.xml", "events": folder / "events.xml",
-            "truth": folder / "truth.csv", "info": folder / "network.json", "readme": folder / "README.txt"}
 
 
 def draw_stations(n: int, rng: np.random.Generator) -> list[dict]:

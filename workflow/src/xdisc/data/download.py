@@ -37,8 +37,8 @@ import numpy as np
 from xdisc.core.artifacts import atomic_output, write_csv
 from xdisc.core.earthmodel import EARTH_RADIUS_KM
 from xdisc.data.codes import code_problem
-from xdisc.data.embedded import embedded_paths
 from xdisc.data.events import event_id
+from xdisc.data.examples import demo_paths, embedded_paths
 
 log = logging.getLogger(__name__)
 
@@ -250,8 +250,6 @@ def effective_data(data_cfg: dict) -> dict:
     :func:`xdisc.data.demo.make_demo` writes to ``data.demo.folder``."""
     if data_cfg["source"] != "demo":
         return data_cfg
-    from xdisc.data.demo import demo_paths
-
     paths = demo_paths(data_cfg["demo"]["folder"])
     return {**data_cfg, "source": "local", "local": {**data_cfg["local"], "waveforms": str(paths["sds"]),
                                                      "format": "sds", "inventory": str(paths["inventory"]),
