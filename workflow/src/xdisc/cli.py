@@ -739,7 +739,7 @@ def run_evaluate(args) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- compare
+# ----------------------------------------------------------------------------- demo
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the synthetic demo network of the default run, and its score",
@@ -782,6 +782,8 @@ def run_demo(args) -> int:
         plot_score(table, summary, args.figure)
     return 0
 
+
+# ----------------------------------------------------------------------------- compare
 
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="per-station agreement of the CNN and stacking verdicts",

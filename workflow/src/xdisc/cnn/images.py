@@ -234,4 +234,5 @@ def images_file(rf_path, config: dict) -> tuple[xr.Dataset, int]:
     mapper = DepthMapper(load_model(config["earth_model"]), settings.depths_km)
     imgs = station_images(rf_ds["rf"].values[keep], rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep],
                           mapper, settings, rf_ds["back_azimuth_deg"].values[keep])
-    return images_dataset(imgs, station, settings, n_rf_station=int(keep.sum())), int(keep.sum())
+    n_rf = int(keep.sum())
+    return images_dataset(imgs, station, settings, n_rf_station=n_rf), n_rf

@@ -29,12 +29,21 @@ def predict_station(module: XClassifier, images: np.ndarray) -> np.ndarray:
     return module.probability(torch.from_numpy(np.asarray(images, np.float32))).numpy().astype(float)
 
 
+def _too_few(prob: np.ndarray, n_rf: int, cfg: dict) -> str:
+    """Why a station has no verdict for lack of data (its receiver functions, then its images); empty if it has
+    enough."""
+    if n_rf < cfg["min_rf"]:
+        return f"{n_rf} receiver functions < {cfg['min_rf']}"
+    if len(prob) == 0:
+        return "no image (too few receiver functions)"
+    return ""
+
+
 def station_verdict(prob: np.ndarray, n_rf: int, cfg: dict) -> tuple[str, str]:
     """present / absent / undetermined from the probabilities of a station's images."""
-    if n_rf < cfg["min_rf"]:
-        return UNDETERMINED, f"{n_rf} receiver functions < {cfg['min_rf']}"
-    if len(prob) == 0:
-        return UNDETERMINED, "no image (too few receiver functions)"
+    too_few = _too_few(prob, n_rf, cfg)
+    if too_few:
+        return UNDETERMINED, too_few
     mean, std = float(np.mean(prob)), float(np.std(prob))
     if std > cfg["max_probability_std"]:
         return UNDETERMINED, f"images disagree (probability std {std:.2f} > {cfg['max_probability_std']})"
@@ -49,10 +58,9 @@ def station_verdict(prob: np.ndarray, n_rf: int, cfg: dict) -> tuple[str, str]:
 def calibrated_verdict(prob: np.ndarray, n_rf: int, thresholds: dict, cfg: dict) -> tuple[str, str]:
     """present / absent / undetermined from the probability of image 0 and the station's own thresholds
     (a row of the table of :func:`xdisc.cnn.adapt.calibrate`)."""
-    if n_rf < cfg["min_rf"]:
-        return UNDETERMINED, f"{n_rf} receiver functions < {cfg['min_rf']}"
-    if len(prob) == 0:
-        return UNDETERMINED, "no image (too few receiver functions)"
+    too_few = _too_few(prob, n_rf, cfg)
+    if too_few:
+        return UNDETERMINED, too_few
     p, hi, lo = float(prob[0]), float(thresholds["present_threshold"]), float(thresholds["absent_threshold"])
     if p >= hi:
         return PRESENT, ""

@@ -45,7 +45,7 @@ TRUTH_FIELDS = ("station", "x_present", "x_depth_km", "x_dvs", "moho_km", "vpvs"
 
 
 def draw_stations(n: int, rng: np.random.Generator) -> list[dict]:
-    """The SY stations: positions within about 2 deg of CX.PB01, crust, X (every other one), SNR."""
+    """The SY stations: positions within about 2 deg of CX.PB01, crust, X (half of them), SNR."""
     has_x = np.zeros(n, bool)
     has_x[rng.permutation(n)[: (n + 1) // 2]] = True
     out = []
@@ -91,11 +91,11 @@ def make_demo(folder: str | Path, demo_cfg: dict, config: dict) -> dict:
     stations = draw_stations(demo_cfg["stations"], rng)
     synthetic_events = draw_events(demo_cfg["events"], rng)
     catalog = read_events(str(embedded_paths()["events"]))
-    real = [{"time": (e.preferred_origin() or e.origins[0]).time,
-             "latitude": (e.preferred_origin() or e.origins[0]).latitude,
-             "longitude": (e.preferred_origin() or e.origins[0]).longitude,
-             "depth_km": ((e.preferred_origin() or e.origins[0]).depth or 0.0) / 1000.0,
-             "mw": (e.preferred_magnitude() or e.magnitudes[0]).mag} for e in catalog]
+    real = []
+    for e in catalog:
+        o, m = e.preferred_origin() or e.origins[0], e.preferred_magnitude() or e.magnitudes[0]
+        real.append({"time": o.time, "latitude": o.latitude, "longitude": o.longitude,
+                     "depth_km": (o.depth or 0.0) / 1000.0, "mw": m.mag})
     events = real + synthetic_events
     window = (config["data"]["window_before_p_s"], config["data"]["window_after_p_s"])
     layering = Layering(**config["layering"])

@@ -9,6 +9,7 @@ with their own Agg canvas: no pyplot state is touched.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -626,16 +627,11 @@ def _mappable(norm: Normalize):
     return ScalarMappable(norm=norm, cmap=DIVERGING_CMAP)
 
 
+@functools.cache
 def coastlines() -> tuple[np.ndarray, np.ndarray]:
     """Longitude and latitude of the shipped Natural Earth 1:110m coastlines (rings separated by NaN)."""
-    global _COASTLINES
-    if _COASTLINES is None:
-        with np.load(Path(__file__).with_name("data") / "coastlines_110m.npz") as f:
-            _COASTLINES = (f["lon"].astype(float), f["lat"].astype(float))
-    return _COASTLINES
-
-
-_COASTLINES = None
+    with np.load(Path(__file__).with_name("data") / "coastlines_110m.npz") as f:
+        return f["lon"].astype(float), f["lat"].astype(float)
 
 
 def _map_limits(ax, lon: np.ndarray, lat: np.ndarray, min_span_deg: float = 2.0) -> None:
