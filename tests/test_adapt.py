@@ -146,17 +146,38 @@ def test_hard_fraction_calibrates_on_look_alikes_of_x(tmp_path):
     assert source.hard[no_x[:10]].all()
 
 
-def test_station_thresholds_are_quantiles_bounded_by_one_half():
+def test_station_thresholds_are_conformal_order_statistics_bounded_by_one_half():
     a = adapt.AdaptSettings(false_alarm_rate=0.05, miss_rate=0.1)
-    no_x, x = np.linspace(0.2, 0.8, 101), np.linspace(0.3, 1.0, 101)
+    no_x, x = np.linspace(0.2, 0.8, 100), np.linspace(0.3, 1.0, 100)
     t = adapt.station_thresholds(no_x, x, a)
-    assert t["present_threshold"] == pytest.approx(np.quantile(no_x, 0.95))
-    assert t["absent_threshold"] == pytest.approx(np.quantile(x, 0.1))
-    assert t["false_alarm_rate"] <= 0.06 and 0 < t["detection_rate"] < 1
-    # well separated: the quantiles would cross; present still needs p >= 0.5, absent p < 0.5
+    # n = 100: k = ceil(101 * 0.95) = 96 and floor(101 * 0.1) = 10 (1-based)
+    assert t["present_threshold"] == no_x[95] and t["absent_threshold"] == x[9]
+    assert t["false_alarm_rate"] == pytest.approx(0.05) and 0 < t["detection_rate"] < 1
+    # well separated: the order statistics would cross; present still needs p >= 0.5, absent p < 0.5
     separated = adapt.station_thresholds(np.linspace(0, 0.2, 50), np.linspace(0.8, 1, 50), a)
     assert separated["present_threshold"] == 0.5 and separated["absent_threshold"] < 0.5
     assert separated["detection_rate"] == 1.0 and separated["miss_rate"] == 0.0
+    # too few draws for the rate: the extreme score
+    assert adapt.upper_order_statistic(np.arange(10.0), 0.05) == 9.0
+    assert adapt.lower_order_statistic(np.arange(5.0), 0.1) == 0.0
+
+
+def test_station_thresholds_bound_the_rates_on_fresh_exchangeable_draws():
+    """The oracle is exchangeability, not our code: for uniform scores the chance that a fresh draw reaches a
+    threshold t is 1 - t exactly. Averaged over many calibrations of 40 draws, present is reached by at
+    most false_alarm_rate of fresh no-X draws, and absent by at most miss_rate of fresh X draws;
+    np.quantile, the thresholds used before, lets through 7.2 % instead of 5 %."""
+    a = adapt.AdaptSettings(false_alarm_rate=0.05, miss_rate=0.1)
+    rng = np.random.default_rng(5)
+    upper, lower, plain = [], [], []
+    for _ in range(4000):
+        u = rng.random(40)
+        upper.append(1.0 - adapt.upper_order_statistic(u, a.false_alarm_rate))
+        lower.append(adapt.lower_order_statistic(u, a.miss_rate))
+        plain.append(1.0 - np.quantile(u, 1.0 - a.false_alarm_rate))
+    assert np.mean(upper) == pytest.approx(2 / 41, abs=0.003) and np.mean(upper) <= 0.05
+    assert np.mean(lower) == pytest.approx(4 / 41, abs=0.004) and np.mean(lower) <= 0.1
+    assert np.mean(plain) == pytest.approx(2.95 / 41, abs=0.003)
 
 
 @pytest.mark.parametrize(("p0", "expected"), [(0.9, "present"), (0.05, "absent"), (0.4, "undetermined")])

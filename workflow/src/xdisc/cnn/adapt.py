@@ -14,10 +14,11 @@ as the station's real data.
 * :func:`calibrate` scores, for every station, ``calibration_draws`` own-noise stations without X and
   as many with X of dVs >= ``absent_dvs`` (samples of the separately seeded synthetic test set, none
   seen in training) with the final model, and sets the station's thresholds: ``present`` needs a
-  probability at or above the ``1 - false_alarm_rate`` quantile of that station's own no-X scores (its
-  false-alarm rate is bounded where it was measured: on its own noise, slownesses and number of
-  events), and at least 0.5; ``absent`` needs one at or below the ``miss_rate`` quantile of its scores
-  with X (X of that size would have scored higher), and below 0.5. In between: ``undetermined``.
+  probability at or above the conformal ``1 - false_alarm_rate`` order statistic of that station's own
+  no-X scores (its false-alarm rate is bounded where it was measured: on its own noise, slownesses and
+  number of events), and at least 0.5; ``absent`` needs one at or below the ``miss_rate`` order
+  statistic of its scores with X (X of that size would have scored higher), and below 0.5. In
+  between: ``undetermined``.
 * With ``match_crust``, a station's calibration draws are the samples whose crustal part
   (``crust_window_s`` around P: direct P, sediment and Moho conversions, the first multiples) is
   closest to the station's own mean receiver function at each slowness, so that a station on
@@ -265,15 +266,35 @@ def _calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, a
 
 def station_thresholds(prob_no_x: np.ndarray, prob_x: np.ndarray, a: AdaptSettings) -> dict:
     """A station's thresholds from the (calibrated) probabilities of its own-noise stations without and
-    with X: ``present`` at or above the ``1 - false_alarm_rate`` quantile of those without X and at least
-    0.5 (X at least as likely as not: where a station's no-X scores are all tiny, a quantile of them is
-    no evidence), ``absent`` at or below the ``miss_rate`` quantile of those with X and below 0.5."""
-    present = float(max(0.5, np.quantile(prob_no_x, 1.0 - a.false_alarm_rate)))
-    absent = float(min(np.quantile(prob_x, a.miss_rate), np.nextafter(0.5, 0.0)))
+    with X, as conformal order statistics (:func:`upper_order_statistic`): ``present`` at or above the
+    score that a new station without X exceeds with probability at most ``false_alarm_rate`` (where the
+    draws are exchangeable with it), and at least 0.5 (X at least as likely as not: where a station's
+    no-X scores are all tiny, a quantile of them is no evidence); ``absent`` at or below the score that a
+    new station with X falls under with probability at most ``miss_rate``, and below 0.5."""
+    present = float(max(0.5, upper_order_statistic(prob_no_x, a.false_alarm_rate)))
+    absent = float(min(lower_order_statistic(prob_x, a.miss_rate), np.nextafter(0.5, 0.0)))
     return {"present_threshold": present, "absent_threshold": absent,
             "false_alarm_rate": float(np.mean(prob_no_x >= present)),
             "detection_rate": float(np.mean(prob_x >= present)), "miss_rate": float(np.mean(prob_x <= absent)),
             "n_draws": int(prob_no_x.size)}
+
+
+def upper_order_statistic(scores: np.ndarray, rate: float) -> float:
+    """The k-th smallest of n ``scores`` with k = ceil((n + 1)(1 - rate)): a new score exchangeable with
+    them reaches it with probability (n + 1 - k) / (n + 1) <= ``rate`` (split-conformal; Vovk et al. 2005).
+    ``np.quantile(scores, 1 - rate)`` sits lower and lets through more: 7.2 % for rate 0.05 and 40 draws.
+    Where n is too small for ``rate`` (k > n), the largest score: the rate is then 1 / (n + 1)."""
+    s = np.sort(np.asarray(scores, float))
+    k = math.ceil((s.size + 1) * (1.0 - rate) - 1e-9)
+    return float(s[min(max(k, 1), s.size) - 1])
+
+
+def lower_order_statistic(scores: np.ndarray, rate: float) -> float:
+    """The k-th smallest of n ``scores`` with k = floor((n + 1) rate): a new exchangeable score falls at or
+    below it with probability k / (n + 1) <= ``rate``. Where n is too small (k = 0), the smallest score."""
+    s = np.sort(np.asarray(scores, float))
+    k = math.floor((s.size + 1) * rate + 1e-9)
+    return float(s[max(k, 1) - 1])
 
 
 def _fit(module: XClassifier, data: OwnNoiseImages, a: AdaptSettings, seed: int, threads: int) -> None:
