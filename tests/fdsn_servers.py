@@ -8,7 +8,8 @@ Three pieces, each an object with ``.base_url`` (usable as
 * ``start_metadata_server(inventory, events)``: fdsnws-station/1 and fdsnws-event/1 ``query`` answered from a
   StationXML and a QuakeML file with ObsPy (``Inventory.select`` / ``write``, ``Catalog`` / ``write``).
 * ``FaultProxy(routes)``: one base URL in front of both, which records every request and injects faults
-  (``"500"``, ``"503"``, ``"204"``, ``"slow"``, ``"truncate"``, ``"close"``).
+  (``"400"``, ``"413"``, ``"429"``, ``"500"``, ``"503"`` (the last two with an optional ``Retry-After``),
+  ``"204"``, ``"slow"``, ``"truncate"``, ``"close"``).
 
 ``rf_example_stack(tmp_path)`` builds all three from the rf package's example files (CX.PB01, 2011).
 
@@ -51,7 +52,7 @@ STOP_TIMEOUT_S = 5.0  # grace period for a subprocess or thread to end before it
 UPSTREAM_TIMEOUT_S = 30.0  # proxy -> real server
 REQUEST_READ_TIMEOUT_S = 10.0  # a handler waits at most this long for a client to send its request
 MAX_FAULT_DELAY_S = 60.0
-FAULT_KINDS = ("500", "503", "204", "slow", "truncate", "close", "html", "badxml")
+FAULT_KINDS = ("400", "413", "429", "500", "503", "204", "slow", "truncate", "close", "html", "badxml")
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Maintenance</title></head>\n"
              b"<body><h1>Down for maintenance</h1><p>Please come back later.</p></body></html>\n")
 BAD_XML = b'<?xml version="1.0" encoding="UTF-8"?>\n<FDSNStationXML schemaVersion="1.1"><Network code="CX">'
@@ -683,6 +684,7 @@ class Fault:
     query_contains: str | None
     remaining: int
     delay_s: float
+    retry_after: str | None = None
 
     def matches(self, path: str, query_text: str) -> bool:
         return ((self.path_contains is None or self.path_contains in path)
@@ -693,8 +695,9 @@ class FaultProxy(_ThreadedServer):
     """HTTP proxy on 127.0.0.1: ``routes`` maps a path prefix to an upstream base URL (or a ``Server``).
 
     ``inject(kind, ...)`` queues a fault; each request takes the first queued fault that matches it (path
-    and query substrings), ``count`` times. Kinds: "500" / "503" / "204" answer that status without asking
-    upstream; "slow" waits ``delay_s`` then answers normally; "truncate" sends the real status and
+    and query substrings), ``count`` times. Kinds: "400" / "413" / "429" / "500" / "503" / "204" answer that
+    status without asking upstream (a "429" or "503" with ``retry_after`` as its Retry-After header when
+    given); "slow" waits ``delay_s`` then answers normally; "truncate" sends the real status and
     Content-Length but half the body, then closes; "close" drops the connection without a status line;
     "html" answers 200 with an HTML maintenance page, "badxml" 200 with cut-off (malformed) XML.
     """
@@ -712,7 +715,7 @@ class FaultProxy(_ThreadedServer):
         super().__init__(_ProxyHandler, f"{THREAD_PREFIX}-proxy")
 
     def inject(self, kind: str, path_contains: str | None = "dataselect", query_contains: str | None = None,
-               count: int = 1, delay_s: float = 3.0) -> None:
+               count: int = 1, delay_s: float = 3.0, retry_after: str | None = None) -> None:
         """Queue a fault for the next ``count`` requests whose path contains ``path_contains`` (None: any) and
         whose URL-decoded query string or POST body contains ``query_contains`` (e.g. "channel=BHZ")."""
         if kind not in FAULT_KINDS:
@@ -722,7 +725,7 @@ class FaultProxy(_ThreadedServer):
         if not 0 <= delay_s <= MAX_FAULT_DELAY_S:
             raise ValueError(f"delay_s must be within 0..{MAX_FAULT_DELAY_S} s")
         with self._lock:
-            self._faults.append(Fault(kind, path_contains, query_contains, count, delay_s))
+            self._faults.append(Fault(kind, path_contains, query_contains, count, delay_s, retry_after))
 
     @property
     def requests(self) -> list[ProxyRequest]:
@@ -834,9 +837,9 @@ class _ProxyHandler(_Handler):
         """Log the status before sending it: a client holding its answer finds the request logged."""
         self.server.owner._set_status(self._slot, status)
 
-    def _fail(self, status: int, message: str) -> None:
+    def _fail(self, status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> None:
         self._log(status)
-        self._send(status, f"Error {status}: {message}\n".encode())
+        self._send(status, f"Error {status}: {message}\n".encode(), extra_headers=headers)
 
     def _answer(self, proxy: FaultProxy, method: str, url, body: bytes, body_text: str) -> None:
         upstream = proxy._upstream(url.path)
@@ -844,8 +847,9 @@ class _ProxyHandler(_Handler):
             return self._fail(404, f"no route for {url.path}")
         fault = proxy._take_fault(url.path, unquote(url.query) + "\n" + body_text)
         kind = fault.kind if fault else None
-        if kind in ("500", "503"):
-            return self._fail(int(kind), "injected by the test proxy")
+        if kind in ("400", "413", "429", "500", "503"):
+            retry = [("Retry-After", fault.retry_after)] if fault.retry_after and kind in ("429", "503") else []
+            return self._fail(int(kind), "injected by the test proxy", retry)
         if kind == "204":
             self._log(204)
             return self._send(204)
@@ -880,6 +884,20 @@ class _ProxyHandler(_Handler):
         except OSError:  # the client gave up (e.g. timed out during a "slow" fault)
             self._log(None)
         return None
+
+
+def asked_windows(proxy) -> list[str]:
+    """The start times of the windows asked for in the proxy's dataselect requests (GET parameters, or the
+    selection lines of a bulk POST), one entry per window and request."""
+    out = []
+    for r in proxy.requests:
+        if "dataselect" not in r.path:
+            continue
+        if r.query.get("bulk"):
+            out += sorted({line.split()[4][:19] for line in r.query["bulk"].splitlines()})
+        else:
+            out.append(r.query.get("starttime", "")[:19])
+    return out
 
 
 def fdsn_routes(dataselect: str | Server, metadata: str | Server) -> dict[str, str | Server]:

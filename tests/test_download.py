@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from fdsn_servers import rf_example_stack
+from fdsn_servers import asked_windows, rf_example_stack
 from obspy import UTCDateTime, read, read_events
 from pipeline_runs import default_sigint
 from xdisc import config as cfgmod
@@ -117,30 +117,37 @@ def test_faults_are_retried_and_recorded(stack, tmp_path):
     assert not list((tmp_path / "w").glob("*.part"))
 
 
-def test_persistent_error_then_resume_fetches_only_what_is_missing(stack, tmp_path):
-    cfg = cfgmod.validate(fdsn_settings(stack))
+@pytest.mark.parametrize("bulk_windows", [1, 3], ids=["per-window", "bulk"])
+def test_persistent_error_then_resume_fetches_only_what_is_missing(stack, tmp_path, bulk_windows):
+    cfg = cfgmod.validate(fdsn_settings(stack, bulk_windows=bulk_windows, max_parallel=1))
     requests = _plan(cfg)
     bad = requests[0]
     stack.proxy.inject("500", query_contains=bad.starttime[:19], count=10)
-    source = FDSNSource(stack.base_url, client=stack.client(timeout=2.0))
+    source = make_source(cfg["data"] | {"raw_dir": str(tmp_path / "raw")})
     fetch_station(requests, source, tmp_path / "w", tmp_path / "m.csv", channel="BH?", retries=2, backoff_s=0.01)
     m = read_manifest(tmp_path / "m.csv")
     reason = m[bad.event_id]["reason"]
     assert m[bad.event_id]["status"] == "error" and ("500" in reason or "Internal Server Error" in reason), reason
-    assert sum(r["status"] == "ok" for r in m.values()) == 6
+    failed = {eid for eid, r in m.items() if r["status"] == "error"}
+    # per window: that window alone; in bulk: the windows of its request (3)
+    assert len(failed) == bulk_windows and sum(r["status"] == "ok" for r in m.values()) == 7 - bulk_windows
     stack.proxy.reset()
     again = fetch_station(_plan(cfg), source, tmp_path / "w", tmp_path / "m.csv", channel="BH?", retries=2,
                           backoff_s=0.01)
-    assert again.reused == 6 and again.ok == 1
-    data_requests = [r for r in stack.proxy.requests if "dataselect" in r.path]
-    assert len(data_requests) == 1  # only the missing window was asked for again
+    assert again.reused == 7 - bulk_windows and again.ok == bulk_windows
+    asked = asked_windows(stack.proxy)
+    assert sorted(asked) == sorted(m[eid]["starttime"][:19] for eid in failed)  # only the missing ones again
+    assert len([r for r in stack.proxy.requests if "dataselect" in r.path]) == 1
 
 
+@pytest.mark.parametrize("bulk_windows", [1, 2], ids=["per-window", "bulk"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["kill", "int", "term"])
-def test_kill_and_resume(stack, tmp_path, sig):
+def test_kill_and_resume(stack, tmp_path, sig, bulk_windows):
     """A signal (kill -9, Ctrl-C, kill) to the download process in the middle of a download: no manifest;
     the rerun asks only for windows not finished."""
-    settings = json.dumps(fdsn_settings(stack, max_parallel=1))
+    cfg = fdsn_settings(stack, max_parallel=1, bulk_windows=bulk_windows)
+    cfg["data"]["raw_dir"] = str(tmp_path / "raw")
+    settings = json.dumps(cfg)
     ev, sc = tmp_path / "events.xml", tmp_path / "stations.csv"
     assert xdisc("download", "events", "--settings", settings, "--out", ev).returncode == 0
     assert xdisc("download", "stations", "--settings", settings, "--out", tmp_path / "s.xml",
@@ -167,6 +174,7 @@ def test_kill_and_resume(stack, tmp_path, sig):
     assert 2 <= len(finished) < 7
     for eid in finished:  # nothing half-written
         assert len(read(str(tmp_path / "w" / f"{eid}.mseed"))) == 3
+    on_disk = {f.stem for f in (tmp_path / "w").glob("*.mseed")}
     stack.proxy.reset()
     (tmp_path / "w" / ".20110101T000000.mseed.abc.part").write_bytes(b"half a window")  # as a kill leaves
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -174,11 +182,11 @@ def test_kill_and_resume(stack, tmp_path, sig):
     assert not list((tmp_path / "w").glob(".*.part"))
     m = read_manifest(tmp_path / "m.csv")
     assert len(m) == 7 and all(r["status"] == "ok" for r in m.values())
-    asked = [r.query.get("starttime", "") for r in stack.proxy.requests if "dataselect" in r.path]
+    asked = asked_windows(stack.proxy)
     starts = {eid: m[eid]["starttime"][:19] for eid in m}
-    for eid in finished:
-        assert not any(a.startswith(starts[eid]) for a in asked), f"{eid} was downloaded again"
-    assert len(asked) == 7 - len(finished) or len(asked) == 7 - len(finished) + 1  # + one killed mid-flight
+    for eid in on_disk:  # finished, or written just before the signal: kept, not asked again
+        assert starts[eid] not in asked, f"{eid} was downloaded again"
+    assert sorted(asked) == sorted(starts[eid] for eid in m if eid not in on_disk)
 
 
 def test_truncated_mseed_is_rejected():

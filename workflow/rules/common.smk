@@ -54,7 +54,15 @@ def log_file(rule, *wildcards):
 
 
 def _sections(*sections):
-    return {section: config[section] for section in sections}
+    return {section: _data() if section == "data" else config[section] for section in sections}
+
+
+def _data():
+    """The data section without the sub-sections of other sources (data.fdsn for a local archive, ...): a
+    setting of a source not in use changes no settings file, so it reruns nothing. The CLI fills them
+    back in with their defaults."""
+    other = {"demo", "fdsn", "local"} - {config["data"]["source"]}
+    return {k: v for k, v in config["data"].items() if k not in other}
 
 
 def _cnn(*sections, leave_out=()):

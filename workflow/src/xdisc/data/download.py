@@ -4,7 +4,10 @@ Split by concern (after ObsPy's mass downloader): *where* (a :class:`Source`: FD
 services, a local archive, or the embedded rf example data), *what/when* (events and
 stations filtered by the ``data`` configuration, windows around the TauP-predicted P) and
 orchestration (:func:`fetch_station`: bounded parallelism, retries with back-off, a
-per-request manifest so that a rerun after a kill fetches only what is missing).
+per-window manifest so that a rerun after a kill fetches only what is missing). From FDSN
+services a station's windows go in bulk POSTs of ``data.fdsn.bulk_windows`` windows, within
+per-provider limits on connections and request rate (:mod:`xdisc.data.bulk`); events and stations
+are one request each (per provider).
 
 Every event-station window is one miniSEED file written atomically. While a station is
 being fetched, its progress is kept in a journal (``.journal.csv`` in the station's window
@@ -28,17 +31,17 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from http.client import HTTPException
 from pathlib import Path
-
-import numpy as np
 
 from xdisc.core.artifacts import atomic_output, write_csv
 from xdisc.core.earthmodel import EARTH_RADIUS_KM
 from xdisc.data.codes import code_problem
 from xdisc.data.events import event_id
 from xdisc.data.examples import demo_paths, embedded_paths
+from xdisc.data.mseed import not_mseed, select_channels, to_mseed
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +137,19 @@ class Source:
 
 
 class FDSNSource(Source):
-    def __init__(self, provider: str, timeout_s: float = 60.0, client=None):
+    """An FDSN data centre. With ``bulk`` (:class:`xdisc.data.bulk.BulkSettings`) a station's windows go in
+    bulk POSTs (:func:`fetch_station`), through ``gate`` (:class:`xdisc.data.bulk.ProviderGate`) when given;
+    ``get_waveforms`` is the per-window GET."""
+
+    def __init__(self, provider: str, timeout_s: float = 60.0, client=None, bulk=None, gate=None):
         from obspy.clients.fdsn import Client
 
         self.name = provider
         self.client = client or Client(provider, timeout=timeout_s, _discover_services=False)
+        self.bulk, self.gate = bulk, gate
+
+    def bulk_url(self) -> str:
+        return self.client._build_url("dataselect", "query")
 
     def get_waveforms(self, network, station, location, channel, starttime, endtime) -> bytes:
         from obspy import UTCDateTime
@@ -146,8 +157,9 @@ class FDSNSource(Source):
 
         buf = io.BytesIO()
         try:
-            self.client.get_waveforms(network, station, location, channel, UTCDateTime(starttime),
-                                      UTCDateTime(endtime), filename=buf)
+            with self.gate.slot() if self.gate is not None else nullcontext():
+                self.client.get_waveforms(network, station, location, channel, UTCDateTime(starttime),
+                                          UTCDateTime(endtime), filename=buf)
         except FDSNNoDataException as exc:
             raise NoData(str(exc).splitlines()[0]) from None
         except FDSNException as exc:
@@ -180,11 +192,11 @@ class StreamSource(Source):
     def get_waveforms(self, network, station, location, channel, starttime, endtime) -> bytes:
         from obspy import UTCDateTime
 
-        sel = Stream_select(self.stream, network, station, location, channel)
+        sel = select_channels(self.stream, network, station, location, channel)
         sel = sel.slice(UTCDateTime(starttime), UTCDateTime(endtime))
         if not len(sel):
             raise NoData("no data in the archive")
-        return _to_mseed(sel)
+        return to_mseed(sel)
 
 
 class SDSSource(Source):
@@ -211,7 +223,7 @@ class SDSSource(Source):
                                   f" ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
         if not len(st):
             raise NoData("no data in the SDS archive")
-        return _to_mseed(st)
+        return to_mseed(st)
 
     def _culprit(self, network, station, location, channel, t1, t2) -> str:
         """The archive file(s) of this request that obspy cannot read (for the reason in the manifest)."""
@@ -224,25 +236,6 @@ class SDSSource(Source):
             except Exception:  # noqa: BLE001 - any reader failure marks the file
                 bad.append(str(Path(name).relative_to(self.root)) if Path(name).is_relative_to(self.root) else name)
         return ", ".join(bad) or f"{network}.{station}.{location}.{channel}"
-
-
-def Stream_select(stream, network, station, location, channel):
-    from obspy import Stream
-
-    out = Stream()
-    for cha in channel.split(","):
-        loc = None if location in ("*", "") else location
-        out += stream.select(network=network, station=station, location=loc, channel=cha)
-    return out
-
-
-def _to_mseed(stream) -> bytes:
-    buf = io.BytesIO()
-    for tr in stream:
-        if tr.data.dtype.kind == "f" and tr.data.dtype != np.float32:
-            tr.data = tr.data.astype(np.float64)
-    stream.write(buf, format="MSEED")
-    return buf.getvalue()
 
 
 def effective_data(data_cfg: dict) -> dict:
@@ -263,7 +256,15 @@ def make_source(data_cfg: dict, provider: str | None = None) -> Source:
     data_cfg = effective_data(data_cfg)
     kind = data_cfg["source"]
     if kind == "fdsn":
-        return FDSNSource(provider or data_cfg["fdsn"]["providers"][0], data_cfg["fdsn"]["timeout_s"])
+        from xdisc.data.bulk import BulkSettings, ProviderGate
+
+        fd = data_cfg["fdsn"]
+        provider = provider or fd["providers"][0]
+        bulk = (BulkSettings(fd["bulk_windows"], fd["retries"], fd["backoff_s"], fd["retry_after_max_s"],
+                             fd["timeout_s"]) if fd["bulk_windows"] > 1 else None)
+        gate = ProviderGate(Path(data_cfg["raw_dir"]) / ".providers", provider, fd["max_connections"],
+                            fd["max_requests_per_s"])
+        return FDSNSource(provider, fd["timeout_s"], bulk=bulk, gate=gate)
     if kind == "embedded":
         return StreamSource(read(str(embedded_paths()["waveforms"])), "embedded:rf-example")
     local = data_cfg["local"]
@@ -293,7 +294,7 @@ def validate_mseed(data: bytes, req: Request):
     """Parse miniSEED bytes; reject truncated or unreadable data and windows with no samples."""
     from obspy import read
 
-    what = _not_mseed(data)
+    what = not_mseed(data)
     if what:
         raise CorruptData(what)
     if len(data) % 128:
@@ -306,22 +307,6 @@ def validate_mseed(data: bytes, req: Request):
     if not len(st) or all(tr.stats.npts == 0 for tr in st):
         raise NoData("answer holds no samples of this station")
     return st
-
-
-def _not_mseed(data: bytes) -> str | None:
-    """Why ``data`` cannot be miniSEED at all (an HTML error page, XML, text), or None when its first
-    record header looks like miniSEED 2 (6-character sequence number, quality D/R/Q/M) or 3 ("MS3")."""
-    head = data[:8]
-    if head[:3] == b"MS\x03" or (len(head) == 8 and all(c in b"0123456789 \x00" for c in head[:6])
-                                 and head[6:7] in (b"D", b"R", b"Q", b"M")):
-        return None
-    start = data[:512].lstrip().lower()
-    kind = ("an HTML page" if start.startswith((b"<!doctype html", b"<html")) or b"<html" in start
-            else "XML" if start.startswith(b"<")
-            else "text" if start[:64] and all(32 <= c < 127 or c in b"\t\r\n" for c in start[:64])
-            else "unknown bytes")
-    shown = data[:60].decode("utf-8", errors="replace") if kind != "unknown bytes" else data[:16].hex(" ")
-    return f"not miniSEED: the answer is {kind} ({len(data)} bytes, starting {shown!r})"
 
 
 def journal_path(out_dir: str | Path) -> Path:
@@ -400,33 +385,50 @@ def fetch_station(requests: list[Request], source: Source, out_dir: Path, manife
     write_manifest(journal, list(rows.values()))
     done, t0 = 0, time.perf_counter()
 
-    def one(req: Request) -> None:
+    def finish(reqs: list[Request]) -> None:
+        """Record requests whose status is final (journal, summary, progress): one journal write."""
         nonlocal done
-        if stop.is_set():
+        reqs = [r for r in reqs if r.status != "pending"]  # pending: interrupted before an answer
+        if not reqs:
             return
-        _fetch_one(req, source, out_dir / f"{req.event_id}.mseed", channel, location, retries, backoff_s, stop)
-        if req.status == "pending":  # interrupted before an answer
-            return
-        if req.status != "ok":
-            log.info("%s.%s %s: %s (%s)", req.network, req.station, req.event_id, req.status, req.reason)
+        for req in reqs:
+            if req.status != "ok":
+                log.info("%s.%s %s: %s (%s)", req.network, req.station, req.event_id, req.status, req.reason)
         with lock:
-            rows[req.event_id] = asdict(req)
+            for req in reqs:
+                rows[req.event_id] = asdict(req)
+                setattr(summary, req.status, getattr(summary, req.status) + 1)
+                summary.reasons[req.event_id] = req.reason
             write_manifest(journal, list(rows.values()))
-            setattr(summary, req.status, getattr(summary, req.status) + 1)
-            summary.reasons[req.event_id] = req.reason
-            done += 1
+            done += len(reqs)
             if progress is not None:
-                progress(done, len(todo), time.perf_counter() - t0, "requests")
+                progress(done, len(todo), time.perf_counter() - t0, "windows")
 
-    pool = ThreadPoolExecutor(max_workers=max(1, max_parallel))
-    try:
-        for future in [pool.submit(one, req) for req in todo]:
-            future.result()
-    except BaseException:
-        stop.set()  # Ctrl-C or a bug: no new requests, no manifest; the journal keeps what finished
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+    bulk = getattr(source, "bulk", None)
+    if bulk is not None and todo:
+        from xdisc.data.bulk import fetch_bulk
+
+        def write(req: Request, data: bytes) -> None:
+            _store(req, data, out_dir / f"{req.event_id}.mseed")
+
+        fetch_bulk(todo, source.bulk_url(), source.gate, bulk, channel, location, write, finish, stop, source.name,
+                   max_parallel)
+    else:
+        def one(req: Request) -> None:
+            if stop.is_set():
+                return
+            _fetch_one(req, source, out_dir / f"{req.event_id}.mseed", channel, location, retries, backoff_s, stop)
+            finish([req])
+
+        pool = ThreadPoolExecutor(max_workers=max(1, max_parallel))
+        try:
+            for future in [pool.submit(one, req) for req in todo]:
+                future.result()
+        except BaseException:
+            stop.set()  # Ctrl-C or a bug: no new requests, no manifest; the journal keeps what finished
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     missing = [req.event_id for req in requests if req.event_id not in rows]
     if missing:
         raise RuntimeError(f"download of {len(missing)} window(s) did not finish: {', '.join(missing[:5])}")
@@ -459,9 +461,7 @@ def _fetch_one(req: Request, source: Source, target: Path, channel: str, locatio
                           f"{' '.join(str(exc).split())[:200]}")
             log.warning("%s.%s %s: %s", req.network, req.station, req.event_id, req.reason)
         else:
-            with atomic_output(target) as tmp:
-                tmp.write_bytes(data)
-            req.status, req.reason, req.file = "ok", "", target.name
+            _write_window(req, data, target)
         if not (retry and attempt < retries):
             break
         log.warning("%s.%s %s: %s; retry %d/%d in %.1f s", req.network, req.station, req.event_id, req.reason,
@@ -470,6 +470,24 @@ def _fetch_one(req: Request, source: Source, target: Path, channel: str, locatio
             req.status = "pending"
             return
         wait *= 2
+
+
+def _write_window(req: Request, data: bytes, target: Path) -> None:
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(data)
+    req.status, req.reason, req.file = "ok", "", target.name
+
+
+def _store(req: Request, data: bytes, target: Path) -> None:
+    """A window cut from a bulk answer: validated as a per-window answer is, then written."""
+    try:
+        validate_mseed(data, req)
+    except NoData as exc:
+        req.status, req.reason = "nodata", str(exc)
+    except CorruptData as exc:
+        req.status, req.reason = "rejected", str(exc)
+    else:
+        _write_window(req, data, target)
 
 
 @dataclass
