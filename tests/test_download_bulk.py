@@ -13,18 +13,14 @@ import pytest
 from fdsn_servers import rf_example_paths, rf_example_stack
 from obspy import UTCDateTime, read
 from obspy.io.mseed.util import get_record_information
-from test_download import PERIOD
+from test_download import PERIOD, _plan
 from xdisc import config as cfgmod
 from xdisc.data.bulk import ProviderGate, records, retry_after_seconds
 from xdisc.data.download import (
     Request,
     fetch_station,
-    get_events,
-    get_stations,
     make_source,
-    plan_requests,
     read_manifest,
-    station_rows,
 )
 
 
@@ -47,13 +43,6 @@ def _config(stack, tmp_path, **fdsn):
             "backoff_s": 0.01, "max_requests_per_s": 0, **fdsn}
     return cfgmod.validate({"data": {"source": "fdsn", "stations": dict(PERIOD), "raw_dir": str(tmp_path / "raw"),
                                      "fdsn": fdsn}})
-
-
-def _plan(cfg):
-    d = cfg["data"]
-    inv, providers = get_stations(d)
-    sta = station_rows(inv, providers)[0]
-    return plan_requests(get_events(d), sta["network"], sta["station"], sta["latitude"], sta["longitude"], d)[0]
 
 
 def _fetch(cfg, requests, tmp_path, **kw):
