@@ -91,6 +91,46 @@ def test_cli_download_from_fdsn_then_rf(stack, tmp_path):
     assert "pass QC" in run.stderr
 
 
+def test_cli_downloads_a_batch_of_stations_and_names_the_one_that_failed(stack, tmp_path):
+    """`xdisc download waveforms` with several stations (a batch of rule download_waveforms): every
+    station's manifest beside the others; one station that fails (its window folder cannot be made) is
+    named, the others finish, and the batch table is written only once all have finished; the rerun
+    resumes (the finished station asks for nothing again)."""
+    settings = json.dumps(fdsn_settings(stack))
+    ev, sx, sc = tmp_path / "events.xml", tmp_path / "stations.xml", tmp_path / "stations.csv"
+    assert xdisc("download", "events", "--settings", settings, "--out", ev).returncode == 0
+    assert xdisc("download", "stations", "--settings", settings, "--out", sx, "--out-csv", sc).returncode == 0
+    with open(sc) as f:
+        rows = list(csv.DictReader(f))
+    rows.append({**rows[0], "station": "PB02"})  # same place and provider; the server has no data of it
+    with open(sc, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    manifests, table = tmp_path / "waveforms", tmp_path / "waveforms" / "batches" / "b0000.csv"
+    manifests.mkdir()
+    (manifests / "CX.PB02").write_text("a file where the station's window folder belongs\n")
+    args = ("download", "waveforms", "--settings", settings, "--station", "CX.PB01", "CX.PB02", "--events", ev,
+            "--stations", sc, "--manifest-dir", manifests, "--out", table)
+    run = xdisc(*args)
+    assert run.returncode != 0
+    assert "1 of 2 station(s) failed" in run.stderr and "CX.PB02" in run.stderr, run.stderr[-2000:]
+    assert not table.exists()
+    first = read_manifest(manifests / "CX.PB01.csv")
+    assert len(first) == 7 and {r["status"] for r in first.values()} == {"ok"}
+    asked = len(stack.proxy.requests)
+    (manifests / "CX.PB02").unlink()
+    run = xdisc(*args)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with open(table) as f:
+        done = {f"{r['network']}.{r['station']}": r for r in csv.DictReader(f)}
+    assert set(done) == {"CX.PB01", "CX.PB02"}
+    assert (done["CX.PB01"]["reused"], done["CX.PB01"]["ok"]) == ("7", "0")
+    assert done["CX.PB02"]["nodata"] == "7" and done["CX.PB02"]["manifest"] == str(manifests / "CX.PB02.csv")
+    again = [r for r in stack.proxy.requests[asked:] if "dataselect" in r.path]
+    assert again and all("PB01" not in (r.query.get("bulk", "") + r.query.get("station", "")) for r in again)
+
+
 def test_faults_are_retried_and_recorded(stack, tmp_path):
     cfg = cfgmod.validate(fdsn_settings(stack))
     requests = _plan(cfg)

@@ -43,8 +43,8 @@ def test_tiny_dag_through_slurm_equals_the_local_run(cluster, tiny_run, tmp_path
            "--jobs", "4", "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
            "--latency-wait", "5",
            # this one-node cluster has 2 CPUs: one station per group job (a group job asks for the CPUs of all
-           # its jobs that could run at once: 3 stations' downloads would ask for 3), and the profile's
-           # requests shrunk so that jobs fit
+           # its jobs that could run at once: 3 stations would ask for 3), and the profile's requests shrunk
+           # so that jobs fit
            "--group-components", "station=1", "detectability=1",
            "--set-threads", *[f"{r}=2" for r in small],
            "--set-resources", *[f"{r}:cpus_per_task=2" for r in small], *[f"{r}:mem_mb=3000" for r in small]]

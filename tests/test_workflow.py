@@ -217,17 +217,31 @@ def _scale_workdir(path: Path, n: int) -> Path:
 
 
 def test_slurm_profile_batches_the_per_station_rules(tmp_path):
-    """With the SLURM profile, each station's chain (download_waveforms, process_station) is one connected
-    component of group 'station', and 50 of them make one group job: 120 stations -> 3 SLURM submissions
-    for their 240 jobs, also when the checkpoint output exists at start
-    (Snakemake 9.27 merged the groups a second time there: one group job of all stations)."""
+    """120 stations: downloads in batches of data.batch_stations (50: 3 jobs), injection tests in batches of
+    detectability.batch_stations (5: 24 jobs), one process_station per station; with the SLURM profile
+    the 120 process_station jobs go in 3 group jobs of 50 stations and the 24 injection-test batches in
+    3 group jobs of 10 (6 submissions, not 144), also when the checkpoint output exists at start
+    (Snakemake 9.27 merged the groups a second time there: one group job of all stations). The plan also
+    shows that xdisc's faster check of the groups (common.smk) accepts the DAG Snakemake's check accepts."""
     wd = _scale_workdir(tmp_path, 120)
     run = _run(wd, "-n", "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"))
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout + run.stderr
     assert out.count("Group job station") == 3, out[-3000:]
-    for rule in ("download_waveforms", "process_station"):
-        assert re.search(rf"^{rule}\s+120$", out, re.M), rule
+    assert out.count("Group job detectability") == 3, out[-3000:]
+    for rule, jobs in (("download_waveforms", 3), ("process_station", 120), ("assess_detectability", 24)):
+        assert re.search(rf"^{rule}\s+{jobs}$", out, re.M), rule
+
+
+def test_group_check_still_finds_a_group_that_depends_on_itself(tmp_path):
+    """xdisc's faster group check (common.smk) still refuses a group that a path leaves and enters again:
+    the stations' process_station jobs and compare_verdicts merged into one group job, with the CNN's
+    calibration (it needs every station's noise file) and predict_stations outside between them."""
+    wd = _scale_workdir(tmp_path, 4)
+    run = _run(wd, "-n", "--groups", "process_station=g", "compare_verdicts=g", "--group-components", "g=10")
+    assert run.returncode != 0
+    assert "depends on rule(s)" in run.stdout + run.stderr or "depends on itself" in run.stdout + run.stderr, \
+        (run.stdout + run.stderr)[-3000:]
 
 
 def test_lint_and_format():

@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 import xdisc.config
+import xdisc.data.batches
 import xdisc.data.codes
 import xdisc.data.examples
 
@@ -53,8 +54,19 @@ def log_file(rule, *wildcards):
     return results("logs", rule, ".".join(f"{{{w}}}" for w in wildcards) + ".log")
 
 
+# keys that only shape the plan (how many stations one job holds), never a result: left out of the
+# settings files, so that a new batch size reruns nothing that is done
+PLAN_ONLY = {"data": {"batch_stations"}, "detectability": {"batch_stations"}}
+
+
 def _sections(*sections):
-    return {section: _data() if section == "data" else config[section] for section in sections}
+    return {section: _data() if section == "data" else _science(section) for section in sections}
+
+
+def _science(section):
+    if section not in PLAN_ONLY:
+        return config[section]
+    return {k: v for k, v in config[section].items() if k not in PLAN_ONLY[section]}
 
 
 def _data():
@@ -62,7 +74,7 @@ def _data():
     setting of a source not in use changes no settings file, so it reruns nothing. The CLI fills them
     back in with their defaults."""
     other = {"demo", "fdsn", "local"} - {config["data"]["source"]}
-    return {k: v for k, v in config["data"].items() if k not in other}
+    return {k: v for k, v in _science("data").items() if k not in other}
 
 
 def _cnn(*sections, leave_out=()):
@@ -147,10 +159,91 @@ def _fix_group_components():
 _fix_group_components()
 
 
+def _fast_group_checks():
+    """Snakemake (9.27) checks that no path of jobs leaves a group and enters it again by searching the
+    upstream DAG once per job of a group, and again once per *job* for every group (DAG._check_groups
+    iterates over the job-to-group map): quadratic in the number of stations where a grouped rule sits
+    below the whole run (assess_detectability needs the calibration of every station). 10^4 stations
+    with the SLURM profile: over 5 min of planning. Here each group is searched once, upstream from its
+    jobs' outside dependencies together, and only through jobs deep enough in the DAG to have one of
+    the group's jobs upstream (a job's level: the longest path to it from a job without
+    dependencies, computed once per group update). Only where that search finds a path back into the
+    group does Snakemake's own check run, for its error message: same verdict, same errors. No effect
+    without groups."""
+    try:
+        from snakemake.dag import DAG
+    except ImportError:  # a Snakemake whose internals moved: run with its own checks
+        return
+    if not all(hasattr(DAG, name) for name in ("validate_group", "_check_groups", "update_groups")):
+        return
+    if getattr(DAG._check_groups, "_xdisc_fast", False):
+        return
+    validate_group, check_groups, update_groups = DAG.validate_group, DAG._check_groups, DAG.update_groups
+    current = {}  # id(dag) -> levels, while its groups are updated
+
+    def levels(dag):
+        deps = dag._dependencies
+        level = {}
+        for start in list(deps):
+            stack = [(start, False)]
+            while stack:
+                job, expanded = stack.pop()
+                if job in level:
+                    continue
+                upstream = deps.get(job, ())
+                if expanded:
+                    level[job] = 1 + max((level[d] for d in upstream), default=-1)
+                else:
+                    stack.append((job, True))
+                    stack.extend((d, False) for d in upstream if d not in level)
+        return level
+
+    def reenters(dag, group):
+        level = current.get(id(dag)) or levels(dag)
+        members = set(group.jobs)
+        if any(job not in level for job in members):
+            level = levels(dag)
+        floor = min(level[job] for job in members)  # only deeper jobs can have a member upstream
+        deps = dag._dependencies
+        todo = [d for job in members for d in deps.get(job, ()) if d not in members and level.get(d, floor + 1) > floor]
+        seen = set(todo)
+        while todo:
+            for dep in deps.get(todo.pop(), ()):
+                if dep in members:
+                    return True
+                if dep not in seen and level.get(dep, floor + 1) > floor:
+                    seen.add(dep)
+                    todo.append(dep)
+        return False
+
+    def fast_update_groups(self):
+        current[id(self)] = levels(self)
+        try:
+            update_groups(self)
+        finally:
+            current.pop(id(self), None)
+
+    def fast_validate_group(self, group):
+        if reenters(self, group):
+            validate_group(self, group)
+
+    def fast_check_groups(self):
+        if any(reenters(self, group) for group in set(self._group.values())):
+            check_groups(self)
+
+    fast_check_groups._xdisc_fast = True
+    DAG.validate_group, DAG._check_groups = fast_validate_group, fast_check_groups
+    DAG.update_groups = fast_update_groups
+
+
+_fast_group_checks()
+
+
 wildcard_constraints:
     network=xdisc.data.codes.CODE_PATTERNS["network"],
     station=xdisc.data.codes.CODE_PATTERNS["station"],
     split="pretrain|test",
+    batch=xdisc.data.batches.PATTERN,
 
 
 @functools.lru_cache(maxsize=4)
@@ -166,6 +259,43 @@ def selected_stations():
     The table is read once per version (several input functions ask for it)."""
     table = checkpoints.select_stations.get().output.csv
     return _read_station_table(table, os.stat(table).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _batches(path, mtime_ns, size):
+    # keyed on the table's path and version, not on the tuple of codes (hashing 10^4 codes per job
+    # costs more than the plan)
+    batches = xdisc.data.batches.station_batches(_read_station_table(path, mtime_ns), size)
+    return batches, xdisc.data.batches.batch_of(batches)
+
+
+def station_batches(size):
+    """({batch: its NET.STA codes}, {NET.STA: its batch}) of the selected stations in batches of ``size``."""
+    table = checkpoints.select_stations.get().output.csv
+    return _batches(table, os.stat(table).st_mtime_ns, size)
+
+
+def download_batch_stations(wildcards):
+    """The NET.STA codes of a download batch (params of download_waveforms)."""
+    return " ".join(station_batches(config["data"]["batch_stations"])[0][wildcards.batch])
+
+
+def manifest_folder(wildcards, output):
+    """Where a download batch writes its stations' manifests: data/raw/waveforms/ (its table lies in
+    data/raw/waveforms/batches/)."""
+    return str(Path(output.table).parents[1])
+
+
+def station_download(wildcards):
+    """The table of the download batch that holds the station (input of process_station)."""
+    batch = station_batches(config["data"]["batch_stations"])[1][f"{wildcards.network}.{wildcards.station}"]
+    return raw("waveforms", "batches", f"{batch}.csv")
+
+
+def detectability_batch_rf(wildcards):
+    """The receiver functions of the stations of a detectability batch (input of assess_detectability)."""
+    codes = station_batches(config["detectability"]["batch_stations"])[0][wildcards.batch]
+    return [results("rf", f"{code}.nc") for code in codes]
 
 
 def all_receiver_functions(wildcards):
@@ -185,7 +315,9 @@ def all_station_noise(wildcards):
 
 
 def all_station_detectability(wildcards):
-    return [results("detectability", f"{code}.nc") for code in selected_stations()]
+    """The folders of the detectability batches (one NET.STA.nc per station inside)."""
+    batches = station_batches(config["detectability"]["batch_stations"])[0]
+    return [results("detectability", batch) for batch in batches]
 
 
 def detectability_table(wildcards):

@@ -1,7 +1,8 @@
 # Per station: which X each method could have seen. The earth model's X conversions (once per run) are
 # added to each station's receiver functions and judged by both methods as the pipeline judges them
-# (xdisc detectability); compare_verdicts turns an 'absent' that X of detectability.target_dvs would not
-# have changed into 'not detectable'.
+# (xdisc detectability; detectability.batch_stations stations per job, each station's curves in
+# results/detectability/{batch}/{network}.{station}.nc); compare_verdicts turns an 'absent' that X of
+# detectability.target_dvs would not have changed into 'not detectable'.
 
 
 rule compute_x_kernels:
@@ -26,26 +27,27 @@ rule compute_x_kernels:
 rule assess_detectability:
     input:
         settings=settings("detectability"),
-        rf=results("rf", "{network}.{station}.nc"),
+        rf=detectability_batch_rf,
         kernels=rules.compute_x_kernels.output.nc,
         model=rules.finetune_cnn.output.ckpt,
         calibration=rules.calibrate_stations.output.csv,
         test=rules.pretrain_cnn.input.test,
     output:
-        nc=results("detectability", "{network}.{station}.nc"),
+        folder=directory(results("detectability", "{batch}")),
     log:
-        log_file("assess_detectability", "network", "station"),
+        log_file("assess_detectability", "batch"),
     benchmark:
-        benchmark_file("assess_detectability", "network", "station")
+        benchmark_file("assess_detectability", "batch")
     conda:
         XDISC_ENV
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=30,
+        runtime=60,
     shell:
         "xdisc detectability station --settings-file {input.settings} --rf {input.rf} --kernels {input.kernels}"
-        " --model {input.model} --calibration {input.calibration} --test {input.test} --out {output.nc} 2> {log}"
+        " --model {input.model} --calibration {input.calibration} --test {input.test} --out {output.folder}"
+        " 2> {log}"
 
 
 rule collect_detectability:

@@ -1,6 +1,8 @@
 # Events, stations and per-station waveform windows (FDSN, local archive or the embedded example data).
-# The windows of a station go to the folder next to its manifest (data/raw/waveforms/{network}.{station}/),
-# which the CLI derives from the manifest path; the folder is no output: a rerun resumes from it.
+# The waveforms are downloaded per batch of data.batch_stations stations (one job, one table
+# data/raw/waveforms/batches/{batch}.csv written once every station of the batch has finished). Each
+# station keeps its manifest data/raw/waveforms/{network}.{station}.csv and its windows in the folder
+# beside it; neither is a declared output: an interrupted batch resumes from them.
 
 
 rule download_events:
@@ -53,17 +55,21 @@ rule download_waveforms:
         events=rules.download_events.output.xml,
         stations=rules.select_stations.output.csv,
     output:
-        manifest=raw("waveforms", "{network}.{station}.csv"),
+        table=raw("waveforms", "batches", "{batch}.csv"),
     log:
-        log_file("download_waveforms", "network", "station"),
+        log_file("download_waveforms", "batch"),
     benchmark:
-        benchmark_file("download_waveforms", "network", "station")
+        benchmark_file("download_waveforms", "batch")
     conda:
         XDISC_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=240,
+    params:
+        stations=download_batch_stations,
+        manifests=manifest_folder,
     shell:
-        "xdisc download waveforms --settings-file {input.settings} --station {wildcards.network}.{wildcards.station}"
-        " --events {input.events} --stations {input.stations} --manifest {output.manifest} 2> {log}"
+        "xdisc download waveforms --settings-file {input.settings} --station {params.stations}"
+        " --events {input.events} --stations {input.stations} --manifest-dir {params.manifests}"
+        " --out {output.table} 2> {log}"

@@ -1,14 +1,14 @@
 # Per station, one job: P receiver functions (rotation, deconvolution, QC), the conventional verdict
 # (depth and slowness stacks with bootstrap bounds, figure), the CNN's input images (stacks per
 # slowness bin) and the station's noise pool (transverse receiver functions: what the CNN adapts to),
-# each written as its own file. One job, not three: Snakemake plans ~1.7 ms per job, so
-# 10^4 stations plan as 2 x 10^4 jobs (download, station) and the SLURM groups stay small.
+# each written as its own file. One job, not three: Snakemake plans ~1 ms per job. Its input is the
+# table of the station's download batch; the manifest is the station's own, written by that batch.
 
 
 rule process_station:
     input:
         settings=settings("station"),
-        manifest=rules.download_waveforms.output.manifest,
+        download=station_download,
         events=rules.download_events.output.xml,
         stations=rules.select_stations.output.csv,
         inventory=rules.select_stations.output.xml,
@@ -32,8 +32,10 @@ rule process_station:
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        manifest=raw("waveforms", "{network}.{station}.csv"),
     shell:
         "xdisc station --settings-file {input.settings} --station {wildcards.network}.{wildcards.station}"
         " --events {input.events} --stations {input.stations} --inventory {input.inventory}"
-        " --manifest {input.manifest} --rf {output.rf} --stack {output.stack} --figure {output.png}"
+        " --manifest {params.manifest} --rf {output.rf} --stack {output.stack} --figure {output.png}"
         " --images {output.images} --noise {output.noise} 2> {log}"

@@ -169,36 +169,52 @@ def _add_download(sub) -> None:
     p = sub.add_parser(
         "download", help="events, stations and waveform windows (FDSN, local archive or embedded data)",
         description="Acquire the inputs named by the 'data' configuration. Run 'events' and 'stations' once, "
-                    "then 'waveforms' per station; an interrupted 'waveforms' run resumes from its manifest.")
+                    "then 'waveforms' per station or per batch of stations; an interrupted 'waveforms' run "
+                    "resumes from each station's journal.")
     p.add_argument("what", choices=["events", "stations", "waveforms"])
     _add_config_arguments(p)
-    p.add_argument("--out", type=Path, help="events: QuakeML file; stations: StationXML file")
+    p.add_argument("--out", type=Path, help="events: QuakeML file; stations: StationXML file; waveforms of several "
+                                            "stations: the batch table (CSV, one row per station, written once "
+                                            "all have finished)")
     p.add_argument("--out-csv", type=Path, help="stations: station table (CSV; skipped stations with the reason)")
     p.add_argument("--out-providers", type=Path, help="stations: what each provider answered (CSV)")
-    p.add_argument("--station", help="waveforms: NET.STA")
+    p.add_argument("--station", nargs="+", metavar="NET.STA",
+                   help="waveforms: the station (with --manifest), or several (with --manifest-dir and --out)")
     p.add_argument("--events", type=Path, help="waveforms: QuakeML from 'download events'")
     p.add_argument("--stations", type=Path, help="waveforms: station table from 'download stations'")
     p.add_argument("--out-dir", type=Path, help="waveforms: folder of the event windows (one miniSEED per event; "
                                                 "default: the manifest path without its suffix)")
     p.add_argument("--manifest", type=Path, help="waveforms: manifest CSV (status of every request)")
+    p.add_argument("--manifest-dir", type=Path,
+                   help="waveforms, several stations: folder of their manifests (NET.STA.csv, windows in NET.STA/)")
     p.set_defaults(func=run_download)
 
 
 def _station_row(table: Path, code: str) -> dict:
+    return _station_rows(table, [code])[0]
+
+
+def _station_rows(table: Path, codes: list[str]) -> list[dict]:
+    """The rows of the station table of ``codes`` (NET.STA), in that order; a clear error for a code that
+    is not there or was skipped."""
     import csv
 
     from xdisc.data.codes import selected
 
-    if "." not in code:
-        raise cfgmod.ConfigError(f"--station must be NET.STA, got {code!r}")
-    net, sta = code.split(".", 1)
+    for code in codes:
+        if "." not in code:
+            raise cfgmod.ConfigError(f"--station must be NET.STA, got {code!r}")
     with open(table, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["network"] == net and row["station"] == sta:
-                if not selected([row]):
-                    raise cfgmod.ConfigError(f"station {code} was skipped: {row.get('reason', '')}")
-                return row
-    raise cfgmod.ConfigError(f"station {code} is not in {table}")
+        rows = {f"{row['network']}.{row['station']}": row for row in csv.DictReader(f)}
+    out = []
+    for code in codes:
+        row = rows.get(code)
+        if row is None:
+            raise cfgmod.ConfigError(f"station {code} is not in {table}")
+        if not selected([row]):
+            raise cfgmod.ConfigError(f"station {code} was skipped: {row.get('reason', '')}")
+        out.append(row)
+    return out
 
 
 def _need(args, *names):
@@ -243,29 +259,37 @@ def run_download(args) -> int:
             log.warning("download stations: %d station(s) skipped (see the reason column of %s)",
                         len(rows) - len(chosen), args.out_csv)
         return 0
-    _need(args, "station", "events", "stations", "manifest")
+    _need(args, "station", "events", "stations")
     from obspy import read_events
 
-    if args.out_dir is None:
-        args.out_dir = waveform_folder(args.manifest)
-
-    row = _station_row(args.stations, args.station)
-    log.info("download waveforms %s from %s", args.station, row.get("provider") or data_cfg["source"])
-    result = dl.download_station(read_events(str(args.events)), row, data_cfg, args.out_dir, args.manifest,
-                                 config["earth_model"], progress=_progress(f"download {args.station}"))
-    for eid, why in result.skipped:
-        log.info("download waveforms %s: event %s left out: %s", args.station, eid, why)
-    summary = result.summary
-    log.info("download waveforms %s: %d event window(s) from %s", args.station, len(result.requests), result.source)
-    log.info("download waveforms %s: ok %d, nodata %d, error %d, rejected %d, already done %d", args.station,
-             summary.ok, summary.nodata, summary.error, summary.rejected, summary.reused)
+    rows = _station_rows(args.stations, args.station)
+    events = read_events(str(args.events))
+    if args.manifest_dir is None:
+        _need(args, "manifest")
+        if len(rows) > 1:
+            raise cfgmod.ConfigError("xdisc download waveforms: several stations need --manifest-dir and --out")
+        log.info("download waveforms %s from %s", args.station[0], rows[0].get("provider") or data_cfg["source"])
+        result = dl.download_station(events, rows[0], data_cfg, args.out_dir or dl.waveform_folder(args.manifest),
+                                     args.manifest, config["earth_model"],
+                                     progress=_progress(f"download {args.station[0]}"))
+        _log_station_download(args.station[0], result)
+        return 0
+    _need(args, "out")
+    log.info("download waveforms: %d station(s) from %s", len(rows), data_cfg["source"])
+    table = dl.download_batch(events, rows, data_cfg, args.manifest_dir, config["earth_model"],
+                              progress=lambda code: _progress(f"download {code}"), report=_log_station_download)
+    write_csv(table, dl.BATCH_FIELDS, args.out)
+    log.info("download waveforms: %d station(s) done -> %s", len(table), args.out)
     return 0
 
 
-def waveform_folder(manifest: Path) -> Path:
-    """The default folder of a station's event windows: its manifest path without the suffix
-    (data/raw/waveforms/NET.STA.csv -> data/raw/waveforms/NET.STA/)."""
-    return manifest.with_suffix("")
+def _log_station_download(code: str, result) -> None:
+    for eid, why in result.skipped:
+        log.info("download waveforms %s: event %s left out: %s", code, eid, why)
+    summary = result.summary
+    log.info("download waveforms %s: %d event window(s) from %s", code, len(result.requests), result.source)
+    log.info("download waveforms %s: ok %d, nodata %d, error %d, rejected %d, already done %d", code,
+             summary.ok, summary.nodata, summary.error, summary.rejected, summary.reused)
 
 
 # ----------------------------------------------------------------------------- rf
@@ -301,6 +325,7 @@ def _compute_rf(args, config: dict, out: Path) -> None:
 
     from xdisc.core.artifacts import write_netcdf
     from xdisc.core.deconvolution import RFSettings
+    from xdisc.data.download import waveform_folder
     from xdisc.data.receiver_functions import compute_station, event_table, load_items
 
     row = _station_row(args.stations, args.station)
@@ -610,8 +635,10 @@ def _add_detectability(sub) -> None:
                                    "often each method says present (detection curves, dvs90, false-alarm rate). "
                                    "table: one CSV row per station file.")
     p.add_argument("what", choices=["kernels", "station", "table"])
-    p.add_argument("files", nargs="*", type=Path, help="table: the station files")
-    p.add_argument("--rf", type=Path, help="station: its receiver functions ('xdisc rf')")
+    p.add_argument("files", nargs="*", type=Path,
+                   help="table: the station files, or folders of them (every *.nc inside)")
+    p.add_argument("--rf", type=Path, nargs="+",
+                   help="station: receiver functions of one station or several ('xdisc rf'), judged one by one")
     p.add_argument("--kernels", type=Path, help="station: the run's kernels")
     p.add_argument("--model", type=Path,
                    help="station: the CNN checkpoint that 'xdisc predict' uses (none: stacking only)")
@@ -619,7 +646,9 @@ def _add_detectability(sub) -> None:
     p.add_argument("--test", type=Path,
                    help="station: synthetic set whose no-X samples carry the false-alarm draws (default: the earth "
                         "model's own receiver functions)")
-    p.add_argument("--out", required=True, type=Path, help="NetCDF (kernels, station) or CSV (table)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="kernels: NetCDF; station: NetCDF (*.nc, one --rf) or a folder (one NET.STA.nc per --rf); "
+                        "table: CSV")
     p.add_argument("--figure", type=Path, help="table: map of dvs90 and the detection curves (PNG or PDF)")
     _add_config_arguments(p)
     p.set_defaults(func=run_detectability)
@@ -636,19 +665,24 @@ def run_detectability(args) -> int:
     elif args.what == "station":
         if args.rf is None or args.kernels is None:
             raise SystemExit("xdisc detectability station needs --rf and --kernels")
-        ds = det.station_file(args.rf, args.kernels, config, args.model, args.calibration,
-                              _progress(f"detectability {args.rf.stem}"), args.test)
-        write_netcdf(ds, args.out)
-        summary = ", ".join(f"{m}: dvs90 {float(ds[f'dvs90_{m}']):.3f}, "
-                            f"false alarms {float(ds[f'false_alarm_rate_{m}']):.2f}"
-                            for m in det.METHODS if f"dvs90_{m}" in ds)
-        log.info("detectability %s: %s (%.1f s)", args.rf.stem, summary, ds.attrs["seconds"])
+        single = args.out.suffix == ".nc"
+        if single and len(args.rf) > 1:
+            raise SystemExit("xdisc detectability station: several --rf need a folder as --out, not a .nc file")
+        for k, rf in enumerate(args.rf, 1):
+            ds = det.station_file(rf, args.kernels, config, args.model, args.calibration,
+                                  _progress(f"detectability {rf.stem} ({k}/{len(args.rf)})"), args.test)
+            write_netcdf(ds, args.out if single else args.out / f"{rf.stem}.nc")
+            summary = ", ".join(f"{m}: dvs90 {float(ds[f'dvs90_{m}']):.3f}, "
+                                f"false alarms {float(ds[f'false_alarm_rate_{m}']):.2f}"
+                                for m in det.METHODS if f"dvs90_{m}" in ds)
+            log.info("detectability %s: %s (%.1f s)", rf.stem, summary, ds.attrs["seconds"])
     else:
-        write_table(det.table_rows(args.files), det.COLUMNS, args.out)
+        files = det.station_files(args.files)
+        write_table(det.table_rows(files), det.COLUMNS, args.out)
         if args.figure:
             from xdisc.report.ml_figures import plot_detectability, read_detectability_curves
 
-            plot_detectability(read_detectability_curves(args.files), args.figure,
+            plot_detectability(read_detectability_curves(files), args.figure,
                                config["detectability"]["target_dvs"])
             log.info("detectability: figure %s", args.figure)
     log.info("detectability %s: -> %s", args.what, args.out)

@@ -26,9 +26,11 @@ detectors, exactly as the pipeline runs them, whether X is there:
 
 from __future__ import annotations
 
+import functools
 import logging
 import time as _time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -402,16 +404,24 @@ def quiet_structures(test_path, n: int, seed: int) -> tuple[np.ndarray, np.ndarr
         return rf, ds["slowness"].values.astype(float)
 
 
+@functools.lru_cache(maxsize=2)
+def _load_module(path: str, mtime_ns: int):
+    """The CNN of a checkpoint, loaded once per process (a batch of stations shares it)."""
+    from xdisc.cnn.module import XClassifier
+
+    module = XClassifier.load_from_checkpoint(path, map_location="cpu")
+    module.eval()
+    return module
+
+
 def _cnn_judge(model_path, calibration_path, code: str, config: dict, model: EarthModel) -> CNNJudge:
     import torch
 
     from xdisc.cnn.images import DepthMapper, ImageSettings
-    from xdisc.cnn.module import XClassifier
     from xdisc.cnn.predict import read_calibration
 
     torch.set_num_threads(1)
-    module = XClassifier.load_from_checkpoint(str(model_path), map_location="cpu")
-    module.eval()
+    module = _load_module(str(model_path), Path(model_path).stat().st_mtime_ns)
     settings = ImageSettings.from_config(config["images"])
     threshold = float(config["cnn"]["verdict"]["present_probability"])
     calibration = read_calibration(calibration_path) if calibration_path else {}
@@ -423,6 +433,15 @@ def _cnn_judge(model_path, calibration_path, code: str, config: dict, model: Ear
 
 COLUMNS = ("station", "n_rf", "dvs90_stacking", "dvs90_cnn", "false_alarm_rate_stacking", "false_alarm_rate_cnn",
            "detectability_note")
+
+
+def station_files(paths) -> list[Path]:
+    """The station files among ``paths``: files as given, folders (one per batch of stations) as the
+    ``*.nc`` files inside, sorted by name."""
+    out = []
+    for path in map(Path, paths):
+        out.extend(sorted(path.glob("*.nc")) if path.is_dir() else [path])
+    return out
 
 
 def table_rows(paths) -> list[dict]:

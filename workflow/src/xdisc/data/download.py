@@ -337,7 +337,7 @@ class FetchSummary:
 
 def fetch_station(requests: list[Request], source: Source, out_dir: Path, manifest_path: Path,
                   channel: str = "BH?,HH?", location: str = "*", retries: int = 3, backoff_s: float = 2.0,
-                  max_parallel: int = 4, progress=None) -> FetchSummary:
+                  max_parallel: int = 4, progress=None, stop: threading.Event | None = None) -> FetchSummary:
     """Fetch every request not already done; write the manifest once all have been tried.
 
     Progress goes to the journal (:func:`journal_path`) after each request; the manifest, one row
@@ -345,7 +345,8 @@ def fetch_station(requests: list[Request], source: Source, out_dir: Path, manife
     request counts as done when the journal or an earlier manifest says ok (and its file exists)
     or nodata; a file present without a row (the process was killed between the two writes) is
     validated and kept. Errors and rejections are tried again on the next run. An interrupt
-    (Ctrl-C, SystemExit) stops new requests and leaves the journal, not a manifest.
+    (Ctrl-C, SystemExit) stops new requests and leaves the journal, not a manifest; so does setting
+    ``stop`` from another thread (a batch of stations interrupted).
     """
     out_dir = Path(out_dir)
     manifest_path = Path(manifest_path)
@@ -381,7 +382,7 @@ def fetch_station(requests: list[Request], source: Source, out_dir: Path, manife
                 continue
         todo.append(req)
     lock = threading.Lock()
-    stop = threading.Event()
+    stop = threading.Event() if stop is None else stop
     write_manifest(journal, list(rows.values()))
     done, t0 = 0, time.perf_counter()
 
@@ -430,6 +431,8 @@ def fetch_station(requests: list[Request], source: Source, out_dir: Path, manife
             raise
         pool.shutdown()
     missing = [req.event_id for req in requests if req.event_id not in rows]
+    if stop.is_set() and missing:
+        raise InterruptedError(f"download stopped with {len(missing)} window(s) left")
     if missing:
         raise RuntimeError(f"download of {len(missing)} window(s) did not finish: {', '.join(missing[:5])}")
     write_manifest(manifest_path, list(rows.values()))
@@ -499,7 +502,8 @@ class StationDownload:
 
 
 def download_station(events, station: dict, data_cfg: dict, out_dir: Path, manifest_path: Path,
-                     earth_model: str = "ak135", progress=None) -> StationDownload:
+                     earth_model: str = "ak135", progress=None, stop: threading.Event | None = None
+                     ) -> StationDownload:
     """Plan the windows of one station (a row of :func:`station_rows`) and fetch what is missing,
     from the source and with the retry settings of the ``data`` configuration."""
     requests, skipped = plan_requests(events, station["network"], station["station"], float(station["latitude"]),
@@ -509,8 +513,64 @@ def download_station(events, station: dict, data_cfg: dict, out_dir: Path, manif
     st_cfg, fd = data_cfg["stations"], data_cfg["fdsn"]
     summary = fetch_station(requests, source, out_dir, manifest_path, channel=st_cfg["channel"],
                             location=st_cfg["location"], retries=fd["retries"], backoff_s=fd["backoff_s"],
-                            max_parallel=fd["max_parallel"], progress=progress)
+                            max_parallel=fd["max_parallel"], progress=progress, stop=stop)
     return StationDownload(summary, requests, skipped, source.name)
+
+
+BATCH_FIELDS = ("network", "station", "manifest", "source", "windows", "ok", "nodata", "error", "rejected", "reused")
+
+
+def waveform_folder(manifest: Path) -> Path:
+    """The folder of a station's event windows: its manifest path without the suffix
+    (data/raw/waveforms/NET.STA.csv -> data/raw/waveforms/NET.STA/)."""
+    return Path(manifest).with_suffix("")
+
+
+def download_batch(events, stations: list[dict], data_cfg: dict, manifest_dir: Path, earth_model: str = "ak135",
+                   progress=None, report=None) -> list[dict]:
+    """:func:`download_station` for several stations (rows of :func:`station_rows`), up to
+    ``data.fdsn.max_connections`` of them at once (their requests share the per-provider limits), each
+    with its manifest ``manifest_dir/NET.STA.csv`` and windows beside it. Returns one row per station
+    (:data:`BATCH_FIELDS`). A station that fails does not stop the others; once they have finished, a
+    RuntimeError names every failed station (their journals keep what they fetched: a rerun resumes).
+    An interrupt stops every station's new requests. ``progress(code)`` makes a station's progress
+    callback; ``report(code, StationDownload)`` is called as each station finishes."""
+    manifest_dir = Path(manifest_dir)
+    stops = {f"{row['network']}.{row['station']}": threading.Event() for row in stations}
+
+    def one(row: dict) -> dict:
+        code = f"{row['network']}.{row['station']}"
+        manifest = manifest_dir / f"{code}.csv"
+        result = download_station(events, row, data_cfg, waveform_folder(manifest), manifest, earth_model,
+                                  progress(code) if progress else None, stops[code])
+        if report is not None:
+            report(code, result)
+        s = result.summary
+        return {"network": row["network"], "station": row["station"], "manifest": str(manifest),
+                "source": result.source, "windows": len(result.requests), "ok": s.ok, "nodata": s.nodata,
+                "error": s.error, "rejected": s.rejected, "reused": s.reused}
+
+    workers = max(1, min(len(stations), int(data_cfg["fdsn"]["max_connections"])))
+    pool = ThreadPoolExecutor(max_workers=workers)
+    futures = {code: pool.submit(one, row) for code, row in zip(stops, stations, strict=True)}
+    rows, failed = [], []
+    try:
+        for code, future in futures.items():
+            try:
+                rows.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - one station's failure is reported, the others go on
+                log.error("download waveforms %s failed: %s: %s", code, type(exc).__name__, exc)
+                failed.append(f"{code} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})")
+    except BaseException:
+        for stop in stops.values():  # Ctrl-C, SIGTERM: no new requests anywhere; journals keep what finished
+            stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    if failed:
+        raise RuntimeError(f"download of {len(failed)} of {len(stations)} station(s) failed (a rerun resumes "
+                           f"them): {'; '.join(failed)}")
+    return rows
 
 
 # ----------------------------------------------------------------------------- events, stations
