@@ -287,3 +287,26 @@ def test_synthetic_examples_draw_the_strongest_sharp_x_and_a_sample_without(tmp_
     for depth in (320.0, 410.0, 660.0):
         assert marks[f"Ps {depth:.0f}"] == pytest.approx(ps_delay("ak135", depth, 0.06), abs=0.3)
     assert without.get_xlabel() == "time after P (s), slowness 0.060 s/km"
+
+
+def test_station_figure_shows_the_crust_and_its_predicted_multiples(tmp_path):
+    """The H-kappa estimate in the title and a tick per trace at each predicted Moho phase, in the traces'
+    (slowness) order."""
+    from xdisc.stack.hk import crust_times
+
+    ds = fake_stack("present")
+    p = ds["slowness_s_per_km"].values
+    times = crust_times(36.0, 1.74, 6.08, p)
+    for name, t in zip(("moho_ps_time", "moho_ppps_time", "moho_ppss_time"), times, strict=True):
+        ds[name] = ("event", t)
+    ds.attrs.update(moho_km=36.0, moho_err_km=0.8, vpvs=1.74, vpvs_err=0.02)
+    out, fig = draw(plot_station_stack, ds, tmp_path / "XX.FAKE.png")
+    _assert_png(out)
+    assert "Moho 36.0 ± 0.8 km, Vp/Vs 1.74 ± 0.02 (H-κ)" in fig.get_suptitle()
+    ax_rf = _panels(fig)[0]
+    order = np.argsort(p, kind="stable")
+    for label, t in zip(("Ps", "PpPs", "PpSs"), times, strict=True):
+        (ticks,) = [c for c in ax_rf.collections if c.get_label() == f"Moho {label} (H-κ)"]
+        xy = ticks.get_offsets()
+        np.testing.assert_allclose(xy[:, 0], t[order])
+        np.testing.assert_allclose(xy[:, 1], np.arange(p.size))

@@ -107,3 +107,35 @@ def test_station_without_receiver_functions(setup, tmp_path):
     row = verdict_row(ds)
     assert row["station"] == "XX.NONE" and row["n_rf"] == 0
     assert plot_station_stack(ds, tmp_path / "none.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("moho_km", "vpvs"), [(28.0, 1.70), (42.0, 1.80)])
+def test_station_stack_carries_its_crust(setup, moho_km, vpvs):
+    """stack_station's H-kappa estimate of a noisy synthetic station (the reference model's two-layer crust
+    stretched to ``moho_km`` with ``vpvs``; xdisc's forward code): Moho within 2 km, Vp/Vs within 0.03,
+    with bootstrap errors, the predicted Moho phases per event and the H-kappa stack in the file."""
+    from xdisc.core.earthmodel import replace_crust
+    from xdisc.stack.hk import crust_times
+    from xdisc.stack.stacking import verdict_row
+
+    cfg, rf, lay = setup
+    ref = load_model("ak135")
+    grid = clean_grid([replace_crust(ref, moho_km, vpvs)], rf, lay)[0]
+    station = make_station(grid, 40, np.random.default_rng(3), rf, snr_range=(10.0, 30.0))
+    a = (ds := _stack(station, cfg, rf, ref)).attrs
+    assert abs(a["moho_km"] - moho_km) <= 2.0 and abs(a["vpvs"] - vpvs) <= 0.03, (a["moho_km"], a["vpvs"])
+    assert 0 <= a["moho_err_km"] < 3 and 0 <= a["vpvs_err"] < 0.05
+    assert a["crust_vp_km_s"] == pytest.approx(6.08, abs=0.01)
+    assert float(ds["hk_stack"].max()) == pytest.approx(1.0)
+    t = crust_times(a["moho_km"], a["vpvs"], a["crust_vp_km_s"], ds["slowness_s_per_km"].values)
+    np.testing.assert_allclose(ds["moho_ppps_time"].values, t[1])
+    row = verdict_row(ds)
+    assert (row["moho_km"], row["vpvs"]) == (a["moho_km"], a["vpvs"])
+
+
+def test_crust_is_nan_with_too_few_receiver_functions(setup):
+    cfg, rf, lay = setup
+    grid = clean_grid([load_model("ak135")], rf, lay)[0]
+    station = make_station(grid, 2, np.random.default_rng(3), rf)
+    a = _stack(station, cfg, rf, load_model("ak135")).attrs
+    assert np.isnan(a["moho_km"]) and "too few for H-kappa" in a["crust_note"]

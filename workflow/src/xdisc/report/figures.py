@@ -91,6 +91,11 @@ def station_title(ds: xr.Dataset) -> str:
     window = _window(a)
     if window is not None:
         context.append(f"X window {window[0]:.0f}–{window[1]:.0f} km")
+    moho, vpvs = _float(a.get("moho_km")), _float(a.get("vpvs"))
+    if math.isfinite(moho) and math.isfinite(vpvs):
+        dm, dk = _float(a.get("moho_err_km")), _float(a.get("vpvs_err"))
+        context.append(f"Moho {moho:.1f} ± {dm:.1f} km, Vp/Vs {vpvs:.2f} ± {dk:.2f} (H-κ)"
+                       if math.isfinite(dm) and math.isfinite(dk) else f"Moho {moho:.1f} km, Vp/Vs {vpvs:.2f} (H-κ)")
     if a.get("reason"):
         context.append(str(a["reason"]))
     return f"{name}{where} — verdict: {what}\n" + "  ·  ".join(context)
@@ -142,12 +147,33 @@ def _rf_section(ax, ds: xr.Dataset) -> None:
         cb = ax.figure.colorbar(im, ax=ax, extend="both", pad=0.02, fraction=0.05)
         cb.set_label("amplitude relative to P (clipped)")
         ax.set_ylim(-0.5, n - 0.5)
+    _moho_phases(ax, ds, order)
     ticks = _slowness_ticks(n)
     ax.set_yticks(ticks)
     ax.set_yticklabels([f"{s:.3f}" if math.isfinite(s) else "?" for s in slowness[ticks]])
     ax.axvline(0.0, color="0.5", lw=0.6, ls=":")
     ax.grid(axis="x", color="0.85", lw=0.5)
     ax.set_axisbelow(True)
+
+
+MOHO_PHASES = (("moho_ps_time", "Ps", "#1f618d", "|"), ("moho_ppps_time", "PpPs", "#b03a2e", "|"),
+               ("moho_ppss_time", "PpSs", "#7d3c98", "|"))
+
+
+def _moho_phases(ax, ds: xr.Dataset, order: np.ndarray) -> None:
+    """The Moho's Ps and multiples predicted from the station's H-kappa estimate, a tick on each trace."""
+    drawn = False
+    for name, label, colour, marker in MOHO_PHASES:
+        if name not in ds:
+            continue
+        t = np.asarray(ds[name], float)[order]
+        ok = np.isfinite(t)
+        if ok.any():
+            ax.scatter(t[ok], np.flatnonzero(ok), marker=marker, s=30, color=colour, lw=1.2, zorder=4,
+                       label=f"Moho {label} (H-κ)")
+            drawn = True
+    if drawn:
+        ax.legend(loc="lower right", fontsize=7, framealpha=0.85)
 
 
 def _scale_bar(ax, gain: float, ref: float) -> None:

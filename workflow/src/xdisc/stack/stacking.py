@@ -30,9 +30,12 @@ from xdisc.core.deconvolution import noise_weights, normalise_by_p
 from xdisc.core.earthmodel import EarthModel, load_model
 from xdisc.core.moveout import delay_table, distance_for_slowness, slowness_for_distance, to_depth
 from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
+from xdisc.stack import hk
 
 TABLE_COLUMNS = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km", "x_amp",
-                 "x_amp_err", "d410_km", "d660_km", "reason")
+                 "x_amp_err", "d410_km", "d660_km", "moho_km", "moho_err_km", "vpvs", "vpvs_err", "reason")
+# fewest receiver functions for an H-kappa estimate
+MIN_RF_CRUST = 3
 
 
 def weighted_mean(traces: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -115,6 +118,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         ref_dist = np.nan
         vesp = np.full((rel_s.size, time_s.size), np.nan)
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
+    crust = crust_variables(norm, time_s, slowness, model, {**cfg.get("crust", {}), "seed": cfg["seed"]})
     result = verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
                       ref_dist)
     ds = xr.Dataset(
@@ -130,6 +134,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
             "depth_stack_std": ("depth", boot_std, {"units": "1", "long_name": "bootstrap standard deviation"}),
             "vespagram": (("relative_slowness", "time"), vesp,
                           {"units": "1", "long_name": "slowness stack (relative to P, at the median distance)"}),
+            **crust.pop("variables"),
         },
         coords={
             "event": ("event", np.asarray(event_ids if event_ids is not None else np.arange(n_rf)).astype(str)
@@ -138,6 +143,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
             "depth": ("depth", depths, {"units": "km", "long_name": "conversion depth"}),
             "relative_slowness": ("relative_slowness", rel_s, {"units": "s degree-1",
                                                                "long_name": "slowness relative to direct P"}),
+            **crust.pop("coords"),
             "network": ((), station["network"]), "station": ((), station["station"]),
             "latitude": ((), float(station.get("latitude", np.nan)), {"units": "degrees_north"}),
             "longitude": ((), float(station.get("longitude", np.nan)), {"units": "degrees_east"}),
@@ -149,9 +155,51 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         config_hash=config_hash({"stacking": cfg, "model": model.name}),
         references="Dueker & Sheehan 1997; Efron & Tibshirani 1993"))
     ds.attrs.update(result)
+    ds.attrs.update(crust)
     ds.attrs.update({"n_rf": int(n_rf), "earth_model": model.name, "x_window_km": list(cfg["x_window_km"]),
                      "reference_distance_deg": ref_dist})
     return ds
+
+
+def crust_variables(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, model: EarthModel,
+                    cfg: dict) -> dict:
+    """The station's crust by H-kappa stacking (:mod:`xdisc.stack.hk`) as parts of the stack dataset:
+    ``variables`` (the normalised H-kappa stack, the predicted delays of the Moho's Ps, PpPs and PpSs per
+    event), ``coords`` (the search grid) and attributes (``moho_km``, ``moho_err_km``, ``vpvs``,
+    ``vpvs_err``, ``crust_vp_km_s``, ``crust_note``). NaN where disabled or with too few receiver
+    functions."""
+    cfg = {"enabled": True, "vp_km_s": None, "thickness_km": [15, 75], "vpvs": [1.6, 2.0],
+           "weights": list(hk.WEIGHTS), "n_bootstrap": 200, **cfg}
+    h_grid = np.round(np.arange(cfg["thickness_km"][0], cfg["thickness_km"][1] + 1e-9, 0.25), 6)
+    k_grid = np.round(np.arange(cfg["vpvs"][0], cfg["vpvs"][1] + 1e-9, 0.005), 6)
+    vp = float(cfg["vp_km_s"]) if cfg["vp_km_s"] else hk.crust_vp(model)
+    n = norm.shape[0]
+    attrs = {"moho_km": np.nan, "moho_err_km": np.nan, "vpvs": np.nan, "vpvs_err": np.nan, "crust_vp_km_s": vp,
+             "crust_note": ""}
+    grid = np.full((h_grid.size, k_grid.size), np.nan)
+    times = np.full((3, n), np.nan)
+    usable = np.all(np.isfinite(norm), axis=1) if n else np.zeros(0, bool)
+    if not cfg["enabled"]:
+        attrs["crust_note"] = "stacking.crust.enabled is false"
+    elif usable.sum() < MIN_RF_CRUST:
+        attrs["crust_note"] = f"{int(usable.sum())} receiver functions: too few for H-kappa (< {MIN_RF_CRUST})"
+    else:
+        est = hk.estimate_crust(norm, time_s, slowness, vp, h_grid, k_grid, tuple(cfg["weights"]),
+                                cfg["n_bootstrap"], seed=int(cfg.get("seed", 0)))
+        attrs.update(moho_km=est.h_km, moho_err_km=est.h_error_km, vpvs=est.kappa, vpvs_err=est.kappa_error)
+        grid = est.stack
+        times = np.array(list(est.times(slowness).values()))
+    long = {"Ps": "Ps", "PpPs": "PpPs", "PpSs": "PpSs+PsPs"}
+    variables = {
+        "hk_stack": (("crust_thickness", "crust_vpvs"), grid,
+                     {"units": "1", "long_name": "H-kappa stack / its maximum (Zhu & Kanamori 2000)"}),
+        **{f"moho_{k.lower()}_time": ("event", t, {"units": "s", "long_name": f"predicted delay of the Moho's "
+                                                                                f"{long[k]} after P"})
+           for k, t in zip(long, times, strict=True)},
+    }
+    coords = {"crust_thickness": ("crust_thickness", h_grid, {"units": "km", "long_name": "Moho depth searched"}),
+              "crust_vpvs": ("crust_vpvs", k_grid, {"units": "1", "long_name": "crustal Vp/Vs searched"})}
+    return {"variables": variables, "coords": coords, **attrs}
 
 
 def _ps_relative_slowness(model: EarthModel, depth_km: float, distance_deg: float) -> float:
@@ -229,6 +277,7 @@ def verdict_row(ds: xr.Dataset) -> dict:
         "x_depth_err_km": a["x_depth_err_km"] if present else np.nan,
         "x_amp": a["x_amp"] if present else np.nan, "x_amp_err": a["x_amp_err"] if present else np.nan,
         "d410_km": a["d410_km"], "d660_km": a["d660_km"],
+        **{k: a.get(k, np.nan) for k in ("moho_km", "moho_err_km", "vpvs", "vpvs_err")},
         # why not present (empty for present); with the receiver-function QC's hint where it had one
         "reason": "; ".join(r for r in (a.get("reason", ""), "" if present else a.get("qc_note", "")) if r),
     }
