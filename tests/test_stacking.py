@@ -139,3 +139,50 @@ def test_crust_is_nan_with_too_few_receiver_functions(setup):
     station = make_station(grid, 2, np.random.default_rng(3), rf)
     a = _stack(station, cfg, rf, load_model("ak135")).attrs
     assert np.isnan(a["moho_km"]) and "too few for H-kappa" in a["crust_note"]
+
+
+def test_search_margin_finds_x_at_the_window_edge_and_the_floor_drops_weak_peaks(setup):
+    """X at 252 km (its peak can land just above 250 km): with stacking.x_margin_km the peak is searched
+    beyond the window and called X because its depth +- error reaches 250 km; a peak well outside
+    (X at 380 km, moved to the 370s) is not X. An amplitude floor above the X amplitude makes it absent."""
+    cfg, rf, lay = setup
+    ref = load_model("ak135")
+    out = {}
+    for depth in (252.0, 376.0):
+        model = insert_discontinuity(ref, Discontinuity(depth, 0.04, 0.02, 0.012))
+        grid = clean_grid([model], rf, lay)[0]
+        station = make_station(grid, 50, np.random.default_rng(21), rf, snr_range=(10.0, 30.0))
+        for margin in (0.0, 20.0):
+            scfg = {**cfg["stacking"], "x_margin_km": margin}
+            out[depth, margin] = _stack(station, {**cfg, "stacking": scfg}, rf, ref).attrs
+    edge = out[252.0, 20.0]
+    assert edge["verdict"] == "present" and abs(edge["x_depth_km"] - 252.0) <= 6.0, edge["reason"]
+    assert edge["x_depth_km"] - max(edge["x_depth_err_km"], 1.0) <= 250.0 or edge["x_depth_km"] >= 250.0
+    assert out[376.0, 20.0]["verdict"] != "present" or out[376.0, 20.0]["x_depth_km"] <= 350 + \
+        out[376.0, 20.0]["x_depth_err_km"]
+    floor = {**cfg["stacking"], "x_margin_km": 20.0, "min_x_amplitude": 2 * edge["x_amp"]}
+    model = insert_discontinuity(ref, Discontinuity(252.0, 0.04, 0.02, 0.012))
+    station = make_station(clean_grid([model], rf, lay)[0], 50, np.random.default_rng(21), rf, snr_range=(10.0, 30.0))
+    weak = _stack(station, {**cfg, "stacking": floor}, rf, ref).attrs
+    assert weak["verdict"] == "absent" and "amplitude >=" in weak["reason"]
+
+
+def test_depth_conversion_through_the_station_crust_removes_the_crust_bias(setup):
+    """X at 300 km under a thick, high-Vp/Vs crust (60 km, 1.85): through the reference crust (35 km,
+    1.73) the conversion maps too deep; through the station's own H-kappa crust it lands within 4 km."""
+    from xdisc.core.earthmodel import replace_crust
+
+    cfg, rf, lay = setup
+    ref = load_model("ak135")
+    model = insert_discontinuity(replace_crust(ref, 60.0, 1.85), Discontinuity(300.0, 0.04, 0.02, 0.012))
+    station = make_station(clean_grid([model], rf, lay)[0], 50, np.random.default_rng(8), rf,
+                           snr_range=(20.0, 60.0))
+    depth = {}
+    for own in (False, True):
+        scfg = {**cfg["stacking"], "crust": {**cfg["stacking"]["crust"], "depth_conversion": own}}
+        a = _stack(station, {**cfg, "stacking": scfg}, rf, ref).attrs
+        assert a["verdict"] == "present", a["reason"]
+        depth[own] = a["x_depth_km"]
+        assert a["depth_model"] == ("station crust (H-kappa) over the earth model" if own else "earth model")
+    assert abs(depth[True] - 300.0) <= 4.0, depth
+    assert abs(depth[True] - 300.0) < abs(depth[False] - 300.0) - 3.0, depth

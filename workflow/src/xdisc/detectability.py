@@ -118,7 +118,9 @@ class StackingDraws:
         self.ref_dist = float(np.nanmedian(self.distance))
         self.p_ref = float(np.nanmedian(self.slowness))
         # times where the moveout check looks: the X window's Ps delays at the station's slownesses, +-3 s
-        d = delay_table(model, list(cfg["x_window_km"]), [self.slowness.min(), self.slowness.max()])
+        margin = float(cfg.get("x_margin_km", 0.0))
+        d = delay_table(model, [cfg["x_window_km"][0] - margin, cfg["x_window_km"][1] + margin],
+                        [self.slowness.min(), self.slowness.max()])
         self.window = np.flatnonzero((time_s >= np.nanmin(d) - 3.0) & (time_s <= np.nanmax(d) + 3.0))
         self.structure, self.noise = np.asarray(structure, float), np.asarray(noise, float)
         self.s_depth, self.s_vesp = self.depth_traces(self.structure), self.vespagram_rows(self.structure)

@@ -98,10 +98,15 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
                                cfg["relative_slowness_step_s_per_deg"]), 6)
     station = station or {"network": "XX", "station": "SYN", "latitude": np.nan, "longitude": np.nan}
     norm = normalise_by_p(rf, time_s) if n_rf else rf
+    crust = crust_variables(norm, time_s, slowness, model, {**cfg.get("crust", {}), "seed": cfg["seed"]})
+    shown = norm  # the receiver functions as they are (the file and figure); the stack may use them without multiples
+    norm, crust["multiples_note"] = _without_multiples(norm, time_s, slowness, crust, cfg.get("multiples", {}))
     if distance_deg is None:
         distance_deg = distance_for_slowness(slowness, model.name if model.name in ("ak135", "iasp91", "prem")
                                              else "ak135")
     distance_deg = np.asarray(distance_deg, float)
+    p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
+    reference, model = model, _station_model(model, crust, cfg.get("crust", {}))
     if n_rf:
         in_depth = to_depth(norm, time_s, slowness, model, depths)
         weights = noise_weights(norm, time_s) if cfg["weighting"] == "noise" else np.ones(n_rf)
@@ -117,13 +122,11 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         boot = np.zeros((1, depths.size))
         ref_dist = np.nan
         vesp = np.full((rel_s.size, time_s.size), np.nan)
-    p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
-    crust = crust_variables(norm, time_s, slowness, model, {**cfg.get("crust", {}), "seed": cfg["seed"]})
     result = verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
                       ref_dist)
     ds = xr.Dataset(
         {
-            "rf": (("event", "time"), as_float32(norm), {"units": "1", "long_name": "receiver function / direct P"}),
+            "rf": (("event", "time"), as_float32(shown), {"units": "1", "long_name": "receiver function / direct P"}),
             "slowness_s_per_km": ("event", slowness, {"units": "s km-1", "long_name": "P slowness"}),
             "distance_deg": ("event", distance_deg, {"units": "degree", "long_name": "epicentral distance"}),
             "rf_depth": (("event", "depth"), as_float32(in_depth),
@@ -156,9 +159,37 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         references="Dueker & Sheehan 1997; Efron & Tibshirani 1993"))
     ds.attrs.update(result)
     ds.attrs.update(crust)
+    ds.attrs.update({"depth_model": "station crust (H-kappa) over the earth model" if model is not reference
+                     else "earth model"})
     ds.attrs.update({"n_rf": int(n_rf), "earth_model": model.name, "x_window_km": list(cfg["x_window_km"]),
                      "reference_distance_deg": ref_dist})
     return ds
+
+
+def _station_model(model: EarthModel, crust: dict, cfg: dict) -> EarthModel:
+    """The model of the depth conversion: the earth model with its crust replaced by the station's H-kappa
+    crust where stacking.crust.depth_conversion says so and there is an estimate (its Vp profile scaled to
+    the assumed crustal Vp, Vs = Vp / kappa), else the earth model."""
+    from xdisc.core.earthmodel import replace_crust
+
+    if not cfg.get("depth_conversion", False) or not np.isfinite(crust["moho_km"]):
+        return model
+    return replace_crust(model, crust["moho_km"], crust["vpvs"], crust["crust_vp_km_s"] / hk.crust_vp(model))
+
+
+def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict) -> tuple[np.ndarray, str]:
+    """``norm`` with the crustal multiples of the station's crust subtracted where stacking.multiples says
+    so (:func:`xdisc.stack.multiples.suppress_multiples`), and a note of what was done."""
+    from xdisc.stack.multiples import FIRST_ORDER, SECOND_ORDER, suppress_multiples
+
+    if not cfg.get("suppress", False):
+        return norm, ""
+    if not np.isfinite(crust["moho_km"]):
+        return norm, f"multiples not subtracted: no crust ({crust['crust_note']})"
+    phases = {**FIRST_ORDER, **(SECOND_ORDER if cfg.get("order", 2) == 2 else {})}
+    out = suppress_multiples(norm, time_s, slowness, crust["moho_km"], crust["vpvs"], crust["crust_vp_km_s"],
+                             phases, cfg.get("half_window_s", 2.0))
+    return out.rf, f"subtracted: {', '.join(phases)}"
 
 
 def crust_variables(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, model: EarthModel,
@@ -229,7 +260,9 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         if peaks and peaks[0]["lower"] > 0:  # an expected discontinuity: seen when significant
             out[key] = peaks[0]["depth"]
     missing = [k[:4] for k in ("d410_km", "d660_km") if not np.isfinite(out[k])]
-    candidates = _peaks(stack, lower, boot, depths, cfg["x_window_km"])
+    window = cfg["x_window_km"]
+    margin = float(cfg.get("x_margin_km", 0.0))
+    candidates = _peaks(stack, lower, boot, depths, (window[0] - margin, window[1] + margin))
     if not candidates:
         out["verdict"] = UNDETERMINED if missing else ABSENT
         out["reason"] = f"{' and '.join(missing)} not seen" if missing else "no positive peak inside the X window"
@@ -243,11 +276,15 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         pk["u"] = float(rel_s[int(np.argmax(vesp[:, near].max(axis=1)))])
         pk["u_ps"] = _ps_relative_slowness(model, pk["depth"], ref_dist)
         pk["snr"] = pk["amp"] / noise if noise > 0 else np.nan
+        reach = max(pk["depth_err"], float(cfg["depth_step_km"]))
         checks = {
+            f"depth within {window[0]:g}-{window[1]:g} km": window[0] - reach <= pk["depth"] <= window[1] + reach,
             "lower 95 % bound above zero": pk["lower"] > 0,
             f"amplitude > {cfg['noise_factor']} x noise": pk["snr"] > cfg["noise_factor"],
             "moveout of a conversion": pk["u"] <= cfg["conversion_slowness_fraction"] * pk["u_ps"],
         }
+        if cfg.get("min_x_amplitude", 0) > 0:
+            checks[f"amplitude >= {cfg['min_x_amplitude']:g} of P"] = pk["amp"] >= cfg["min_x_amplitude"]
         failed = [name for name, ok in checks.items() if not ok]
         if best is None:
             best, best_failed = pk, failed

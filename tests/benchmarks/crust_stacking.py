@@ -1,0 +1,119 @@
+"""The crust-aware stacking verdict, step by step, on xdisc's synthetic stations.
+
+Draws a synthetic set (the run's generator, ``config/full.yaml`` settings unless ``--config``), makes one
+station of ``--n-rf`` receiver functions per sample at each per-trace SNR (the one station generator the
+CNN trains on), and runs ``stack_station`` with the settings of :data:`VARIANTS` (the station's own crust
+in the depth conversion, the multiples subtracted, the search margin, an amplitude floor). Prints,
+per SNR: false alarms at stations without X by Moho depth (20-30, 30-50, 50-70 km), detection of X by
+its depth (250-260, 260-340, 340-350 km) and by Moho depth, undetermined, and the H-kappa errors
+(Moho depth, Vp/Vs). Not part of CI (about a second per station and setting).
+
+    python tests/benchmarks/crust_stacking.py --samples 300 --snr 30 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+MOHO_CLASSES = ((20, 30), (30, 50), (50, 70.01))
+# the stacking settings compared: each adds to the one before
+VARIANTS = {
+    "reference": {},
+    "own crust": {"crust.depth_conversion": True},
+    "+ multiples": {"crust.depth_conversion": True, "multiples.suppress": True},
+    "+ margin 20": {"crust.depth_conversion": True, "multiples.suppress": True, "x_margin_km": 20.0},
+    "+ floor 0.01": {"crust.depth_conversion": True, "multiples.suppress": True, "x_margin_km": 20.0,
+                     "min_x_amplitude": 0.01},
+}
+X_CLASSES = ((250, 260), (260, 340), (340, 350.01))
+
+
+def _rate(mask, sel):
+    return f"{100 * mask[sel].mean():4.0f} % ({sel.sum():3d})" if sel.any() else "   - (  0)"
+
+
+def main(argv=None) -> int:
+    from xdisc import config as cfgmod
+    from xdisc.cnn.datasets import SyntheticSource
+    from xdisc.core.artifacts import open_netcdf, write_netcdf
+    from xdisc.core.earthmodel import load_model
+    from xdisc.core.moveout import distance_for_slowness
+    from xdisc.stack.stacking import stack_station
+    from xdisc.synth.stations import StationDraw, synthetic_station
+    from xdisc.synth.synthetics import make_dataset
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", type=Path, default=ROOT / "config" / "full.yaml")
+    ap.add_argument("--samples", type=int, default=300)
+    ap.add_argument("--n-rf", type=int, default=50)
+    ap.add_argument("--snr", type=float, nargs="+", default=[30.0, 1000.0])
+    ap.add_argument("--seed", type=int, default=20261201)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all")
+    a = ap.parse_args(argv)
+
+    config = cfgmod.validate(yaml.safe_load(a.config.read_text()) or {})
+    config["synthetics"].update(seed=a.seed, n_samples=a.samples)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "set.nc"
+        write_netcdf(make_dataset(config, n_jobs=a.jobs), path)
+        src = SyntheticSource.read(path)
+        with open_netcdf(path) as ds:
+            moho = ds["moho_km"].values.astype(float)
+            vpvs = ds["vpvs"].values.astype(float)
+    print(f"{a.samples} samples in {time.perf_counter() - t0:.0f} s")
+    draw = StationDraw.from_config(config["synthetics"], config["cnn"])
+    ref = load_model(config["earth_model"])
+    y = src.label.astype(bool)
+    settings = {}
+    for name, change in VARIANTS.items():
+        if a.variants and name not in a.variants:
+            continue
+        cfg = copy.deepcopy(config["stacking"])
+        for key, value in change.items():
+            section, _, leaf = key.rpartition(".")
+            (cfg[section] if section else cfg)[leaf] = value
+        settings[name] = cfg
+    for snr in a.snr:
+        verdict = {k: np.empty(y.size, dtype=object) for k in settings}
+        h_err, k_err = np.full(y.size, np.nan), np.full(y.size, np.nan)
+        t0 = time.perf_counter()
+        for i in range(y.size):
+            rng = np.random.default_rng([a.seed, int(snr), i])
+            rf, p = synthetic_station(src.clean[i], src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
+                                      draw, rng, n_rf=a.n_rf, snr=float(snr), model_name=str(src.model[i]))
+            dist = distance_for_slowness(p, str(src.model[i]))
+            for name, cfg in settings.items():
+                attrs = stack_station(rf, src.time_s, p, dist, ref, cfg).attrs
+                verdict[name][i] = attrs["verdict"]
+            h_err[i], k_err[i] = attrs["moho_km"] - moho[i], attrs["vpvs"] - vpvs[i]
+        print(f"\nSNR {snr:g} per trace, {a.n_rf} receiver functions, {y.size} stations "
+              f"({time.perf_counter() - t0:.0f} s); H-kappa error: Moho median {np.nanmedian(h_err):+.1f} km "
+              f"(|err| median {np.nanmedian(np.abs(h_err)):.1f}), Vp/Vs median {np.nanmedian(k_err):+.3f} "
+              f"(|err| median {np.nanmedian(np.abs(k_err)):.3f})")
+        for name, v in verdict.items():
+            present, undet = v == "present", v == "undetermined"
+            acc = np.mean(present == y)
+            print(f"  {name:13s} accuracy {100 * acc:.0f} %, false alarms {_rate(present, ~y)}, "
+                  f"detected {_rate(present, y)}, undetermined {_rate(undet, np.ones_like(y))}")
+            print("    false alarms by Moho: " + "  ".join(
+                f"{lo}-{hi:.0f} km {_rate(present, ~y & (moho >= lo) & (moho < hi))}" for lo, hi in MOHO_CLASSES))
+            print("    detected by Moho:     " + "  ".join(
+                f"{lo}-{hi:.0f} km {_rate(present, y & (moho >= lo) & (moho < hi))}" for lo, hi in MOHO_CLASSES))
+            xd = src.x_depth if src.x_depth is not None else np.full(y.size, np.nan)
+            print("    detected by X depth:  " + "  ".join(
+                f"{lo}-{hi:.0f} km {_rate(present, y & (xd >= lo) & (xd < hi))}" for lo, hi in X_CLASSES))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
