@@ -54,6 +54,9 @@ rule download_waveforms:
         settings=settings("download"),
         events=rules.download_events.output.xml,
         stations=rules.select_stations.output.csv,
+        # not read: a parameter that depends on the checkpoint needs its first output among the inputs
+        # (Snakemake evaluates params in the job's own process on a cluster before the checkpoint is known)
+        inventory=rules.select_stations.output.xml,
     output:
         table=raw("waveforms", "batches", "{batch}.csv"),
     log:
