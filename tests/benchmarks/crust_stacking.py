@@ -9,6 +9,12 @@ its depth (250-260, 260-340, 340-350 km) and by Moho depth, undetermined, and th
 (Moho depth, Vp/Vs). Not part of CI (about a second per station and setting).
 
     python tests/benchmarks/crust_stacking.py --samples 300 --snr 30 1000
+    python tests/benchmarks/crust_stacking.py --network /data/xs1 --run /data/xs1-run   # independent network
+
+With ``--network`` and ``--run`` (a network of ``independent_network.py make`` and a pipeline run on it,
+``independent_network.py score``) it stacks the run's receiver-function files (results/rf/) again with each
+setting and scores the verdicts against the hidden truth: accuracy, false alarms, misses, undetermined,
+depth error, and detection by X depth and Moho depth.
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MOHO_CLASSES = ((20, 30), (30, 50), (50, 70.01))
-# the stacking settings compared: each adds to the one before
+# the stacking settings compared, each spelled out (the defaults change)
+OFF = {"crust.depth_conversion": False, "multiples.suppress": False, "x_margin_km": 0.0, "min_x_amplitude": 0.0}
+ON = {"crust.depth_conversion": True, "multiples.suppress": True}
 VARIANTS = {
-    "reference": {},
-    "own crust": {"crust.depth_conversion": True},
-    "+ multiples": {"crust.depth_conversion": True, "multiples.suppress": True},
-    "+ margin 20": {"crust.depth_conversion": True, "multiples.suppress": True, "x_margin_km": 20.0},
-    "+ floor 0.01": {"crust.depth_conversion": True, "multiples.suppress": True, "x_margin_km": 20.0,
-                     "min_x_amplitude": 0.01},
+    "reference": OFF,                                                     # the verdict before issue 21
+    "own crust": {**OFF, "crust.depth_conversion": True},
+    "+ multiples": {**OFF, **ON, "multiples.order": 2},
+    "+ 3rd order": {**OFF, **ON, "multiples.order": 3},                  # the default since 2026-12-01
+    "+ margin 20": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0},
+    "+ floor 0.01": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0, "min_x_amplitude": 0.01},
 }
 X_CLASSES = ((250, 260), (260, 340), (340, 350.01))
 
@@ -58,7 +66,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=20261201)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all")
+    ap.add_argument("--network", type=Path, help="an independent network (independent_network.py make)")
+    ap.add_argument("--run", type=Path, help="a pipeline run on it (independent_network.py score --workdir)")
     a = ap.parse_args(argv)
+    if a.network or a.run:
+        return network_scores(a)
 
     config = cfgmod.validate(yaml.safe_load(a.config.read_text()) or {})
     config["synthetics"].update(seed=a.seed, n_samples=a.samples)
@@ -112,6 +124,54 @@ def main(argv=None) -> int:
             xd = src.x_depth if src.x_depth is not None else np.full(y.size, np.nan)
             print("    detected by X depth:  " + "  ".join(
                 f"{lo}-{hi:.0f} km {_rate(present, y & (xd >= lo) & (xd < hi))}" for lo, hi in X_CLASSES))
+    return 0
+
+
+
+def network_scores(a) -> int:
+    """Stack a run's receiver functions again with each setting and score against the network's truth."""
+    import pandas as pd
+    from xdisc import config as cfgmod
+    from xdisc.stack.stacking import stack_file
+
+    truth = pd.read_csv(a.network / "truth" / "truth.csv").set_index("station")
+    files = sorted((a.run / "results" / "rf").glob("*.nc"))
+    config = cfgmod.validate(yaml.safe_load((ROOT / "config" / "full.yaml").read_text()) or {})
+    x = truth["x_present"].astype(bool)
+    depth, moho = truth["x_depth_km"].astype(float), truth["moho_km"].astype(float)
+    print(f"{len(files)} stations of {a.network} ({int(x.sum())} with X), run {a.run}")
+    for name, change in VARIANTS.items():
+        if a.variants and name not in a.variants:
+            continue
+        cfg = copy.deepcopy(config)
+        for key, value in change.items():
+            section, _, leaf = key.rpartition(".")
+            (cfg["stacking"][section] if section else cfg["stacking"])[leaf] = value
+        rows = {}
+        t0 = time.perf_counter()
+        for f in files:
+            attrs = stack_file(f, cfg).attrs
+            rows[f.stem] = (attrs["verdict"], attrs["x_depth_km"], attrs["moho_km"], attrs["vpvs"])
+        v = pd.Series({k: r[0] for k, r in rows.items()}).reindex(truth.index)
+        present, decided = v == "present", v.isin(["present", "absent"])
+        correct = (present & x) | ((v == "absent") & ~x)
+        got = pd.Series({k: r[1] for k, r in rows.items()}).reindex(truth.index)
+        err = (got - depth)[present & x]
+        h = pd.Series({k: r[2] for k, r in rows.items()}).reindex(truth.index) - moho
+        k = pd.Series({k: r[3] for k, r in rows.items()}).reindex(truth.index) - truth["vpvs"].astype(float)
+        print(f"  {name:13s} accuracy {100 * correct.mean():.0f} %, false alarms {_rate(present.values, ~x.values)}, "
+              f"misses {_rate(~present.values, x.values)}, undetermined {100 * (~decided).mean():.0f} %, "
+              f"depth error median {err.abs().median():.1f} km (bias {err.median():+.1f}); "
+              f"({time.perf_counter() - t0:.0f} s)")
+        print("    detected by X depth:  " + "  ".join(
+            f"{lo}-{hi:.0f} km {_rate(present.values, (x & (depth >= lo) & (depth < hi)).values)}"
+            for lo, hi in ((250, 275), (275, 335), (335, 351))))
+        print("    false alarms by Moho: " + "  ".join(
+            f"{lo}-{hi:.0f} km {_rate(present.values, (~x & (moho >= lo) & (moho < hi)).values)}"
+            for lo, hi in MOHO_CLASSES))
+        if name == "reference":
+            print(f"    H-kappa against the truth: Moho |err| median {h.abs().median():.1f} km "
+                  f"(bias {h.median():+.1f}), Vp/Vs |err| median {k.abs().median():.3f} (bias {k.median():+.3f})")
     return 0
 
 

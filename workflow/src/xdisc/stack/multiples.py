@@ -23,6 +23,8 @@ import numpy as np
 # (two round trips through the crust, one of them converted)
 FIRST_ORDER = {"PpPs": (1, 1), "PpSs": (2, 0)}
 SECOND_ORDER = {"PpPpPs": (1, 3), "PpPpSs": (2, 2), "PpSpSs": (3, 1), "PsSpSs": (4, 0)}
+# three round trips: for a 20-30 km crust these arrive 25-40 s after P, with a Ps from the X window
+THIRD_ORDER = {"P5s1": (1, 5), "P4s2": (2, 4), "P3s3": (3, 3), "P2s4": (4, 2), "P1s5": (5, 1), "s6": (6, 0)}
 
 
 def multiple_times(h_km: float, kappa: float, vp_km_s: float, slowness_s_per_km, legs: tuple[int, int]) -> np.ndarray:
@@ -54,6 +56,29 @@ def _place(template: np.ndarray, lags: np.ndarray, time_s: np.ndarray, delay: np
     return np.interp(t, lags, template * taper, left=0.0, right=0.0)
 
 
+MIN_SLOWNESS_SPREAD = 0.01  # s/km: narrower, a multiple's amplitude is one number
+
+
+def _slowness_trend(aligned: np.ndarray, template: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Per-event scale of ``template``: a line in slowness through the events' least-squares amplitudes,
+    refitted without those beyond 3 median absolute deviations; clipped to [0, 3]."""
+    norm = float(template @ template)
+    if norm <= 0:
+        return np.ones(p.size)
+    amp = aligned @ template / norm
+    keep = np.ones(p.size, bool)
+    # a line only where the slownesses spread (else one scale: the robust mean)
+    degree = 1 if np.ptp(p) >= MIN_SLOWNESS_SPREAD else 0
+    for _ in range(2):
+        coef = np.polyfit(p[keep] - p.mean(), amp[keep], degree)
+        resid = amp - np.polyval(coef, p - p.mean())
+        mad = np.median(np.abs(resid[keep] - np.median(resid[keep]))) + 1e-12
+        keep = np.abs(resid) <= 3 * 1.4826 * mad
+        if keep.sum() < 3:
+            break
+    return np.clip(np.polyval(coef, p - p.mean()), 0.0, 3.0)
+
+
 @dataclass(frozen=True)
 class Suppression:
     rf: np.ndarray                   # the receiver functions with the multiples subtracted (event, time)
@@ -65,13 +90,16 @@ class Suppression:
 
 def suppress_multiples(rf, time_s, slowness_s_per_km, h_km: float, kappa: float, vp_km_s: float,
                        phases: dict[str, tuple[int, int]] | None = None, half_window_s: float = 2.0,
-                       min_events: int = 5) -> Suppression:
+                       min_events: int = 5, scale_with_slowness: bool = True) -> Suppression:
     """Subtract the crustal multiples ``phases`` (name -> legs; default first and second order) of the crust
     (``h_km``, ``kappa``, ``vp_km_s``) from receiver functions ``rf`` (event, time, each divided by its
     direct P): per multiple, the median over events of the windows of +-``half_window_s`` around its
     predicted delay is its waveform, subtracted at each event's delay. Multiples are removed one after
     the other, first order first. With fewer than ``min_events`` receiver functions nothing is removed
-    (a median of few traces is the traces)."""
+    (a median of few traces is the traces). ``scale_with_slowness``: the waveform is scaled per event by a
+    straight line in slowness fitted (robustly) to each event's least-squares amplitude of it, as a
+    multiple's amplitude changes with the angle of incidence; one event's amplitude alone is never used
+    (where a Ps crosses the multiple it would absorb it)."""
     rf = np.asarray(rf, float)
     time_s = np.asarray(time_s, float)
     p = np.asarray(slowness_s_per_km, float)
@@ -91,8 +119,12 @@ def suppress_multiples(rf, time_s, slowness_s_per_km, h_km: float, kappa: float,
         if inside.sum() < min_events:
             templates[name] = np.zeros(lags.size)
             continue
-        template = np.median(_shift(out[inside], time_s, delay[inside], lags), axis=0)
-        part = _place(template, lags, time_s, delay)
+        aligned = _shift(out[inside], time_s, delay[inside], lags)
+        template = np.median(aligned, axis=0)
+        scale = np.ones(p.size)
+        if scale_with_slowness:
+            scale[inside] = _slowness_trend(aligned, template, p[inside])
+        part = _place(template, lags, time_s, delay) * scale[:, None]
         part[~inside] = 0.0
         out -= part
         removed += part

@@ -180,13 +180,14 @@ def _station_model(model: EarthModel, crust: dict, cfg: dict) -> EarthModel:
 def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict) -> tuple[np.ndarray, str]:
     """``norm`` with the crustal multiples of the station's crust subtracted where stacking.multiples says
     so (:func:`xdisc.stack.multiples.suppress_multiples`), and a note of what was done."""
-    from xdisc.stack.multiples import FIRST_ORDER, SECOND_ORDER, suppress_multiples
+    from xdisc.stack.multiples import FIRST_ORDER, SECOND_ORDER, THIRD_ORDER, suppress_multiples
 
     if not cfg.get("suppress", False):
         return norm, ""
     if not np.isfinite(crust["moho_km"]):
         return norm, f"multiples not subtracted: no crust ({crust['crust_note']})"
-    phases = {**FIRST_ORDER, **(SECOND_ORDER if cfg.get("order", 2) == 2 else {})}
+    order = cfg.get("order", 2)
+    phases = {**FIRST_ORDER, **(SECOND_ORDER if order >= 2 else {}), **(THIRD_ORDER if order >= 3 else {})}
     out = suppress_multiples(norm, time_s, slowness, crust["moho_km"], crust["vpvs"], crust["crust_vp_km_s"],
                              phases, cfg.get("half_window_s", 2.0))
     return out.rf, f"subtracted: {', '.join(phases)}"
