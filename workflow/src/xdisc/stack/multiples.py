@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xdisc.stack.hk import _sample
+
 # (S legs, extra P legs) of the crustal reverberations: first order PpPs, PpSs+PsPs; second order
 # (two round trips through the crust, one of them converted)
 FIRST_ORDER = {"PpPs": (1, 1), "PpSs": (2, 0)}
@@ -38,14 +40,7 @@ def multiple_times(h_km: float, kappa: float, vp_km_s: float, slowness_s_per_km,
 
 def _shift(rf: np.ndarray, time_s: np.ndarray, delay: np.ndarray, lags: np.ndarray) -> np.ndarray:
     """Each trace (event, time) sampled at delay_j + lags (linear interpolation; 0 outside): (event, lag)."""
-    dt = time_s[1] - time_s[0]
-    x = (delay[:, None] + lags[None, :] - time_s[0]) / dt
-    i = np.floor(x).astype(int)
-    f = x - i
-    ok = (i >= 0) & (i < rf.shape[1] - 1)
-    i = np.clip(i, 0, rf.shape[1] - 2)
-    rows = np.arange(rf.shape[0])[:, None]
-    return np.where(ok, rf[rows, i] * (1 - f) + rf[rows, i + 1] * f, 0.0)
+    return _sample(rf, time_s, delay[:, None] + lags[None, :])
 
 
 def _place(template: np.ndarray, lags: np.ndarray, time_s: np.ndarray, delay: np.ndarray) -> np.ndarray:
