@@ -217,10 +217,11 @@ def _scale_workdir(path: Path, n: int) -> Path:
 
 
 def test_slurm_profile_batches_the_per_station_rules(tmp_path):
-    """120 stations: downloads in batches of data.batch_stations (50: 3 jobs), injection tests in batches of
-    detectability.batch_stations (5: 24 jobs), one process_station per station; with the SLURM profile
-    the 120 process_station jobs go in 3 group jobs of 50 stations and the 24 injection-test batches in
-    3 group jobs of 10 (6 submissions, not 144), also when the checkpoint output exists at start
+    """120 stations: downloads in batches of data.batch_stations (50: 3 jobs), calibration draws in batches of
+    cnn.adapt.batch_stations (20: 6 jobs), injection tests in batches of detectability.batch_stations (5: 24
+    jobs), one process_station per station; with the SLURM profile the 120 process_station jobs go in 3
+    group jobs of 50 stations, the 6 calibration-draw batches in 2 group jobs of 5 and the 24 injection-test
+    batches in 3 group jobs of 10 (8 submissions, not 150), also when the checkpoint output exists at start
     (Snakemake 9.27 merged the groups a second time there: one group job of all stations). The plan also
     shows that xdisc's faster check of the groups (common.smk) accepts the DAG Snakemake's check accepts."""
     wd = _scale_workdir(tmp_path, 120)
@@ -229,7 +230,9 @@ def test_slurm_profile_batches_the_per_station_rules(tmp_path):
     out = run.stdout + run.stderr
     assert out.count("Group job station") == 3, out[-3000:]
     assert out.count("Group job detectability") == 3, out[-3000:]
-    for rule, jobs in (("download_waveforms", 3), ("process_station", 120), ("assess_detectability", 24)):
+    assert out.count("Group job calibration") == 2, out[-3000:]
+    for rule, jobs in (("download_waveforms", 3), ("process_station", 120), ("draw_calibration", 6),
+                       ("assess_detectability", 24)):
         assert re.search(rf"^{rule}\s+{jobs}$", out, re.M), rule
 
 

@@ -99,12 +99,35 @@ rule finetune_cnn:
         " sed -n 's/^.* WARNING xdisc.cnn.train: finetune: /WARNING (finetune_cnn): /p' {log} >&2"
 
 
+rule draw_calibration:
+    input:
+        settings=settings("calibration_draws"),
+        test=rules.pretrain_cnn.input.test,
+        noise=calibration_batch_noise,
+    output:
+        folder=directory(results("calibration", "{batch}")),
+    log:
+        log_file("draw_calibration", "batch"),
+    benchmark:
+        benchmark_file("draw_calibration", "batch")
+    conda:
+        XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "xdisc calibration-draws {input.noise} --settings-file {input.settings} --test {input.test}"
+        " --out {output.folder} 2> {log}"
+
+
 rule calibrate_stations:
     input:
         settings=settings("calibrate"),
         model=rules.finetune_cnn.output.ckpt,
         test=rules.pretrain_cnn.input.test,
         noise=all_station_noise,
+        draws=all_calibration_draws,
     output:
         csv=results("cnn", "station_thresholds.csv"),
         metrics=results("metrics", "calibrate.json"),
@@ -120,7 +143,7 @@ rule calibrate_stations:
         runtime=60,
     shell:
         "xdisc calibrate {input.noise} --settings-file {input.settings} --model {input.model} --test {input.test}"
-        " --out {output.csv} --metrics {output.metrics} 2> {log}"
+        " --out {output.csv} --metrics {output.metrics} --draws {input.draws} 2> {log}"
 
 
 rule predict_stations:

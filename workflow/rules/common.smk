@@ -57,6 +57,7 @@ def log_file(rule, *wildcards):
 # keys that only shape the plan (how many stations one job holds), never a result: left out of the
 # settings files, so that a new batch size reruns nothing that is done
 PLAN_ONLY = {"data": {"batch_stations"}, "detectability": {"batch_stations"}}
+PLAN_ONLY_CNN = {"adapt": {"batch_stations"}}  # sub-section keys of cnn that shape the plan only
 
 
 def _sections(*sections):
@@ -81,7 +82,11 @@ def _cnn(*sections, leave_out=()):
     """The config sections plus the cnn section without the keys in ``leave_out`` (so that, e.g., a
     verdict threshold does not retrain the network)."""
     data = _sections(*sections)
-    data["cnn"] = {k: v for k, v in config["cnn"].items() if k not in leave_out}
+    data["cnn"] = {
+        k: ({kk: vv for kk, vv in v.items() if kk not in PLAN_ONLY_CNN[k]} if k in PLAN_ONLY_CNN else v)
+        for k, v in config["cnn"].items()
+        if k not in leave_out
+    }
     return data
 
 
@@ -111,6 +116,15 @@ SETTINGS = {
         "finetune": _cnn("earth_model", "images", "synthetics", "receiver_function", leave_out=("verdict",)),
         "adapt": _cnn("earth_model", "images", leave_out=("finetune", "labels", "evaluation")),
         "calibrate": _cnn("earth_model", "images", leave_out=("pretrain", "finetune", "labels", "evaluation")),
+        "calibration_draws": _cnn(
+            "earth_model",
+            "images",
+            "receiver_function",
+            "rf_processing",
+            "layering",
+            "synthetics",
+            leave_out=("pretrain", "finetune", "labels", "evaluation"),
+        ),
         "predict": _cnn(leave_out=("pretrain", "finetune", "labels", "adapt")),
         "evaluate": _cnn("earth_model", "images", "synthetics", "stacking", leave_out=("verdict", "labels")),
         "detectability_kernels": _sections("detectability", "earth_model", "receiver_function", "layering"),
@@ -312,6 +326,21 @@ def all_station_images(wildcards):
 
 def all_station_noise(wildcards):
     return [results("noise", f"{code}.nc") for code in selected_stations()]
+
+
+def calibration_batch_noise(wildcards):
+    """The noise pools of the stations of a calibration batch (input of draw_calibration)."""
+    codes = station_batches(config["cnn"]["adapt"]["batch_stations"])[0][wildcards.batch]
+    return [results("noise", f"{code}.nc") for code in codes]
+
+
+def all_calibration_draws(wildcards):
+    """The folders of the redeconvolved no-X draws (input of calibrate_stations), where
+    cnn.adapt.calibration_noise is 'redeconvolved' and the adaptation is on."""
+    adapt = config["cnn"]["adapt"]
+    if adapt["calibration_noise"] != "redeconvolved" or not adapt["enabled"]:
+        return []
+    return [results("calibration", batch) for batch in station_batches(adapt["batch_stations"])[0]]
 
 
 def all_station_detectability(wildcards):

@@ -616,15 +616,35 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--test", required=True, type=Path, help="separately seeded synthetic set (calibration signals)")
     p.add_argument("--out", required=True, type=Path, help="per-station thresholds (CSV)")
     p.add_argument("--metrics", required=True, type=Path, help="metrics JSON")
+    p.add_argument("--draws", nargs="*", type=Path, default=[],
+                   help="files or folders of 'xdisc calibration-draws': the no-X draws of those stations")
     _add_config_arguments(p)
     p.set_defaults(func=run_calibrate)
+    p = sub.add_parser("calibration-draws", help="no-X calibration draws deconvolved as each station's data",
+                       description="Per station: synthetic seismograms of no-X samples of the test set (extended "
+                                   "sources) plus noise of the station's pre-P spectra at each event's SNR, "
+                                   "deconvolved as 'xdisc rf' does and imaged; 'xdisc calibrate --draws' scores "
+                                   "them for the present threshold (cnn.adapt.calibration_noise: redeconvolved).")
+    p.add_argument("noise", nargs="*", type=Path, help="noise pools from 'xdisc noise' (one per station)")
+    p.add_argument("--test", required=True, type=Path, help="the synthetic test set 'xdisc calibrate' uses")
+    p.add_argument("--out", required=True, type=Path, help="folder: one NET.STA.nc per station")
+    _add_config_arguments(p)
+    p.set_defaults(func=run_calibration_draws)
 
 
 def run_calibrate(args) -> int:
     from xdisc.cnn.adapt import calibrate
 
-    calibrate(_load_config(args), args.model, str(args.test), args.noise, args.out, args.metrics)
+    calibrate(_load_config(args), args.model, str(args.test), args.noise, args.out, args.metrics, args.draws)
     log.info("calibrate: -> %s", args.out)
+    return 0
+
+
+def run_calibration_draws(args) -> int:
+    from xdisc.cnn.redecon import calibration_draws
+
+    written = calibration_draws(_load_config(args), str(args.test), args.noise, args.out)
+    log.info("calibration-draws: %d station(s) -> %s", len(written), args.out)
     return 0
 
 

@@ -54,7 +54,9 @@ from xdisc.synth.noise_pool import read_pool
 log = logging.getLogger(__name__)
 
 CALIBRATION_COLUMNS = ("station", "n_rf", "present_threshold", "absent_threshold", "false_alarm_rate",
-                       "detection_rate", "miss_rate", "n_draws")
+                       "detection_rate", "miss_rate", "n_draws", "no_x_draws")
+NO_X_DRAWS = {"redeconvolved": "deconvolved as the station's data (xdisc calibration-draws)",
+              "own-noise": "noise-free synthetics plus the station's noise pool"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class AdaptSettings:
     max_stations: int = 2000
     match_crust: bool = True
     crust_window_s: tuple = (-1.0, 20.0)
+    calibration_noise: str = "redeconvolved"
+    batch_stations: int = 20
 
     @classmethod
     def from_config(cls, cfg: dict) -> AdaptSettings:
@@ -95,29 +99,34 @@ class Pool:
     slowness: np.ndarray   # (trace,)
     grid_index: np.ndarray  # (trace,) nearest slowness of the synthetic grid
     radial: np.ndarray | None = None  # (trace, time) the station's receiver functions / direct P
+    pre_p: np.ndarray | None = None   # (trace, vertical/radial, time) pre-P noise / the vertical's signal rms
 
 
 def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_rf: int,
-               method: str = "transverse", radial: bool = False) -> list[Pool]:
+               method: str = "transverse", radial: bool = False, pre_p: bool = False) -> list[Pool]:
     """The noise pools with at least ``min_rf`` traces inside the synthetic slowness grid (half a step
     beyond its ends at most); the time axes must be the synthetic set's. ``radial``: also keep the
-    stations' receiver functions (for ``match_crust``)."""
+    stations' receiver functions (for ``match_crust``); ``pre_p``: their pre-P noise (traces without
+    it are left out; None for a pool that has none)."""
     grid = np.asarray(grid_slowness, float)
     half = 0.5 * float(np.min(np.diff(grid))) if grid.size > 1 else 0.005
     pools = []
     for path in paths:
-        raw = read_pool(path, method, radial)
+        raw = read_pool(path, method, radial, pre_p)
         if raw["time"].size != time_s.size or not np.allclose(raw["time"], time_s, atol=1e-6):
             raise ValueError(f"{path}: time axis differs from the synthetic set's (receiver_function settings)")
         p = raw["slowness"]
         inside = (p >= grid[0] - half) & (p <= grid[-1] + half) & np.all(np.isfinite(raw["noise"]), axis=1)
+        if raw.get("pre_p") is not None:
+            inside &= np.all(np.isfinite(raw["pre_p"]), axis=(1, 2))
         if inside.sum() < min_rf:
             log.info("adapt: %s: %d noise trace(s) in the slowness grid < %d; no own-noise stations",
                      raw["station"], int(inside.sum()), min_rf)
             continue
         k = np.argmin(np.abs(p[inside, None] - grid[None, :]), axis=1)
         kept = raw["radial"][inside] if raw["radial"] is not None else None
-        pools.append(Pool(raw["station"], raw["noise"][inside], p[inside], k, kept))
+        pools.append(Pool(raw["station"], raw["noise"][inside], p[inside], k, kept,
+                          raw["pre_p"][inside] if raw.get("pre_p") is not None else None))
     return pools
 
 
@@ -368,9 +377,11 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
 
 
 def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list, out: Path,
-              metrics_path: Path) -> dict:
-    """Each station's present / absent thresholds: quantiles of the model's probabilities on
-    ``calibration_draws`` own-noise stations without X and with X (synthetic test set)."""
+              metrics_path: Path, draws: list | None = None) -> dict:
+    """Each station's present / absent thresholds: conformal order statistics of the model's probabilities
+    on ``calibration_draws`` own-noise stations without X and with X (synthetic test set). ``draws``: files
+    or folders of :func:`xdisc.cnn.redecon.calibration_draws`; a station found there takes its no-X scores
+    from those images (deconvolved as its data) instead of own-noise stations."""
     cfg = config["cnn"]
     a = AdaptSettings.from_config(cfg["adapt"])
     settings = ImageSettings.from_config(config["images"])
@@ -388,10 +399,22 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
         data = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], int(cfg["seed"]) + 1, fixed=True)
         logits, _ = logits_of(module, data)
         prob = _sigmoid(logits / float(module.temperature))
+        redecon = {}
+        if draws:
+            from xdisc.cnn.redecon import read_draws
+
+            redecon = read_draws(draws)
         for s, pool in enumerate(pools):
             mine = pairs[:, 0] == s
+            no_x, how = prob[mine & (kind == 0)], "own-noise"
+            if pool.station in redecon:
+                with torch.no_grad():
+                    module.eval()
+                    no_x = module.probability(torch.from_numpy(redecon[pool.station])).numpy().astype(float)
+                how = "redeconvolved"
             rows.append({"station": pool.station, "n_rf": int(pool.noise.shape[0]),
-                         **station_thresholds(prob[mine & (kind == 0)], prob[mine & (kind == 1)], a)})
+                         **station_thresholds(no_x, prob[mine & (kind == 1)], a), "no_x_draws": how})
+        result["no_x_draws"] = {k: sum(r["no_x_draws"] == k for r in rows) for k in NO_X_DRAWS}
         result.update(stations_calibrated=len(rows), seconds=time.perf_counter() - t0,
                       median_present_threshold=float(np.median([r["present_threshold"] for r in rows])),
                       median_absent_threshold=float(np.median([r["absent_threshold"] for r in rows])),

@@ -74,6 +74,8 @@ def _first_gap(stream) -> str:
 
 
 _PAD_S = 20.0  # extra seconds on both sides of the analysis window, consumed by taper and filters
+PRE_P_SKIP_S = 10.0  # the first seconds of the noise window are left out of the kept pre-P noise: the
+# raw window's taper (5 % of it) may reach into them
 BLOCK_EVENTS = 32  # events processed together: large enough to vectorise, small enough to stay in cache
 
 
@@ -298,9 +300,17 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
         row.update(_ray(taup, request, event_meta or {}))
         rows.append(row)
     pairs = [(row, stream) for row, (_, stream) in zip(rows, items, strict=True)]
+    # prepared from the start of the noise window, so that the pre-P noise travels with the receiver
+    # functions (noise pools; cnn.adapt.calibration_noise); everything else uses the source window
+    ext = dict(proc, source_window_s=[min(proc["source_window_s"][0], proc["noise_window_s"][0]),
+                                      proc["source_window_s"][1]])
+    grid_ext = _grid(ext["source_window_s"], rf.dt)
+    lead = round((proc["source_window_s"][0] - ext["source_window_s"][0]) / rf.dt)
+    noise_t = ((grid_ext >= proc["noise_window_s"][0] + PRE_P_SKIP_S - 1e-9)
+               & (grid_ext <= proc["noise_window_s"][1] + 1e-9))
     results = []
     for a in range(0, len(pairs), BLOCK_EVENTS):
-        results += prepare_events(pairs[a:a + BLOCK_EVENTS], inventory, rf, proc)
+        results += prepare_events(pairs[a:a + BLOCK_EVENTS], inventory, rf, ext)
         if progress is not None:
             progress(len(results), len(pairs), time.perf_counter() - t0, "events prepared")
     prepared = []
@@ -318,15 +328,21 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
     fit = np.full(n_ev, np.nan)
     snr_z = np.full(n_ev, np.nan)
     snr_r = np.full(n_ev, np.nan)
+    pre_z = np.full((n_ev, int(noise_t.sum())), np.nan)
+    pre_r = np.full_like(pre_z, np.nan)
+    signal_rms_z = np.full(n_ev, np.nan)
     grid = _grid(proc["source_window_s"], rf.dt)
     taper = _cosine_taper(grid.size, round(5.0 / rf.dt))
     keep = _crop(grid, rf.time_before_p_s)
     for a in range(0, len(prepared), BLOCK_EVENTS):
         block = prepared[a:a + BLOCK_EVENTS]
         idx = [i for i, _ in block]
-        z = np.stack([p.z for _, p in block])
-        r = np.stack([p.r for _, p in block])
-        tt = np.stack([p.t for _, p in block])
+        z_ext = np.stack([p.z for _, p in block])
+        r_ext = np.stack([p.r for _, p in block])
+        pre_z[idx], pre_r[idx] = z_ext[:, noise_t], r_ext[:, noise_t]
+        z, r = z_ext[:, lead:lead + grid.size], r_ext[:, lead:lead + grid.size]
+        tt = np.stack([p.t[lead:lead + grid.size] for _, p in block])
+        signal_rms_z[idx] = _rms(z, grid, proc["signal_window_s"])
         snr_z[idx] = _rms(z, grid, proc["signal_window_s"]) / _rms(z, grid, proc["noise_window_s"])
         snr_r[idx] = _rms(r, grid, proc["signal_window_s"]) / _rms(r, grid, proc["noise_window_s"])
         # deconvolve radial and transverse against the vertical in one batch
@@ -355,8 +371,26 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
             if not p_amp[i] > 0:
                 why.append(f"direct P negative ({p_amp[i]:.2f})")
         reasons.append("; ".join(why))
-    return _to_dataset(rows, reasons, out_t, rf_r, rf_t, fit, snr_z, snr_r, p_amp, p_off, station, rf, proc,
-                       earth_model)
+    ds = _to_dataset(rows, reasons, out_t, rf_r, rf_t, fit, snr_z, snr_r, p_amp, p_off, station, rf, proc,
+                     earth_model)
+    return add_pre_p_noise(ds, pre_z, pre_r, signal_rms_z, grid_ext[noise_t])
+
+
+def add_pre_p_noise(ds: xr.Dataset, pre_z: np.ndarray, pre_r: np.ndarray, signal_rms_z: np.ndarray,
+                    noise_time: np.ndarray) -> xr.Dataset:
+    """The events' pre-P noise of the vertical and radial (as deconvolved: instrument, band-pass,
+    rotation) and the vertical's rms in the signal window: what own-noise calibration draws
+    (:mod:`xdisc.cnn.redecon`) add to synthetic seismograms before deconvolving them."""
+    ds["pre_p_vertical"] = (("event", "noise_time"), as_float32(pre_z),
+                            {"units": "counts or m s-1 (rf_processing.response)",
+                             "long_name": "pre-P noise of the vertical (or L) trace"})
+    ds["pre_p_radial"] = (("event", "noise_time"), as_float32(pre_r),
+                          {"units": "as pre_p_vertical", "long_name": "pre-P noise of the radial (or Q) trace"})
+    ds["signal_rms_z"] = ("event", signal_rms_z,
+                          {"units": "as pre_p_vertical", "long_name": "rms of the vertical in the signal window"})
+    ds = ds.assign_coords(noise_time=("noise_time", np.round(noise_time, 6),
+                                      {"units": "s", "long_name": "time relative to P of the pre-P noise"}))
+    return ds
 
 
 def qc_note(reasons: list[str], snr_z: np.ndarray, snr_r: np.ndarray, proc: dict) -> str:

@@ -14,7 +14,10 @@ station's SNR distribution; the events' slownesses and back azimuths travel with
 **radial residual**: the radial receiver function minus the mean of the station's other radial receiver
 functions of similar slowness, which keeps what only the radial component carries (the vertical's noise
 multiplied into the signal by the deconvolution, arrivals no other event shares) but also any structure
-that differs between events (back azimuth, few events per slowness).
+that differs between events (back azimuth, few events per slowness). Where the receiver-function file
+keeps them (``xdisc rf`` does), the pool also carries each event's **pre-P noise** of the vertical and
+the radial, in units of the vertical's signal: the noise that the no-X calibration draws of
+:mod:`xdisc.cnn.redecon` add to synthetic seismograms *before* deconvolving them.
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ def noise_pool(rf_path: str | Path, use_qc: bool = True, match_level: bool = Tru
                 "latitude": ((), float(station["latitude"]), {"units": "degrees_north"}),
                 "longitude": ((), float(station["longitude"]), {"units": "degrees_east"})},
     )
+    if "pre_p_vertical" in rf_ds:
+        ds = ds.merge(pre_p_noise(rf_ds, idx))
     ds.attrs.update(provenance_attrs(
         title=f"receiver-function noise pool of {station['network']}.{station['station']}",
         source="xdisc noise: transverse receiver functions and radial residuals, normalised by the radial direct P",
@@ -117,10 +122,33 @@ def noise_pool(rf_path: str | Path, use_qc: bool = True, match_level: bool = Tru
     return ds
 
 
-def read_pool(path: str | Path, method: str = "transverse", radial: bool = False) -> dict:
+def pre_p_noise(rf_ds: xr.Dataset, idx: np.ndarray) -> xr.Dataset:
+    """The pre-P noise of the vertical and the radial of events ``idx`` of a receiver-function file, in units
+    of the vertical's signal (rms in the signal window with the noise's share taken out): noise that a
+    synthetic seismogram of any amplitude gets at the event's own SNR (:mod:`xdisc.cnn.redecon`)."""
+    z = rf_ds["pre_p_vertical"].values[idx].astype(float)
+    r = rf_ds["pre_p_radial"].values[idx].astype(float)
+    total = rf_ds["signal_rms_z"].values[idx].astype(float)
+    noise = np.sqrt(np.mean(z**2, axis=1)) if z.size else np.zeros(0)
+    with np.errstate(invalid="ignore"):
+        signal = np.sqrt(np.maximum(total**2 - noise**2, (0.1 * total) ** 2))
+    ok = np.isfinite(signal) & (signal > 0) & np.all(np.isfinite(z), axis=1) & np.all(np.isfinite(r), axis=1)
+    unit = np.where(ok, signal, np.nan)[:, None]
+    attrs = {"units": "1", "description": "divided by the vertical's signal rms (signal_window_s) without its noise; "
+                                         "NaN where the event has no usable pre-P noise"}
+    return xr.Dataset(
+        {"pre_p_vertical": (("trace", "noise_time"), as_float32(z / unit),
+                            dict(attrs, long_name="pre-P noise of the vertical / its signal rms")),
+         "pre_p_radial": (("trace", "noise_time"), as_float32(r / unit),
+                          dict(attrs, long_name="pre-P noise of the radial / the vertical's signal rms"))},
+        coords={"noise_time": rf_ds["noise_time"].values})
+
+
+def read_pool(path: str | Path, method: str = "transverse", radial: bool = False, pre_p: bool = False) -> dict:
     """A noise pool as plain arrays: station code, noise (trace, time) of kind ``method`` (transverse or
     residual), with ``radial`` the normalised radial receiver functions (None in pools written before
-    they were kept, or without ``radial``), slowness, back azimuth, time."""
+    they were kept, or without ``radial``), slowness, back azimuth, time; with ``pre_p`` the pre-P noise
+    (trace, vertical/radial, noise time; None in pools without it)."""
     if method not in METHODS:
         raise ValueError(f"noise pool kind {method!r}: one of {', '.join(METHODS)}")
     ds = open_netcdf(path)
@@ -130,4 +158,6 @@ def read_pool(path: str | Path, method: str = "transverse", radial: bool = False
     return {"station": f"{ds['network'].item()}.{ds['station'].item()}", "noise": ds[name].values.astype(float),
             "radial": ds["radial"].values.astype(float) if radial and "radial" in ds else None,
             "slowness": ds["slowness_s_per_km"].values.astype(float),
-            "back_azimuth": ds["back_azimuth_deg"].values.astype(float), "time": ds["time"].values.astype(float)}
+            "back_azimuth": ds["back_azimuth_deg"].values.astype(float), "time": ds["time"].values.astype(float),
+            "pre_p": (np.stack([ds["pre_p_vertical"].values, ds["pre_p_radial"].values], axis=1).astype(float)
+                      if pre_p and "pre_p_vertical" in ds else None)}
