@@ -46,7 +46,7 @@ from xdisc.cnn.datasets import SyntheticSource
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import XClassifier, logits_of
 from xdisc.core import metrics
-from xdisc.core.artifacts import atomic_output, software_versions, write_csv, write_json
+from xdisc.core.artifacts import atomic_output, open_netcdf, software_versions, write_csv, write_json
 from xdisc.core.deconvolution import normalise_by_p
 from xdisc.core.earthmodel import load_model
 from xdisc.synth.noise_pool import read_pool
@@ -399,11 +399,7 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
         data = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], int(cfg["seed"]) + 1, fixed=True)
         logits, _ = logits_of(module, data)
         prob = _sigmoid(logits / float(module.temperature))
-        redecon = {}
-        if draws:
-            from xdisc.cnn.redecon import read_draws
-
-            redecon = read_draws(draws)
+        redecon = read_draws(draws or [])
         for s, pool in enumerate(pools):
             mine = pairs[:, 0] == s
             no_x, how = prob[mine & (kind == 0)], "own-noise"
@@ -429,6 +425,20 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
     write_csv(rows, CALIBRATION_COLUMNS, out)
     write_json(result, metrics_path)
     return result
+
+
+def read_draws(paths: list) -> dict[str, np.ndarray]:
+    """Station code -> images (draw, channel, bin, depth) from the files or folders of
+    :func:`xdisc.cnn.redecon.calibration_draws`."""
+    files = []
+    for path in paths:
+        path = Path(path)
+        files += sorted(path.glob("*.nc")) if path.is_dir() else [path]
+    out = {}
+    for f in files:
+        with open_netcdf(f) as ds:
+            out[str(ds["station"].item())] = ds["image"].values.astype(np.float32)
+    return out
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

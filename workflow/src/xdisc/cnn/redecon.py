@@ -40,12 +40,11 @@ from xdisc.config import config_hash
 from xdisc.core.artifacts import as_float32, atomic_output, open_netcdf, provenance_attrs
 from xdisc.core.deconvolution import RFSettings, deconvolve, normalise_by_p
 from xdisc.core.earthmodel import load_model
+from xdisc.data.receiver_functions import SOURCE_TAPER_S, cosine_taper
 from xdisc.synth import synthetics as syn
 from xdisc.synth.source import draw_source, source_spectrum
 
 log = logging.getLogger(__name__)
-
-TAPER_S = 5.0  # cosine taper of the source window before the deconvolution, as xdisc rf
 
 
 def extend_noise(seg_z: np.ndarray, seg_r: np.ndarray, n: int, rng: np.random.Generator
@@ -66,14 +65,6 @@ def extend_noise(seg_z: np.ndarray, seg_r: np.ndarray, n: int, rng: np.random.Ge
         return x * (np.std(ref) / s) if s > 0 else x
 
     return scaled(z, seg_z), scaled(r, seg_r)
-
-
-def _cosine_taper(n: int, m: int) -> np.ndarray:
-    w = np.ones(n)
-    if m > 0:
-        ramp = 0.5 * (1 - np.cos(np.pi * np.arange(m) / m))
-        w[:m], w[-m:] = ramp, ramp[::-1]
-    return w
 
 
 class Responses:
@@ -127,7 +118,7 @@ def redeconvolved(resp: Responses, samples: np.ndarray, grid_index: np.ndarray, 
     grid = window[0] + np.arange(n) * rf.dt
     signal = (grid >= proc["signal_window_s"][0]) & (grid <= proc["signal_window_s"][1])
     keep = slice(int(np.argmin(np.abs(grid + rf.time_before_p_s))), n)
-    taper = _cosine_taper(n, round(TAPER_S / rf.dt))
+    taper = cosine_taper(n, round(SOURCE_TAPER_S / rf.dt))
     src, rsp = [], []
     for s in samples:
         z, r = resp.seismograms(int(s), grid_index, window[0], n, rng)
@@ -200,16 +191,3 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
         log.info("calibration draws: %s (%d of %d): %d draws of %d events in %.1f s", pool.station, k + 1,
                  len(chosen), samples.size, pool.grid_index.size, time.perf_counter() - t0)
     return written
-
-
-def read_draws(paths: list) -> dict[str, np.ndarray]:
-    """Station code -> images (draw, channel, bin, depth) from files or folders of :func:`calibration_draws`."""
-    files = []
-    for path in paths:
-        path = Path(path)
-        files += sorted(path.glob("*.nc")) if path.is_dir() else [path]
-    out = {}
-    for f in files:
-        with open_netcdf(f) as ds:
-            out[str(ds["station"].item())] = ds["image"].values.astype(np.float32)
-    return out

@@ -74,6 +74,7 @@ def _first_gap(stream) -> str:
 
 
 _PAD_S = 20.0  # extra seconds on both sides of the analysis window, consumed by taper and filters
+SOURCE_TAPER_S = 5.0  # cosine ramps at both ends of the source window before the deconvolution
 PRE_P_SKIP_S = 10.0  # the first seconds of the noise window are left out of the kept pre-P noise: the
 # raw window's taper (5 % of it) may reach into them
 BLOCK_EVENTS = 32  # events processed together: large enough to vectorise, small enough to stay in cache
@@ -332,7 +333,7 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
     pre_r = np.full_like(pre_z, np.nan)
     signal_rms_z = np.full(n_ev, np.nan)
     grid = _grid(proc["source_window_s"], rf.dt)
-    taper = _cosine_taper(grid.size, round(5.0 / rf.dt))
+    taper = cosine_taper(grid.size, round(SOURCE_TAPER_S / rf.dt))
     keep = _crop(grid, rf.time_before_p_s)
     for a in range(0, len(prepared), BLOCK_EVENTS):
         block = prepared[a:a + BLOCK_EVENTS]
@@ -413,7 +414,8 @@ def _crop(grid, before_s):
     return slice(int(np.argmin(np.abs(grid + before_s))), grid.size)
 
 
-def _cosine_taper(n, m):
+def cosine_taper(n: int, m: int) -> np.ndarray:
+    """Window of ``n`` samples with cosine ramps of ``m`` samples at both ends (the source window's taper)."""
     w = np.ones(n)
     if m > 0:
         ramp = 0.5 * (1 - np.cos(np.pi * np.arange(m) / m))
