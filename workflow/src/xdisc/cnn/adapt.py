@@ -399,14 +399,15 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
         data = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], int(cfg["seed"]) + 1, fixed=True)
         logits, _ = logits_of(module, data)
         prob = _sigmoid(logits / float(module.temperature))
-        redecon = read_draws(draws or [])
+        redecon = draw_files(draws or [])
         for s, pool in enumerate(pools):
             mine = pairs[:, 0] == s
             no_x, how = prob[mine & (kind == 0)], "own-noise"
             if pool.station in redecon:
                 with torch.no_grad():
                     module.eval()
-                    no_x = module.probability(torch.from_numpy(redecon[pool.station])).numpy().astype(float)
+                    images = torch.from_numpy(read_draw_images(redecon[pool.station]))
+                    no_x = module.probability(images).numpy().astype(float)
                 how = "redeconvolved"
             rows.append({"station": pool.station, "n_rf": int(pool.noise.shape[0]),
                          **station_thresholds(no_x, prob[mine & (kind == 1)], a), "no_x_draws": how})
@@ -427,18 +428,20 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
     return result
 
 
-def read_draws(paths: list) -> dict[str, np.ndarray]:
-    """Station code -> images (draw, channel, bin, depth) from the files or folders of
-    :func:`xdisc.cnn.redecon.calibration_draws`."""
+def draw_files(paths: list) -> dict[str, Path]:
+    """Station code (NET.STA, the file name) -> file of :func:`xdisc.cnn.redecon.calibration_draws`, from
+    files or folders of them."""
     files = []
     for path in paths:
         path = Path(path)
         files += sorted(path.glob("*.nc")) if path.is_dir() else [path]
-    out = {}
-    for f in files:
-        with open_netcdf(f) as ds:
-            out[str(ds["station"].item())] = ds["image"].values.astype(np.float32)
-    return out
+    return {f.stem: f for f in files}
+
+
+def read_draw_images(path: Path) -> np.ndarray:
+    """The images (draw, channel, bin, depth) of one station's calibration draws."""
+    with open_netcdf(path) as ds:
+        return ds["image"].values.astype(np.float32)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from xdisc.cnn.adapt import AdaptSettings, _calibration_pairs, read_pools
 from xdisc.cnn.datasets import SyntheticSource
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.config import config_hash
-from xdisc.core.artifacts import as_float32, atomic_output, open_netcdf, provenance_attrs
+from xdisc.core.artifacts import as_float32, open_netcdf, provenance_attrs, write_netcdf
 from xdisc.core.deconvolution import RFSettings, deconvolve, normalise_by_p
 from xdisc.core.earthmodel import load_model
 from xdisc.data.receiver_functions import SOURCE_TAPER_S, cosine_taper
@@ -119,21 +119,20 @@ def redeconvolved(resp: Responses, samples: np.ndarray, grid_index: np.ndarray, 
     signal = (grid >= proc["signal_window_s"][0]) & (grid <= proc["signal_window_s"][1])
     keep = slice(int(np.argmin(np.abs(grid + rf.time_before_p_s))), n)
     taper = cosine_taper(n, round(SOURCE_TAPER_S / rf.dt))
-    src, rsp = [], []
-    for s in samples:
+    t_out = rf.time_axis()
+    out = np.empty((len(samples), grid_index.size, t_out.size))
+    for d, s in enumerate(samples):  # one draw per deconvolution batch: memory ~ the station's events
         z, r = resp.seismograms(int(s), grid_index, window[0], n, rng)
         unit = np.sqrt(np.mean(z[:, signal] ** 2, axis=1))
         for e in range(z.shape[0]):
             nz, nr = extend_noise(pre_p[e, 0], pre_p[e, 1], n, rng)
             z[e] += unit[e] * nz
             r[e] += unit[e] * nr
-        src.append((z * taper)[:, keep])
-        rsp.append((r * taper)[:, keep])
-    t_out = rf.time_axis()
-    res = deconvolve(np.concatenate(src), np.concatenate(rsp), rf.dt, rf.deconvolution, rf.gaussian_width_hz,
-                     time_before_p_s=rf.time_before_p_s, n_out=t_out.size, water_level=rf.water_level,
-                     max_iterations=rf.max_iterations, min_fit_change_percent=rf.min_fit_change_percent)
-    return normalise_by_p(res.rf, t_out).reshape(len(samples), grid_index.size, t_out.size)
+        res = deconvolve((z * taper)[:, keep], (r * taper)[:, keep], rf.dt, rf.deconvolution, rf.gaussian_width_hz,
+                         time_before_p_s=rf.time_before_p_s, n_out=t_out.size, water_level=rf.water_level,
+                         max_iterations=rf.max_iterations, min_fit_change_percent=rf.min_fit_change_percent)
+        out[d] = normalise_by_p(res.rf, t_out)
+    return out
 
 
 def station_seed(seed: int, station: str) -> int:
@@ -184,10 +183,7 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
                    "noise spectra at each event's SNR, deconvolved as xdisc rf",
             seed=seed, config_hash=config_hash(sect)))
         ds.attrs["n_events"] = int(pool.grid_index.size)
-        path = out_dir / f"{pool.station}.nc"
-        with atomic_output(path) as tmp:
-            ds.to_netcdf(tmp)
-        written.append(path)
+        written.append(write_netcdf(ds, out_dir / f"{pool.station}.nc"))
         log.info("calibration draws: %s (%d of %d): %d draws of %d events in %.1f s", pool.station, k + 1,
                  len(chosen), samples.size, pool.grid_index.size, time.perf_counter() - t0)
     return written

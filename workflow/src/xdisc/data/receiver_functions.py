@@ -380,8 +380,8 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
 def add_pre_p_noise(ds: xr.Dataset, pre_z: np.ndarray, pre_r: np.ndarray, signal_rms_z: np.ndarray,
                     noise_time: np.ndarray) -> xr.Dataset:
     """The events' pre-P noise of the vertical and radial (as deconvolved: instrument, band-pass,
-    rotation) and the vertical's rms in the signal window: what own-noise calibration draws
-    (:mod:`xdisc.cnn.redecon`) add to synthetic seismograms before deconvolving them."""
+    rotation) and the vertical's rms in the signal window: the noise that the redeconvolved calibration
+    draws (:mod:`xdisc.cnn.redecon`) add to synthetic seismograms before deconvolving them."""
     ds["pre_p_vertical"] = (("event", "noise_time"), as_float32(pre_z),
                             {"units": "counts or m s-1 (rf_processing.response)",
                              "long_name": "pre-P noise of the vertical (or L) trace"})
