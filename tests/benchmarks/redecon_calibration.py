@@ -5,14 +5,15 @@ The per-station thresholds of ``xdisc calibrate`` come from *own-noise stations*
 receiver functions plus the station's transverse receiver functions (noise added after deconvolution).
 On the independent networks the realised false-alarm rate at stations without X is 8-14 %, not the design
 5 %. This benchmark builds the no-X calibration draws the way the real receiver functions are made
-instead (:func:`xdisc.cnn.redecon.redeconvolved`, what rule draw_calibration now does; here the pre-P noise
-comes from the run's waveforms, processed again, so that runs made before xdisc kept it can be scored):
+instead (:func:`xdisc.cnn.redecon.calibration_draws`, what rule draw_calibration does; the receiver
+functions and noise pools are made again with the pipeline's functions, so that runs made before xdisc
+kept the pre-P noise can be scored):
 the synthetic sample's vertical and radial responses (with an extended source per event) plus noise with
 the station's own pre-P spectrum (vertical and radial jointly, scaled to each event's SNR), tapered,
 deconvolved (the pipeline's iterative deconvolution) and normalised, then imaged at the station's event
 slownesses and scored with the run's network. Per station it prints the real score, the present threshold
 of the run and the one of the re-deconvolved draws (the same conformal order statistic), and scores the
-verdicts against the hidden truth. Not part of CI (about 10 s per station).
+verdicts against the hidden truth. Not part of CI (about 15-40 s per station).
 
     python tests/benchmarks/redecon_calibration.py score --network /data/xs1 --run /data/xs1-run --out xs1.csv
     python tests/benchmarks/redecon_calibration.py summary xs1.csv
@@ -23,7 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,73 +42,41 @@ def _config(run: Path) -> dict:
     return cfgmod.validate(user)
 
 
-def prepared_events(run: Path, code: str, cfg: dict, pre_s: float = 55.0):
-    """The station's events processed as ``xdisc rf`` does, on a grid from ``pre_s`` before P: event ids,
-    vertical and radial (event, time), the grid."""
+def station_pools(run: Path, codes: list, cfg: dict, out: Path) -> list[Path]:
+    """Noise pools with pre-P noise for ``codes`` of a finished run: each station's receiver functions made
+    again by ``xdisc rf``'s own function (runs made before xdisc kept the pre-P noise lack it)."""
     from obspy import read_events, read_inventory
+    from xdisc.core.artifacts import write_netcdf
     from xdisc.core.deconvolution import RFSettings
     from xdisc.data import receiver_functions as rfmod
+    from xdisc.synth.noise_pool import noise_pool
 
     rf = RFSettings(**cfg["receiver_function"])
-    proc = dict(cfg["rf_processing"])
-    proc["source_window_s"] = [-pre_s, proc["source_window_s"][1]]
-    items = rfmod.load_items(run / "data/raw/waveforms" / f"{code}.csv", run / "data/raw/waveforms" / code)
     meta = rfmod.event_table(read_events(str(run / "data/raw/events.xml")))
-    inv = _inventory(run, read_inventory)
-    taup = rfmod._LazyTauP(cfg["earth_model"])
-    pairs = []
-    for request, stream in items:
-        row = dict(request)
-        row.update(rfmod._ray(taup, request, meta))
-        pairs.append((row, stream))
-    out = rfmod.prepare_events(pairs, inv, rf, proc)
-    ids, z, r = [], [], []
-    for (row, _), res in zip(pairs, out, strict=True):
-        if isinstance(res, rfmod.Prepared):
-            ids.append(row["event_id"])
-            z.append(res.z)
-            r.append(res.r)
-    return ids, np.array(z), np.array(r), rfmod._grid(proc["source_window_s"], rf.dt)
-
-
-_INV: dict = {}
-
-
-def _inventory(run, reader):
-    if run not in _INV:
-        _INV[run] = reader(str(run / "data/raw/stations.xml"))
-    return _INV[run]
-
-
-def _pre_p(z: np.ndarray, r: np.ndarray, grid: np.ndarray, proc: dict) -> np.ndarray:
-    """Pre-P noise (event, vertical/radial, time) in units of the vertical's signal rms, as xdisc rf and the
-    noise pool keep it (10 s after the start of the noise window to its end)."""
-    from xdisc.data.receiver_functions import PRE_P_SKIP_S
-
-    noise = (grid >= proc["noise_window_s"][0] + PRE_P_SKIP_S - 1e-9) & (grid <= proc["noise_window_s"][1] + 1e-9)
-    sig = (grid >= proc["signal_window_s"][0]) & (grid <= proc["signal_window_s"][1])
-    total = np.sqrt(np.mean(z[:, sig] ** 2, axis=1))
-    n_rms = np.sqrt(np.mean(z[:, noise] ** 2, axis=1))
-    signal = np.sqrt(np.maximum(total**2 - n_rms**2, (0.1 * total) ** 2))
-    return np.stack([z[:, noise], r[:, noise]], axis=1) / signal[:, None, None]
+    inv = read_inventory(str(run / "data/raw/stations.xml"))
+    with open(run / "data/raw/stations.csv") as f:
+        stations = {f"{r['network']}.{r['station']}": r for r in csv.DictReader(f)}
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for code in codes:
+        items = rfmod.load_items(run / "data/raw/waveforms" / f"{code}.csv", run / "data/raw/waveforms" / code)
+        ds = rfmod.compute_station(items, inv, stations[code], rf, cfg["rf_processing"], cfg["earth_model"], meta)
+        write_netcdf(ds, out / f"rf_{code}.nc")
+        paths.append(write_netcdf(noise_pool(out / f"rf_{code}.nc", cfg["stacking"]["use_qc"]), out / f"{code}.nc"))
+    return paths
 
 
 def score(argv) -> int:
     import torch
-    import xarray as xr
     from xdisc.cnn import redecon
-    from xdisc.cnn.adapt import AdaptSettings, _calibration_pairs, read_pools, upper_order_statistic
-    from xdisc.cnn.datasets import SyntheticSource
-    from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
+    from xdisc.cnn.adapt import AdaptSettings, read_draw_images, upper_order_statistic
     from xdisc.cnn.module import XClassifier
     from xdisc.cnn.predict import predict_station
-    from xdisc.core.earthmodel import load_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--network", type=Path, required=True)
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--stations", nargs="*")
-    ap.add_argument("--draws", type=int, default=40)
     ap.add_argument("--part", default="0/1", help="k/n: this process scores every n-th station from k")
     ap.add_argument("--out", type=Path, required=True, help="CSV of per-station results")
     a = ap.parse_args(argv)
@@ -115,8 +84,6 @@ def score(argv) -> int:
     run = a.run
     cfg = _config(run)
     ad = AdaptSettings.from_config(cfg["cnn"]["adapt"])
-    settings = ImageSettings.from_config(cfg["images"])
-    mapper = DepthMapper(load_model(cfg["earth_model"]), settings.depths_km)
     module = XClassifier.load_from_checkpoint(str(run / "results/cnn/finetune.ckpt"), map_location="cpu").eval()
     with open(run / "results/cnn/station_thresholds.csv") as f:
         thresholds = {r["station"]: r for r in csv.DictReader(f)}
@@ -128,37 +95,13 @@ def score(argv) -> int:
     k, n = (int(v) for v in a.part.split("/"))
     codes = codes[k::n]
     test_path = run / "results/synthetic/test.nc"
-    test = SyntheticSource.read(test_path)
-    pools = read_pools([run / f"results/noise/{c}.nc" for c in codes], test.grid_slowness, test.time_s,
-                       int(cfg["cnn"]["verdict"]["min_rf"]), ad.noise, ad.match_crust)
-    pairs, kind = _calibration_pairs(pools, test, a.draws, ad.absent_dvs, int(cfg["cnn"]["seed"]),
-                                     ad.crust_window_s if ad.match_crust else None, ad.hard_fraction)
-    resp = redecon.Responses(test_path, cfg, pairs[kind == 0, 1])
+    with tempfile.TemporaryDirectory() as tmp:
+        pools = station_pools(run, codes, cfg, Path(tmp) / "noise")
+        draws = redecon.calibration_draws(cfg, test_path, pools, Path(tmp) / "draws")
+        images = {path.stem: read_draw_images(path) for path in draws}
     rows = []
-    for s, pool in enumerate(pools):
-        t0 = time.perf_counter()
-        code = pool.station
-        rf_ds = xr.open_dataset(run / f"results/rf/{code}.nc")
-        usable = rf_ds["qc_pass"].values == 1
-        ids_rf = [str(v) for v in rf_ds["event"].values[usable]]
-        p_rf = rf_ds["slowness_s_per_km"].values[usable].astype(float)
-        ids, z, r, grid = prepared_events(run, code, cfg)
-        index = {e: i for i, e in enumerate(ids)}
-        take = [j for j, e in enumerate(ids_rf) if e in index]
-        p = p_rf[take]
-        inside = (p >= test.grid_slowness[0] - 0.0025) & (p <= test.grid_slowness[-1] + 0.0025)
-        take = [t for t, ok in zip(take, inside, strict=True) if ok]
-        p = p_rf[take]
-        zi = z[[index[ids_rf[j]] for j in take]]
-        ri = r[[index[ids_rf[j]] for j in take]]
-        gi = np.argmin(np.abs(p[:, None] - test.grid_slowness[None, :]), axis=1)
-        rng = np.random.default_rng([int(cfg["cnn"]["seed"]), 97, s])
-        no_x = pairs[(pairs[:, 0] == s) & (kind == 0), 1]
-        pre_p = _pre_p(zi, ri, grid, cfg["rf_processing"])
-        rfs = redecon.redeconvolved(resp, no_x, gi, pre_p, cfg["rf_processing"], rng)
-        t_out = resp.rf.time_axis()
-        images = np.stack([build_image(x, t_out, p, mapper, settings, normalised=True)[0] for x in rfs])
-        prob = predict_station(module, images)
+    for code, img in images.items():
+        prob = predict_station(module, img)
         present = max(0.5, upper_order_statistic(prob, ad.false_alarm_rate))
         row = cnn[code]
         real = float(row["probability_all"])
@@ -167,11 +110,11 @@ def score(argv) -> int:
         new_verdict = "present" if real >= present else "absent" if real <= absent else "undetermined"
         t = truth[code]
         rows.append({"station": code, "x_present": int(t["x_present"]), "decoy": t["decoy"],
-                     "sediment_km": t["sediment_km"], "n_rf": len(p), "real": real, "old_present": old,
+                     "sediment_km": t["sediment_km"], "real": real, "old_present": old,
                      "new_present": present, "absent": absent, "old_verdict": row["verdict"],
                      "new_verdict": new_verdict, "p_value": float((np.sum(prob >= real) + 1) / (prob.size + 1)),
                      "median_draw": float(np.median(prob))})
-        print(json.dumps(rows[-1]), f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(json.dumps(rows[-1]), flush=True)
     with open(a.out, "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()

@@ -55,8 +55,9 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_COLUMNS = ("station", "n_rf", "present_threshold", "absent_threshold", "false_alarm_rate",
                        "detection_rate", "miss_rate", "n_draws", "no_x_draws")
-NO_X_DRAWS = {"redeconvolved": "deconvolved as the station's data (xdisc calibration-draws)",
-              "own-noise": "noise-free synthetics plus the station's noise pool"}
+# where a station's no-X calibration draws come from: deconvolved as its data (xdisc calibration-draws), or
+# noise-free synthetics plus its noise pool
+NO_X_DRAWS = ("redeconvolved", "own-noise")
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_r
             raise ValueError(f"{path}: time axis differs from the synthetic set's (receiver_function settings)")
         p = raw["slowness"]
         inside = (p >= grid[0] - half) & (p <= grid[-1] + half) & np.all(np.isfinite(raw["noise"]), axis=1)
-        if raw.get("pre_p") is not None:
+        if raw["pre_p"] is not None:
             inside &= np.all(np.isfinite(raw["pre_p"]), axis=(1, 2))
         if inside.sum() < min_rf:
             log.info("adapt: %s: %d noise trace(s) in the slowness grid < %d; no own-noise stations",
@@ -126,7 +127,7 @@ def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_r
         k = np.argmin(np.abs(p[inside, None] - grid[None, :]), axis=1)
         kept = raw["radial"][inside] if raw["radial"] is not None else None
         pools.append(Pool(raw["station"], raw["noise"][inside], p[inside], k, kept,
-                          raw["pre_p"][inside] if raw.get("pre_p") is not None else None))
+                          raw["pre_p"][inside] if raw["pre_p"] is not None else None))
     return pools
 
 

@@ -40,7 +40,7 @@ from xdisc.config import config_hash
 from xdisc.core.artifacts import as_float32, open_netcdf, provenance_attrs, write_netcdf
 from xdisc.core.deconvolution import RFSettings, deconvolve, normalise_by_p
 from xdisc.core.earthmodel import load_model
-from xdisc.data.receiver_functions import SOURCE_TAPER_S, cosine_taper
+from xdisc.data.receiver_functions import deconvolution_window, source_grid
 from xdisc.synth import synthetics as syn
 from xdisc.synth.source import draw_source, source_spectrum
 
@@ -113,24 +113,22 @@ def redeconvolved(resp: Responses, samples: np.ndarray, grid_index: np.ndarray, 
     events (``grid_index``: the grid slowness of each; ``pre_p``: event, vertical/radial, time: the
     pre-P noise in units of the vertical's signal rms), made as ``xdisc rf`` makes them."""
     rf = resp.rf
-    window = proc["source_window_s"]
-    n = round((window[1] - window[0]) * rf.sampling_rate_hz) + 1
-    grid = window[0] + np.arange(n) * rf.dt
+    grid = source_grid(rf, proc)
+    n = grid.size
     signal = (grid >= proc["signal_window_s"][0]) & (grid <= proc["signal_window_s"][1])
-    keep = slice(int(np.argmin(np.abs(grid + rf.time_before_p_s))), n)
-    taper = cosine_taper(n, round(SOURCE_TAPER_S / rf.dt))
     t_out = rf.time_axis()
     out = np.empty((len(samples), grid_index.size, t_out.size))
     for d, s in enumerate(samples):  # one draw per deconvolution batch: memory ~ the station's events
-        z, r = resp.seismograms(int(s), grid_index, window[0], n, rng)
+        z, r = resp.seismograms(int(s), grid_index, grid[0], n, rng)
         unit = np.sqrt(np.mean(z[:, signal] ** 2, axis=1))
         for e in range(z.shape[0]):
             nz, nr = extend_noise(pre_p[e, 0], pre_p[e, 1], n, rng)
             z[e] += unit[e] * nz
             r[e] += unit[e] * nr
-        res = deconvolve((z * taper)[:, keep], (r * taper)[:, keep], rf.dt, rf.deconvolution, rf.gaussian_width_hz,
-                         time_before_p_s=rf.time_before_p_s, n_out=t_out.size, water_level=rf.water_level,
-                         max_iterations=rf.max_iterations, min_fit_change_percent=rf.min_fit_change_percent)
+        res = deconvolve(deconvolution_window(z, grid, rf), deconvolution_window(r, grid, rf), rf.dt,
+                         rf.deconvolution, rf.gaussian_width_hz, time_before_p_s=rf.time_before_p_s,
+                         n_out=t_out.size, water_level=rf.water_level, max_iterations=rf.max_iterations,
+                         min_fit_change_percent=rf.min_fit_change_percent)
         out[d] = normalise_by_p(res.rf, t_out)
     return out
 

@@ -307,8 +307,7 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
                                       proc["source_window_s"][1]])
     grid_ext = _grid(ext["source_window_s"], rf.dt)
     lead = round((proc["source_window_s"][0] - ext["source_window_s"][0]) / rf.dt)
-    noise_t = ((grid_ext >= proc["noise_window_s"][0] + PRE_P_SKIP_S - 1e-9)
-               & (grid_ext <= proc["noise_window_s"][1] + 1e-9))
+    noise_t = pre_p_samples(grid_ext, proc)
     results = []
     for a in range(0, len(pairs), BLOCK_EVENTS):
         results += prepare_events(pairs[a:a + BLOCK_EVENTS], inventory, rf, ext)
@@ -332,9 +331,7 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
     pre_z = np.full((n_ev, int(noise_t.sum())), np.nan)
     pre_r = np.full_like(pre_z, np.nan)
     signal_rms_z = np.full(n_ev, np.nan)
-    grid = _grid(proc["source_window_s"], rf.dt)
-    taper = cosine_taper(grid.size, round(SOURCE_TAPER_S / rf.dt))
-    keep = _crop(grid, rf.time_before_p_s)
+    grid = source_grid(rf, proc)
     for a in range(0, len(prepared), BLOCK_EVENTS):
         block = prepared[a:a + BLOCK_EVENTS]
         idx = [i for i, _ in block]
@@ -347,8 +344,8 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
         snr_z[idx] = _rms(z, grid, proc["signal_window_s"]) / _rms(z, grid, proc["noise_window_s"])
         snr_r[idx] = _rms(r, grid, proc["signal_window_s"]) / _rms(r, grid, proc["noise_window_s"])
         # deconvolve radial and transverse against the vertical in one batch
-        src = (np.concatenate([z, z]) * taper)[:, keep]
-        rsp = (np.concatenate([r, tt]) * taper)[:, keep]
+        src = deconvolution_window(np.concatenate([z, z]), grid, rf)
+        rsp = deconvolution_window(np.concatenate([r, tt]), grid, rf)
         res = deconvolve(src, rsp, rf.dt, rf.deconvolution, rf.gaussian_width_hz, time_before_p_s=rf.time_before_p_s,
                          n_out=out_t.size, water_level=rf.water_level, max_iterations=rf.max_iterations,
                          min_fit_change_percent=rf.min_fit_change_percent)
@@ -412,6 +409,25 @@ def qc_note(reasons: list[str], snr_z: np.ndarray, snr_r: np.ndarray, proc: dict
 def _crop(grid, before_s):
     """Samples from ``before_s`` before P to the end of the source window."""
     return slice(int(np.argmin(np.abs(grid + before_s))), grid.size)
+
+
+def source_grid(rf: RFSettings, proc: dict) -> np.ndarray:
+    """Times (s after P) of the prepared vertical and radial: ``rf_processing.source_window_s``."""
+    return _grid(proc["source_window_s"], rf.dt)
+
+
+def deconvolution_window(x: np.ndarray, grid: np.ndarray, rf: RFSettings) -> np.ndarray:
+    """Traces (..., time on ``grid``) as they enter the deconvolution: tapered over ``SOURCE_TAPER_S`` at
+    both ends, cut from ``rf.time_before_p_s`` before P (real data and calibration draws alike)."""
+    taper = cosine_taper(grid.size, round(SOURCE_TAPER_S / rf.dt))
+    return (x * taper)[..., _crop(grid, rf.time_before_p_s)]
+
+
+def pre_p_samples(grid: np.ndarray, proc: dict) -> np.ndarray:
+    """Mask of the samples of ``grid`` whose pre-P noise is kept: ``noise_window_s`` without its first
+    ``PRE_P_SKIP_S``."""
+    lo, hi = proc["noise_window_s"]
+    return (grid >= lo + PRE_P_SKIP_S - 1e-9) & (grid <= hi + 1e-9)
 
 
 def cosine_taper(n: int, m: int) -> np.ndarray:

@@ -126,22 +126,29 @@ def pre_p_noise(rf_ds: xr.Dataset, idx: np.ndarray) -> xr.Dataset:
     """The pre-P noise of the vertical and the radial of events ``idx`` of a receiver-function file, in units
     of the vertical's signal (rms in the signal window with the noise's share taken out): noise that a
     synthetic seismogram of any amplitude gets at the event's own SNR (:mod:`xdisc.cnn.redecon`)."""
-    z = rf_ds["pre_p_vertical"].values[idx].astype(float)
-    r = rf_ds["pre_p_radial"].values[idx].astype(float)
-    total = rf_ds["signal_rms_z"].values[idx].astype(float)
+    z, r = in_signal_units(rf_ds["pre_p_vertical"].values[idx], rf_ds["pre_p_radial"].values[idx],
+                           rf_ds["signal_rms_z"].values[idx])
+    attrs = {"units": "1", "description": "divided by the vertical's signal rms (signal_window_s) without its noise; "
+                                         "NaN where the event has no usable pre-P noise"}
+    return xr.Dataset(
+        {"pre_p_vertical": (("trace", "noise_time"), as_float32(z),
+                            dict(attrs, long_name="pre-P noise of the vertical / its signal rms")),
+         "pre_p_radial": (("trace", "noise_time"), as_float32(r),
+                          dict(attrs, long_name="pre-P noise of the radial / the vertical's signal rms"))},
+        coords={"noise_time": rf_ds["noise_time"].values})
+
+
+def in_signal_units(z: np.ndarray, r: np.ndarray, signal_rms_z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pre-P noise of the vertical and radial (event, time) divided by the vertical's signal: its rms in the
+    signal window (``signal_rms_z``) with the noise's share taken out (at least a tenth of it); NaN where
+    an event has no usable noise."""
+    z, r, total = (np.asarray(a, float) for a in (z, r, signal_rms_z))
     noise = np.sqrt(np.mean(z**2, axis=1)) if z.size else np.zeros(0)
     with np.errstate(invalid="ignore"):
         signal = np.sqrt(np.maximum(total**2 - noise**2, (0.1 * total) ** 2))
     ok = np.isfinite(signal) & (signal > 0) & np.all(np.isfinite(z), axis=1) & np.all(np.isfinite(r), axis=1)
     unit = np.where(ok, signal, np.nan)[:, None]
-    attrs = {"units": "1", "description": "divided by the vertical's signal rms (signal_window_s) without its noise; "
-                                         "NaN where the event has no usable pre-P noise"}
-    return xr.Dataset(
-        {"pre_p_vertical": (("trace", "noise_time"), as_float32(z / unit),
-                            dict(attrs, long_name="pre-P noise of the vertical / its signal rms")),
-         "pre_p_radial": (("trace", "noise_time"), as_float32(r / unit),
-                          dict(attrs, long_name="pre-P noise of the radial / the vertical's signal rms"))},
-        coords={"noise_time": rf_ds["noise_time"].values})
+    return z / unit, r / unit
 
 
 def read_pool(path: str | Path, method: str = "transverse", radial: bool = False, pre_p: bool = False) -> dict:
