@@ -137,3 +137,27 @@ def test_calibrate_takes_the_present_threshold_from_the_redeconvolved_draws(rf_e
     want = max(0.5, adapt.upper_order_statistic(prob, a.false_alarm_rate))
     assert float(redone["present_threshold"]) == pytest.approx(want, rel=1e-6)
     assert redone["absent_threshold"] == own["absent_threshold"]  # X draws: own-noise stations either way
+
+
+def test_a_pool_without_pre_p_noise_keeps_its_own_noise_calibration(rf_example_station, small_test_set, tmp_path,
+                                                                    caplog):
+    """A noise pool written before xdisc kept the pre-P noise: no draws for that station, a warning that names
+    it, and calibrate still gives it thresholds (from own-noise stations)."""
+    cfg, test_path = small_test_set
+    old = rf_example_station["dataset"].drop_vars(["pre_p_vertical", "pre_p_radial", "signal_rms_z", "noise_time"])
+    write_netcdf(old, tmp_path / "rf.nc")
+    write_netcdf(noise_pool(tmp_path / "rf.nc"), tmp_path / "CX.PB01.nc")
+    assert "pre_p_vertical" not in xr.open_dataset(tmp_path / "CX.PB01.nc")
+    settings = json.dumps({"cnn": {"adapt": {"calibration_draws": 8}, "verdict": {"min_rf": 3}},
+                           "synthetics": cfg["synthetics"]})
+    with caplog.at_level("WARNING"):
+        assert main(["calibration-draws", str(tmp_path / "CX.PB01.nc"), "--test", str(test_path), "--out",
+                     str(tmp_path / "draws"), "--settings", settings]) == 0
+    assert "CX.PB01: its noise pool holds no pre-P noise" in caplog.text
+    assert list((tmp_path / "draws").glob("*.nc")) == []
+    assert main(["calibrate", str(tmp_path / "CX.PB01.nc"), "--model", str(SHIPPED_CHECKPOINT), "--test",
+                 str(test_path), "--metrics", str(tmp_path / "cal.json"), "--settings", settings, "--out",
+                 str(tmp_path / "thr.csv"), "--draws", str(tmp_path / "draws")]) == 0
+    row = next(csv.DictReader((tmp_path / "thr.csv").read_text().splitlines()))
+    assert row["station"] == "CX.PB01" and row["no_x_draws"] == "own-noise"
+    assert 0.5 <= float(row["present_threshold"]) <= 1.0
