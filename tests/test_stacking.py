@@ -5,6 +5,7 @@ import pytest
 from xdisc import config as cfgmod
 from xdisc.core.deconvolution import RFSettings
 from xdisc.core.earthmodel import Discontinuity, insert_discontinuity, load_model
+from xdisc.stack import stacking
 from xdisc.stack.stacking import bootstrap_means, stack_station, vespagram
 from xdisc.synth.stations import clean_grid, make_station
 from xdisc.synth.synthetics import Layering, _row, build_model, draw_parameters
@@ -186,3 +187,56 @@ def test_depth_conversion_through_the_station_crust_removes_the_crust_bias(setup
         assert a["depth_model"] == ("station crust (H-kappa) over the earth model" if own else "earth model")
     assert abs(depth[True] - 300.0) <= 4.0, depth
     assert abs(depth[True] - 300.0) < abs(depth[False] - 300.0) - 3.0, depth
+
+
+def test_unseen_410_blocks_absent_but_not_a_significant_x(setup, monkeypatch):
+    """X whose jump lasts down to the 410 takes the 410's contrast (the 410 is not seen, and shown weak against
+    the 660): with the default ``require_410_660: for_absent`` the X that passes every check is present, and the
+    reason says the 410 was not seen; with ``always`` the station is undetermined. A station without X whose
+    410 is gone stays undetermined under both: it cannot show that X is missing. Nor does X alone decide where
+    the 410 is there but hidden by noise (not shown weak)."""
+    cfg, rf, lay = setup
+    ref = load_model("ak135")
+    above, below = ref.at([409.999, 410.001])
+    jump, back = below / above - 1, above / below - 1  # vp, vs, rho
+    x_to_410 = insert_discontinuity(ref, Discontinuity(300.0, jump[1], jump[0], jump[2], style="constant"))
+    no_410 = insert_discontinuity(ref, Discontinuity(410.0, back[1], back[0], back[2], style="constant"))
+    assert np.allclose(*x_to_410.at([409.999, 410.001])) and np.allclose(*no_410.at([409.999, 410.001]))
+    out = {}
+    for name, grid in zip(("x", "no x"), clean_grid([x_to_410, no_410], rf, lay), strict=True):
+        station = make_station(grid, 50, np.random.default_rng(32), rf, snr_range=(10.0, 30.0))
+        for rule in ("for_absent", "always"):
+            scfg = {**cfg["stacking"], "require_410_660": rule}
+            out[name, rule] = _stack(station, {**cfg, "stacking": scfg}, rf, ref).attrs
+    assert all(np.isnan(a["d410_km"]) and np.isfinite(a["d660_km"]) for a in out.values())
+    assert cfg["stacking"]["require_410_660"] == "for_absent"
+    x = out["x", "for_absent"]
+    assert x["verdict"] == "present" and abs(x["x_depth_km"] - 300.0) <= 5.0, x["reason"]
+    assert x["reason"] == "d410 not seen, shown weak (X passes its own checks)"
+    assert out["x", "always"]["verdict"] == "undetermined" and out["x", "always"]["reason"] == "d410 not seen"
+    for rule in ("for_absent", "always"):
+        assert out["no x", rule]["verdict"] == "undetermined" and out["no x", rule]["reason"] == "d410 not seen"
+
+    # the 410 intact (X tapers back to zero at it) and hidden by noise: not shown weak, so undetermined
+    tapered = insert_discontinuity(ref, Discontinuity(300.0, 0.05, 0.025, 0.015))
+    station = make_station(clean_grid([tapered], rf, lay)[0], 50, np.random.default_rng(31), rf, snr_range=(3.0, 6.0))
+    hidden = _stack(station, cfg, rf, ref).attrs
+    assert np.isnan(hidden["d410_km"]) and np.isfinite(hidden["d660_km"])
+    assert hidden["verdict"] == "undetermined" and hidden["reason"] == "d410 not seen"
+    monkeypatch.setattr(stacking, "WEAK_FRACTION", np.inf)  # what held it back was the weakness test alone
+    assert _stack(station, cfg, rf, ref).attrs["verdict"] == "present"
+
+
+def test_normal_410_over_660_amplitude_is_what_a_noise_free_stack_shows(setup):
+    """NORMAL_410_660, the yardstick of a 410 shown weak, is the 410/660 amplitude ratio of a noise-free AK135
+    station's depth stack; IASP91 and PREM give 0.52 and 0.40 (PREM's 410 is the weakest)."""
+    cfg, rf, lay = setup
+    ratios = {}
+    for name in ("ak135", "iasp91", "prem"):
+        ref = load_model(name)
+        station = make_station(clean_grid([ref], rf, lay)[0], 50, np.random.default_rng(1), rf, model_name=name)
+        ds = stack_station(station.clean, rf.time_axis(), station.slowness, station.distance, ref, cfg["stacking"])
+        depth, stack = ds["depth"].values, ds["depth_stack"].values
+        ratios[name] = stack[(depth > 380) & (depth < 440)].max() / stack[(depth > 630) & (depth < 710)].max()
+    assert abs(ratios["ak135"] - stacking.NORMAL_410_660) <= 0.02, ratios
+    assert abs(ratios["iasp91"] - 0.52) <= 0.02 and abs(ratios["prem"] - 0.40) <= 0.02, ratios

@@ -3,10 +3,12 @@
 Draws a synthetic set (the run's generator, ``config/full.yaml`` settings unless ``--config``), makes one
 station of ``--n-rf`` receiver functions per sample at each per-trace SNR (the one station generator the
 CNN trains on), and runs ``stack_station`` with the settings of :data:`VARIANTS` (the station's own crust
-in the depth conversion, the multiples subtracted, the search margin, an amplitude floor). Prints,
+in the depth conversion, the multiples subtracted, the search margin, an amplitude floor, the 410 rule of
+``require_410_660``). Prints,
 per SNR: false alarms at stations without X by Moho depth (20-30, 30-50, 50-70 km), detection of X by
 its depth (250-260, 260-340, 340-350 km) and by Moho depth, undetermined, and the H-kappa errors
-(Moho depth, Vp/Vs). Not part of CI (about a second per station and setting).
+(Moho depth, Vp/Vs); ``--table`` writes each station's parameters, verdicts and reasons (CSV). Not part of
+CI (about a second per station and setting).
 
     python tests/benchmarks/crust_stacking.py --samples 300 --snr 30 1000
     python tests/benchmarks/crust_stacking.py --network /data/xs1 --run /data/xs1-run   # independent network
@@ -31,13 +33,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 MOHO_CLASSES = ((20, 30), (30, 50), (50, 70.01))
 # the stacking settings compared, each spelled out (the defaults change)
-OFF = {"crust.depth_conversion": False, "multiples.suppress": False, "x_margin_km": 0.0, "min_x_amplitude": 0.0}
+OFF = {"crust.depth_conversion": False, "multiples.suppress": False, "x_margin_km": 0.0, "min_x_amplitude": 0.0,
+       "require_410_660": "always"}
 ON = {"crust.depth_conversion": True, "multiples.suppress": True}
 VARIANTS = {
     "reference": OFF,                                                     # the verdict before issue 21
+    "410 for absent": {**OFF, "require_410_660": "for_absent"},          # the default since 2026-12-01
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
-    "+ 3rd order": {**OFF, **ON, "multiples.order": 3},                  # the default since 2026-12-01
+    "+ 3rd order": {**OFF, **ON, "multiples.order": 3},
     "+ margin 20": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0},
     "+ floor 0.01": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0, "min_x_amplitude": 0.01},
 }
@@ -68,6 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all")
     ap.add_argument("--network", type=Path, help="an independent network (independent_network.py make)")
     ap.add_argument("--run", type=Path, help="a pipeline run on it (independent_network.py score --workdir)")
+    ap.add_argument("--table", type=Path, help="write each synthetic station's parameters and verdicts (CSV)")
     a = ap.parse_args(argv)
     if a.network or a.run:
         return network_scores(a)
@@ -82,6 +87,8 @@ def main(argv=None) -> int:
         with open_netcdf(path) as ds:
             moho = ds["moho_km"].values.astype(float)
             vpvs = ds["vpvs"].values.astype(float)
+            params = {k: ds[k].values for k in ("x_depth_km", "x_dvs", "x_style", "distractor", "distractor_depth_km",
+                                                "distractor_style", "sediment_km") if k in ds}
     print(f"{a.samples} samples in {time.perf_counter() - t0:.0f} s")
     draw = StationDraw.from_config(config["synthetics"], config["cnn"])
     ref = load_model(config["earth_model"])
@@ -95,8 +102,10 @@ def main(argv=None) -> int:
             section, _, leaf = key.rpartition(".")
             (cfg[section] if section else cfg)[leaf] = value
         settings[name] = cfg
+    table = []
     for snr in a.snr:
         verdict = {k: np.empty(y.size, dtype=object) for k in settings}
+        reason = {k: np.empty(y.size, dtype=object) for k in settings}
         h_err, k_err = np.full(y.size, np.nan), np.full(y.size, np.nan)
         t0 = time.perf_counter()
         for i in range(y.size):
@@ -106,7 +115,7 @@ def main(argv=None) -> int:
             dist = distance_for_slowness(p, str(src.model[i]))
             for name, cfg in settings.items():
                 attrs = stack_station(rf, src.time_s, p, dist, ref, cfg).attrs
-                verdict[name][i] = attrs["verdict"]
+                verdict[name][i], reason[name][i] = attrs["verdict"], attrs["reason"]
             h_err[i], k_err[i] = attrs["moho_km"] - moho[i], attrs["vpvs"] - vpvs[i]
         print(f"\nSNR {snr:g} per trace, {a.n_rf} receiver functions, {y.size} stations "
               f"({time.perf_counter() - t0:.0f} s); H-kappa error: Moho median {np.nanmedian(h_err):+.1f} km "
@@ -124,6 +133,16 @@ def main(argv=None) -> int:
             xd = src.x_depth if src.x_depth is not None else np.full(y.size, np.nan)
             print("    detected by X depth:  " + "  ".join(
                 f"{lo}-{hi:.0f} km {_rate(present, y & (xd >= lo) & (xd < hi))}" for lo, hi in X_CLASSES))
+        table += [{"snr": snr, "sample": i, "x_present": int(y[i]), "moho_km": moho[i],
+                   **{k: v[i] for k, v in params.items()},
+                   **{f"{name}: {what}": col[i] for name in settings
+                      for what, col in (("verdict", verdict[name]), ("reason", reason[name]))}}
+                  for i in range(y.size)]
+    if a.table:
+        import pandas as pd
+
+        pd.DataFrame(table).to_csv(a.table, index=False)
+        print(f"per-station table: {a.table}")
     return 0
 
 
