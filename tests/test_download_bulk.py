@@ -207,4 +207,8 @@ def test_provider_gate_bounds_connections_across_processes(tmp_path):
 def test_provider_gate_bounds_the_request_rate_across_processes(tmp_path):
     spans = _spans(tmp_path, 6, connections=6, rate=5.0, hold_s=0.0)
     starts = np.array([a for a, _ in spans])
-    assert np.all(np.diff(starts) >= 0.2 - 0.02)  # 5 per second, whoever asks
+    # 5 per second, whoever asks. The gate reserves start times 0.2 s apart and each process records when
+    # it wakes from its sleep, which is late by a few ms to tens of ms under load, so one gap can shrink
+    # by that much; over the five gaps the lateness does not add up. Without the gate all six start at once.
+    assert np.all(np.diff(starts) >= 0.2 - 0.05), np.diff(starts)
+    assert starts[-1] - starts[0] >= 5 * 0.2 - 0.03, np.diff(starts)

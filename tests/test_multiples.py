@@ -121,3 +121,43 @@ def test_stack_station_subtracts_the_orders_it_is_told():
     np.testing.assert_array_equal(ds["rf"].values, shown)
     off = stack_station(rf, TIME, p, None, load_model("ak135"), cfgmod.validate({})["stacking"])
     assert off.attrs["multiples_note"] == "" and off.attrs["depth_model"] == "earth model"
+    # the file keeps the depth stack of what was subtracted (NaN where nothing was)
+    assert np.all(np.isfinite(ds["multiples_depth_stack"].values)) and np.abs(ds["multiples_depth_stack"]).max() > 0
+    assert np.all(np.isnan(off["multiples_depth_stack"].values))
+
+
+def test_residual_floor_drops_what_the_subtraction_leaves_and_keeps_x_under_a_multiple():
+    """60 receiver functions of a 25-km crust (Ps, PpPs, PpSs), the 410 and 660, little noise (0.002 of P),
+    and a third-order reverberation (P3s3, 0.1 of P) that arrives with Ps from 300 km. With the multiples
+    subtracted, what the subtraction leaves (under 0.001 of P) passes as X on its own (present), and
+    ``multiples.residual_fraction`` 0.5 (the default) makes it absent. A real X of 0.03 under the same
+    multiple stays present at 0.5; at 1.0 the floor is above it, and the reason says why."""
+    from xdisc import config as cfgmod
+    from xdisc.core.earthmodel import load_model
+    from xdisc.core.moveout import delay_table
+    from xdisc.stack.multiples import THIRD_ORDER
+    from xdisc.stack.stacking import stack_station
+
+    ref = load_model("ak135")
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.045, 0.078, 60)
+    h, kappa, vp = 25.0, 1.75, 6.08
+    ps, ppps, ppss = crust_times(h, kappa, vp, p)
+    t_x, t410, t660 = delay_table(ref, [300.0, 410.0, 660.0], p).T
+    t_m = multiple_times(h, kappa, vp, p, THIRD_ORDER["P3s3"])
+    base = _pulse(np.zeros_like(p), 1.0) + _pulse(ps, 0.15) + _pulse(ppps, 0.06) - _pulse(ppss, 0.04) \
+        + _pulse(t410, 0.03) + _pulse(t660, 0.05) + _pulse(t_m, 0.1)
+    assert cfgmod.validate({})["stacking"]["multiples"]["residual_fraction"] == 0.5
+    out = {}
+    for x in (0.0, 0.03):
+        rf = base + _pulse(t_x, x) + 0.002 * rng.standard_normal((p.size, TIME.size))
+        for fraction in (0.0, 0.5, 1.0):
+            cfg = cfgmod.validate({"stacking": {"multiples": {"suppress": True, "order": 3,
+                                                              "residual_fraction": fraction}}})["stacking"]
+            out[x, fraction] = stack_station(rf, TIME, p, None, ref, cfg).attrs
+    assert out[0.0, 0.0]["verdict"] == "present" and out[0.0, 0.0]["x_amp"] < 0.001, out[0.0, 0.0]
+    assert out[0.0, 0.5]["verdict"] == "absent"
+    assert "not amplitude > 0.5 x the multiples subtracted there" in out[0.0, 0.5]["reason"]
+    assert out[0.03, 0.5]["verdict"] == "present" and abs(out[0.03, 0.5]["x_depth_km"] - 300) <= 3
+    assert out[0.03, 1.0]["verdict"] == "absent"
+    assert out[0.03, 1.0]["reason"] == "not amplitude > 1 x the multiples subtracted there"

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MOHO_CLASSES = ((20, 30), (30, 50), (50, 70.01))
 # the stacking settings compared, each spelled out (the defaults change)
 OFF = {"crust.depth_conversion": False, "multiples.suppress": False, "x_margin_km": 0.0, "min_x_amplitude": 0.0,
-       "require_410_660": "always"}
+       "require_410_660": "always", "multiples.residual_fraction": 0.0}
 ON = {"crust.depth_conversion": True, "multiples.suppress": True}
 VARIANTS = {
     "reference": OFF,                                                     # the verdict before issue 21
@@ -42,6 +42,8 @@ VARIANTS = {
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},
+    "+ residual 0.3": {**OFF, **ON, "multiples.order": 3, "multiples.residual_fraction": 0.3},
+    "+ residual 0.5": {**OFF, **ON, "multiples.order": 3, "multiples.residual_fraction": 0.5},
     "+ margin 20": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0},
     "+ floor 0.01": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0, "min_x_amplitude": 0.01},
 }

@@ -46,6 +46,8 @@ NORMAL_410_660 = 0.54
 # a 410 (660) that is not seen is shown weak when its window's upper 95 % bound stays below this fraction of
 # what the other one predicts for it through NORMAL_410_660
 WEAK_FRACTION = 0.5
+# the residual floor of a peak (stacking.multiples.residual_fraction) counts the multiples subtracted this near
+RESIDUAL_REACH_KM = 10.0
 
 
 def weighted_mean(traces: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -110,7 +112,8 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     norm = normalise_by_p(rf, time_s) if n_rf else rf
     crust = crust_variables(norm, time_s, slowness, model, {**cfg.get("crust", {}), "seed": cfg["seed"]})
     shown = norm  # the receiver functions as they are (the file and figure); the stack may use them without multiples
-    norm, crust["multiples_note"] = _without_multiples(norm, time_s, slowness, crust, cfg.get("multiples", {}))
+    norm, removed, crust["multiples_note"] = _without_multiples(norm, time_s, slowness, crust,
+                                                                 cfg.get("multiples", {}))
     if distance_deg is None:
         distance_deg = distance_for_slowness(slowness, model.name if model.name in ("ak135", "iasp91", "prem")
                                              else "ak135")
@@ -126,14 +129,17 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         boot_std = boot.std(axis=0)
         ref_dist = float(np.nanmedian(distance_deg))
         vesp = vespagram(norm * (weights / weights.mean())[:, None], time_s, distance_deg, rel_s, ref_dist)
+        removed_stack = np.full(depths.size, np.nan) if removed is None else \
+            weighted_mean(to_depth(removed, time_s, slowness, model, depths), weights[None, :])[0]
     else:
         in_depth = np.zeros((0, depths.size))
         stack = lower = upper = boot_std = np.full(depths.size, np.nan)
         boot = np.zeros((1, depths.size))
         ref_dist = np.nan
         vesp = np.full((rel_s.size, time_s.size), np.nan)
+        removed_stack = np.full(depths.size, np.nan)
     result = verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
-                      ref_dist)
+                              ref_dist, removed_stack)
     ds = xr.Dataset(
         {
             "rf": (("event", "time"), as_float32(shown), {"units": "1", "long_name": "receiver function / direct P"}),
@@ -145,6 +151,9 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
             "depth_stack_lower": ("depth", lower, {"units": "1", "long_name": "bootstrap 2.5 percentile"}),
             "depth_stack_upper": ("depth", upper, {"units": "1", "long_name": "bootstrap 97.5 percentile"}),
             "depth_stack_std": ("depth", boot_std, {"units": "1", "long_name": "bootstrap standard deviation"}),
+            "multiples_depth_stack": ("depth", removed_stack,
+                                      {"units": "1", "long_name": "depth stack of the crustal multiples subtracted "
+                                                                  "(NaN: none subtracted)"}),
             "vespagram": (("relative_slowness", "time"), vesp,
                           {"units": "1", "long_name": "slowness stack (relative to P, at the median distance)"}),
             **crust.pop("variables"),
@@ -187,20 +196,21 @@ def _station_model(model: EarthModel, crust: dict, cfg: dict) -> EarthModel:
     return replace_crust(model, crust["moho_km"], crust["vpvs"], crust["crust_vp_km_s"] / hk.crust_vp(model))
 
 
-def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict) -> tuple[np.ndarray, str]:
+def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict) -> tuple[np.ndarray, np.ndarray | None, str]:
     """``norm`` with the crustal multiples of the station's crust subtracted where stacking.multiples says
-    so (:func:`xdisc.stack.multiples.suppress_multiples`), and a note of what was done."""
+    so (:func:`xdisc.stack.multiples.suppress_multiples`), what was subtracted (None: nothing) and a note of
+    what was done."""
     from xdisc.stack.multiples import FIRST_ORDER, SECOND_ORDER, THIRD_ORDER, suppress_multiples
 
     if not cfg.get("suppress", False):
-        return norm, ""
+        return norm, None, ""
     if not np.isfinite(crust["moho_km"]):
-        return norm, f"multiples not subtracted: no crust ({crust['crust_note']})"
+        return norm, None, f"multiples not subtracted: no crust ({crust['crust_note']})"
     order = cfg.get("order", 2)
     phases = {**FIRST_ORDER, **(SECOND_ORDER if order >= 2 else {}), **(THIRD_ORDER if order >= 3 else {})}
     out = suppress_multiples(norm, time_s, slowness, crust["moho_km"], crust["vpvs"], crust["crust_vp_km_s"],
                              phases, cfg.get("half_window_s", 2.0))
-    return out.rf, f"subtracted: {', '.join(phases)}"
+    return out.rf, out.removed, f"subtracted: {', '.join(phases)}"
 
 
 def crust_variables(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, model: EarthModel,
@@ -255,9 +265,11 @@ def _ps_relative_slowness(model: EarthModel, depth_km: float, distance_deg: floa
 
 
 def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
-                     ref_dist) -> dict:
+                     ref_dist, removed_stack=None) -> dict:
     """The verdict of a depth stack, its bootstrap means and bounds and its vespagram (rows ``rel_s``, columns
-    ``time_s``): what :func:`stack_station` decides, also used by :mod:`xdisc.detectability`."""
+    ``time_s``): what :func:`stack_station` decides, also used by :mod:`xdisc.detectability`.
+    ``removed_stack``: the depth stack of the crustal multiples subtracted (None or NaN: none), against
+    which ``multiples.residual_fraction`` sets a floor."""
     out = {"verdict": UNDETERMINED, "reason": "", "x_depth_km": np.nan, "x_depth_err_km": np.nan,
            "x_amp": np.nan, "x_amp_err": np.nan, "x_snr": np.nan, "x_relative_slowness": np.nan,
            "x_ps_relative_slowness": np.nan,
@@ -305,6 +317,11 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         }
         if cfg.get("min_x_amplitude", 0) > 0:
             checks[f"amplitude >= {cfg['min_x_amplitude']:g} of P"] = pk["amp"] >= cfg["min_x_amplitude"]
+        fraction = float(cfg.get("multiples", {}).get("residual_fraction", 0.0))
+        if fraction > 0 and removed_stack is not None and np.any(np.isfinite(removed_stack)):
+            near = np.abs(depths - pk["depth"]) <= RESIDUAL_REACH_KM  # what a subtraction there can leave
+            subtracted = float(np.nanmax(np.abs(removed_stack[near])))
+            checks[f"amplitude > {fraction:g} x the multiples subtracted there"] = pk["amp"] > fraction * subtracted
         failed = [name for name, ok in checks.items() if not ok]
         if best is None:
             best, best_failed = pk, failed
