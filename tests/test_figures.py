@@ -310,3 +310,22 @@ def test_station_figure_shows_the_crust_and_its_predicted_multiples(tmp_path):
         xy = ticks.get_offsets()
         np.testing.assert_allclose(xy[:, 0], t[order])
         np.testing.assert_allclose(xy[:, 1], np.arange(p.size))
+
+
+def test_depth_stack_shows_the_multiples_subtracted(tmp_path):
+    """With stacking.multiples on, the depth panel draws the depth stack of what was subtracted (dotted);
+    where nothing was subtracted (NaN) it draws nothing of the kind."""
+    ds = fake_stack("present")
+    removed = 0.02 * np.exp(-0.5 * ((ds["depth"].values - 300.0) / 8.0) ** 2)
+    for values, shown in ((removed, True), (np.full(removed.size, np.nan), False)):
+        out, fig = draw(plot_station_stack, ds.assign(multiples_depth_stack=("depth", values)), tmp_path / "m.png")
+        _assert_png(out)
+        ax_depth = _panels(fig)[1]
+        lines = [ln for ln in ax_depth.get_lines() if ln.get_label() == "crustal multiples subtracted"]
+        if shown:
+            np.testing.assert_allclose(lines[0].get_xydata(), np.column_stack([values, ds["depth"].values]))
+            assert "crustal multiples subtracted" in [t.get_text() for t in ax_depth.get_legend().get_texts()]
+        else:
+            assert lines == []
+        _check_depth_stack(ax_depth, ds, "present")
+    _assert_no_open_figures()

@@ -215,6 +215,9 @@ def _depth_stack(ax, ds: xr.Dataset) -> None:
         ax.fill_betweenx(depth, lower, upper, color="0.6", alpha=0.5, lw=0, label="95 % bootstrap")
     ax.fill_betweenx(depth, 0.0, stack, where=stack > 0, color=POSITIVE, alpha=0.35, lw=0, interpolate=True)
     ax.plot(stack, depth, color="k", lw=1.2, label="mean stack")
+    removed = np.asarray(ds["multiples_depth_stack"], float) if "multiples_depth_stack" in ds else None
+    if removed is not None and np.isfinite(removed).any():  # what stacking.multiples took out before stacking
+        ax.plot(removed, depth, color="#c0392b", ls=":", lw=1.1, label="crustal multiples subtracted")
 
     mantle = (depth >= MANTLE_FROM_KM) & (depth <= DEPTH_LIMITS_KM[1])
     parts = [np.abs(stack[mantle])] + [np.abs(b[mantle]) for b in (lower, upper) if b is not None]
