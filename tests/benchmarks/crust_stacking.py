@@ -44,6 +44,8 @@ VARIANTS = {
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},
     "+ residual 0.3": {**OFF, **ON, "multiples.order": 3, "multiples.residual_fraction": 0.3},
     "+ residual 0.5": {**OFF, **ON, "multiples.order": 3, "multiples.residual_fraction": 0.5},
+    "+ 410 for absent": {**OFF, **ON, "multiples.order": 3, "multiples.residual_fraction": 0.5,
+                         "require_410_660": "for_absent"},
     "+ margin 20": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0},
     "+ floor 0.01": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0, "min_x_amplitude": 0.01},
 }

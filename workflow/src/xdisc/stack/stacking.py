@@ -320,7 +320,7 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         fraction = float(cfg.get("multiples", {}).get("residual_fraction", 0.0))
         if fraction > 0 and removed_stack is not None and np.any(np.isfinite(removed_stack)):
             near = np.abs(depths - pk["depth"]) <= RESIDUAL_REACH_KM  # what a subtraction there can leave
-            subtracted = float(np.nanmax(np.abs(removed_stack[near])))
+            subtracted = float(np.max(np.abs(np.nan_to_num(removed_stack[near]))))
             checks[f"amplitude > {fraction:g} x the multiples subtracted there"] = pk["amp"] > fraction * subtracted
         failed = [name for name, ok in checks.items() if not ok]
         if best is None:
