@@ -174,41 +174,46 @@ def test_retry_after_header_forms():
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
 
 
-def _hold_slot(folder, connections, rate, hold_s, out, i):
+def _hold_slot(folder, connections, rate, hold_s, out, i, ready):
     gate = ProviderGate(folder, "http://127.0.0.1:1/x", connections, rate)
+    ready.wait()  # every process asks at once, however late it was spawned
+    asked = time.time()
     with gate.slot():
         t0 = time.time()
         time.sleep(hold_s)
         t1 = time.time()
     with open(f"{out}/{i}.txt", "w") as f:
-        f.write(f"{t0} {t1}")
+        f.write(f"{t0} {t1} {asked}")
 
 
 def _spans(tmp_path, n, connections, rate, hold_s):
     out = tmp_path / "spans"
     out.mkdir()
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_hold_slot, args=(tmp_path / "gate", connections, rate, hold_s, out, i))
+    ready = ctx.Barrier(n)
+    procs = [ctx.Process(target=_hold_slot, args=(tmp_path / "gate", connections, rate, hold_s, out, i, ready))
              for i in range(n)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    return sorted(tuple(map(float, (out / f"{i}.txt").read_text().split())) for i in range(n))
+    return sorted(tuple(map(float, (out / f"{i}.txt").read_text().split())) for i in range(n))  # (start, end, asked)
 
 
 def test_provider_gate_bounds_connections_across_processes(tmp_path):
     spans = _spans(tmp_path, 6, connections=2, rate=0, hold_s=0.4)
-    most = max(sum(a <= t < b for a, b in spans) for t, _ in spans)
+    most = max(sum(a <= t < b for a, b, _ in spans) for t, _, _ in spans)
     assert most == 2  # never 3 in flight, and the limit is used
 
 
 def test_provider_gate_bounds_the_request_rate_across_processes(tmp_path):
+    """5 per second, whoever asks. Six processes ask at once; the gate gives them start times 0.2 s apart,
+    the first no earlier than the first request, so the k-th start comes at least 0.2 k s after the first
+    request. Each process records when it wakes up, which on a loaded machine can be late by tens of ms (up
+    to 0.9 s was seen while the machine ran other work): lateness only delays a start, so this bound
+    holds, while the gaps between recorded starts can shrink. Without the gate all six start at once."""
     spans = _spans(tmp_path, 6, connections=6, rate=5.0, hold_s=0.0)
-    starts = np.array([a for a, _ in spans])
-    # 5 per second, whoever asks. The gate reserves start times 0.2 s apart and each process records when
-    # it wakes from its sleep, which is late by a few ms to tens of ms under load, so one gap can shrink
-    # by that much; over the five gaps the lateness does not add up. Without the gate all six start at once.
-    assert np.all(np.diff(starts) >= 0.2 - 0.05), np.diff(starts)
-    assert starts[-1] - starts[0] >= 5 * 0.2 - 0.03, np.diff(starts)
+    starts = np.array([a for a, _, _ in spans])
+    first_ask = min(asked for _, _, asked in spans)
+    np.testing.assert_array_less(first_ask + 0.2 * np.arange(6) - 1e-3, starts)
