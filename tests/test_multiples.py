@@ -161,3 +161,21 @@ def test_residual_floor_drops_what_the_subtraction_leaves_and_keeps_x_under_a_mu
     assert out[0.03, 0.5]["verdict"] == "present" and abs(out[0.03, 0.5]["x_depth_km"] - 300) <= 3
     assert out[0.03, 1.0]["verdict"] == "absent"
     assert out[0.03, 1.0]["reason"] == "not amplitude > 1 x the multiples subtracted there"
+
+
+def test_a_robust_refit_left_at_one_slowness_keeps_the_line():
+    """Six events at one slowness agree exactly with the first fitted line and the other four lie far off it:
+    the robust refit would keep only events at one slowness, where a line is undetermined (numpy's fit then
+    warns or fails). The scale stays the first fit, without warnings."""
+    import warnings
+
+    from xdisc.stack.multiples import _slowness_trend
+
+    p = np.array([0.05] * 6 + [0.04, 0.06, 0.03, 0.07])
+    amp = np.array([1.0] * 6 + [7.0, -5.0, -5.0, 7.0])  # centred on (0.05, 1): the first line passes through it
+    template = np.array([1.0, 2.0, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scale = _slowness_trend(amp[:, None] * template[None, :], template, p)
+    first = np.polyfit(p - p.mean(), amp, 1)
+    np.testing.assert_allclose(scale, np.clip(np.polyval(first, p - p.mean()), 0.0, 3.0))

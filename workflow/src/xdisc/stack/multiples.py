@@ -69,7 +69,9 @@ def _slowness_trend(aligned: np.ndarray, template: np.ndarray, p: np.ndarray) ->
         resid = amp - np.polyval(coef, p - p.mean())
         mad = np.median(np.abs(resid[keep] - np.median(resid[keep]))) + 1e-12
         keep = np.abs(resid) <= 3 * 1.4826 * mad
-        if keep.sum() < 3:
+        # refit only on events that can carry the fit: at least 3, and spread in slowness for a line (events
+        # that agree exactly at one slowness would leave a line undetermined: a rank-deficient fit, or none)
+        if keep.sum() < 3 or (degree and np.ptp(p[keep]) < MIN_SLOWNESS_SPREAD):
             break
     return np.clip(np.polyval(coef, p - p.mean()), 0.0, 3.0)
 
