@@ -264,6 +264,20 @@ def _ps_relative_slowness(model: EarthModel, depth_km: float, distance_deg: floa
     return float((t[1] - t[0]) / 10.0)
 
 
+def _shown_weak(missing: list[str], seen_amp: dict, boot: np.ndarray, depths: np.ndarray, cfg: dict) -> bool:
+    """Whether the one missing discontinuity (``missing``: ["d410"] or ["d660"]) is the earth's, not the
+    noise's (e.g. X that reaches the 410): the other is seen (``seen_amp``: its amplitude) and the upper 95 %
+    bootstrap bound anywhere in the missing one's window stays below ``WEAK_FRACTION`` of what the other
+    predicts for it through ``NORMAL_410_660``."""
+    if len(missing) != 1 or not seen_amp:
+        return False
+    (seen, amp), = seen_amp.items()
+    expected = amp * NORMAL_410_660 if seen == "d660_km" else amp / NORMAL_410_660
+    lo, hi = cfg[f"{missing[0]}_window_km"]
+    inside = (depths >= lo) & (depths <= hi)
+    return bool(inside.any()) and float(np.percentile(boot[:, inside], 97.5, axis=0).max()) < WEAK_FRACTION * expected
+
+
 def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
                      ref_dist, removed_stack=None) -> dict:
     """The verdict of a depth stack, its bootstrap means and bounds and its vespagram (rows ``rel_s``, columns
@@ -278,20 +292,13 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         out["reason"] = f"{n_rf} receiver functions < {cfg['min_rf']}"
         return out
     noise = float(np.median(boot_std[(depths >= 200) & (depths <= depths[-1])]))
-    seen_amp, upper = {}, {}
+    seen_amp = {}
     for key, window in (("d410_km", cfg["d410_window_km"]), ("d660_km", cfg["d660_window_km"])):
         peaks = _peaks(stack, lower, boot, depths, window)
-        inside = (depths >= window[0]) & (depths <= window[1])
-        upper[key] = float(np.max(np.percentile(boot[:, inside], 97.5, axis=0))) if inside.any() else np.inf
         if peaks and peaks[0]["lower"] > 0:  # an expected discontinuity: seen when significant
             out[key] = peaks[0]["depth"]
             seen_amp[key] = peaks[0]["amp"]
     missing = [k[:4] for k in ("d410_km", "d660_km") if not np.isfinite(out[k])]
-    shown_weak = False  # a missing 410 (660) is the earth's, not the noise's (e.g. X that reaches the 410)
-    if len(missing) == 1 and seen_amp:
-        (seen, amp), = seen_amp.items()
-        expected = amp * NORMAL_410_660 if seen == "d660_km" else amp / NORMAL_410_660
-        shown_weak = upper[f"{missing[0]}_km"] < WEAK_FRACTION * expected
     window = cfg["x_window_km"]
     margin = float(cfg.get("x_margin_km", 0.0))
     candidates = _peaks(stack, lower, boot, depths, (window[0] - margin, window[1] + margin))
@@ -302,6 +309,9 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
     # every positive peak in the window is a candidate, largest first; X is the first that is
     # significant, above the noise and moves out like a Ps conversion
     best, best_failed = None, None
+    fraction = float(cfg.get("multiples", {}).get("residual_fraction", 0.0))
+    if removed_stack is None or not np.any(np.isfinite(removed_stack)):
+        fraction = 0.0  # nothing was subtracted: no residual floor
     for pk in candidates:
         t_x = float(delay_table(model, [pk["depth"]], [p_ref])[0, 0])
         near = np.abs(time_s - t_x) <= 1.0
@@ -317,8 +327,7 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         }
         if cfg.get("min_x_amplitude", 0) > 0:
             checks[f"amplitude >= {cfg['min_x_amplitude']:g} of P"] = pk["amp"] >= cfg["min_x_amplitude"]
-        fraction = float(cfg.get("multiples", {}).get("residual_fraction", 0.0))
-        if fraction > 0 and removed_stack is not None and np.any(np.isfinite(removed_stack)):
+        if fraction > 0:
             near = np.abs(depths - pk["depth"]) <= RESIDUAL_REACH_KM  # what a subtraction there can leave
             subtracted = float(np.max(np.abs(np.nan_to_num(removed_stack[near]))))
             checks[f"amplitude > {fraction:g} x the multiples subtracted there"] = pk["amp"] > fraction * subtracted
@@ -331,7 +340,8 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
     out.update(x_depth_km=best["depth"], x_depth_err_km=best["depth_err"], x_amp=best["amp"],
                x_amp_err=best["amp_err"], x_snr=best["snr"], x_relative_slowness=best["u"],
                x_ps_relative_slowness=best["u_ps"])
-    if missing and (best_failed or not shown_weak or cfg.get("require_410_660", "for_absent") == "always"):
+    if missing and (best_failed or cfg.get("require_410_660", "for_absent") == "always"
+                    or not _shown_weak(missing, seen_amp, boot, depths, cfg)):
         # a station whose 410 (or 660) is not seen cannot show that X is missing; nor, unless it is shown
         # weak, that a peak in the X window is more than noise
         out["reason"] = f"{' and '.join(missing)} not seen"
