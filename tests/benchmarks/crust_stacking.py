@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all")
     ap.add_argument("--network", type=Path, help="an independent network (independent_network.py make)")
     ap.add_argument("--run", type=Path, help="a pipeline run on it (independent_network.py score --workdir)")
-    ap.add_argument("--table", type=Path, help="write each synthetic station's parameters and verdicts (CSV)")
+    ap.add_argument("--table", type=Path,
+                    help="write each station's parameters (synthetic) or truth (network), verdicts and reasons (CSV)")
     a = ap.parse_args(argv)
     if a.network or a.run:
         return network_scores(a)
@@ -163,6 +164,7 @@ def network_scores(a) -> int:
     x = truth["x_present"].astype(bool)
     depth, moho = truth["x_depth_km"].astype(float), truth["moho_km"].astype(float)
     print(f"{len(files)} stations of {a.network} ({int(x.sum())} with X), run {a.run}")
+    table = []
     for name, change in VARIANTS.items():
         if a.variants and name not in a.variants:
             continue
@@ -174,7 +176,11 @@ def network_scores(a) -> int:
         t0 = time.perf_counter()
         for f in files:
             attrs = stack_file(f, cfg).attrs
-            rows[f.stem] = (attrs["verdict"], attrs["x_depth_km"], attrs["moho_km"], attrs["vpvs"])
+            rows[f.stem] = (attrs["verdict"], attrs["x_depth_km"], attrs["moho_km"], attrs["vpvs"], attrs["reason"])
+        if a.table:
+            table += [{"variant": name, "station": code, "verdict": r[0], "x_depth_km": r[1], "reason": r[4],
+                       "true_x_present": int(x[code]), "true_x_depth_km": depth[code], "true_moho_km": moho[code]}
+                      for code, r in rows.items()]
         v = pd.Series({k: r[0] for k, r in rows.items()}).reindex(truth.index)
         present, decided = v == "present", v.isin(["present", "absent"])
         correct = (present & x) | ((v == "absent") & ~x)
@@ -195,6 +201,9 @@ def network_scores(a) -> int:
         if name == "reference":
             print(f"    H-kappa against the truth: Moho |err| median {h.abs().median():.1f} km "
                   f"(bias {h.median():+.1f}), Vp/Vs |err| median {k.abs().median():.3f} (bias {k.median():+.3f})")
+    if a.table:
+        pd.DataFrame(table).to_csv(a.table, index=False)
+        print(f"per-station table: {a.table}")
     return 0
 
 
