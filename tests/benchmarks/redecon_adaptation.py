@@ -126,7 +126,7 @@ def score(argv) -> int:
     import torch
     from sklearn.metrics import roc_auc_score
     from torch.utils.data import DataLoader, TensorDataset
-    from xdisc.cnn.adapt import AdaptSettings, draw_files, read_draw_images, station_thresholds
+    from xdisc.cnn.adapt import AdaptSettings, draw_files, lower_order_statistic, read_draw_images, station_thresholds
     from xdisc.cnn.datasets import read_station_images
     from xdisc.cnn.module import XClassifier
 
@@ -185,8 +185,6 @@ def score(argv) -> int:
             if a.own_noise_x:
                 th["absent_threshold"] = float(run_thresholds.loc[code, "absent_threshold"])
             elif a.no_cap:
-                from xdisc.cnn.adapt import lower_order_statistic
-
                 low = lower_order_statistic(prob(np.load(x_file)["image"]), settings.miss_rate)
                 th["absent_threshold"] = float(min(low, np.nextafter(th["present_threshold"], 0.0)))
             row.update(th)
