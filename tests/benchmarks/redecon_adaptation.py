@@ -7,10 +7,11 @@ the deconvolution, :mod:`xdisc.cnn.adapt`). Both could be made like the no-X dra
 the pipeline's own functions from the run's noise pools (which hold each event's pre-P noise) and scores the
 verdicts against the network's hidden truth, without rerunning the pipeline:
 
-1. ``draws``: per station, the X draws that ``xdisc calibrate`` picks (same seed, dVs >= ``absent_dvs``) from
-   the synthetic test set, redeconvolved; and ``--train`` training stations (half without X: a third of them
-   crust-matched, a third look-alikes of X, a third at random; half with X of any dVs, half of them
-   crust-matched) from the pretraining set, redeconvolved. Images saved per station (about 5 s per station
+1. ``draws``: per station, the X samples (dVs >= ``absent_dvs``) of the synthetic test set that ``xdisc
+   calibrate`` scores as own-noise stations (with ``match_crust`` the nearest crusts), redeconvolved; and
+   ``--train`` training stations (half without X: a third of them crust-matched, a third look-alikes of X,
+   a third at random; half with X of any dVs, half of them crust-matched) from the pretraining set,
+   redeconvolved. Images saved per station (about 5 s per station
    for 40 draws on one core).
 2. ``score``: fine-tunes the run's network (``results/cnn/finetune.ckpt``) on the training images for
    ``--epochs`` (0: as it is), then per station: the real score of image 0, thresholds from the run's
@@ -81,8 +82,9 @@ def _redeconvolved_images(config, set_path, chosen, out: Path, name: str, stream
 
 
 def draws(argv) -> int:
-    from xdisc.cnn.adapt import AdaptSettings, _calibration_pairs, crust_window, read_pools
+    from xdisc.cnn.adapt import AdaptSettings, crust_window, read_pools
     from xdisc.cnn.datasets import SyntheticSource
+    from xdisc.cnn.redecon import station_samples
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", type=Path, required=True)
@@ -100,11 +102,9 @@ def draws(argv) -> int:
     pools = read_pools(noise, test.grid_slowness, test.time_s, int(cfg["verdict"]["min_rf"]), ad.noise, True,
                        pre_p=True)
     chosen = []
-    for pool in pools:  # the X draws xdisc calibrate picks for this station
+    for pool in pools:  # the X samples xdisc calibrate scores for this station
         seed = _seed(config, pool.station)
-        pairs, kind = _calibration_pairs([pool], test, ad.calibration_draws, ad.absent_dvs, seed,
-                                         ad.crust_window_s if ad.match_crust else None, ad.hard_fraction)
-        chosen.append((pool, pairs[kind == 1, 1], seed))
+        chosen.append((pool, station_samples(pool, test, ad, seed)[1], seed))
     _redeconvolved_images(config, test_path, chosen, a.out, "x_draws", 37, lambda s: {"x_dvs": test.x_dvs[s]})
     if a.train > 0:
         train = SyntheticSource.read(train_path)

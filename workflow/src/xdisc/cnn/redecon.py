@@ -138,6 +138,15 @@ def station_seed(seed: int, station: str) -> int:
     return int(seed) * 1_000_003 + zlib.crc32(station.encode())
 
 
+def station_samples(pool, test: SyntheticSource, a: AdaptSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of the synthetic test set for a station's no-X and X calibration draws (``seed``: its
+    :func:`station_seed`), picked as :func:`xdisc.cnn.adapt.calibrate` picks them (with ``match_crust``
+    the nearest crusts, whatever the seed)."""
+    pairs, kind = _calibration_pairs([pool], test, a.calibration_draws, a.absent_dvs, seed,
+                                     a.crust_window_s if a.match_crust else None, a.hard_fraction)
+    return pairs[kind == 0, 1], pairs[kind == 1, 1]
+
+
 def calibration_draws(config: dict, test_path: str | Path, noise_files: list, out_dir: Path) -> list[Path]:
     """For every station of ``noise_files`` whose pool holds pre-P noise, the images of its
     ``cnn.adapt.calibration_draws`` no-X draws (samples picked as :func:`xdisc.cnn.adapt.calibrate` picks
@@ -158,9 +167,7 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
                         "its thresholds come from own-noise stations", pool.station)
             continue
         seed = station_seed(int(cfg["seed"]), pool.station)
-        pairs, kind = _calibration_pairs([pool], test, a.calibration_draws, a.absent_dvs, seed,
-                                         a.crust_window_s if a.match_crust else None, a.hard_fraction)
-        chosen.append((pool, pairs[kind == 0, 1], seed))
+        chosen.append((pool, station_samples(pool, test, a, seed)[0], seed))
     resp = Responses(test_path, config, np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, int))
     written = []
     t_out = resp.rf.time_axis()

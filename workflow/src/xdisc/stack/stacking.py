@@ -328,8 +328,8 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         if cfg.get("min_x_amplitude", 0) > 0:
             checks[f"amplitude >= {cfg['min_x_amplitude']:g} of P"] = pk["amp"] >= cfg["min_x_amplitude"]
         if fraction > 0:
-            near = np.abs(depths - pk["depth"]) <= RESIDUAL_REACH_KM  # what a subtraction there can leave
-            subtracted = float(np.max(np.abs(np.nan_to_num(removed_stack[near]))))
+            around = np.abs(depths - pk["depth"]) <= RESIDUAL_REACH_KM  # what a subtraction there can leave
+            subtracted = float(np.max(np.abs(np.nan_to_num(removed_stack[around]))))
             checks[f"amplitude > {fraction:g} x the multiples subtracted there"] = pk["amp"] > fraction * subtracted
         failed = [name for name, ok in checks.items() if not ok]
         if best is None:
