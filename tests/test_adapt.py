@@ -10,7 +10,7 @@ import xarray as xr
 from conftest import EASY
 from xdisc import config as cfgmod
 from xdisc.cli import main
-from xdisc.cnn import adapt, datasets, predict, train
+from xdisc.cnn import adapt, calibration, datasets, predict, synthetic_set, train
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import load_classifier
 from xdisc.core.artifacts import write_netcdf
@@ -49,7 +49,7 @@ def test_noise_pool_is_the_transverse_rf_over_the_radial_p_at_the_radial_noise_l
     np.testing.assert_allclose(read_pool(tmp_path / "pool.nc", radial=True)["radial"], radial / amp[:, None],
                                rtol=1e-5, atol=1e-7)
     grid = np.unique(np.round(ds["slowness_s_per_km"].values[ok], 3))
-    pools = adapt.read_pools([tmp_path / "pool.nc"] * 3, grid, t, 3, radial=True)  # several files (match_crust)
+    pools = calibration.read_pools([tmp_path / "pool.nc"] * 3, grid, t, 3, radial=True)  # several files (match_crust)
     assert len(pools) == 3 and all(p.radial.shape == p.noise.shape for p in pools)
     assert read_pool(tmp_path / "pool.nc", "residual")["noise"].shape == (ok.sum(), t.size)
     with pytest.raises(ValueError, match="kind"):
@@ -80,7 +80,7 @@ def test_own_noise_image_without_noise_is_the_image_of_the_clean_signal(default_
     clean[:, np.argmin(np.abs(t))] = 0.4          # direct P
     clean[:, np.argmin(np.abs(t - 32.0))] = 0.02  # a conversion near 300 km
     k = np.array([0, 1, 2, 2, 1, 0, 0, 1, 2, 1, 0, 2])
-    pool = adapt.Pool("XX.A", np.zeros((k.size, t.size)), grid[k], k)
+    pool = calibration.Pool("XX.A", np.zeros((k.size, t.size)), grid[k], k)
     img = adapt.own_noise_image(clean, grid, pool, np.random.default_rng(1), t, mapper, settings)
     ref = build_image(normalise_by_p(clean[k], t), t, grid[k], mapper, settings, normalised=True)[0]
     np.testing.assert_allclose(img, ref, atol=1e-6)
@@ -109,17 +109,17 @@ def test_crust_matching_calibrates_on_samples_with_the_station_crust():
     k = rng.integers(0, 3, 30)
     station = 7  # has X (label 1); the no-X draws are matched on the crust alone
     radial = clean[station][k] + rng.normal(0, 0.03, (k.size, t.size))
-    pool = adapt.Pool("XX.A", np.zeros((k.size, t.size)), grid[k], k, radial)
-    d = adapt.crust_distances(pool, source, (-1.0, 20.0))
+    pool = calibration.Pool("XX.A", np.zeros((k.size, t.size)), grid[k], k, radial)
+    d = calibration.crust_distances(pool, source, (-1.0, 20.0))
     assert np.argmin(d) == station
-    pairs, kind = adapt._calibration_pairs([pool], source, 4, 0.03, seed=1, crust_window_s=(-1.0, 20.0))
+    pairs, kind = calibration.calibration_pairs([pool], source, 4, 0.03, seed=1, crust_window_s=(-1.0, 20.0))
     for cls_ in (0, 1):
         picked = pairs[kind == cls_, 1]
         assert np.all(label[picked] == cls_) and np.all(np.abs(delay[picked] - delay[station]) < 0.5), delay[picked]
     assert pairs[kind == 1, 1][0] == station
-    plain = adapt.Pool("XX.A", pool.noise, pool.slowness, k)
-    assert adapt.crust_distances(plain, source, (-1.0, 20.0)) is None
-    random_pairs, _ = adapt._calibration_pairs([plain], source, 4, 0.03, seed=1, crust_window_s=(-1.0, 20.0))
+    plain = calibration.Pool("XX.A", pool.noise, pool.slowness, k)
+    assert calibration.crust_distances(plain, source, (-1.0, 20.0)) is None
+    random_pairs, _ = calibration.calibration_pairs([plain], source, 4, 0.03, seed=1, crust_window_s=(-1.0, 20.0))
     assert random_pairs.shape == pairs.shape
 
 
@@ -135,31 +135,31 @@ def test_hard_fraction_calibrates_on_look_alikes_of_x(tmp_path):
     source = datasets.SyntheticSource.read(path)
     ds = xr.open_dataset(path)
     expected = np.isin(ds["distractor"].values.astype(str), ("deep", "lvz")) | (
-        np.nan_to_num(ds["sediment_km"].values) >= datasets.HARD_SEDIMENT_KM)
+        np.nan_to_num(ds["sediment_km"].values) >= synthetic_set.HARD_SEDIMENT_KM)
     np.testing.assert_array_equal(source.hard, expected)
     assert source.hard[source.label == 0].any() and not source.hard[source.label == 0].all()
-    pool = adapt.Pool("XX.A", np.zeros((5, source.time_s.size)), source.grid_slowness[:5], np.arange(5))
+    pool = calibration.Pool("XX.A", np.zeros((5, source.time_s.size)), source.grid_slowness[:5], np.arange(5))
     for fraction, least in ((0.0, 0), (0.5, 10)):
-        pairs, kind = adapt._calibration_pairs([pool], source, 20, 0.03, seed=1, hard_fraction=fraction)
+        pairs, kind = calibration.calibration_pairs([pool], source, 20, 0.03, seed=1, hard_fraction=fraction)
         no_x = pairs[kind == 0, 1]
         assert np.all(source.label[no_x] == 0) and source.hard[no_x].sum() >= least
     assert source.hard[no_x[:10]].all()
 
 
 def test_station_thresholds_are_conformal_order_statistics_bounded_by_one_half():
-    a = adapt.AdaptSettings(false_alarm_rate=0.05, miss_rate=0.1)
+    a = calibration.AdaptSettings(false_alarm_rate=0.05, miss_rate=0.1)
     no_x, x = np.linspace(0.2, 0.8, 100), np.linspace(0.3, 1.0, 100)
-    t = adapt.station_thresholds(no_x, x, a)
+    t = calibration.station_thresholds(no_x, x, a)
     # n = 100: k = ceil(101 * 0.95) = 96 and floor(101 * 0.1) = 10 (1-based)
     assert t["present_threshold"] == no_x[95] and t["absent_threshold"] == x[9]
     assert t["false_alarm_rate"] == pytest.approx(0.05) and 0 < t["detection_rate"] < 1
     # well separated: the order statistics would cross; present still needs p >= 0.5, absent p < 0.5
-    separated = adapt.station_thresholds(np.linspace(0, 0.2, 50), np.linspace(0.8, 1, 50), a)
+    separated = calibration.station_thresholds(np.linspace(0, 0.2, 50), np.linspace(0.8, 1, 50), a)
     assert separated["present_threshold"] == 0.5 and separated["absent_threshold"] < 0.5
     assert separated["detection_rate"] == 1.0 and separated["miss_rate"] == 0.0
     # too few draws for the rate: the extreme score
-    assert adapt.upper_order_statistic(np.arange(10.0), 0.05) == 9.0
-    assert adapt.lower_order_statistic(np.arange(5.0), 0.1) == 0.0
+    assert calibration.upper_order_statistic(np.arange(10.0), 0.05) == 9.0
+    assert calibration.lower_order_statistic(np.arange(5.0), 0.1) == 0.0
 
 
 def test_station_thresholds_bound_the_rates_on_fresh_exchangeable_draws():
@@ -167,13 +167,13 @@ def test_station_thresholds_bound_the_rates_on_fresh_exchangeable_draws():
     threshold t is 1 - t exactly. Averaged over many calibrations of 40 draws, present is reached by at
     most false_alarm_rate of fresh no-X draws, and absent by at most miss_rate of fresh X draws;
     np.quantile, the thresholds used before, lets through 7.2 % instead of 5 %."""
-    a = adapt.AdaptSettings(false_alarm_rate=0.05, miss_rate=0.1)
+    a = calibration.AdaptSettings(false_alarm_rate=0.05, miss_rate=0.1)
     rng = np.random.default_rng(5)
     upper, lower, plain = [], [], []
     for _ in range(4000):
         u = rng.random(40)
-        upper.append(1.0 - adapt.upper_order_statistic(u, a.false_alarm_rate))
-        lower.append(adapt.lower_order_statistic(u, a.miss_rate))
+        upper.append(1.0 - calibration.upper_order_statistic(u, a.false_alarm_rate))
+        lower.append(calibration.lower_order_statistic(u, a.miss_rate))
         plain.append(1.0 - np.quantile(u, 1.0 - a.false_alarm_rate))
     assert np.mean(upper) == pytest.approx(2 / 41, abs=0.003) and np.mean(upper) <= 0.05
     assert np.mean(lower) == pytest.approx(4 / 41, abs=0.004) and np.mean(lower) <= 0.1
@@ -250,7 +250,7 @@ def test_adapt_and_calibrate_bound_false_alarms_at_quiet_and_noisy_stations(easy
     module = load_classifier(tmp / "adapted.ckpt")
     src = easy_run["src"]
     settings = ImageSettings.from_config(cfg["images"])
-    pool_objs = adapt.read_pools(pools, src.grid_slowness, src.time_s, 10)
+    pool_objs = calibration.read_pools(pools, src.grid_slowness, src.time_s, 10)
     no_x = np.flatnonzero(src.label == 0)
     for s, pool in enumerate(pool_objs):
         pairs = np.stack([np.full(200, s), np.resize(no_x, 200)], axis=1)

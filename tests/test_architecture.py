@@ -110,6 +110,20 @@ def test_cnn_reads_labels_never_the_web_app_or_the_downloader():
     assert "xdisc.labels" in GRAPH["xdisc.cnn.datasets"]
 
 
+def test_the_calibration_draws_run_without_torch():
+    """``xdisc calibration-draws`` runs per batch of stations: importing torch and lightning would cost each
+    batch 6-10 s of a 2-core machine. Everything it imports, transitively, leaves them out."""
+    seen, todo = set(), ["xdisc.cnn.redecon"]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += sorted(GRAPH[name])
+    assert {"xdisc.cnn.calibration", "xdisc.cnn.synthetic_set", "xdisc.cnn.images"} <= seen
+    heavy = {name: sorted(_imports(name) & {"torch", "lightning"}) for name in seen}
+    assert not {k: v for k, v in heavy.items() if v}
+
+
 def test_report_reads_artifacts_and_imports_no_stage():
     for name in (m for m in MODULES if _within(m, ("xdisc.report",))):
         bad = [m for m in GRAPH[name] if _within(m, STAGES) and not _within(m, ("xdisc.report",))]

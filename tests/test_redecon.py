@@ -12,7 +12,7 @@ import xarray as xr
 from scipy.signal import coherence, welch
 from xdisc import config as cfgmod
 from xdisc.cli import main
-from xdisc.cnn import adapt, redecon
+from xdisc.cnn import calibration, redecon
 from xdisc.cnn.module import load_classifier
 from xdisc.cnn.shipped import CHECKPOINT as SHIPPED_CHECKPOINT
 from xdisc.core.artifacts import write_netcdf
@@ -133,8 +133,8 @@ def test_calibrate_takes_the_present_threshold_from_the_redeconvolved_draws(rf_e
     module = load_classifier(SHIPPED_CHECKPOINT)
     with torch.no_grad():
         prob = module.probability(torch.from_numpy(images)).numpy().astype(float)
-    a = adapt.AdaptSettings.from_config({"calibration_draws": 8})
-    want = max(0.5, adapt.upper_order_statistic(prob, a.false_alarm_rate))
+    a = calibration.AdaptSettings.from_config({"calibration_draws": 8})
+    want = max(0.5, calibration.upper_order_statistic(prob, a.false_alarm_rate))
     assert float(redone["present_threshold"]) == pytest.approx(want, rel=1e-6)
     assert redone["absent_threshold"] == own["absent_threshold"]  # X draws: own-noise stations either way
 

@@ -58,7 +58,7 @@ def _rate(mask, sel):
 
 def main(argv=None) -> int:
     from xdisc import config as cfgmod
-    from xdisc.cnn.datasets import SyntheticSource
+    from xdisc.cnn.synthetic_set import SyntheticSource
     from xdisc.core.artifacts import open_netcdf, write_netcdf
     from xdisc.core.earthmodel import load_model
     from xdisc.core.moveout import distance_for_slowness

@@ -25,10 +25,10 @@ def main(argv=None) -> int:
     import xarray as xr
     import yaml
     from xdisc import config as cfgmod
-    from xdisc.cnn.datasets import SyntheticSource
     from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
     from xdisc.cnn.module import XClassifier
     from xdisc.cnn.predict import predict_station
+    from xdisc.cnn.synthetic_set import SyntheticSource
     from xdisc.core.deconvolution import normalise_by_p
     from xdisc.core.earthmodel import load_model
 

@@ -47,7 +47,7 @@ def _seed(config: dict, station: str, offset: int = 0) -> int:
 
 
 def _training_samples(pool, source, normalised, n: int, rng, window_s) -> np.ndarray:
-    from xdisc.cnn.adapt import crust_distances
+    from xdisc.cnn.calibration import crust_distances
 
     no_x, with_x = np.flatnonzero(source.label == 0), np.flatnonzero(source.label == 1)
     hard = no_x[source.hard[no_x]] if source.hard is not None else no_x
@@ -82,9 +82,9 @@ def _redeconvolved_images(config, set_path, chosen, out: Path, name: str, stream
 
 
 def draws(argv) -> int:
-    from xdisc.cnn.adapt import AdaptSettings, crust_window, read_pools
-    from xdisc.cnn.datasets import SyntheticSource
+    from xdisc.cnn.calibration import AdaptSettings, crust_window, read_pools
     from xdisc.cnn.redecon import station_samples
+    from xdisc.cnn.synthetic_set import SyntheticSource
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", type=Path, required=True)
@@ -126,7 +126,8 @@ def score(argv) -> int:
     import torch
     from sklearn.metrics import roc_auc_score
     from torch.utils.data import DataLoader, TensorDataset
-    from xdisc.cnn.adapt import AdaptSettings, draw_files, lower_order_statistic, read_draw_images, station_thresholds
+    from xdisc.cnn.adapt import draw_files, read_draw_images
+    from xdisc.cnn.calibration import AdaptSettings, lower_order_statistic, station_thresholds
     from xdisc.cnn.datasets import read_station_images
     from xdisc.cnn.module import XClassifier
 

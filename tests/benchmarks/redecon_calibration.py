@@ -69,7 +69,8 @@ def station_pools(run: Path, codes: list, cfg: dict, out: Path) -> list[Path]:
 def score(argv) -> int:
     import torch
     from xdisc.cnn import redecon
-    from xdisc.cnn.adapt import AdaptSettings, read_draw_images, upper_order_statistic
+    from xdisc.cnn.adapt import read_draw_images
+    from xdisc.cnn.calibration import AdaptSettings, upper_order_statistic
     from xdisc.cnn.module import XClassifier
     from xdisc.cnn.predict import predict_station
 

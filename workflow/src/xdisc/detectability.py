@@ -265,8 +265,8 @@ def like_station(norm: np.ndarray, slowness: np.ndarray, time_s: np.ndarray, tab
     """The ``n`` structures of ``table`` = (receiver functions (sample, slowness, time) / direct P, their
     slownesses) whose crustal part (``window_s`` around P: direct P, sediment and Moho conversions, the
     first multiples) is closest to the station's mean receiver function at each of its slownesses
-    (:func:`xdisc.cnn.adapt.crust_misfit`, as the CNN's calibration matches crusts), nearest first."""
-    from xdisc.cnn.adapt import crust_misfit
+    (:func:`xdisc.cnn.calibration.crust_misfit`, as the CNN's calibration matches crusts), nearest first."""
+    from xdisc.cnn.calibration import crust_misfit
 
     rf_q, p_q = np.asarray(table[0], float), np.asarray(table[1], float)
     win = (time_s >= window_s[0]) & (time_s <= window_s[1])

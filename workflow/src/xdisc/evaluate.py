@@ -12,7 +12,7 @@ multiples of thick crusts arriving in the X window.
 
 The CNN's **verdicts** (``cnn_verdict``) are scored as the pipeline makes them with per-station
 thresholds (:mod:`xdisc.cnn.adapt`): at each SNR level, half of the test stations (seeded) calibrate
-the thresholds of that level (:func:`xdisc.cnn.adapt.station_thresholds`: present at or above the
+the thresholds of that level (:func:`xdisc.cnn.calibration.station_thresholds`: present at or above the
 conformal ``1 - cnn.adapt.false_alarm_rate`` order statistic of their scores without X, absent at or
 below the ``cnn.adapt.miss_rate`` one of their scores with X of dVs >= ``cnn.adapt.absent_dvs``), and
 the other half is scored: false alarms (present without X), detections, undetermined and accuracy
@@ -46,8 +46,8 @@ N_STRUCTURE_BINS = 5
 def evaluate_methods(module, test_path: str, config: dict, seed: int | None = None, progress=None) -> dict:
     """Accuracy of the CNN and of stacking against SNR and dVs on synthetic test stations
     (``cnn.evaluation``: receiver functions per station, SNR levels, number of samples)."""
-    from xdisc.cnn.datasets import SyntheticSource
     from xdisc.cnn.predict import predict_station
+    from xdisc.cnn.synthetic_set import SyntheticSource
 
     ev = config["cnn"]["evaluation"]
     n_rf, snr_levels = ev["n_rf"], tuple(ev["snr_levels"])
@@ -110,7 +110,7 @@ def evaluate_methods(module, test_path: str, config: dict, seed: int | None = No
 def level_verdicts(prob: np.ndarray, y: np.ndarray, x_dvs: np.ndarray, adapt_cfg: dict, seed: int) -> dict:
     """CNN verdicts of (level, sample) probabilities with thresholds calibrated per level on a seeded half
     of the samples, scored on the other half (see the module docstring)."""
-    from xdisc.cnn.adapt import AdaptSettings, station_thresholds
+    from xdisc.cnn.calibration import AdaptSettings, station_thresholds
 
     a = AdaptSettings.from_config(adapt_cfg)
     n = y.size

@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -42,93 +41,28 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from xdisc.cnn.datasets import SyntheticSource
+from xdisc.cnn.calibration import (
+    NO_X_DRAWS,
+    AdaptSettings,
+    Pool,
+    calibration_pairs,
+    crust_distances,
+    crust_window,
+    read_pools,
+    station_thresholds,
+)
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import XClassifier, logits_of
+from xdisc.cnn.synthetic_set import SyntheticSource
 from xdisc.core import metrics
 from xdisc.core.artifacts import atomic_output, open_netcdf, software_versions, write_csv, write_json
 from xdisc.core.deconvolution import normalise_by_p
 from xdisc.core.earthmodel import load_model
-from xdisc.synth.noise_pool import read_pool
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_COLUMNS = ("station", "n_rf", "present_threshold", "absent_threshold", "false_alarm_rate",
                        "detection_rate", "miss_rate", "n_draws", "no_x_draws")
-# where a station's no-X calibration draws come from: deconvolved as its data (xdisc calibration-draws), or
-# noise-free synthetics plus its noise pool
-NO_X_DRAWS = ("redeconvolved", "own-noise")
-
-
-@dataclass(frozen=True)
-class AdaptSettings:
-    """The ``cnn.adapt`` configuration section."""
-
-    enabled: bool = True
-    noise: str = "transverse"
-    epochs: int = 4
-    images_per_epoch: int = 2000
-    batch_size: int = 64
-    learning_rate: float = 3e-4
-    weight_decay: float = 1e-4
-    subset_probability: float = 0.5
-    calibration_draws: int = 40
-    false_alarm_rate: float = 0.05
-    miss_rate: float = 0.1
-    absent_dvs: float = 0.03
-    hard_fraction: float = 0.5
-    max_stations: int = 2000
-    match_crust: bool = True
-    crust_window_s: tuple = (-1.0, 20.0)
-    calibration_noise: str = "redeconvolved"
-    batch_stations: int = 20
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> AdaptSettings:
-        cfg = dict(cfg)
-        if "crust_window_s" in cfg:
-            cfg["crust_window_s"] = tuple(float(v) for v in cfg["crust_window_s"])
-        return cls(**cfg)
-
-
-@dataclass
-class Pool:
-    """One station's noise pool, restricted to the slownesses the synthetic grid covers."""
-
-    station: str
-    noise: np.ndarray      # (trace, time)
-    slowness: np.ndarray   # (trace,)
-    grid_index: np.ndarray  # (trace,) nearest slowness of the synthetic grid
-    radial: np.ndarray | None = None  # (trace, time) the station's receiver functions / direct P
-    pre_p: np.ndarray | None = None   # (trace, vertical/radial, time) pre-P noise / the vertical's signal rms
-
-
-def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_rf: int,
-               method: str = "transverse", radial: bool = False, pre_p: bool = False) -> list[Pool]:
-    """The noise pools with at least ``min_rf`` traces inside the synthetic slowness grid (half a step
-    beyond its ends at most); the time axes must be the synthetic set's. ``radial``: also keep the
-    stations' receiver functions (for ``match_crust``); ``pre_p``: their pre-P noise (traces without
-    it are left out; None for a pool that has none)."""
-    grid = np.asarray(grid_slowness, float)
-    half = 0.5 * float(np.min(np.diff(grid))) if grid.size > 1 else 0.005
-    pools = []
-    for path in paths:
-        raw = read_pool(path, method, radial, pre_p)
-        if raw["time"].size != time_s.size or not np.allclose(raw["time"], time_s, atol=1e-6):
-            raise ValueError(f"{path}: time axis differs from the synthetic set's (receiver_function settings)")
-        p = raw["slowness"]
-        inside = (p >= grid[0] - half) & (p <= grid[-1] + half) & np.all(np.isfinite(raw["noise"]), axis=1)
-        if raw["pre_p"] is not None:
-            inside &= np.all(np.isfinite(raw["pre_p"]), axis=(1, 2))
-        if inside.sum() < min_rf:
-            log.info("adapt: %s: %d noise trace(s) in the slowness grid < %d; no own-noise stations",
-                     raw["station"], int(inside.sum()), min_rf)
-            continue
-        k = np.argmin(np.abs(p[inside, None] - grid[None, :]), axis=1)
-        kept = raw["radial"][inside] if raw["radial"] is not None else None
-        pools.append(Pool(raw["station"], raw["noise"][inside], p[inside], k, kept,
-                          raw["pre_p"][inside] if raw["pre_p"] is not None else None))
-    return pools
 
 
 def own_noise_image(clean: np.ndarray, grid_slowness: np.ndarray, pool: Pool, rng: np.random.Generator,
@@ -172,7 +106,8 @@ class OwnNoiseImages(Dataset):
         subset = self.subset_fraction if rng.random() < self.subset_probability else None
         img = own_noise_image(self.source.clean[i], self.source.grid_slowness, self.pools[s], rng,
                               self.source.time_s, self._mapper, self.settings, subset)
-        return torch.from_numpy(img), torch.tensor(float(self.source.label[i])), self.source.depth_target(i)
+        label, depth = float(self.source.label[i]), self.source.depth_target(i)
+        return torch.from_numpy(img), torch.tensor(label), torch.tensor(depth)
 
 
 class _Epochs(L.Callback):
@@ -208,103 +143,6 @@ def _training_pairs(pools: list[Pool], source: SyntheticSource, n: int, seed: in
         pick = rng.integers(0, len(near), mine.size)
         samples[mine] = [near[c][rng.integers(0, near[c].size)] for c in pick]
     return np.stack([stations, samples], axis=1)
-
-
-def crust_distances(pool: Pool, source: SyntheticSource, window_s: tuple, normalised: np.ndarray | None = None
-                    ) -> np.ndarray | None:
-    """Per sample of ``source``, the mean squared difference between its noise-free receiver functions
-    and the station's mean receiver function, per slowness of the grid the station's events fall on
-    (weighted by their number), over ``window_s`` (s after P): how unlike the station's crust each
-    sample's crust is. None where the pool keeps no radial receiver functions. ``normalised`` may
-    hold the source's P-normalised clean traces in that window (to share them across stations)."""
-    if pool.radial is None:
-        return None
-    if normalised is None:
-        normalised = crust_window(source, window_s)
-    return crust_misfit(pool.radial[:, _in_window(source.time_s, window_s)], pool.grid_index, normalised)
-
-
-def crust_misfit(radial: np.ndarray, grid_index: np.ndarray, samples: np.ndarray) -> np.ndarray:
-    """Per sample, the mean squared difference between ``samples`` (sample, slowness, time: noise-free
-    receiver functions / direct P in a crustal window) and a station's mean receiver function (``radial``:
-    event, same window) at each grid slowness its events fall on (``grid_index``), weighted by their number."""
-    bins, counts = np.unique(grid_index, return_counts=True)
-    obs = np.stack([np.nanmean(radial[grid_index == k], axis=0) for k in bins])
-    d = np.nanmean((samples[:, bins, :] - obs[None]) ** 2, axis=2)
-    return d @ counts / counts.sum()
-
-
-def crust_window(source: SyntheticSource, window_s: tuple) -> np.ndarray:
-    """The source's noise-free receiver functions / direct P inside ``window_s`` (sample, slowness, time)."""
-    return normalise_by_p(source.clean.astype(float), source.time_s)[:, :, _in_window(source.time_s, window_s)]
-
-
-def _in_window(time_s: np.ndarray, window_s: tuple) -> np.ndarray:
-    return (time_s >= window_s[0]) & (time_s <= window_s[1])
-
-
-def _calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, absent_dvs: float,
-                       seed: int, crust_window_s: tuple | None = None, hard_fraction: float = 0.0
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Per station ``draws`` samples without X and ``draws`` with X of dVs >= ``absent_dvs``: pairs and,
-    per pair, 0/1 for no X / X. At random (with replacement where the set holds fewer); with
-    ``crust_window_s``, the samples whose crust is nearest the station's (:func:`crust_distances`),
-    where its pool keeps its receiver functions. With ``hard_fraction``, that fraction of the no-X draws
-    are look-alikes of X (``source.hard``: a distractor below the X window, a low-velocity zone, thick
-    sediments), so that the present threshold bounds false alarms on them too."""
-    rng = np.random.default_rng([seed, 23])
-    no_x = np.flatnonzero(source.label == 0)
-    with_x = np.flatnonzero((source.label == 1) & (source.x_dvs >= absent_dvs - 1e-9))
-    if no_x.size == 0 or with_x.size == 0:
-        raise ValueError(f"the synthetic test set needs samples without X and with X of dVs >= {absent_dvs}")
-    hard = no_x[source.hard[no_x]] if source.hard is not None and hard_fraction > 0 else np.zeros(0, int)
-    n_hard = round(hard_fraction * draws) if hard.size else 0
-    normalised = crust_window(source, crust_window_s) if crust_window_s is not None else None
-    pairs, kind = [], []
-    for s, pool in enumerate(pools):
-        dist = crust_distances(pool, source, crust_window_s, normalised) if normalised is not None else None
-        for cls_, idx in ((0, no_x), (1, with_x)):
-            pick = rng.choice(idx, size=draws, replace=idx.size < draws)
-            if dist is not None and idx.size >= draws:
-                pick = idx[np.argsort(dist[idx], kind="stable")[:draws]]
-            if cls_ == 0 and n_hard:
-                pick[:n_hard] = rng.choice(hard, size=n_hard, replace=hard.size < n_hard)
-            pairs += [(s, i) for i in pick]
-            kind += [cls_] * draws
-    return np.array(pairs, int), np.array(kind, int)
-
-
-def station_thresholds(prob_no_x: np.ndarray, prob_x: np.ndarray, a: AdaptSettings) -> dict:
-    """A station's thresholds from the (calibrated) probabilities of its own-noise stations without and
-    with X, as conformal order statistics (:func:`upper_order_statistic`): ``present`` at or above the
-    score that a new station without X exceeds with probability at most ``false_alarm_rate`` (where the
-    draws are exchangeable with it), and at least 0.5 (X at least as likely as not: where a station's
-    no-X scores are all tiny, a quantile of them is no evidence); ``absent`` at or below the score that a
-    new station with X falls under with probability at most ``miss_rate``, and below 0.5."""
-    present = float(max(0.5, upper_order_statistic(prob_no_x, a.false_alarm_rate)))
-    absent = float(min(lower_order_statistic(prob_x, a.miss_rate), np.nextafter(0.5, 0.0)))
-    return {"present_threshold": present, "absent_threshold": absent,
-            "false_alarm_rate": float(np.mean(prob_no_x >= present)),
-            "detection_rate": float(np.mean(prob_x >= present)), "miss_rate": float(np.mean(prob_x <= absent)),
-            "n_draws": int(prob_no_x.size)}
-
-
-def upper_order_statistic(scores: np.ndarray, rate: float) -> float:
-    """The k-th smallest of n ``scores`` with k = ceil((n + 1)(1 - rate)): a new score exchangeable with
-    them reaches it with probability (n + 1 - k) / (n + 1) <= ``rate`` (split-conformal; Vovk et al. 2005).
-    ``np.quantile(scores, 1 - rate)`` sits lower and lets through more: 7.2 % for rate 0.05 and 40 draws.
-    Where n is too small for ``rate`` (k > n), the largest score: the rate is then 1 / (n + 1)."""
-    s = np.sort(np.asarray(scores, float))
-    k = math.ceil((s.size + 1) * (1.0 - rate) - 1e-9)
-    return float(s[min(max(k, 1), s.size) - 1])
-
-
-def lower_order_statistic(scores: np.ndarray, rate: float) -> float:
-    """The k-th smallest of n ``scores`` with k = floor((n + 1) rate): a new exchangeable score falls at or
-    below it with probability k / (n + 1) <= ``rate``. Where n is too small (k = 0), the smallest score."""
-    s = np.sort(np.asarray(scores, float))
-    k = math.floor((s.size + 1) * rate + 1e-9)
-    return float(s[max(k, 1) - 1])
 
 
 def _fit(module: XClassifier, data: OwnNoiseImages, a: AdaptSettings, seed: int, threads: int) -> None:
@@ -356,7 +194,7 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
     _fit(module, data, a, seed, threads)
     result["fit_seconds"] = time.perf_counter() - t0
     # held-out own-noise stations: how the pretrained and the adapted network score them
-    pairs, _ = _calibration_pairs(pools, test, max(5, a.calibration_draws // 4), a.absent_dvs, seed + 5)
+    pairs, _ = calibration_pairs(pools, test, max(5, a.calibration_draws // 4), a.absent_dvs, seed + 5)
     held_out = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], seed + 5, fixed=True)
     logits, y = logits_of(module, held_out)
     temperature = float(metrics.fit_temperature(logits, y))
@@ -395,7 +233,7 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
     rows: list[dict] = []
     if a.enabled and pools:
         t0 = time.perf_counter()
-        pairs, kind = _calibration_pairs(pools, test, a.calibration_draws, a.absent_dvs, int(cfg["seed"]),
+        pairs, kind = calibration_pairs(pools, test, a.calibration_draws, a.absent_dvs, int(cfg["seed"]),
                                          a.crust_window_s if a.match_crust else None, a.hard_fraction)
         data = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], int(cfg["seed"]) + 1, fixed=True)
         logits, _ = logits_of(module, data)

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
+from xdisc.cnn.synthetic_set import SyntheticSource
 from xdisc.core.artifacts import open_netcdf
 from xdisc.core.deconvolution import RFSettings
 from xdisc.core.earthmodel import load_model
@@ -27,56 +28,6 @@ from xdisc.synth.stations import StationDraw, synthetic_station
 from xdisc.synth.synthetics import load_noise_pool
 
 LABELS = {PRESENT: 1, ABSENT: 0}
-
-
-HARD_SEDIMENT_KM = 1.5  # behind this much sediment the source's residue reaches several % of P in the X window
-
-
-@dataclass
-class SyntheticSource:
-    """Noise-free receiver functions of a synthetic dataset, in memory."""
-
-    clean: np.ndarray          # (sample, slowness, time) float32
-    label: np.ndarray          # (sample,)
-    model: np.ndarray          # (sample,) reference model name
-    x_dvs: np.ndarray          # (sample,)
-    grid_slowness: np.ndarray
-    time_s: np.ndarray
-    dt: float
-    gaussian_width_hz: float
-    x_depth: np.ndarray | None = None  # (sample,) depth of the X conversion (km): top + half the gradient; NaN: none
-    hard: np.ndarray | None = None     # (sample,) a look-alike of X: a distractor below the X window or a
-    #                                    low-velocity zone, or sediments of HARD_SEDIMENT_KM or more
-
-    @classmethod
-    def read(cls, path: str | Path, models: list[str] | None = None) -> SyntheticSource:
-        with open_netcdf(path) as ds:
-            keep = np.ones(ds.sizes["sample"], bool)
-            if models:
-                keep = np.isin(ds["model"].values.astype(str), models)
-                if not keep.any():
-                    raise ValueError(f"{path}: no sample of model(s) {', '.join(models)}")
-            time_s = ds["time"].values
-            depth = None
-            if "x_depth_km" in ds:
-                depth = ds["x_depth_km"].values[keep].astype(float)
-                if "x_gradient_km" in ds:
-                    depth = depth + 0.5 * np.nan_to_num(ds["x_gradient_km"].values[keep].astype(float))
-            hard = None
-            if "distractor" in ds and "sediment_km" in ds:
-                hard = (np.isin(ds["distractor"].values[keep].astype(str), ("deep", "lvz"))
-                        | (np.nan_to_num(ds["sediment_km"].values[keep].astype(float)) >= HARD_SEDIMENT_KM))
-            return cls(clean=np.ascontiguousarray(ds["rf_clean"].values[keep], dtype=np.float32),
-                       label=ds["label"].values[keep].astype(int), model=ds["model"].values[keep].astype(str),
-                       x_dvs=ds["x_dvs"].values[keep].astype(float), grid_slowness=ds["slowness"].values.astype(float),
-                       time_s=time_s, dt=float(time_s[1] - time_s[0]),
-                       gaussian_width_hz=float(ds.attrs["rf_gaussian_width_hz"]), x_depth=depth, hard=hard)
-
-    def depth_target(self, i: int) -> torch.Tensor:
-        """Depth of sample ``i``'s X conversion (km) for the depth head; NaN without X or unknown."""
-        if self.x_depth is None or self.label[i] != 1:
-            return torch.tensor(float("nan"))
-        return torch.tensor(float(self.x_depth[i]))
 
 
 class SyntheticImages(Dataset):
@@ -114,7 +65,8 @@ class SyntheticImages(Dataset):
             img = self._cache[j]
         else:
             img = self.image(j, self.epoch)
-        return torch.from_numpy(img), torch.tensor(float(self.source.label[i])), self.source.depth_target(i)
+        label, depth = float(self.source.label[i]), self.source.depth_target(i)
+        return torch.from_numpy(img), torch.tensor(label), torch.tensor(depth)
 
 
 def held_out_images(source: SyntheticSource, settings: ImageSettings, draw: StationDraw, model_name: str, seed: int,

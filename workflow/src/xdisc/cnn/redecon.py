@@ -33,9 +33,9 @@ import numpy as np
 import xarray as xr
 from scipy.fft import irfft, next_fast_len, rfft
 
-from xdisc.cnn.adapt import AdaptSettings, _calibration_pairs, read_pools
-from xdisc.cnn.datasets import SyntheticSource
+from xdisc.cnn.calibration import AdaptSettings, calibration_pairs, read_pools
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
+from xdisc.cnn.synthetic_set import SyntheticSource
 from xdisc.config import config_hash
 from xdisc.core.artifacts import as_float32, open_netcdf, provenance_attrs, write_netcdf
 from xdisc.core.deconvolution import RFSettings, deconvolve, normalise_by_p
@@ -49,20 +49,21 @@ log = logging.getLogger(__name__)
 
 def extend_noise(seg_z: np.ndarray, seg_r: np.ndarray, n: int, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` samples of noise with the spectra of the pre-P segments ``seg_z``, ``seg_r`` (Hann window,
-    zero-padded) and their cross-spectrum (the same random phase on both components), each with its
-    segment's standard deviation."""
-    m = seg_z.size
+    """``n`` samples of noise with the spectra of the pre-P segments ``seg_z``, ``seg_r`` (..., segment;
+    Hann window, zero-padded) and their cross-spectrum (the same random phase on both components), each
+    with its segment's standard deviation. A batch of segments draws its phases as the same segments one
+    by one would."""
+    m = seg_z.shape[-1]
     w = np.hanning(m)
     nfft = next_fast_len(max(n, 2 * m), real=True)
-    zs = rfft((seg_z - seg_z.mean()) * w, nfft)
-    rs = rfft((seg_r - seg_r.mean()) * w, nfft)
-    phase = np.exp(2j * np.pi * rng.random(zs.size))
-    z, r = irfft(zs * phase, nfft)[:n], irfft(rs * phase, nfft)[:n]
+    zs = rfft((seg_z - seg_z.mean(axis=-1, keepdims=True)) * w, nfft)
+    rs = rfft((seg_r - seg_r.mean(axis=-1, keepdims=True)) * w, nfft)
+    phase = np.exp(2j * np.pi * rng.random(zs.shape))
+    z, r = irfft(zs * phase, nfft)[..., :n], irfft(rs * phase, nfft)[..., :n]
 
     def scaled(x, ref):
-        s = np.std(x)
-        return x * (np.std(ref) / s) if s > 0 else x
+        s = np.std(x, axis=-1, keepdims=True)
+        return x * np.where(s > 0, np.std(ref, axis=-1, keepdims=True) / np.where(s > 0, s, 1.0), 1.0)
 
     return scaled(z, seg_z), scaled(r, seg_r)
 
@@ -121,10 +122,9 @@ def redeconvolved(resp: Responses, samples: np.ndarray, grid_index: np.ndarray, 
     for d, s in enumerate(samples):  # one draw per deconvolution batch: memory ~ the station's events
         z, r = resp.seismograms(int(s), grid_index, grid[0], n, rng)
         unit = np.sqrt(np.mean(z[:, signal] ** 2, axis=1))
-        for e in range(z.shape[0]):
-            nz, nr = extend_noise(pre_p[e, 0], pre_p[e, 1], n, rng)
-            z[e] += unit[e] * nz
-            r[e] += unit[e] * nr
+        nz, nr = extend_noise(pre_p[:, 0], pre_p[:, 1], n, rng)
+        z += unit[:, None] * nz
+        r += unit[:, None] * nr
         res = deconvolve(deconvolution_window(z, grid, rf), deconvolution_window(r, grid, rf), rf.dt,
                          rf.deconvolution, rf.gaussian_width_hz, time_before_p_s=rf.time_before_p_s,
                          n_out=t_out.size, water_level=rf.water_level, max_iterations=rf.max_iterations,
@@ -142,7 +142,7 @@ def station_samples(pool, test: SyntheticSource, a: AdaptSettings, seed: int) ->
     """The samples of the synthetic test set for a station's no-X and X calibration draws (``seed``: its
     :func:`station_seed`), picked as :func:`xdisc.cnn.adapt.calibrate` picks them (with ``match_crust``
     the nearest crusts, whatever the seed)."""
-    pairs, kind = _calibration_pairs([pool], test, a.calibration_draws, a.absent_dvs, seed,
+    pairs, kind = calibration_pairs([pool], test, a.calibration_draws, a.absent_dvs, seed,
                                      a.crust_window_s if a.match_crust else None, a.hard_fraction)
     return pairs[kind == 0, 1], pairs[kind == 1, 1]
 

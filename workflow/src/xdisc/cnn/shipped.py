@@ -18,9 +18,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from xdisc.cnn.datasets import SyntheticSource, held_out_images
+from xdisc.cnn.datasets import held_out_images
 from xdisc.cnn.images import ImageSettings
 from xdisc.cnn.module import XClassifier, logits_of
+from xdisc.cnn.synthetic_set import SyntheticSource
 from xdisc.config import ConfigError
 from xdisc.core.artifacts import atomic_output, software_versions, write_json
 from xdisc.synth.stations import StationDraw

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from xdisc.cnn.datasets import ArrayImages, SyntheticImages, SyntheticSource, XDataModule, labelled_images
+from xdisc.cnn.datasets import ArrayImages, SyntheticImages, XDataModule, labelled_images
 from xdisc.cnn.images import ImageSettings
 from xdisc.cnn.module import XClassifier, depths_of, logits_of
+from xdisc.cnn.synthetic_set import SyntheticSource
 from xdisc.config import config_hash
 from xdisc.core import metrics
 from xdisc.core.artifacts import atomic_output, software_versions, write_json
