@@ -50,9 +50,12 @@ rule adapt_cnn:
         log_file("adapt_cnn"),
     benchmark:
         benchmark_file("adapt_cnn")
+    # one thread: the adaptation (about a minute) runs beside the calibration draws, which it does not
+    # need, instead of after them; started first, as the longest single job of this stage
+    priority: 1
     conda:
         XDISC_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
