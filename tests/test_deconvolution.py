@@ -109,3 +109,48 @@ def test_fft_length_is_the_rf_packages():
     import scipy.fftpack
 
     assert all(scipy.fft.next_fast_len(n, real=True) == scipy.fftpack.next_fast_len(n) for n in range(1, 20000))
+
+
+def _spike_trains_numpy(xc, acorr, power_s, power_r, active, max_iterations, min_change):
+    """The iterations as whole-batch numpy updates (xdisc's form until 2026-12-01): the reference of the
+    compiled loop, which must give the same spikes to the last bit."""
+    b, n_lag = xc.shape
+    windows = np.lib.stride_tricks.sliding_window_view(acorr, n_lag, axis=1)[:, ::-1]
+    spikes, misfit, active = np.zeros((b, n_lag)), np.ones(b), active.copy()
+    iterations, rows = np.zeros(b, int), np.arange(b)
+    for _ in range(max_iterations):
+        if not active.any():
+            break
+        idx = np.argmax(np.abs(xc), axis=-1)
+        peak = xc[rows, idx].astype(float)
+        amp = np.where(active, peak / power_s, 0.0)
+        spikes[rows, idx] += amp
+        xc -= windows[rows, idx] * amp.astype(np.float32)[:, None]
+        gain = np.where(active, peak**2 / power_s / power_r, 0.0)
+        iterations += active
+        misfit = misfit - gain
+        active &= 100.0 * gain > min_change
+    return spikes, misfit, iterations
+
+
+@pytest.mark.parametrize(("max_iterations", "min_change"), [(400, 0.001), (60, 0.5)])
+def test_compiled_iterations_equal_the_numpy_form(max_iterations, min_change):
+    from xdisc.core.deconvolution import _spike_trains
+
+    rng = np.random.default_rng(11)
+    b, n_lag = 6, 700
+    t = np.arange(-(n_lag - 1), n_lag) * DT
+    acorr = (np.exp(-((t / 1.5) ** 2)) + 0.05 * np.cos(2 * np.pi * 0.2 * t) * np.exp(-np.abs(t) / 20))
+    acorr = (acorr[None] * rng.uniform(0.5, 2.0, (b, 1))).astype(np.float32)
+    xc = (rng.standard_normal((b, n_lag)) * rng.uniform(0.1, 3.0, (b, 1))).astype(np.float32)
+    xc[2, 100] = xc[2, 300] = 50.0  # a tie: the first one wins, as np.argmax
+    power_s, power_r = acorr[:, n_lag - 1].astype(float), np.full(b, 2e4)
+    active = np.array([True, True, True, False, True, True])
+    ref = _spike_trains_numpy(xc.copy(), acorr, power_s, power_r, active, max_iterations, min_change)
+    out = _spike_trains(xc.copy(), acorr, power_s, power_r, active, max_iterations, min_change)
+    for a, c in zip(ref, out, strict=True):
+        np.testing.assert_array_equal(a, c)
+    assert out[2][3] == 0 and np.all(out[0][3] == 0)  # an inactive trace gets no spike
+    assert len(set(out[2][active])) > 1  # some traces stop early, others run on: both paths are compared
+    first = _spike_trains(xc.copy(), acorr, power_s, power_r, active, 1, min_change)[0]
+    assert first[2, 100] != 0 and first[2, 300] == 0  # on a tie the first lag wins, as np.argmax
