@@ -228,6 +228,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--stations", type=int, default=100, help="stations per dVs row of the detection limit")
     ap.add_argument("--skip", nargs="*", default=[], choices=["crossmodel", "limit", "realnoise"])
+    ap.add_argument("--model", type=Path, help="score this checkpoint (e.g. the shipped network) instead of "
+                    "pretraining one; the test set is OUT/test.nc, made when absent (no cross-model step)")
     ap.add_argument("--train-real-noise", type=float, default=0.0,
                     help="fraction of training stations with real CX.PB01 noise (see --train-noise); the real-noise "
                          "test uses only events that training never saw")
@@ -244,7 +246,9 @@ def main():
     rf = RFSettings(**cfg["receiver_function"])
     summary: dict = {"config": str(args.config), "threads": args.threads}
     train, test = args.out / "train.nc", args.out / "test.nc"
-    if not train.exists():
+    if args.model is not None:
+        args.skip = sorted(set(args.skip) | {"crossmodel"})
+    if not train.exists() and args.model is None:
         t0 = time.perf_counter()
         write_netcdf(make_dataset(cfg, n_jobs=args.threads), train)
         print(f"synthetic training set: {cfg['synthetics']['n_samples']} samples in {time.perf_counter() - t0:.0f} s")
@@ -257,7 +261,7 @@ def main():
     with xr.open_dataset(pool_path) as ds:
         pool_events = np.array([str(w)[:19] for w in ds["window"].values])
     test_rows = np.arange(pool_events.size)  # rows of the real pre-P pool used by the real-noise test
-    if args.train_real_noise > 0:
+    if args.train_real_noise > 0 and args.model is None:
         if args.train_noise == "transverse":  # every event that is not a test event
             train_path = transverse_noise_pool(rf, args.out / "transverse_noise_train.nc", set(pool_events))
         else:  # pre-P windows of the first event for training, the other events for the test
@@ -270,15 +274,17 @@ def main():
                                                                "real_noise_fraction": args.train_real_noise}}})
         summary["train_real_noise"] = {"fraction": args.train_real_noise, "kind": args.train_noise,
                                        "file": str(train_path)}
-    t0 = time.perf_counter()
-    res = train.pretrain(cfg, str(train), str(test), args.out / "pretrain.ckpt", args.out / "pretrain.json",
-                            threads=1 if workers else args.threads, num_workers=workers)
-    summary["pretrain_seconds"] = time.perf_counter() - t0
-    summary["pretrain"] = {k: res[k] for k in ("epochs", "fit_seconds", "temperature", "train_samples")}
-    summary["test"] = {k: v for k, v in res["test"].items() if k not in ("confusion",)}
-    print(f"pretrain: {res['epochs']} epochs, {summary['pretrain_seconds']:.0f} s in all; test accuracy "
-          f"{res['test']['accuracy']:.4f}, AUC {res['test']['roc_auc']:.4f}, per model {res['test']['per_model']}")
-    module = load_classifier(args.out / "pretrain.ckpt")
+    if args.model is None:
+        t0 = time.perf_counter()
+        res = train.pretrain(cfg, str(train), str(test), args.out / "pretrain.ckpt", args.out / "pretrain.json",
+                             threads=1 if workers else args.threads, num_workers=workers)
+        summary["pretrain_seconds"] = time.perf_counter() - t0
+        summary["pretrain"] = {k: res[k] for k in ("epochs", "fit_seconds", "temperature", "train_samples")}
+        summary["test"] = {k: v for k, v in res["test"].items() if k not in ("confusion",)}
+        print(f"pretrain: {res['epochs']} epochs, {summary['pretrain_seconds']:.0f} s in all; test accuracy "
+              f"{res['test']['accuracy']:.4f}, AUC {res['test']['roc_auc']:.4f}, per model {res['test']['per_model']}")
+    summary["model"] = str(args.model or args.out / "pretrain.ckpt")
+    module = load_classifier(summary["model"])
     src = datasets.SyntheticSource.read(test)
     if "realnoise" not in args.skip:
         from xdisc.synth.synthetics import load_noise_pool

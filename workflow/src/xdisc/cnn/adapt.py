@@ -234,7 +234,7 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
     if a.enabled and pools:
         t0 = time.perf_counter()
         pairs, kind = calibration_pairs(pools, test, a.calibration_draws, a.absent_dvs, int(cfg["seed"]),
-                                         a.crust_window_s if a.match_crust else None, a.hard_fraction)
+                                        a.crust_window_s if a.match_crust else None, a.hard_fraction)
         data = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], int(cfg["seed"]) + 1, fixed=True)
         logits, _ = logits_of(module, data)
         prob = _sigmoid(logits / float(module.temperature))

@@ -86,7 +86,7 @@ def read_pools(paths: list, grid_slowness: np.ndarray, time_s: np.ndarray, min_r
         if raw["pre_p"] is not None:
             inside &= np.all(np.isfinite(raw["pre_p"]), axis=(1, 2))
         if inside.sum() < min_rf:
-            log.info("adapt: %s: %d noise trace(s) in the slowness grid < %d; no own-noise stations",
+            log.info("%s: %d noise trace(s) in the slowness grid < %d; no own-noise stations",
                      raw["station"], int(inside.sum()), min_rf)
             continue
         k = np.argmin(np.abs(p[inside, None] - grid[None, :]), axis=1)
@@ -130,8 +130,8 @@ def in_window(time_s: np.ndarray, window_s: tuple) -> np.ndarray:
 
 
 def calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, absent_dvs: float,
-                       seed: int, crust_window_s: tuple | None = None, hard_fraction: float = 0.0
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                      seed: int, crust_window_s: tuple | None = None, hard_fraction: float = 0.0
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per station ``draws`` samples without X and ``draws`` with X of dVs >= ``absent_dvs``: pairs and,
     per pair, 0/1 for no X / X. At random (with replacement where the set holds fewer); with
     ``crust_window_s``, the samples whose crust is nearest the station's (:func:`crust_distances`),

@@ -143,7 +143,7 @@ def station_samples(pool, test: SyntheticSource, a: AdaptSettings, seed: int) ->
     :func:`station_seed`), picked as :func:`xdisc.cnn.adapt.calibrate` picks them (with ``match_crust``
     the nearest crusts, whatever the seed)."""
     pairs, kind = calibration_pairs([pool], test, a.calibration_draws, a.absent_dvs, seed,
-                                     a.crust_window_s if a.match_crust else None, a.hard_fraction)
+                                    a.crust_window_s if a.match_crust else None, a.hard_fraction)
     return pairs[kind == 0, 1], pairs[kind == 1, 1]
 
 
