@@ -19,10 +19,8 @@ from xdisc import config as cfgmod
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import load_classifier
 from xdisc.cnn.predict import predict_station
-from xdisc.cnn.synthetic_set import SyntheticSource
 from xdisc.core.earthmodel import load_model
-from xdisc.evaluate import level_verdicts
-from xdisc.synth.stations import StationDraw, synthetic_station
+from xdisc.evaluate import evaluation_samples, evaluation_stations, level_verdicts
 
 
 def main() -> None:
@@ -37,29 +35,20 @@ def main() -> None:
     args = ap.parse_args()
     config = cfgmod.load(args.config, {"cnn": {"evaluation": {"max_samples": args.samples}}})
     ev = config["cnn"]["evaluation"]
-    src = SyntheticSource.read(args.test)
-    if ev["max_samples"] and ev["max_samples"] < src.label.size:  # the samples xdisc evaluate keeps
-        keep = np.sort(np.random.default_rng([config["cnn"]["seed"], 17]).choice(src.label.size, ev["max_samples"],
-                                                                                   replace=False))
-        src = SyntheticSource(src.clean[keep], src.label[keep], src.model[keep], src.x_dvs[keep], src.grid_slowness,
-                              src.time_s, src.dt, src.gaussian_width_hz)
+    src, _ = evaluation_samples(args.test, config)  # the samples and stations of xdisc evaluate
     settings = ImageSettings.from_config(config["images"])
-    draw = StationDraw.from_config(config["synthetics"], config["cnn"])
     mapper = DepthMapper(load_model(config["earth_model"]), settings.depths_km)
     seed = config["cnn"]["seed"] + 3
     n = src.label.size
     models = {name: load_classifier(p) for name, p in [("old", args.old), ("new", args.new)]}
     prob = {k: np.full((len(ev["snr_levels"]), n), np.nan) for k in models}
     t0 = time.perf_counter()
-    for a, snr in enumerate(ev["snr_levels"]):
-        for i in range(n):
-            rng = np.random.default_rng([seed, a, i])
-            rf, p = synthetic_station(src.clean[i], src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
-                                      draw, rng, n_rf=ev["n_rf"], snr=float(snr), model_name=str(src.model[i]))
-            img = build_image(rf, src.time_s, p, mapper, settings)[0][None]
-            for k, m in models.items():
-                prob[k][a, i] = predict_station(m, img)[0]
-        print(f"SNR {snr}: {n} stations scored ({time.perf_counter() - t0:.0f} s)", flush=True)
+    for a, i, rf, p in evaluation_stations(src, config, seed):
+        img = build_image(rf, src.time_s, p, mapper, settings)[0][None]
+        for k, m in models.items():
+            prob[k][a, i] = predict_station(m, img)[0]
+        if i == n - 1:
+            print(f"SNR {ev['snr_levels'][a]}: {n} stations scored ({time.perf_counter() - t0:.0f} s)", flush=True)
     y = src.label.astype(bool)
     out = {}
     for k in models:

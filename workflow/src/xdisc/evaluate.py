@@ -43,14 +43,12 @@ STRUCTURE = {"moho_km": ("all", "bins"), "x_depth_km": ("x", "bins"), "x_gradien
 N_STRUCTURE_BINS = 5
 
 
-def evaluate_methods(module, test_path: str, config: dict, seed: int | None = None, progress=None) -> dict:
-    """Accuracy of the CNN and of stacking against SNR and dVs on synthetic test stations
-    (``cnn.evaluation``: receiver functions per station, SNR levels, number of samples)."""
-    from xdisc.cnn.predict import predict_station
+def evaluation_samples(test_path: str, config: dict):
+    """The synthetic test samples ``xdisc evaluate`` judges (at most ``cnn.evaluation.max_samples``, a seeded
+    choice) and their indices in the test set."""
     from xdisc.cnn.synthetic_set import SyntheticSource
 
     ev = config["cnn"]["evaluation"]
-    n_rf, snr_levels = ev["n_rf"], tuple(ev["snr_levels"])
     src = SyntheticSource.read(test_path)
     keep = np.arange(src.label.size)
     if ev["max_samples"] and ev["max_samples"] < src.label.size:
@@ -58,8 +56,32 @@ def evaluate_methods(module, test_path: str, config: dict, seed: int | None = No
                                                                                    replace=False))
         src = SyntheticSource(src.clean[keep], src.label[keep], src.model[keep], src.x_dvs[keep], src.grid_slowness,
                               src.time_s, src.dt, src.gaussian_width_hz)
-    settings = ImageSettings.from_config(config["images"])
+    return src, keep
+
+
+def evaluation_stations(src, config: dict, seed: int):
+    """Every test station of ``xdisc evaluate``: for each SNR level (index ``a``) and sample ``i`` of ``src``,
+    ``cnn.evaluation.n_rf`` receiver functions at that SNR, seeded by (seed, a, i). Yields (a, i, receiver
+    functions, their slownesses)."""
+    ev = config["cnn"]["evaluation"]
     draw = StationDraw.from_config(config["synthetics"], config["cnn"])
+    for a, snr in enumerate(ev["snr_levels"]):
+        for i in range(src.label.size):
+            rng = np.random.default_rng([seed, a, i])
+            rf, p = synthetic_station(src.clean[i], src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
+                                      draw, rng, n_rf=ev["n_rf"], snr=float(snr), model_name=str(src.model[i]))
+            yield a, i, rf, p
+
+
+def evaluate_methods(module, test_path: str, config: dict, seed: int | None = None, progress=None) -> dict:
+    """Accuracy of the CNN and of stacking against SNR and dVs on synthetic test stations
+    (``cnn.evaluation``: receiver functions per station, SNR levels, number of samples)."""
+    from xdisc.cnn.predict import predict_station
+
+    ev = config["cnn"]["evaluation"]
+    n_rf, snr_levels = ev["n_rf"], tuple(ev["snr_levels"])
+    src, keep = evaluation_samples(test_path, config)
+    settings = ImageSettings.from_config(config["images"])
     mapper = DepthMapper(load_model(config["earth_model"]), settings.depths_km)
     ref = load_model(config["earth_model"])
     seed = config["cnn"]["seed"] + 3 if seed is None else seed
@@ -67,15 +89,11 @@ def evaluate_methods(module, test_path: str, config: dict, seed: int | None = No
     prob = np.full((len(snr_levels), n), np.nan)
     stack = np.empty((len(snr_levels), n), dtype=object)
     t0 = time.perf_counter()
-    for a, snr in enumerate(snr_levels):
-        for i in range(n):
-            rng = np.random.default_rng([seed, a, i])
-            rf, p = synthetic_station(src.clean[i], src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
-                                      draw, rng, n_rf=n_rf, snr=float(snr), model_name=str(src.model[i]))
-            prob[a, i] = predict_station(module, build_image(rf, src.time_s, p, mapper, settings)[0][None])[0]
-            stack[a, i] = stack_station(rf, src.time_s, p, distance_for_slowness(p, str(src.model[i])), ref,
-                                        config["stacking"]).attrs["verdict"]
-        if progress is not None:
+    for a, i, rf, p in evaluation_stations(src, config, seed):
+        prob[a, i] = predict_station(module, build_image(rf, src.time_s, p, mapper, settings)[0][None])[0]
+        stack[a, i] = stack_station(rf, src.time_s, p, distance_for_slowness(p, str(src.model[i])), ref,
+                                    config["stacking"]).attrs["verdict"]
+        if progress is not None and i == n - 1:
             progress((a + 1) * n, len(snr_levels) * n, time.perf_counter() - t0, "stations")
     y = src.label.astype(bool)
     cnn_pos = prob >= 0.5
