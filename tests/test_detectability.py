@@ -82,20 +82,55 @@ def test_fast_stacking_verdict_is_that_of_stack_station(model, kernels):
     rf = RFSettings(**CFG["receiver_function"])
     t = rf.time_axis()
     dist = distance_for_slowness(p, CFG["earth_model"])
-    fast = D.StackingDraws(structure, noise, t, p, dist, model, CFG["stacking"])
+    # through the earth model (each draw's own H-kappa crust would differ a little; the station's crust is
+    # the next test's)
+    cfg = {**CFG["stacking"], "crust": {**CFG["stacking"]["crust"], "depth_conversion": False}}
+    fast = D.StackingDraws(structure, noise, t, p, dist, model, cfg)
     kern = D.at_slowness(k[1, 0, 1], np.asarray(D.InjectionGrid().kernel_slowness_s_per_km), p)
     rng = np.random.default_rng(0)
     verdicts = set()
     for scale in (0.0, 1.0, 2.0):  # none, 3 %, about 6 %
         sign = rng.choice((-1.0, 1.0), size=len(p))
         a = fast.verdict(sign, (scale * kern, scale * fast.depth_traces(kern), scale * fast.vespagram_rows(kern)))
-        b = stack_station(fast.traces(sign) + scale * kern, t, p, dist, model, CFG["stacking"]).attrs
+        b = stack_station(fast.traces(sign) + scale * kern, t, p, dist, model, cfg).attrs
         assert a["verdict"] == b["verdict"] and a["reason"] == b["reason"]
         if np.isfinite(b["x_amp"]):
             assert a["x_depth_km"] == b["x_depth_km"]
             assert a["x_amp"] == pytest.approx(b["x_amp"], abs=1e-4)
         verdicts.add(b["verdict"])
     assert "present" in verdicts  # the check covers a detection
+
+
+def test_injection_tests_convert_depth_through_the_stations_crust_when_the_verdict_does(model, kernels):
+    # with stacking.crust.depth_conversion the verdict maps to depth through the station's H-kappa crust;
+    # the injection tests take the same model (stack.stacking.depth_model), so that they judge as it does
+    import copy
+
+    from xdisc.stack.stacking import depth_model
+
+    k, base = kernels
+    norm, p = _station(base, 60, (10.0, 30.0), seed=3)
+    t = RFSettings(**CFG["receiver_function"]).time_axis()
+    dist = distance_for_slowness(p, CFG["earth_model"])
+    cfg = copy.deepcopy(CFG["stacking"])
+    cfg["crust"]["depth_conversion"] = False
+    assert depth_model(norm, t, p, model, cfg) is model  # off: the earth model
+    cfg["crust"]["depth_conversion"] = True
+    own = depth_model(norm, t, p, model, cfg)
+    assert own is not model
+    on = stack_station(norm, t, p, dist, model, cfg).attrs
+    assert on["depth_model"].startswith("station crust")
+    assert float(own.depth_km[np.flatnonzero(own.vs_km_s > 4.0)[0]]) == pytest.approx(on["moho_km"], abs=0.5)
+    # the fast verdict on the station's own traces (every sign +1, nothing injected) is stack_station's
+    from xdisc.synth.noise_pool import radial_residuals
+
+    noise = radial_residuals(norm, p)
+    fast = D.StackingDraws(norm - noise, noise, t, p, dist, own, cfg)
+    kern = D.at_slowness(k[1, 0, 1], np.asarray(D.InjectionGrid().kernel_slowness_s_per_km), p)
+    a = fast.verdict(np.ones(len(p)), (2.0 * kern, 2.0 * fast.depth_traces(kern), 2.0 * fast.vespagram_rows(kern)))
+    b = stack_station(norm + 2.0 * kern, t, p, dist, model, cfg).attrs
+    assert a["verdict"] == b["verdict"] == "present"
+    assert a["x_depth_km"] == pytest.approx(b["x_depth_km"], abs=cfg["depth_step_km"])
 
 
 def test_detection_rises_with_dvs_and_falls_with_noise(model, kernels):

@@ -120,7 +120,7 @@ def test_stack_station_subtracts_the_orders_it_is_told():
     shown = normalise_by_p(rf, TIME).astype(np.float32)  # the file shows them as they are
     np.testing.assert_array_equal(ds["rf"].values, shown)
     off = stack_station(rf, TIME, p, None, load_model("ak135"), cfgmod.validate({})["stacking"])
-    assert off.attrs["multiples_note"] == "" and off.attrs["depth_model"] == "earth model"
+    assert off.attrs["multiples_note"] == ""
     # the file keeps the depth stack of what was subtracted (NaN where nothing was)
     assert np.all(np.isfinite(ds["multiples_depth_stack"].values)) and np.abs(ds["multiples_depth_stack"]).max() > 0
     assert np.all(np.isnan(off["multiples_depth_stack"].values))
@@ -152,7 +152,9 @@ def test_residual_floor_drops_what_the_subtraction_leaves_and_keeps_x_under_a_mu
     for x in (0.0, 0.03):
         rf = base + _pulse(t_x, x) + 0.002 * rng.standard_normal((p.size, TIME.size))
         for fraction in (0.0, 0.5, 1.0):
-            cfg = cfgmod.validate({"stacking": {"multiples": {"suppress": True, "order": 3,
+            # the mantle's pulses sit at the earth model's delays: its depth conversion, not the 25-km crust's
+            cfg = cfgmod.validate({"stacking": {"crust": {"depth_conversion": False},
+                                                "multiples": {"suppress": True, "order": 3,
                                                               "residual_fraction": fraction}}})["stacking"]
             out[x, fraction] = stack_station(rf, TIME, p, None, ref, cfg).attrs
     assert out[0.0, 0.0]["verdict"] == "present" and out[0.0, 0.0]["x_amp"] < 0.001, out[0.0, 0.0]

@@ -240,3 +240,23 @@ def test_normal_410_over_660_amplitude_is_what_a_noise_free_stack_shows(setup):
         ratios[name] = stack[(depth > 380) & (depth < 440)].max() / stack[(depth > 630) & (depth < 710)].max()
     assert abs(ratios["ak135"] - stacking.NORMAL_410_660) <= 0.02, ratios
     assert abs(ratios["iasp91"] - 0.52) <= 0.02 and abs(ratios["prem"] - 0.40) <= 0.02, ratios
+
+
+def test_depth_conversion_keeps_the_earth_models_crust_where_h_kappa_is_unsure():
+    """The station's crust converts to depth only where its H-kappa maximum is inside the search and its
+    bootstrap errors are within stacking.crust.max_moho_err_km / max_vpvs_err (a sediment reverberation
+    taken for the Moho sits on the search's shallow edge; no clear maximum scatters the bootstrap)."""
+    from xdisc.stack.stacking import _crust_unusable, _station_model
+
+    cfg = cfgmod.validate({})["stacking"]["crust"]
+    ref = load_model("ak135")
+    good = {"moho_km": 42.0, "vpvs": 1.78, "moho_err_km": 1.2, "vpvs_err": 0.02}
+    assert _crust_unusable(good, cfg) == "" and _station_model(ref, {**good, "crust_vp_km_s": 6.08}, cfg) is not ref
+    for bad, why in (({"moho_km": np.nan}, "no H-kappa estimate"), ({"moho_km": 15.0}, "edge"),
+                     ({"moho_km": 75.0}, "edge"), ({"vpvs": 1.6}, "edge"), ({"vpvs": 2.0}, "edge"),
+                     ({"moho_err_km": 6.0}, "errors"), ({"vpvs_err": 0.08}, "errors"),
+                     ({"moho_err_km": np.nan}, "errors")):
+        crust = {**good, **bad, "crust_vp_km_s": 6.08}
+        assert why in _crust_unusable(crust, cfg), bad
+        assert _station_model(ref, crust, cfg) is ref
+    assert _crust_unusable({**good, "moho_err_km": 6.0}, {**cfg, "max_moho_err_km": 8.0}) == ""

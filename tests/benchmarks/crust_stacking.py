@@ -38,7 +38,8 @@ OFF = {"crust.depth_conversion": False, "multiples.suppress": False, "x_margin_k
 ON = {"crust.depth_conversion": True, "multiples.suppress": True}
 VARIANTS = {
     "reference": OFF,                                                     # the verdict before issue 21
-    "410 for absent": {**OFF, "require_410_660": "for_absent"},          # the default since 2026-12-01
+    "410 for absent": {**OFF, "require_410_660": "for_absent"},          # the default 2026-12-01
+    "default": {},                      # the defaults now (since 2026-12-02: own crust, where H-kappa is sure)
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},

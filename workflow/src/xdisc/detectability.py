@@ -41,7 +41,7 @@ from xdisc.core.deconvolution import RFSettings, direct_p, noise_weights, normal
 from xdisc.core.earthmodel import Discontinuity, EarthModel, insert_discontinuity
 from xdisc.core.moveout import delay_table, to_depth
 from xdisc.core.verdicts import PRESENT
-from xdisc.stack.stacking import bootstrap_means, verdict_of_stack, weighted_mean
+from xdisc.stack.stacking import bootstrap_means, depth_model, verdict_of_stack, weighted_mean
 from xdisc.synth.noise_pool import radial_residuals
 from xdisc.synth.synthetics import Layering, receiver_functions
 
@@ -388,8 +388,10 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
     if test_path:
         quiet = quiet_structures(test_path, grid.false_alarm_draws, grid.seed)
         like = like_station(norm, slowness, time_s, quiet_structures(test_path, 1000, grid.seed), grid.draws)
-    return station_detectability(norm, time_s, slowness, distance, kernels, reference, grid, model, stacking_cfg,
-                                 cnn, station, progress, quiet, like)
+    # the verdict's depth conversion: with stacking.crust.depth_conversion, through the station's own crust
+    conversion = depth_model(norm, time_s, slowness, model, stacking_cfg)
+    return station_detectability(norm, time_s, slowness, distance, kernels, reference, grid, conversion,
+                                 stacking_cfg, cnn, station, progress, quiet, like)
 
 
 def quiet_structures(test_path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

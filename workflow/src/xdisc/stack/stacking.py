@@ -120,6 +120,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     distance_deg = np.asarray(distance_deg, float)
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
     reference, model = model, _station_model(model, crust, cfg.get("crust", {}))
+    why_not = _crust_unusable(crust, cfg.get("crust", {}))
     if n_rf:
         in_depth = to_depth(norm, time_s, slowness, model, depths)
         weights = noise_weights(norm, time_s) if cfg["weighting"] == "noise" else np.ones(n_rf)
@@ -179,19 +180,50 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     ds.attrs.update(result)
     ds.attrs.update(crust)
     ds.attrs.update({"depth_model": "station crust (H-kappa) over the earth model" if model is not reference
-                     else "earth model"})
+                     else "earth model" + (f" (station crust not used: {why_not})"
+                                           if cfg.get("crust", {}).get("depth_conversion", False) and why_not else "")})
     ds.attrs.update({"n_rf": int(n_rf), "earth_model": model.name, "x_window_km": list(cfg["x_window_km"]),
                      "reference_distance_deg": ref_dist})
     return ds
 
 
+def depth_model(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, model: EarthModel,
+                cfg: dict) -> EarthModel:
+    """The model through which :func:`stack_station` maps a station's receiver functions ``norm`` (divided
+    by their direct P) to depth with the stacking settings ``cfg``: the station's H-kappa crust above the
+    earth model's mantle with ``crust.depth_conversion``, else ``model`` itself. The injection tests of
+    :mod:`xdisc.detectability` use it, so that they judge with the verdict's depth conversion."""
+    if not cfg.get("crust", {}).get("depth_conversion", False):
+        return model
+    crust = crust_variables(norm, time_s, slowness, model, {**cfg.get("crust", {}), "seed": cfg["seed"]})
+    return _station_model(model, crust, cfg.get("crust", {}))
+
+
+def _crust_unusable(crust: dict, cfg: dict) -> str:
+    """Why the station's H-kappa crust is no basis for the depth conversion ("" when it is): no estimate, a
+    maximum on the edge of the searched Moho depths or Vp/Vs (e.g. a sediment reverberation taken for the
+    Moho), or bootstrap errors above ``max_moho_err_km`` / ``max_vpvs_err`` (no clear maximum)."""
+    h, k = crust["moho_km"], crust["vpvs"]
+    if not (np.isfinite(h) and np.isfinite(k)):
+        return "no H-kappa estimate"
+    h_range = cfg.get("thickness_km", [15, 75])
+    k_range = cfg.get("vpvs", [1.6, 2.0])
+    if min(h - h_range[0], h_range[1] - h) < 0.5 or min(k - k_range[0], k_range[1] - k) < 0.01:
+        return f"H-kappa maximum on the edge of the search ({h:g} km, Vp/Vs {k:.3f})"
+    max_h, max_k = cfg.get("max_moho_err_km", 5.0), cfg.get("max_vpvs_err", 0.05)
+    if not crust["moho_err_km"] <= max_h or not crust["vpvs_err"] <= max_k:
+        return (f"H-kappa errors {crust['moho_err_km']:.1f} km / {crust['vpvs_err']:.3f} above "
+                f"{max_h:g} km / {max_k:g}")
+    return ""
+
+
 def _station_model(model: EarthModel, crust: dict, cfg: dict) -> EarthModel:
     """The model of the depth conversion: the earth model with its crust replaced by the station's H-kappa
-    crust where stacking.crust.depth_conversion says so and there is an estimate (its Vp profile scaled to
-    the assumed crustal Vp, Vs = Vp / kappa), else the earth model."""
+    crust where stacking.crust.depth_conversion says so and the estimate is usable (:func:`_crust_unusable`;
+    its Vp profile scaled to the assumed crustal Vp, Vs = Vp / kappa), else the earth model."""
     from xdisc.core.earthmodel import replace_crust
 
-    if not cfg.get("depth_conversion", False) or not np.isfinite(crust["moho_km"]):
+    if not cfg.get("depth_conversion", False) or _crust_unusable(crust, cfg):
         return model
     return replace_crust(model, crust["moho_km"], crust["vpvs"], crust["crust_vp_km_s"] / hk.crust_vp(model))
 
