@@ -29,15 +29,15 @@ AA.A9,18,28,9,2,0.15,0.05,absent
 
 # stacking.TABLE_COLUMNS, written the way 'xdisc verdicts' writes them (%.4g, nan)
 STACKING_CSV = """\
-station,latitude,longitude,n_rf,verdict,x_depth_km,x_depth_err_km,x_amp,x_amp_err,d410_km,d660_km,moho_km,moho_err_km,vpvs,vpvs_err,reason
-AA.A1,10.5,20.25,28,present,300,8.5,0.03,0.005,410,660,nan,nan,nan,nan,
-AA.A2,11,21,25,absent,nan,nan,nan,nan,412,665,nan,nan,nan,nan,not significant
-AA.A3,12,22,11,absent,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,not significant
-AA.A4,13,23,8,present,280,12,0.02,0.006,405,nan,nan,nan,nan,nan,
-AA.A5,14,24,40,absent,nan,nan,nan,nan,410,660,nan,nan,nan,nan,not significant
-AA.A6,15,25,19,present,320,10,0.04,0.01,410,660,nan,nan,nan,nan,
-AA.A8,17,27,31,present,310,5,0.05,0.004,410,660,nan,nan,nan,nan,
-AA.A9,18,28,9,undetermined,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,9 receiver functions < 10
+station,latitude,longitude,n_rf,verdict,x_depth_km,x_depth_err_km,x_amp,x_amp_err,d410_km,d660_km,moho_km,moho_err_km,vpvs,vpvs_err,depth_model,reason
+AA.A1,10.5,20.25,28,present,300,8.5,0.03,0.005,410,660,nan,nan,nan,nan,earth model,
+AA.A2,11,21,25,absent,nan,nan,nan,nan,412,665,nan,nan,nan,nan,earth model,not significant
+AA.A3,12,22,11,absent,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,earth model,not significant
+AA.A4,13,23,8,present,280,12,0.02,0.006,405,nan,nan,nan,nan,nan,earth model,
+AA.A5,14,24,40,absent,nan,nan,nan,nan,410,660,nan,nan,nan,nan,earth model,not significant
+AA.A6,15,25,19,present,320,10,0.04,0.01,410,660,nan,nan,nan,nan,earth model,
+AA.A8,17,27,31,present,310,5,0.05,0.004,410,660,nan,nan,nan,nan,earth model,
+AA.A9,18,28,9,undetermined,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,earth model,9 receiver functions < 10
 """
 
 EXPECTED_CSV = """\

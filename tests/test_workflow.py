@@ -38,7 +38,7 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tiny_run):
     assert (wd / "results" / "figures" / "stack" / "CX.PB01.png").stat().st_size > 20_000
     table = (wd / "results" / "verdicts" / "stacking.csv").read_text().splitlines()
     assert table[0] == ("station,latitude,longitude,n_rf,verdict,x_depth_km,x_depth_err_km,x_amp,x_amp_err,"
-                        "d410_km,d660_km,moho_km,moho_err_km,vpvs,vpvs_err,reason")
+                        "d410_km,d660_km,moho_km,moho_err_km,vpvs,vpvs_err,depth_model,reason")
     assert table[1].startswith("CX.PB01,") and ",undetermined," in table[1]  # 3-4 RFs < min_rf
     # the CNN branch: images, pretrain -> fine-tune (demo label) -> predict -> compare
     images = xr.open_dataset(wd / "results" / "images" / "CX.PB01.nc")

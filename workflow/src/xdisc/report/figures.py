@@ -96,6 +96,8 @@ def station_title(ds: xr.Dataset) -> str:
         dm, dk = _float(a.get("moho_err_km")), _float(a.get("vpvs_err"))
         context.append(f"Moho {moho:.1f} ± {dm:.1f} km, Vp/Vs {vpvs:.2f} ± {dk:.2f} (H-κ)"
                        if math.isfinite(dm) and math.isfinite(dk) else f"Moho {moho:.1f} km, Vp/Vs {vpvs:.2f} (H-κ)")
+    if str(a.get("depth_model", "")).startswith("station crust"):
+        context.append("depths through this crust")
     if a.get("reason"):
         context.append(str(a["reason"]))
     return f"{name}{where} — verdict: {what}\n" + "  ·  ".join(context)

@@ -37,7 +37,8 @@ from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
 from xdisc.stack import hk
 
 TABLE_COLUMNS = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km", "x_amp",
-                 "x_amp_err", "d410_km", "d660_km", "moho_km", "moho_err_km", "vpvs", "vpvs_err", "reason")
+                 "x_amp_err", "d410_km", "d660_km", "moho_km", "moho_err_km", "vpvs", "vpvs_err", "depth_model",
+                 "reason")
 # fewest receiver functions for an H-kappa estimate
 MIN_RF_CRUST = 3
 # the 410's depth-stack amplitude over the 660's in a noise-free AK135 station (IASP91 0.52, PREM 0.40;
@@ -398,6 +399,7 @@ def verdict_row(ds: xr.Dataset) -> dict:
         "x_amp": a["x_amp"] if present else np.nan, "x_amp_err": a["x_amp_err"] if present else np.nan,
         "d410_km": a["d410_km"], "d660_km": a["d660_km"],
         **{k: a.get(k, np.nan) for k in ("moho_km", "moho_err_km", "vpvs", "vpvs_err")},
+        "depth_model": a.get("depth_model", ""),  # through which crust the depths go (and why not the station's)
         # why not present (empty for present); with the receiver-function QC's hint where it had one
         "reason": "; ".join(r for r in (a.get("reason", ""), "" if present else a.get("qc_note", "")) if r),
     }
