@@ -251,12 +251,13 @@ def test_depth_conversion_keeps_the_earth_models_crust_where_h_kappa_is_unsure()
     cfg = cfgmod.validate({})["stacking"]["crust"]
     ref = load_model("ak135")
     good = {"moho_km": 42.0, "vpvs": 1.78, "moho_err_km": 1.2, "vpvs_err": 0.02}
-    assert _crust_unusable(good, cfg) == "" and _station_model(ref, {**good, "crust_vp_km_s": 6.08}, cfg) is not ref
+    assert _crust_unusable(good, cfg) == "" and _station_model(ref, {**good, "crust_vp_km_s": 6.08}, cfg)[0] is not ref
     for bad, why in (({"moho_km": np.nan}, "no H-kappa estimate"), ({"moho_km": 15.0}, "edge"),
                      ({"moho_km": 75.0}, "edge"), ({"vpvs": 1.6}, "edge"), ({"vpvs": 2.0}, "edge"),
                      ({"moho_err_km": 6.0}, "errors"), ({"vpvs_err": 0.08}, "errors"),
                      ({"moho_err_km": np.nan}, "errors")):
         crust = {**good, **bad, "crust_vp_km_s": 6.08}
         assert why in _crust_unusable(crust, cfg), bad
-        assert _station_model(ref, crust, cfg) is ref
+        model, note = _station_model(ref, crust, cfg)
+        assert model is ref and note.startswith("earth model (station crust not used: ")
     assert _crust_unusable({**good, "moho_err_km": 6.0}, {**cfg, "max_moho_err_km": 8.0}) == ""

@@ -120,8 +120,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
                                              else "ak135")
     distance_deg = np.asarray(distance_deg, float)
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
-    reference, model = model, _station_model(model, crust, cfg.get("crust", {}))
-    why_not = _crust_unusable(crust, cfg.get("crust", {}))
+    model, depth_note = _station_model(model, crust, cfg.get("crust", {}))
     if n_rf:
         in_depth = to_depth(norm, time_s, slowness, model, depths)
         weights = noise_weights(norm, time_s) if cfg["weighting"] == "noise" else np.ones(n_rf)
@@ -180,9 +179,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         references="Dueker & Sheehan 1997; Efron & Tibshirani 1993"))
     ds.attrs.update(result)
     ds.attrs.update(crust)
-    ds.attrs.update({"depth_model": "station crust (H-kappa) over the earth model" if model is not reference
-                     else "earth model" + (f" (station crust not used: {why_not})"
-                                           if cfg.get("crust", {}).get("depth_conversion", False) and why_not else "")})
+    ds.attrs.update({"depth_model": depth_note})
     ds.attrs.update({"n_rf": int(n_rf), "earth_model": model.name, "x_window_km": list(cfg["x_window_km"]),
                      "reference_distance_deg": ref_dist})
     return ds
@@ -197,7 +194,7 @@ def depth_model(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, mode
     if not cfg.get("crust", {}).get("depth_conversion", False):
         return model
     crust = crust_variables(norm, time_s, slowness, model, {**cfg.get("crust", {}), "seed": cfg["seed"]})
-    return _station_model(model, crust, cfg.get("crust", {}))
+    return _station_model(model, crust, cfg.get("crust", {}))[0]
 
 
 def _crust_unusable(crust: dict, cfg: dict) -> str:
@@ -218,15 +215,20 @@ def _crust_unusable(crust: dict, cfg: dict) -> str:
     return ""
 
 
-def _station_model(model: EarthModel, crust: dict, cfg: dict) -> EarthModel:
-    """The model of the depth conversion: the earth model with its crust replaced by the station's H-kappa
-    crust where stacking.crust.depth_conversion says so and the estimate is usable (:func:`_crust_unusable`;
-    its Vp profile scaled to the assumed crustal Vp, Vs = Vp / kappa), else the earth model."""
+def _station_model(model: EarthModel, crust: dict, cfg: dict) -> tuple[EarthModel, str]:
+    """The model of the depth conversion and its description (the stack file's ``depth_model``): the earth
+    model with its crust replaced by the station's H-kappa crust where stacking.crust.depth_conversion says
+    so and the estimate is usable (:func:`_crust_unusable`; its Vp profile scaled to the assumed crustal Vp,
+    Vs = Vp / kappa), else the earth model (with the reason where the station's crust was asked for)."""
     from xdisc.core.earthmodel import replace_crust
 
-    if not cfg.get("depth_conversion", False) or _crust_unusable(crust, cfg):
-        return model
-    return replace_crust(model, crust["moho_km"], crust["vpvs"], crust["crust_vp_km_s"] / hk.crust_vp(model))
+    if not cfg.get("depth_conversion", False):
+        return model, "earth model"
+    why_not = _crust_unusable(crust, cfg)
+    if why_not:
+        return model, f"earth model (station crust not used: {why_not})"
+    return (replace_crust(model, crust["moho_km"], crust["vpvs"], crust["crust_vp_km_s"] / hk.crust_vp(model)),
+            "station crust (H-kappa) over the earth model")
 
 
 def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict) -> tuple[np.ndarray, np.ndarray | None, str]:
