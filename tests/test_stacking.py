@@ -87,6 +87,30 @@ def test_vespagram_separates_conversion_from_reverberation():
     assert at(15.0) == pytest.approx(0.03, abs=0.006)
 
 
+def test_steeper_moveout_than_a_conversion_is_not_x(setup):
+    """A coherent pulse at the delay of Ps from 300 km whose delay falls with distance four times as fast as
+    that Ps's (-0.25 s/deg) passes the other checks, but no conversion from the X window moves out so
+    steeply: with stacking.conversion_slowness_max_multiple it is not X; without the bound it is."""
+    from xdisc.core.moveout import delay_table
+
+    cfg, rf, lay = setup
+    ref = load_model("ak135")
+    station = make_station(clean_grid([ref], rf, lay)[0], 50, np.random.default_rng(8), rf, snr_range=(20.0, 30.0))
+    t = rf.time_axis()
+    t0 = float(delay_table(ref, [300.0], [float(np.median(station.slowness))])[0, 0])
+    arrival = t0 - 0.25 * (station.distance - np.median(station.distance))
+    p_amp = np.abs(station.rf[:, np.abs(t) <= 1.0]).max(axis=1)
+    pulse = 0.05 * p_amp[:, None] * np.exp(-(rf.gaussian_width_hz * (t[None] - arrival[:, None])) ** 2)
+    out = {}
+    for bound in (None, 2.0):
+        scfg = {**cfg["stacking"], "conversion_slowness_max_multiple": bound,
+                "crust": {**cfg["stacking"]["crust"], "depth_conversion": False}}
+        out[bound] = stack_station(station.rf + pulse, t, station.slowness, station.distance, ref, scfg).attrs
+    assert out[None]["verdict"] == "present", out[None]["reason"]
+    assert out[None]["x_relative_slowness"] < 2.0 * out[None]["x_ps_relative_slowness"]
+    assert out[2.0]["verdict"] == "absent" and "moveout" in out[2.0]["reason"], out[2.0]
+
+
 def test_bootstrap_is_seeded_and_ignores_nan():
     x = np.random.default_rng(0).standard_normal((30, 10))
     x[3, 5] = np.nan
@@ -166,6 +190,30 @@ def test_search_margin_finds_x_at_the_window_edge_and_the_floor_drops_weak_peaks
     station = make_station(clean_grid([model], rf, lay)[0], 50, np.random.default_rng(21), rf, snr_range=(10.0, 30.0))
     weak = _stack(station, {**cfg, "stacking": floor}, rf, ref).attrs
     assert weak["verdict"] == "absent" and "amplitude >=" in weak["reason"]
+
+
+def test_gradual_x_at_the_window_bottom_is_found_through_its_half_width(setup):
+    """X whose velocity rises over 18 km from 344 km peaks in its middle, beyond 350 km. Searched only
+    inside the window, that peak is cut off and X is missed; with the margin the peak counts because the
+    stack, within its half width above the peak, reaches into the window. A sharp jump at 376 km (a
+    distractor above the 410) does not: its half width stays outside."""
+    cfg, rf, lay = setup
+    ref = load_model("ak135")
+    out = {}
+    for name, disc in (("gradual", Discontinuity(344.0, 0.04, 0.02, 0.012, gradient_km=18.0)),
+                       ("deep jump", Discontinuity(376.0, 0.04, 0.02, 0.012))):
+        grid = clean_grid([insert_discontinuity(ref, disc)], rf, lay)[0]
+        station = make_station(grid, 50, np.random.default_rng(5), rf, snr_range=(10.0, 30.0))
+        for margin in (0.0, 20.0):
+            scfg = {**cfg["stacking"], "x_margin_km": margin, "crust": {**cfg["stacking"]["crust"],
+                                                                        "depth_conversion": False}}
+            out[name, margin] = _stack(station, {**cfg, "stacking": scfg}, rf, ref).attrs
+    inside, wide = out["gradual", 0.0], out["gradual", 20.0]
+    assert inside["verdict"] != "present", inside
+    assert wide["verdict"] == "present", wide["reason"]
+    assert 350.0 < wide["x_depth_km"] <= 360.0
+    deep = out["deep jump", 20.0]
+    assert deep["verdict"] != "present" or deep["x_depth_km"] <= 350.0, deep
 
 
 def test_depth_conversion_through_the_station_crust_removes_the_crust_bias(setup):

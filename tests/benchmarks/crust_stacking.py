@@ -34,12 +34,23 @@ ROOT = Path(__file__).resolve().parents[2]
 MOHO_CLASSES = ((20, 30), (30, 50), (50, 70.01))
 # the stacking settings compared, each spelled out (the defaults change)
 OFF = {"crust.depth_conversion": False, "multiples.suppress": False, "x_margin_km": 0.0, "min_x_amplitude": 0.0,
-       "require_410_660": "always", "multiples.residual_fraction": 0.0}
+       "require_410_660": "always", "multiples.residual_fraction": 0.0, "conversion_slowness_max_multiple": None}
 ON = {"crust.depth_conversion": True, "multiples.suppress": True}
 VARIANTS = {
     "reference": OFF,                                                     # the verdict before issue 21
     "410 for absent": {**OFF, "require_410_660": "for_absent"},          # the default 2026-12-01
-    "default": {},                      # the defaults now (since 2026-12-02: own crust, where H-kappa is sure)
+    "default": {},  # the defaults now (2026-12-02: own crust where H-kappa is sure; margin 20, moveout bound 2)
+    # 2026-12-02: the margin (with the half-width reach) and the bound on steep moveout, apart and together
+    "own crust default (2026-12-02)": {"x_margin_km": 0.0, "conversion_slowness_max_multiple": None},
+    "margin 10 only": {"x_margin_km": 10.0, "conversion_slowness_max_multiple": None},
+    "margin 20 only": {"x_margin_km": 20.0, "conversion_slowness_max_multiple": None},
+    "moveout <= 2 only": {"x_margin_km": 0.0, "conversion_slowness_max_multiple": 2.0},
+    "moveout <= 2.5 only": {"x_margin_km": 0.0, "conversion_slowness_max_multiple": 2.5},
+    "moveout <= 3 only": {"x_margin_km": 0.0, "conversion_slowness_max_multiple": 3.0},
+    "multiples, own crust default": {"multiples.suppress": True, "x_margin_km": 0.0,
+                                     "conversion_slowness_max_multiple": None},
+    "multiples, moveout <= 2 only": {"multiples.suppress": True, "x_margin_km": 0.0},
+    "default + multiples": {"multiples.suppress": True},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},

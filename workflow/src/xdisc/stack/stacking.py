@@ -15,11 +15,12 @@ Verdict per station:
     all the same when the missing one is shown weak (the other seen, the missing one's window
     below half of what the other predicts for it: X that reaches the 410 takes its contrast);
     ``always``: no verdict without both;
-  * ``present``: a positive peak in the X window (the largest that passes) has its lower bound above zero,
+  * ``present``: a positive peak in the X window, or ``x_margin_km`` beyond it but reaching into it within
+    its bootstrap error or its half width (the largest peak that passes), has its lower bound above zero,
     exceeds ``noise_factor`` times the bootstrap noise level (median bootstrap standard
-    deviation over 200-800 km) and its vespagram maximum lies at a relative slowness of at most
-    ``conversion_slowness_fraction`` times that predicted for Ps from its depth (moveout of a
-    conversion, not of a reverberation);
+    deviation over 200-800 km) and its vespagram maximum lies at a relative slowness between
+    ``conversion_slowness_max_multiple`` and ``conversion_slowness_fraction`` times that predicted for
+    Ps from its depth (moveout of a conversion: not of a reverberation, nor steeper than any conversion);
   * ``absent`` otherwise.
 """
 
@@ -49,6 +50,10 @@ NORMAL_410_660 = 0.54
 WEAK_FRACTION = 0.5
 # the residual floor of a peak (stacking.multiples.residual_fraction) counts the multiples subtracted this near
 RESIDUAL_REACH_KM = 10.0
+# a peak beyond the X window is X when it reaches into the window within its half width (where the stack
+# falls to half the peak), counted up to this many km: the half depth interval of the broadest X searched
+# for (a 20-km gradient), whose peak lies in its middle
+MAX_HALF_WIDTH_KM = 10.0
 
 
 def weighted_mean(traces: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -96,8 +101,20 @@ def _peaks(stack, lower, boot, depths, window) -> list[dict]:
         near = w[np.abs(depths[w] - depths[i]) <= 10.0]  # bootstrap peaks within 10 km of this one
         boot_idx = near[np.argmax(boot[:, near], axis=1)]
         out.append({"index": i, "depth": float(depths[i]), "amp": float(stack[i]), "lower": float(lower[i]),
-                    "depth_err": float(np.std(depths[boot_idx])), "amp_err": float(np.std(boot[:, i]))})
+                    "depth_err": float(np.std(depths[boot_idx])), "amp_err": float(np.std(boot[:, i])),
+                    "half_width_above": _half_width(stack, depths, i, -1),
+                    "half_width_below": _half_width(stack, depths, i, +1)})
     return out
+
+
+def _half_width(stack, depths, i, step) -> float:
+    """Distance (km) from the peak at index ``i`` to where ``stack`` first falls to half of it, shallower
+    (``step`` -1) or deeper (+1); at most :data:`MAX_HALF_WIDTH_KM`."""
+    j = i
+    while 0 <= j + step < stack.size and abs(depths[j + step] - depths[i]) <= MAX_HALF_WIDTH_KM \
+            and stack[j + step] > 0.5 * stack[i]:
+        j += step
+    return float(min(abs(depths[j] - depths[i]), MAX_HALF_WIDTH_KM))
 
 
 def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, distance_deg: np.ndarray | None,
@@ -344,6 +361,9 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
     # every positive peak in the window is a candidate, largest first; X is the first that is
     # significant, above the noise and moves out like a Ps conversion
     best, best_failed = None, None
+    # no conversion from the window moves out much more steeply than Ps from the peak's depth
+    steepest = cfg.get("conversion_slowness_max_multiple")
+    steepest = np.inf if steepest is None else float(steepest)
     fraction = float(cfg.get("multiples", {}).get("residual_fraction", 0.0))
     if removed_stack is None or not np.any(np.isfinite(removed_stack)):
         fraction = 0.0  # nothing was subtracted: no residual floor
@@ -353,12 +373,17 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         pk["u"] = float(rel_s[int(np.argmax(vesp[:, near].max(axis=1)))])
         pk["u_ps"] = _ps_relative_slowness(model, pk["depth"], ref_dist)
         pk["snr"] = pk["amp"] / noise if noise > 0 else np.nan
-        reach = max(pk["depth_err"], float(cfg["depth_step_km"]))
+        # a conversion spread over depth (a gradient) peaks in its middle: outside the window, the peak is X
+        # when its bootstrap error or its half width reaches into the window
+        step = float(cfg["depth_step_km"])
+        above = max(pk["depth_err"], pk["half_width_above"], step)
+        below = max(pk["depth_err"], pk["half_width_below"], step)
         checks = {
-            f"depth within {window[0]:g}-{window[1]:g} km": window[0] - reach <= pk["depth"] <= window[1] + reach,
+            f"depth within {window[0]:g}-{window[1]:g} km": window[0] - below <= pk["depth"] <= window[1] + above,
             "lower 95 % bound above zero": pk["lower"] > 0,
             f"amplitude > {cfg['noise_factor']} x noise": pk["snr"] > cfg["noise_factor"],
-            "moveout of a conversion": pk["u"] <= cfg["conversion_slowness_fraction"] * pk["u_ps"],
+            "moveout of a conversion":
+                steepest * pk["u_ps"] <= pk["u"] <= cfg["conversion_slowness_fraction"] * pk["u_ps"],
         }
         if cfg.get("min_x_amplitude", 0) > 0:
             checks[f"amplitude >= {cfg['min_x_amplitude']:g} of P"] = pk["amp"] >= cfg["min_x_amplitude"]
