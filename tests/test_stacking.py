@@ -212,6 +212,7 @@ def test_gradual_x_at_the_window_bottom_is_found_through_its_half_width(setup):
     assert inside["verdict"] != "present", inside
     assert wide["verdict"] == "present", wide["reason"]
     assert 350.0 < wide["x_depth_km"] <= 360.0
+    assert wide["x_depth_km"] - max(wide["x_depth_err_km"], 1.0) > 350.0  # the half width, not the error, reaches in
     deep = out["deep jump", 20.0]
     assert deep["verdict"] != "present" or deep["x_depth_km"] <= 350.0, deep
 
