@@ -101,9 +101,7 @@ def _peaks(stack, lower, boot, depths, window) -> list[dict]:
         near = w[np.abs(depths[w] - depths[i]) <= 10.0]  # bootstrap peaks within 10 km of this one
         boot_idx = near[np.argmax(boot[:, near], axis=1)]
         out.append({"index": i, "depth": float(depths[i]), "amp": float(stack[i]), "lower": float(lower[i]),
-                    "depth_err": float(np.std(depths[boot_idx])), "amp_err": float(np.std(boot[:, i])),
-                    "half_width_above": _half_width(stack, depths, i, -1),
-                    "half_width_below": _half_width(stack, depths, i, +1)})
+                    "depth_err": float(np.std(depths[boot_idx])), "amp_err": float(np.std(boot[:, i]))})
     return out
 
 
@@ -376,8 +374,8 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         # a conversion spread over depth (a gradient) peaks in its middle: outside the window, the peak is X
         # when its bootstrap error or its half width reaches into the window
         step = float(cfg["depth_step_km"])
-        above = max(pk["depth_err"], pk["half_width_above"], step)
-        below = max(pk["depth_err"], pk["half_width_below"], step)
+        above = max(pk["depth_err"], _half_width(stack, depths, pk["index"], -1), step)
+        below = max(pk["depth_err"], _half_width(stack, depths, pk["index"], +1), step)
         checks = {
             f"depth within {window[0]:g}-{window[1]:g} km": window[0] - below <= pk["depth"] <= window[1] + above,
             "lower 95 % bound above zero": pk["lower"] > 0,
