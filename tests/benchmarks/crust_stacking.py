@@ -51,6 +51,20 @@ VARIANTS = {
                                      "conversion_slowness_max_multiple": None},
     "multiples, moveout <= 2 only": {"multiples.suppress": True, "x_margin_km": 0.0},
     "default + multiples": {"multiples.suppress": True},
+    # 2026-12-02: reverberations removed in a sparse slant stack (no crust needed)
+    "radon": {"multiples.suppress": True, "multiples.method": "radon", "multiples.residual_fraction": 0.0},
+    "radon + residual 0.5": {"multiples.suppress": True, "multiples.method": "radon"},
+    "radon + residual 1": {"multiples.suppress": True, "multiples.method": "radon", "multiples.residual_fraction": 1.0},
+    "radon sparsity 0.1 + residual 1": {"multiples.suppress": True, "multiples.method": "radon",
+                                        "multiples.residual_fraction": 1.0, "multiples.radon_sparsity": 0.1},
+    "radon sparsity 0.2 + residual 1": {"multiples.suppress": True, "multiples.method": "radon",
+                                        "multiples.residual_fraction": 1.0, "multiples.radon_sparsity": 0.2},
+    "radon, no bound": {"multiples.suppress": True, "multiples.method": "radon", "multiples.residual_fraction": 0.0,
+                        "conversion_slowness_max_multiple": None},
+    "radon sparsity 0.1": {"multiples.suppress": True, "multiples.method": "radon",
+                           "multiples.residual_fraction": 0.0, "multiples.radon_sparsity": 0.1},
+    "radon fraction 0.3": {"multiples.suppress": True, "multiples.method": "radon",
+                           "multiples.residual_fraction": 0.0, "multiples.radon_fraction": 0.3},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},
@@ -62,6 +76,13 @@ VARIANTS = {
     "+ floor 0.01": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0, "min_x_amplitude": 0.01},
 }
 X_CLASSES = ((250, 260), (260, 340), (340, 350.01))
+
+
+def _removed_near(ds) -> float:
+    """The largest absolute depth stack of what was subtracted within 10 km of the X peak (NaN: none)."""
+    z, x = ds["depth"].values, ds.attrs["x_depth_km"]
+    removed = ds["multiples_depth_stack"].values[np.abs(z - x) <= 10.0]
+    return float(np.nanmax(np.abs(removed))) if np.isfinite(x) and np.isfinite(removed).any() else np.nan
 
 
 def _rate(mask, sel):
@@ -123,6 +144,7 @@ def main(argv=None) -> int:
     for snr in a.snr:
         verdict = {k: np.empty(y.size, dtype=object) for k in settings}
         reason = {k: np.empty(y.size, dtype=object) for k in settings}
+        peak = {k: np.full((y.size, 4), np.nan) for k in settings}   # X's amplitude, snr, slowness, removed near
         h_err, k_err = np.full(y.size, np.nan), np.full(y.size, np.nan)
         t0 = time.perf_counter()
         for i in range(y.size):
@@ -131,8 +153,10 @@ def main(argv=None) -> int:
                                       draw, rng, n_rf=a.n_rf, snr=float(snr), model_name=str(src.model[i]))
             dist = distance_for_slowness(p, str(src.model[i]))
             for name, cfg in settings.items():
-                attrs = stack_station(rf, src.time_s, p, dist, ref, cfg).attrs
+                ds = stack_station(rf, src.time_s, p, dist, ref, cfg)
+                attrs = ds.attrs
                 verdict[name][i], reason[name][i] = attrs["verdict"], attrs["reason"]
+                peak[name][i] = (attrs["x_amp"], attrs["x_snr"], attrs["x_relative_slowness"], _removed_near(ds))
             h_err[i], k_err[i] = attrs["moho_km"] - moho[i], attrs["vpvs"] - vpvs[i]
         print(f"\nSNR {snr:g} per trace, {a.n_rf} receiver functions, {y.size} stations "
               f"({time.perf_counter() - t0:.0f} s); H-kappa error: Moho median {np.nanmedian(h_err):+.1f} km "
@@ -153,7 +177,9 @@ def main(argv=None) -> int:
         table += [{"snr": snr, "sample": i, "x_present": int(y[i]), "moho_km": moho[i],
                    **{k: v[i] for k, v in params.items()},
                    **{f"{name}: {what}": col[i] for name in settings
-                      for what, col in (("verdict", verdict[name]), ("reason", reason[name]))}}
+                      for what, col in (("verdict", verdict[name]), ("reason", reason[name]))},
+                  **{f"{name}: {what}": peak[name][i, j] for name in settings
+                     for j, what in enumerate(("x_amp", "x_snr", "x_relative_slowness", "removed_near"))}}
                   for i in range(y.size)]
     if a.table:
         import pandas as pd

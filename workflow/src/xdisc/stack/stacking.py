@@ -128,13 +128,15 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     norm = normalise_by_p(rf, time_s) if n_rf else rf
     crust = crust_variables(norm, time_s, slowness, model, {**cfg.get("crust", {}), "seed": cfg["seed"]})
     shown = norm  # the receiver functions as they are (the file and figure); the stack may use them without multiples
-    norm, removed, crust["multiples_note"] = _without_multiples(norm, time_s, slowness, crust,
-                                                                 cfg.get("multiples", {}))
     if distance_deg is None:
         distance_deg = distance_for_slowness(slowness, model.name if model.name in ("ak135", "iasp91", "prem")
                                              else "ak135")
     distance_deg = np.asarray(distance_deg, float)
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
+    geometry = {"distance_deg": distance_deg, "slowness": slowness, "rel_s": rel_s, "model": model, "p_ref": p_ref,
+                "depths": depths, "weighting": cfg["weighting"]}
+    norm, removed, crust["multiples_note"] = _without_multiples(norm, time_s, slowness, crust,
+                                                                 cfg.get("multiples", {}), geometry)
     model, depth_note = _station_model(model, crust, cfg.get("crust", {}))
     if n_rf:
         in_depth = to_depth(norm, time_s, slowness, model, depths)
@@ -246,14 +248,33 @@ def _station_model(model: EarthModel, crust: dict, cfg: dict) -> tuple[EarthMode
             "station crust (H-kappa) over the earth model")
 
 
-def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """``norm`` with the crustal multiples of the station's crust subtracted where stacking.multiples says
-    so (:func:`xdisc.stack.multiples.suppress_multiples`), what was subtracted (None: nothing) and a note of
-    what was done."""
+def ps_slowness_by_time(model: EarthModel, time_s: np.ndarray, p_ref: float, reference_deg: float,
+                        depths: np.ndarray) -> np.ndarray:
+    """The relative slowness (s/deg, negative) of a Ps conversion arriving at each time ``time_s`` at the
+    reference slowness ``p_ref`` and distance ``reference_deg`` (:func:`_ps_relative_slowness` for the depths
+    whose Ps arrives then; constant beyond the first and last of ``depths``)."""
+    name = model.name if model.name in ("ak135", "iasp91", "prem") else "ak135"
+    p = slowness_for_distance(np.array([reference_deg - 5.0, reference_deg + 5.0]), name)
+    z = depths[depths > 0]
+    t = delay_table(model, z, [p_ref])[0]
+    u = np.diff(delay_table(model, z, p), axis=0)[0] / 10.0
+    ok = np.isfinite(t) & np.isfinite(u)
+    return np.interp(time_s, t[ok], u[ok])
+
+
+def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict,
+                       geometry: dict | None = None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """``norm`` with the crustal multiples subtracted where stacking.multiples says so, what was subtracted
+    (None: nothing) and a note of what was done: ``method: predicted``, those of the station's crust
+    (:func:`xdisc.stack.multiples.suppress_multiples`); ``radon``, whatever moves out like a reverberation
+    in a sparse slant stack (:func:`xdisc.stack.radon.remove_reverberations`; ``geometry``: the distances,
+    relative slownesses, earth model, reference slowness, depths and weighting of :func:`stack_station`)."""
     from xdisc.stack.multiples import FIRST_ORDER, SECOND_ORDER, THIRD_ORDER, suppress_multiples
 
     if not cfg.get("suppress", False):
         return norm, None, ""
+    if cfg.get("method", "predicted") == "radon":
+        return _without_reverberations(norm, time_s, cfg, geometry)
     if not np.isfinite(crust["moho_km"]):
         return norm, None, f"multiples not subtracted: no crust ({crust['crust_note']})"
     order = cfg.get("order", 2)
@@ -261,6 +282,24 @@ def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict) -> tuple[
     out = suppress_multiples(norm, time_s, slowness, crust["moho_km"], crust["vpvs"], crust["crust_vp_km_s"],
                              phases, cfg.get("half_window_s", 2.0))
     return out.rf, out.removed, f"subtracted: {', '.join(phases)}"
+
+
+def _without_reverberations(norm, time_s, cfg: dict, geometry: dict) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """:func:`_without_multiples` with ``method: radon``."""
+    from xdisc.stack.radon import remove_reverberations, squared_slowness_offsets
+
+    if norm.shape[0] == 0:
+        return norm, None, "reverberations not removed: no receiver functions"
+    g = geometry
+    ref = float(np.nanmedian(g["distance_deg"]))
+    ps_u = ps_slowness_by_time(g["model"], time_s, g["p_ref"], ref, g["depths"])
+    weights = noise_weights(norm, time_s) if g["weighting"] == "noise" else None
+    name = g["model"].name if g["model"].name in ("ak135", "iasp91", "prem") else "ak135"
+    out = remove_reverberations(norm, time_s, squared_slowness_offsets(g["slowness"], ref, name), g["rel_s"], ps_u,
+                                fraction=float(cfg.get("radon_fraction", 0.5)),
+                                start_s=float(cfg.get("radon_start_s", 15.0)), weights=weights,
+                                sparsity=float(cfg.get("radon_sparsity", 0.05)))
+    return out.rf, out.removed, out.note
 
 
 def crust_variables(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, model: EarthModel,

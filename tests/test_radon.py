@@ -1,0 +1,114 @@
+"""Reverberations removed in a sparse slant stack (xdisc.stack.radon)."""
+
+import numpy as np
+import pytest
+from xdisc.core.earthmodel import load_model
+from xdisc.core.moveout import delay_table, slowness_for_distance
+from xdisc.stack.multiples import FIRST_ORDER, multiple_times
+from xdisc.stack.radon import _SlantStack, remove_reverberations, squared_slowness_offsets
+from xdisc.stack.stacking import ps_slowness_by_time, stack_station
+
+DT = 0.1
+TIME = np.round(np.arange(-10.0, 120.0 + 1e-9, DT), 6)
+REL_S = np.round(np.arange(-0.3, 0.3 + 1e-9, 0.01), 6)
+MODEL = load_model("ak135")
+
+
+def _pulse(t0, amp, width=0.9):
+    return amp * np.exp(-(((TIME[None, :] - np.asarray(t0)[:, None]) / width) ** 2))
+
+
+def _aligned(rf, delay):
+    """Mean over events of each trace at its own delay (what a moveout-corrected stack sees)."""
+    return float(np.mean([np.interp(d, TIME, r) for r, d in zip(rf, delay, strict=True)]))
+
+
+def _gather(seed, n=60):
+    rng = np.random.default_rng(seed)
+    dist = rng.uniform(32.0, 90.0, n)
+    p = slowness_for_distance(dist, "ak135")
+    ref, p_ref = float(np.median(dist)), float(np.median(p))
+    return rng, dist, p, ref, p_ref
+
+
+def test_the_adjoint_is_exact():
+    """<L m, d> = <m, L^T d> for random m, d: FISTA's gradient is the true one."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-30, 30, 25)
+    op = _SlantStack(TIME.size, DT, x, REL_S, rng.uniform(0.5, 2.0, 25))
+    m = rng.standard_normal((REL_S.size, TIME.size))
+    d = rng.standard_normal((25, TIME.size))
+    assert np.vdot(op.forward(m), d) == pytest.approx(np.vdot(m, op.adjoint(d)), rel=1e-5)   # single precision
+    assert op.lipschitz() >= np.linalg.norm(op.adjoint(op.forward(m))) / np.linalg.norm(m)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_removes_a_ppps_and_keeps_a_ps_of_the_same_time(noise):
+    """60 receiver functions at 32-90 deg: the PpPs of a 77.5-km crust (0.08 of P, its amplitude growing
+    with slowness) arrives at the reference slowness together with the Ps from 300 km (0.04; ak135 delays).
+    After the subtraction the PpPs is gone (< 15 % of it stacked along its own moveout) and the Ps stays
+    (within 15 % of its amplitude); the direct P and the crust before the fit's
+    window (``start_s`` less its taper) are untouched."""
+    rng, _dist, p, ref, p_ref = _gather(1)
+    t_ps = delay_table(MODEL, [300.0], p)[:, 0]
+    t_ref = delay_table(MODEL, [300.0], [p_ref])[0, 0]
+    h = np.arange(40.0, 90.0, 0.05)
+    h = h[np.argmin(np.abs(multiple_times(h, 1.75, 6.3, p_ref, FIRST_ORDER["PpPs"]) - t_ref))]
+    t_m = multiple_times(h, 1.75, 6.3, p, FIRST_ORDER["PpPs"])
+    amp_m = 0.08 * (1 + 5.0 * (p - p_ref))     # multiples grow with the angle of incidence
+    rf = _pulse(np.zeros_like(p), 1.0) + _pulse(t_ps, 0.04) + amp_m[:, None] * _pulse(t_m, 1.0)
+    rf += noise * rng.standard_normal(rf.shape)
+    ps_u = ps_slowness_by_time(MODEL, TIME, p_ref, ref, np.arange(0.0, 800.0, 2.0))
+    out = remove_reverberations(rf, TIME, squared_slowness_offsets(p, ref), REL_S, ps_u)
+    assert abs(_aligned(out.removed, t_m) - _aligned(amp_m[:, None] * _pulse(t_m, 1.0), t_m)) < 0.15 * 0.08
+    assert _aligned(out.rf, t_ps) == pytest.approx(0.04, rel=0.15)
+    np.testing.assert_array_equal(out.removed[:, TIME < 12.0], 0.0)   # start_s 15 s less the 3-s taper
+    assert out.rf[:, np.argmin(np.abs(TIME))].mean() == pytest.approx(1.0, abs=0.02)
+
+
+def test_a_ps_alone_is_left_as_it_is():
+    """A Ps conversion from 280 km and noise, nothing reverberating: almost nothing is subtracted."""
+    rng, _dist, p, ref, p_ref = _gather(2)
+    t_ps = delay_table(MODEL, [280.0], p)[:, 0]
+    rf = _pulse(np.zeros_like(p), 1.0) + _pulse(t_ps, 0.04) + 0.01 * rng.standard_normal((p.size, TIME.size))
+    ps_u = ps_slowness_by_time(MODEL, TIME, p_ref, ref, np.arange(0.0, 800.0, 2.0))
+    out = remove_reverberations(rf, TIME, squared_slowness_offsets(p, ref), REL_S, ps_u)
+    assert _aligned(out.rf, t_ps) > 0.9 * _aligned(rf, t_ps)
+    assert np.abs(out.removed).max() < 0.01
+
+
+def test_too_few_receiver_functions_are_left_alone():
+    rng, dist, _p, ref, _p_ref = _gather(3, n=5)
+    rf = rng.standard_normal((5, TIME.size))
+    out = remove_reverberations(rf, TIME, dist - ref, REL_S, np.full(TIME.size, -0.05))
+    np.testing.assert_array_equal(out.rf, rf)
+    assert "5 receiver functions" in out.note
+
+
+def test_stack_station_with_method_radon_takes_the_multiple_out_of_the_x_window():
+    """stack_station with multiples.method radon: the PpPs of a thick crust that lands at 250-260 km in the
+    depth stack is no longer there, the stack file says what was removed, and a Ps from 300 km stays."""
+    from xdisc import config as cfgmod
+
+    rng, dist, p, _ref, p_ref = _gather(4)
+    t_ref = delay_table(MODEL, [255.0], [p_ref])[0, 0]
+    h = np.arange(40.0, 90.0, 0.05)
+    h = h[np.argmin(np.abs(multiple_times(h, 1.75, 6.3, p_ref, FIRST_ORDER["PpPs"]) - t_ref))]
+    t_m = multiple_times(h, 1.75, 6.3, p, FIRST_ORDER["PpPs"])
+    t_ps = delay_table(MODEL, [300.0], p)[:, 0]
+    rf = (_pulse(np.zeros_like(p), 1.0) + _pulse(t_m, 0.1) + _pulse(t_ps, 0.04)
+          + 0.005 * rng.standard_normal((p.size, TIME.size)))
+    cfg = cfgmod.validate({})["stacking"]
+    plain = stack_station(rf, TIME, p, dist, MODEL, cfg)
+    cfg["multiples"].update(suppress=True, method="radon", residual_fraction=0.0)
+    radon = stack_station(rf, TIME, p, dist, MODEL, cfg)
+    z = plain["depth"].values
+    near_m = (z >= 245) & (z <= 265)
+    near_x = (z >= 295) & (z <= 305)
+    assert plain["depth_stack"].values[near_m].max() > 0.03     # the PpPs, smeared along Ps moveout
+    assert radon["depth_stack"].values[near_m].max() < 0.25 * plain["depth_stack"].values[near_m].max()
+    assert radon["depth_stack"].values[near_x].max() == pytest.approx(plain["depth_stack"].values[near_x].max(),
+                                                                      rel=0.2)
+    assert np.nanmax(np.abs(radon["multiples_depth_stack"].values[near_m])) > 0.03
+    assert "sparse slant stack" in radon.attrs["multiples_note"]
+    assert radon.attrs["verdict"] == "present" and abs(radon.attrs["x_depth_km"] - 300) <= 5
