@@ -56,6 +56,12 @@ RESIDUAL_REACH_KM = 10.0
 MAX_HALF_WIDTH_KM = 10.0
 
 
+def _taup_name(model: EarthModel) -> str:
+    """The TauP model whose direct-P slownesses go with ``model`` (its own name for a reference model, else
+    AK135)."""
+    return model.name if model.name in ("ak135", "iasp91", "prem") else "ak135"
+
+
 def weighted_mean(traces: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted mean over rows, NaNs left out."""
     finite = np.isfinite(traces)
@@ -129,8 +135,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     crust = crust_variables(norm, time_s, slowness, model, {**cfg.get("crust", {}), "seed": cfg["seed"]})
     shown = norm  # the receiver functions as they are (the file and figure); the stack may use them without multiples
     if distance_deg is None:
-        distance_deg = distance_for_slowness(slowness, model.name if model.name in ("ak135", "iasp91", "prem")
-                                             else "ak135")
+        distance_deg = distance_for_slowness(slowness, _taup_name(model))
     distance_deg = np.asarray(distance_deg, float)
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
     geometry = {"distance_deg": distance_deg, "slowness": slowness, "rel_s": rel_s, "model": model, "p_ref": p_ref,
@@ -251,13 +256,11 @@ def _station_model(model: EarthModel, crust: dict, cfg: dict) -> tuple[EarthMode
 def ps_slowness_by_time(model: EarthModel, time_s: np.ndarray, p_ref: float, reference_deg: float,
                         depths: np.ndarray) -> np.ndarray:
     """The relative slowness (s/deg, negative) of a Ps conversion arriving at each time ``time_s`` at the
-    reference slowness ``p_ref`` and distance ``reference_deg`` (:func:`_ps_relative_slowness` for the depths
+    reference slowness ``p_ref`` and distance ``reference_deg`` (:func:`_ps_relative_slowness` of the depths
     whose Ps arrives then; constant beyond the first and last of ``depths``)."""
-    name = model.name if model.name in ("ak135", "iasp91", "prem") else "ak135"
-    p = slowness_for_distance(np.array([reference_deg - 5.0, reference_deg + 5.0]), name)
     z = depths[depths > 0]
     t = delay_table(model, z, [p_ref])[0]
-    u = np.diff(delay_table(model, z, p), axis=0)[0] / 10.0
+    u = _ps_relative_slowness(model, z, reference_deg)
     ok = np.isfinite(t) & np.isfinite(u)
     return np.interp(time_s, t[ok], u[ok])
 
@@ -294,8 +297,8 @@ def _without_reverberations(norm, time_s, cfg: dict, geometry: dict) -> tuple[np
     ref = float(np.nanmedian(g["distance_deg"]))
     ps_u = ps_slowness_by_time(g["model"], time_s, g["p_ref"], ref, g["depths"])
     weights = noise_weights(norm, time_s) if g["weighting"] == "noise" else None
-    name = g["model"].name if g["model"].name in ("ak135", "iasp91", "prem") else "ak135"
-    out = remove_reverberations(norm, time_s, squared_slowness_offsets(g["slowness"], ref, name), g["rel_s"], ps_u,
+    offsets = squared_slowness_offsets(g["slowness"], ref, _taup_name(g["model"]))
+    out = remove_reverberations(norm, time_s, offsets, g["rel_s"], ps_u,
                                 fraction=float(cfg.get("radon_fraction", 0.5)),
                                 start_s=float(cfg.get("radon_start_s", 15.0)), weights=weights,
                                 sparsity=float(cfg.get("radon_sparsity", 0.05)))
@@ -343,14 +346,15 @@ def crust_variables(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, 
     return {"variables": variables, "coords": coords, **attrs}
 
 
-def _ps_relative_slowness(model: EarthModel, depth_km: float, distance_deg: float) -> float:
+def _ps_relative_slowness(model: EarthModel, depth_km, distance_deg: float):
     """d(delay of Ps from ``depth_km``)/d(distance) at ``distance_deg`` (s/deg): where a Ps
-    conversion peaks in the vespagram (negative: it arrives later at shorter distance)."""
-    name = model.name if model.name in ("ak135", "iasp91", "prem") else "ak135"
+    conversion peaks in the vespagram (negative: it arrives later at shorter distance). A float for one
+    depth, an array for an array of depths."""
     d = np.array([distance_deg - 5.0, distance_deg + 5.0])
-    p = slowness_for_distance(d, name)
-    t = delay_table(model, [depth_km], p)[:, 0]
-    return float((t[1] - t[0]) / 10.0)
+    p = slowness_for_distance(d, _taup_name(model))
+    t = delay_table(model, np.atleast_1d(depth_km), p)
+    u = (t[1] - t[0]) / 10.0
+    return float(u[0]) if np.ndim(depth_km) == 0 else u
 
 
 def _shown_weak(missing: list[str], seen_amp: dict, boot: np.ndarray, depths: np.ndarray, cfg: dict) -> bool:
