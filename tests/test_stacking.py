@@ -243,7 +243,8 @@ def test_unseen_410_blocks_absent_but_not_a_significant_x(setup, monkeypatch):
     the 660): with the default ``require_410_660: for_absent`` the X that passes every check is present, and the
     reason says the 410 was not seen; with ``always`` the station is undetermined. A station without X whose
     410 is gone stays undetermined under both: it cannot show that X is missing. Nor does X alone decide where
-    the 410 is there but hidden by noise (not shown weak)."""
+    the 410 is there but hidden by noise (not shown weak), unless it exceeds ``x_snr_without_410`` times the
+    noise."""
     cfg, rf, lay = setup
     ref = load_model("ak135")
     above, below = ref.at([409.999, 410.001])
@@ -269,11 +270,17 @@ def test_unseen_410_blocks_absent_but_not_a_significant_x(setup, monkeypatch):
     # the 410 intact (X tapers back to zero at it) and hidden by noise: not shown weak, so undetermined
     tapered = insert_discontinuity(ref, Discontinuity(300.0, 0.05, 0.025, 0.015))
     station = make_station(clean_grid([tapered], rf, lay)[0], 50, np.random.default_rng(31), rf, snr_range=(3.0, 6.0))
-    hidden = _stack(station, cfg, rf, ref).attrs
+    strict = {**cfg, "stacking": {**cfg["stacking"], "x_snr_without_410": None}}
+    hidden = _stack(station, strict, rf, ref).attrs
     assert np.isnan(hidden["d410_km"]) and np.isfinite(hidden["d660_km"])
     assert hidden["verdict"] == "undetermined" and hidden["reason"] == "d410 not seen"
+    # ... unless X stands far enough above the noise (stacking.x_snr_without_410)
+    loose = {f: _stack(station, {**cfg, "stacking": {**cfg["stacking"], "x_snr_without_410": f * hidden["x_snr"]}},
+                       rf, ref).attrs for f in (0.9, 1.1)}
+    assert loose[0.9]["verdict"] == "present" and "X passes its own checks at" in loose[0.9]["reason"]
+    assert loose[1.1]["verdict"] == "undetermined" and loose[1.1]["reason"] == "d410 not seen"
     monkeypatch.setattr(stacking, "WEAK_FRACTION", np.inf)  # what held it back was the weakness test alone
-    assert _stack(station, cfg, rf, ref).attrs["verdict"] == "present"
+    assert _stack(station, strict, rf, ref).attrs["verdict"] == "present"
 
 
 def test_normal_410_over_660_amplitude_is_what_a_noise_free_stack_shows(setup):

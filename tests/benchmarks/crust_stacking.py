@@ -36,10 +36,13 @@ MOHO_CLASSES = ((20, 30), (30, 50), (50, 70.01))
 OFF = {"crust.depth_conversion": False, "multiples.suppress": False, "x_margin_km": 0.0, "min_x_amplitude": 0.0,
        "require_410_660": "always", "multiples.residual_fraction": 0.0, "conversion_slowness_max_multiple": None}
 ON = {"crust.depth_conversion": True, "multiples.suppress": True}
+# the sparse slant stack as first measured (2026-12-02): no coherence check
+RADON = {"multiples.suppress": True, "multiples.method": "radon", "multiples.radon_coherent_fraction": 0.0}
 VARIANTS = {
     "reference": OFF,                                                     # the verdict before issue 21
     "410 for absent": {**OFF, "require_410_660": "for_absent"},          # the default 2026-12-01
-    "default": {},  # the defaults now (2026-12-02: own crust where H-kappa is sure; margin 20, moveout bound 2)
+    "default": {},  # the defaults now (2026-12-02: own crust where H-kappa is sure; margin 20, moveout bound 2;
+    # min_rf 8 and x_snr_without_410 5)
     # 2026-12-02: the margin (with the half-width reach) and the bound on steep moveout, apart and together
     "own crust default (2026-12-02)": {"x_margin_km": 0.0, "conversion_slowness_max_multiple": None},
     "margin 10 only": {"x_margin_km": 10.0, "conversion_slowness_max_multiple": None},
@@ -51,20 +54,29 @@ VARIANTS = {
                                      "conversion_slowness_max_multiple": None},
     "multiples, moveout <= 2 only": {"multiples.suppress": True, "x_margin_km": 0.0},
     "default + multiples": {"multiples.suppress": True},
-    # 2026-12-02: reverberations removed in a sparse slant stack (no crust needed)
-    "radon": {"multiples.suppress": True, "multiples.method": "radon", "multiples.residual_fraction": 0.0},
-    "radon + residual 0.5": {"multiples.suppress": True, "multiples.method": "radon"},
-    "radon + residual 1": {"multiples.suppress": True, "multiples.method": "radon", "multiples.residual_fraction": 1.0},
-    "radon sparsity 0.1 + residual 1": {"multiples.suppress": True, "multiples.method": "radon",
-                                        "multiples.residual_fraction": 1.0, "multiples.radon_sparsity": 0.1},
-    "radon sparsity 0.2 + residual 1": {"multiples.suppress": True, "multiples.method": "radon",
-                                        "multiples.residual_fraction": 1.0, "multiples.radon_sparsity": 0.2},
-    "radon, no bound": {"multiples.suppress": True, "multiples.method": "radon", "multiples.residual_fraction": 0.0,
-                        "conversion_slowness_max_multiple": None},
-    "radon sparsity 0.1": {"multiples.suppress": True, "multiples.method": "radon",
-                           "multiples.residual_fraction": 0.0, "multiples.radon_sparsity": 0.1},
-    "radon fraction 0.3": {"multiples.suppress": True, "multiples.method": "radon",
-                           "multiples.residual_fraction": 0.0, "multiples.radon_fraction": 0.3},
+    # 2026-12-02: reverberations removed in a sparse slant stack (no crust needed), without the coherence check
+    "radon": {**RADON, "multiples.residual_fraction": 0.0},
+    "radon + residual 0.5": RADON,
+    "radon + residual 1": {**RADON, "multiples.residual_fraction": 1.0},
+    "radon sparsity 0.1 + residual 1": {**RADON, "multiples.residual_fraction": 1.0, "multiples.radon_sparsity": 0.1},
+    "radon sparsity 0.2 + residual 1": {**RADON, "multiples.residual_fraction": 1.0, "multiples.radon_sparsity": 0.2},
+    "radon, no bound": {**RADON, "multiples.residual_fraction": 0.0, "conversion_slowness_max_multiple": None},
+    "radon sparsity 0.1": {**RADON, "multiples.residual_fraction": 0.0, "multiples.radon_sparsity": 0.1},
+    "radon fraction 0.3": {**RADON, "multiples.residual_fraction": 0.0, "multiples.radon_fraction": 0.3},
+    # 2026-12-02 (later): X must be held by the sparse model at a conversion's slownesses
+    "radon coherent 0.5": {**RADON, "multiples.residual_fraction": 0.0, "multiples.radon_coherent_fraction": 0.5},
+    "radon coherent 0.7": {**RADON, "multiples.residual_fraction": 0.0, "multiples.radon_coherent_fraction": 0.7},
+    "radon coherent 0.5 + residual 0.5": {**RADON, "multiples.radon_coherent_fraction": 0.5},
+    "radon sparsity 0.1, coherent 0.5": {**RADON, "multiples.residual_fraction": 0.0, "multiples.radon_sparsity": 0.1,
+                                         "multiples.radon_coherent_fraction": 0.5},
+    # 2026-12-02 (later): stations of 8-9 receiver functions, and a strong X where the 410 is not seen
+    "default before min_rf 8 and strong X": {"min_rf": 10, "x_snr_without_410": None},
+    "strong X 4 without 410": {"min_rf": 10, "x_snr_without_410": 4.0},
+    "strong X 5 without 410": {"min_rf": 10, "x_snr_without_410": 5.0},
+    "strong X 6 without 410": {"min_rf": 10, "x_snr_without_410": 6.0},
+    "min_rf 7": {"min_rf": 7, "x_snr_without_410": None},
+    "min_rf 8": {"min_rf": 8, "x_snr_without_410": None},
+    "min_rf 7, strong X 5 without 410": {"min_rf": 7, "x_snr_without_410": 5.0},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},
@@ -144,7 +156,8 @@ def main(argv=None) -> int:
     for snr in a.snr:
         verdict = {k: np.empty(y.size, dtype=object) for k in settings}
         reason = {k: np.empty(y.size, dtype=object) for k in settings}
-        peak = {k: np.full((y.size, 4), np.nan) for k in settings}   # X's amplitude, snr, slowness, removed near
+        peak = {k: np.full((y.size, 5), np.nan) for k in settings}   # X's amplitude, snr, slowness, removed near,
+        # coherent in the slant stack
         h_err, k_err = np.full(y.size, np.nan), np.full(y.size, np.nan)
         t0 = time.perf_counter()
         for i in range(y.size):
@@ -156,7 +169,8 @@ def main(argv=None) -> int:
                 ds = stack_station(rf, src.time_s, p, dist, ref, cfg)
                 attrs = ds.attrs
                 verdict[name][i], reason[name][i] = attrs["verdict"], attrs["reason"]
-                peak[name][i] = (attrs["x_amp"], attrs["x_snr"], attrs["x_relative_slowness"], _removed_near(ds))
+                peak[name][i] = (attrs["x_amp"], attrs["x_snr"], attrs["x_relative_slowness"], _removed_near(ds),
+                                 attrs["x_coherent_amp"])
             h_err[i], k_err[i] = attrs["moho_km"] - moho[i], attrs["vpvs"] - vpvs[i]
         print(f"\nSNR {snr:g} per trace, {a.n_rf} receiver functions, {y.size} stations "
               f"({time.perf_counter() - t0:.0f} s); H-kappa error: Moho median {np.nanmedian(h_err):+.1f} km "
@@ -179,7 +193,8 @@ def main(argv=None) -> int:
                    **{f"{name}: {what}": col[i] for name in settings
                       for what, col in (("verdict", verdict[name]), ("reason", reason[name]))},
                   **{f"{name}: {what}": peak[name][i, j] for name in settings
-                     for j, what in enumerate(("x_amp", "x_snr", "x_relative_slowness", "removed_near"))}}
+                     for j, what in enumerate(("x_amp", "x_snr", "x_relative_slowness", "removed_near",
+                                               "x_coherent_amp"))}}
                   for i in range(y.size)]
     if a.table:
         import pandas as pd
@@ -214,9 +229,11 @@ def network_scores(a) -> int:
         t0 = time.perf_counter()
         for f in files:
             attrs = stack_file(f, cfg).attrs
-            rows[f.stem] = (attrs["verdict"], attrs["x_depth_km"], attrs["moho_km"], attrs["vpvs"], attrs["reason"])
+            rows[f.stem] = (attrs["verdict"], attrs["x_depth_km"], attrs["moho_km"], attrs["vpvs"], attrs["reason"],
+                            attrs["x_amp"], attrs["x_snr"], attrs["x_relative_slowness"], attrs["x_coherent_amp"])
         if a.table:
             table += [{"variant": name, "station": code, "verdict": r[0], "x_depth_km": r[1], "reason": r[4],
+                       "x_amp": r[5], "x_snr": r[6], "x_relative_slowness": r[7], "x_coherent_amp": r[8],
                        "true_x_present": int(x[code]), "true_x_depth_km": depth[code], "true_moho_km": moho[code]}
                       for code, r in rows.items()]
         v = pd.Series({k: r[0] for k, r in rows.items()}).reindex(truth.index)

@@ -52,6 +52,7 @@ class RadonSeparation:
     model: np.ndarray
     relative_slowness: np.ndarray
     note: str
+    fitted: bool = True
 
 
 def _operator(offsets_deg: np.ndarray, rel_s: np.ndarray, freqs: np.ndarray) -> np.ndarray:
@@ -137,6 +138,20 @@ def reverberation_mask(rel_s: np.ndarray, time_s: np.ndarray, ps_slowness_at: np
     return (rel_s[:, None] > cut[None, :] + 1e-9) & (time_s[None, :] >= start_s)
 
 
+def coherent_conversions(model: np.ndarray, rel_s: np.ndarray, ps_slowness_at: np.ndarray, steepest: float,
+                         fraction: float) -> np.ndarray:
+    """What the sparse slant-stack ``model`` (slowness ``rel_s``, time) holds at each time at the reference
+    distance, moving out like a conversion: the sum over the relative slownesses from ``steepest`` to
+    ``fraction`` times ``ps_slowness_at`` (the Ps slowness at each time, negative; ``steepest`` inf: from the
+    steepest modelled). Noise and the scatter of single receiver functions about a coherent arrival stay
+    largely outside the sparse model, so a peak of the depth stack that is a conversion is held there in
+    full, and one that is not, hardly."""
+    ps = np.asarray(ps_slowness_at, float)[None, :]
+    rel = np.asarray(rel_s, float)[:, None]
+    inside = (rel <= fraction * ps + 1e-9) & (rel >= min(steepest, 1e6) * ps - 1e-9)
+    return (model * inside).sum(axis=0)
+
+
 def squared_slowness_offsets(slowness_s_per_km: np.ndarray, reference_deg: float,
                              model_name: str = "ak135") -> np.ndarray:
     """Offsets (deg) in which the moveout of both Ps conversions and crustal reverberations is close to
@@ -167,7 +182,7 @@ def remove_reverberations(rf: np.ndarray, time_s: np.ndarray, offsets_deg: np.nd
     if usable.sum() < MIN_EVENTS:
         return RadonSeparation(rf, np.zeros_like(np.nan_to_num(rf)), empty, rel_s,
                                f"reverberations not removed: {int(usable.sum())} receiver functions "
-                               f"< {MIN_EVENTS}")
+                               f"< {MIN_EVENTS}", fitted=False)
     dt = float(time_s[1] - time_s[0])
     fit_from = start_s - TAPER_S
     taper = np.clip((time_s - fit_from) / TAPER_S, 0.0, 1.0)

@@ -140,8 +140,9 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
     geometry = {"distance_deg": distance_deg, "slowness": slowness, "rel_s": rel_s, "model": model, "p_ref": p_ref,
                 "depths": depths, "weighting": cfg["weighting"]}
-    norm, removed, crust["multiples_note"] = _without_multiples(norm, time_s, slowness, crust,
-                                                                 cfg.get("multiples", {}), geometry)
+    norm, removed, crust["multiples_note"], coherent = _without_multiples(norm, time_s, slowness, crust,
+                                                                           cfg.get("multiples", {}), geometry,
+                                                                           _conversion_range(cfg))
     model, depth_note = _station_model(model, crust, cfg.get("crust", {}))
     if n_rf:
         in_depth = to_depth(norm, time_s, slowness, model, depths)
@@ -162,7 +163,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         vesp = np.full((rel_s.size, time_s.size), np.nan)
         removed_stack = np.full(depths.size, np.nan)
     result = verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
-                              ref_dist, removed_stack)
+                              ref_dist, removed_stack, coherent)
     ds = xr.Dataset(
         {
             "rf": (("event", "time"), as_float32(shown), {"units": "1", "long_name": "receiver function / direct P"}),
@@ -265,34 +266,45 @@ def ps_slowness_by_time(model: EarthModel, time_s: np.ndarray, p_ref: float, ref
     return np.interp(time_s, t[ok], u[ok])
 
 
-def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict,
-                       geometry: dict | None = None) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _conversion_range(cfg: dict) -> tuple[float, float]:
+    """The relative slownesses of a conversion, as multiples of the Ps slowness at its time: from
+    ``conversion_slowness_max_multiple`` (the steepest; inf: no bound) to ``conversion_slowness_fraction``."""
+    steepest = cfg.get("conversion_slowness_max_multiple")
+    return (np.inf if steepest is None else float(steepest)), float(cfg["conversion_slowness_fraction"])
+
+
+def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict, geometry: dict | None = None,
+                       conversion: tuple[float, float] = (np.inf, 0.5)
+                       ) -> tuple[np.ndarray, np.ndarray | None, str, np.ndarray | None]:
     """``norm`` with the crustal multiples subtracted where stacking.multiples says so, what was subtracted
-    (None: nothing) and a note of what was done: ``method: predicted``, those of the station's crust
+    (None: nothing), a note of what was done and, with ``method: radon``, the coherent conversions at each
+    time (None otherwise): ``method: predicted``, those of the station's crust
     (:func:`xdisc.stack.multiples.suppress_multiples`); ``radon``, whatever moves out like a reverberation
     in a sparse slant stack (:func:`xdisc.stack.radon.remove_reverberations`; ``geometry``: the distances,
-    relative slownesses, earth model, reference slowness, depths and weighting of :func:`stack_station`)."""
+    relative slownesses, earth model, reference slowness, depths and weighting of :func:`stack_station`;
+    ``conversion``: :func:`_conversion_range`)."""
     from xdisc.stack.multiples import FIRST_ORDER, SECOND_ORDER, THIRD_ORDER, suppress_multiples
 
     if not cfg.get("suppress", False):
-        return norm, None, ""
+        return norm, None, "", None
     if cfg.get("method", "predicted") == "radon":
-        return _without_reverberations(norm, time_s, cfg, geometry)
+        return _without_reverberations(norm, time_s, cfg, geometry, conversion)
     if not np.isfinite(crust["moho_km"]):
-        return norm, None, f"multiples not subtracted: no crust ({crust['crust_note']})"
+        return norm, None, f"multiples not subtracted: no crust ({crust['crust_note']})", None
     order = cfg.get("order", 2)
     phases = {**FIRST_ORDER, **(SECOND_ORDER if order >= 2 else {}), **(THIRD_ORDER if order >= 3 else {})}
     out = suppress_multiples(norm, time_s, slowness, crust["moho_km"], crust["vpvs"], crust["crust_vp_km_s"],
                              phases, cfg.get("half_window_s", 2.0))
-    return out.rf, out.removed, f"subtracted: {', '.join(phases)}"
+    return out.rf, out.removed, f"subtracted: {', '.join(phases)}", None
 
 
-def _without_reverberations(norm, time_s, cfg: dict, geometry: dict) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _without_reverberations(norm, time_s, cfg: dict, geometry: dict, conversion: tuple[float, float]
+                            ) -> tuple[np.ndarray, np.ndarray | None, str, np.ndarray | None]:
     """:func:`_without_multiples` with ``method: radon``."""
-    from xdisc.stack.radon import remove_reverberations, squared_slowness_offsets
+    from xdisc.stack.radon import coherent_conversions, remove_reverberations, squared_slowness_offsets
 
     if norm.shape[0] == 0:
-        return norm, None, "reverberations not removed: no receiver functions"
+        return norm, None, "reverberations not removed: no receiver functions", None
     g = geometry
     ref = float(np.nanmedian(g["distance_deg"]))
     ps_u = ps_slowness_by_time(g["model"], time_s, g["p_ref"], ref, g["depths"])
@@ -302,7 +314,8 @@ def _without_reverberations(norm, time_s, cfg: dict, geometry: dict) -> tuple[np
                                 fraction=float(cfg.get("radon_fraction", 0.5)),
                                 start_s=float(cfg.get("radon_start_s", 15.0)), weights=weights,
                                 sparsity=float(cfg.get("radon_sparsity", 0.05)))
-    return out.rf, out.removed, out.note
+    coherent = None if not out.fitted else coherent_conversions(out.model, g["rel_s"], ps_u, *conversion)
+    return out.rf, out.removed, out.note, coherent
 
 
 def crust_variables(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, model: EarthModel,
@@ -372,14 +385,16 @@ def _shown_weak(missing: list[str], seen_amp: dict, boot: np.ndarray, depths: np
 
 
 def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
-                     ref_dist, removed_stack=None) -> dict:
+                     ref_dist, removed_stack=None, coherent=None) -> dict:
     """The verdict of a depth stack, its bootstrap means and bounds and its vespagram (rows ``rel_s``, columns
     ``time_s``): what :func:`stack_station` decides, also used by :mod:`xdisc.detectability`.
     ``removed_stack``: the depth stack of the crustal multiples subtracted (None or NaN: none), against
-    which ``multiples.residual_fraction`` sets a floor."""
+    which ``multiples.residual_fraction`` sets a floor. ``coherent``: the sparse slant stack's conversions at
+    each of ``time_s`` (:func:`xdisc.stack.radon.coherent_conversions`; None: no slant stack), of which a peak
+    must hold ``multiples.radon_coherent_fraction``."""
     out = {"verdict": UNDETERMINED, "reason": "", "x_depth_km": np.nan, "x_depth_err_km": np.nan,
            "x_amp": np.nan, "x_amp_err": np.nan, "x_snr": np.nan, "x_relative_slowness": np.nan,
-           "x_ps_relative_slowness": np.nan,
+           "x_ps_relative_slowness": np.nan, "x_coherent_amp": np.nan,
            "d410_km": np.nan, "d660_km": np.nan}
     if n_rf < cfg["min_rf"]:
         out["reason"] = f"{n_rf} receiver functions < {cfg['min_rf']}"
@@ -403,8 +418,8 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
     # significant, above the noise and moves out like a Ps conversion
     best, best_failed = None, None
     # no conversion from the window moves out much more steeply than Ps from the peak's depth
-    steepest = cfg.get("conversion_slowness_max_multiple")
-    steepest = np.inf if steepest is None else float(steepest)
+    steepest, _ = _conversion_range(cfg)
+    held = float(cfg.get("multiples", {}).get("radon_coherent_fraction", 0.0)) if coherent is not None else 0.0
     fraction = float(cfg.get("multiples", {}).get("residual_fraction", 0.0))
     if removed_stack is None or not np.any(np.isfinite(removed_stack)):
         fraction = 0.0  # nothing was subtracted: no residual floor
@@ -432,6 +447,9 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
             around = np.abs(depths - pk["depth"]) <= RESIDUAL_REACH_KM  # what a subtraction there can leave
             subtracted = float(np.max(np.abs(np.nan_to_num(removed_stack[around]))))
             checks[f"amplitude > {fraction:g} x the multiples subtracted there"] = pk["amp"] > fraction * subtracted
+        pk["coherent"] = np.nan if coherent is None else float(np.max(coherent[near]))
+        if held > 0:  # what moves out as a conversion in the sparse slant stack, not noise or leakage
+            checks[f"{held:g} of it coherent as a conversion"] = pk["coherent"] >= held * pk["amp"]
         failed = [name for name, ok in checks.items() if not ok]
         if best is None:
             best, best_failed = pk, failed
@@ -440,17 +458,22 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
             break
     out.update(x_depth_km=best["depth"], x_depth_err_km=best["depth_err"], x_amp=best["amp"],
                x_amp_err=best["amp_err"], x_snr=best["snr"], x_relative_slowness=best["u"],
-               x_ps_relative_slowness=best["u_ps"])
-    if missing and (best_failed or cfg.get("require_410_660", "for_absent") == "always"
-                    or not _shown_weak(missing, seen_amp, boot, depths, cfg)):
+               x_ps_relative_slowness=best["u_ps"], x_coherent_amp=best["coherent"])
+    weak = bool(missing) and _shown_weak(missing, seen_amp, boot, depths, cfg)
+    strong = cfg.get("x_snr_without_410")
+    strong = not best_failed and strong is not None and best["snr"] > float(strong)
+    if missing and (best_failed or cfg.get("require_410_660", "for_absent") == "always" or not (weak or strong)):
         # a station whose 410 (or 660) is not seen cannot show that X is missing; nor, unless it is shown
-        # weak, that a peak in the X window is more than noise
+        # weak or X stands far above the noise, that a peak in the X window is more than noise
         out["reason"] = f"{' and '.join(missing)} not seen"
         return out
     out["verdict"] = ABSENT if best_failed else PRESENT
     out["reason"] = "; ".join(f"not {f}" for f in best_failed)
-    if missing:  # present on X's own checks; said, since the depth conversion went unchecked
+    if weak:  # present on X's own checks; said, since the depth conversion went unchecked
         out["reason"] = f"{missing[0]} not seen, shown weak (X passes its own checks)"
+    elif missing:
+        out["reason"] = (f"{' and '.join(missing)} not seen; X passes its own checks at {best['snr']:.1f} x noise "
+                         f"(> x_snr_without_410)")
     return out
 
 
