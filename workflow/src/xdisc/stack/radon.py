@@ -143,9 +143,10 @@ def coherent_conversions(model: np.ndarray, rel_s: np.ndarray, ps_slowness_at: n
     """What the sparse slant-stack ``model`` (slowness ``rel_s``, time) holds at each time at the reference
     distance, moving out like a conversion: the sum over the relative slownesses from ``steepest`` to
     ``fraction`` times ``ps_slowness_at`` (the Ps slowness at each time, negative; ``steepest`` inf: from the
-    steepest modelled). Noise and the scatter of single receiver functions about a coherent arrival stay
-    largely outside the sparse model, so a peak of the depth stack that is a conversion is held there in
-    full, and one that is not, hardly."""
+    steepest modelled). The scatter of single receiver functions about a coherent arrival that was subtracted
+    stays largely outside the sparse model, so a peak of the depth stack made of that scatter is held there
+    only in part, and a conversion in full. Noise is not sorted out so: the sparse model holds noise peaks
+    too (2026-12-02)."""
     ps = np.asarray(ps_slowness_at, float)[None, :]
     rel = np.asarray(rel_s, float)[:, None]
     inside = (rel <= fraction * ps + 1e-9) & (rel >= min(steepest, 1e6) * ps - 1e-9)

@@ -448,7 +448,7 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
             subtracted = float(np.max(np.abs(np.nan_to_num(removed_stack[around]))))
             checks[f"amplitude > {fraction:g} x the multiples subtracted there"] = pk["amp"] > fraction * subtracted
         pk["coherent"] = np.nan if coherent is None else float(np.max(coherent[near]))
-        if held > 0:  # what moves out as a conversion in the sparse slant stack, not noise or leakage
+        if held > 0:  # a conversion in the sparse slant stack, not the scatter a subtraction leaves
             checks[f"{held:g} of it coherent as a conversion"] = pk["coherent"] >= held * pk["amp"]
         failed = [name for name, ok in checks.items() if not ok]
         if best is None:
