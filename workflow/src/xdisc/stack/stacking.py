@@ -418,7 +418,7 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
     # significant, above the noise and moves out like a Ps conversion
     best, best_failed = None, None
     # no conversion from the window moves out much more steeply than Ps from the peak's depth
-    steepest, _ = _conversion_range(cfg)
+    steepest, slowest = _conversion_range(cfg)
     held = float(cfg.get("multiples", {}).get("radon_coherent_fraction", 0.0)) if coherent is not None else 0.0
     fraction = float(cfg.get("multiples", {}).get("residual_fraction", 0.0))
     if removed_stack is None or not np.any(np.isfinite(removed_stack)):
@@ -439,7 +439,7 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
             "lower 95 % bound above zero": pk["lower"] > 0,
             f"amplitude > {cfg['noise_factor']} x noise": pk["snr"] > cfg["noise_factor"],
             "moveout of a conversion":
-                steepest * pk["u_ps"] <= pk["u"] <= cfg["conversion_slowness_fraction"] * pk["u_ps"],
+                steepest * pk["u_ps"] <= pk["u"] <= slowest * pk["u_ps"],
         }
         if cfg.get("min_x_amplitude", 0) > 0:
             checks[f"amplitude >= {cfg['min_x_amplitude']:g} of P"] = pk["amp"] >= cfg["min_x_amplitude"]
