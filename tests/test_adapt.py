@@ -146,17 +146,24 @@ def test_hard_fraction_calibrates_on_look_alikes_of_x(tmp_path):
     assert source.hard[no_x[:10]].all()
 
 
-def test_station_thresholds_are_conformal_order_statistics_bounded_by_one_half():
+def test_station_thresholds_are_conformal_order_statistics_present_bounded_by_one_half():
     a = calibration.AdaptSettings(false_alarm_rate=0.05, miss_rate=0.1)
     no_x, x = np.linspace(0.2, 0.8, 100), np.linspace(0.3, 1.0, 100)
     t = calibration.station_thresholds(no_x, x, a)
     # n = 100: k = ceil(101 * 0.95) = 96 and floor(101 * 0.1) = 10 (1-based)
     assert t["present_threshold"] == no_x[95] and t["absent_threshold"] == x[9]
     assert t["false_alarm_rate"] == pytest.approx(0.05) and 0 < t["detection_rate"] < 1
-    # well separated: the order statistics would cross; present still needs p >= 0.5, absent p < 0.5
-    separated = calibration.station_thresholds(np.linspace(0, 0.2, 50), np.linspace(0.8, 1, 50), a)
-    assert separated["present_threshold"] == 0.5 and separated["absent_threshold"] < 0.5
+    # well separated: present still needs p >= 0.5; absent is the X draws' order statistic, above 0.5
+    no_x, x = np.linspace(0, 0.2, 50), np.linspace(0.8, 1, 50)
+    separated = calibration.station_thresholds(no_x, x, a)
+    assert separated["present_threshold"] == 0.5 and separated["absent_threshold"] == x[4]  # floor(51 * 0.1)
+    # the thresholds cross; present is checked first, so no X draw would be called absent
     assert separated["detection_rate"] == 1.0 and separated["miss_rate"] == 0.0
+    # a station whose X draws all score near 1: a score of 0.7 is unlike them, absent although above 0.5
+    high = calibration.station_thresholds(np.linspace(0.1, 0.95, 40), np.linspace(0.97, 1.0, 40), a)
+    assert 0.95 > high["present_threshold"] > 0.9 and high["absent_threshold"] > 0.97
+    for p0, expected in ((0.7, "absent"), (0.99, "present"), (0.93, "present")):  # 0.93: above both
+        assert predict.calibrated_verdict(np.array([p0]), 50, high, {"min_rf": 8})[0] == expected
     # too few draws for the rate: the extreme score
     assert calibration.upper_order_statistic(np.arange(10.0), 0.05) == 9.0
     assert calibration.lower_order_statistic(np.arange(5.0), 0.1) == 0.0

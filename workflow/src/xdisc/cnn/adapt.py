@@ -17,8 +17,8 @@ as the station's real data.
   probability at or above the conformal ``1 - false_alarm_rate`` order statistic of that station's own
   no-X scores (its false-alarm rate is bounded where it was measured: on its own noise, slownesses and
   number of events), and at least 0.5; ``absent`` needs one at or below the ``miss_rate`` order
-  statistic of its scores with X (X of that size would have scored higher), and below 0.5. In
-  between: ``undetermined``.
+  statistic of its scores with X (X of that size would have scored higher), whether or not that is
+  below 0.5; ``present`` is checked first. In between: ``undetermined``.
 * With ``match_crust``, a station's calibration draws are the samples whose crustal part
   (``crust_window_s`` around P: direct P, sediment and Moho conversions, the first multiples) is
   closest to the station's own mean receiver function at each slowness, so that a station on

@@ -57,7 +57,8 @@ def station_verdict(prob: np.ndarray, n_rf: int, cfg: dict) -> tuple[str, str]:
 
 def calibrated_verdict(prob: np.ndarray, n_rf: int, thresholds: dict, cfg: dict) -> tuple[str, str]:
     """present / absent / undetermined from the probability of image 0 and the station's own thresholds
-    (a row of the table of :func:`xdisc.cnn.adapt.calibrate`)."""
+    (a row of the table of :func:`xdisc.cnn.adapt.calibrate`). ``present`` is checked first: where the
+    station's draws without and with X separate, its absent threshold can lie above its present one."""
     too_few = _too_few(prob, n_rf, cfg)
     if too_few:
         return UNDETERMINED, too_few
