@@ -71,7 +71,8 @@ def test_cnn_verdicts_per_level_bound_false_alarms_and_leave_the_unclear_undeter
     blind = rng.uniform(0.0, 1.0, n)
     out = level_verdicts(np.stack([blind, clear]), y, dvs, default_config["cnn"]["adapt"], seed=3)
     assert out["n_calibration"] + out["n_scored"] == n
-    assert out["false_alarm"][0] <= 0.08 and out["undetermined"][0] >= 0.8
+    # scores that do not separate are decided at the configured rates only: 5 % present, 20 % absent
+    assert out["false_alarm"][0] <= 0.08 and out["undetermined"][0] >= 0.7
     assert out["false_alarm"][1] == 0.0 and out["undetermined"][1] <= 0.01 and out["accuracy"][1] >= 0.99
-    # absent: the 10th percentile of the calibration half's X scores (uniform in 0.7-1), above 0.5
-    assert out["present_threshold"][1] == 0.5 and out["absent_threshold"][1] == pytest.approx(0.73, abs=0.01)
+    # absent: the 20th percentile (miss_rate) of the calibration half's X scores (uniform in 0.7-1), above 0.5
+    assert out["present_threshold"][1] == 0.5 and out["absent_threshold"][1] == pytest.approx(0.76, abs=0.01)

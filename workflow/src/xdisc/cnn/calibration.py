@@ -39,7 +39,7 @@ class AdaptSettings:
     subset_probability: float = 0.5
     calibration_draws: int = 40
     false_alarm_rate: float = 0.05
-    miss_rate: float = 0.1
+    miss_rate: float = 0.2
     absent_dvs: float = 0.03
     hard_fraction: float = 0.5
     max_stations: int = 2000
