@@ -11,6 +11,7 @@ its depth (250-260, 260-340, 340-350 km) and by Moho depth, undetermined, and th
 CI (about a second per station and setting).
 
     python tests/benchmarks/crust_stacking.py --samples 300 --snr 30 1000
+    python tests/benchmarks/crust_stacking.py --samples 100 --x-fraction 1 --x-depth 250 260 --variants default
     python tests/benchmarks/crust_stacking.py --network /data/xs1 --run /data/xs1-run   # independent network
 
 With ``--network`` and ``--run`` (a network of ``independent_network.py make`` and a pipeline run on it,
@@ -119,6 +120,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=20261201)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all")
+    ap.add_argument("--x-depth", type=float, nargs=2, metavar=("TOP", "BOTTOM"),
+                    help="X's depth range (km; synthetics.x.depth_km), e.g. 250 260 for the window's upper edge")
+    ap.add_argument("--x-fraction", type=float, help="fraction of the stations with X (synthetics.x_fraction)")
     ap.add_argument("--network", type=Path, help="an independent network (independent_network.py make)")
     ap.add_argument("--run", type=Path, help="a pipeline run on it (independent_network.py score --workdir)")
     ap.add_argument("--table", type=Path,
@@ -129,6 +133,10 @@ def main(argv=None) -> int:
 
     config = cfgmod.validate(yaml.safe_load(a.config.read_text()) or {})
     config["synthetics"].update(seed=a.seed, n_samples=a.samples)
+    if a.x_depth:
+        config["synthetics"]["x"]["depth_km"] = list(a.x_depth)
+    if a.x_fraction is not None:
+        config["synthetics"]["x_fraction"] = a.x_fraction
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "set.nc"
