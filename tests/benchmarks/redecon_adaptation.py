@@ -16,7 +16,8 @@ verdicts against the network's hidden truth, without rerunning the pipeline:
 2. ``score``: fine-tunes the run's network (``results/cnn/finetune.ckpt``) on the training images for
    ``--epochs`` (0: as it is), then per station: the real score of image 0, thresholds from the run's
    redeconvolved no-X draws and the redeconvolved X draws (the pipeline's conformal order statistics;
-   ``--no-cap`` lifts the ``absent`` cap at 0.5), the verdict against the truth; and the AUC of the real
+   ``absent`` uncapped as in the pipeline since 2026-12-02, ``--cap`` caps it below 0.5 as before; the
+   ``miss_rate`` of the run's settings), the verdict against the truth; and the AUC of the real
    scores (all stations with >= 10 receiver functions, and those with median SNR > 6).
 
     python tests/benchmarks/redecon_adaptation.py draws --run /data/xs1-run --out /data/rda1 --train 24
@@ -127,7 +128,7 @@ def score(argv) -> int:
     from sklearn.metrics import roc_auc_score
     from torch.utils.data import DataLoader, TensorDataset
     from xdisc.cnn.adapt import draw_files, read_draw_images
-    from xdisc.cnn.calibration import AdaptSettings, lower_order_statistic, station_thresholds
+    from xdisc.cnn.calibration import AdaptSettings, station_thresholds
     from xdisc.cnn.datasets import read_station_images
     from xdisc.cnn.module import XClassifier
 
@@ -138,7 +139,10 @@ def score(argv) -> int:
     ap.add_argument("--epochs", type=int, default=0, help="fine-tuning epochs on the training draws (0: none)")
     ap.add_argument("--learning-rate", type=float, default=3e-4)
     ap.add_argument("--own-noise-x", action="store_true", help="the run's own absent thresholds (own-noise X draws)")
-    ap.add_argument("--no-cap", action="store_true", help="absent threshold not capped at 0.5")
+    ap.add_argument("--cap", action="store_true", help="absent threshold capped below 0.5 (the pipeline before "
+                    "2026-12-02)")
+    ap.add_argument("--no-cap", action="store_true", help="absent threshold not capped at 0.5: the default since "
+                    "2026-12-02 (kept so that recorded commands run)")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--out", type=Path, help="CSV of per-station results")
     a = ap.parse_args(argv)
@@ -185,9 +189,8 @@ def score(argv) -> int:
             th = station_thresholds(prob(read_draw_images(no_x[code])), prob(np.load(x_file)["image"]), settings)
             if a.own_noise_x:
                 th["absent_threshold"] = float(run_thresholds.loc[code, "absent_threshold"])
-            elif a.no_cap:
-                low = lower_order_statistic(prob(np.load(x_file)["image"]), settings.miss_rate)
-                th["absent_threshold"] = float(min(low, np.nextafter(th["present_threshold"], 0.0)))
+            elif a.cap:
+                th["absent_threshold"] = float(min(th["absent_threshold"], np.nextafter(0.5, 0.0)))
             row.update(th)
             row["verdict"] = ("present" if row["real"] >= th["present_threshold"] else "absent"
                               if row["real"] <= th["absent_threshold"] else "undetermined")
