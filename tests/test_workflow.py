@@ -96,6 +96,15 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tiny_run):
     assert "predict_stations" in plan.stdout and "compare_verdicts" in plan.stdout
     for upstream in ("simulate_synthetics", "pretrain_cnn", "process_station"):
         assert f"rule {upstream}:" not in plan.stdout, f"{upstream} does not depend on cnn.verdict"
+    # a calibration rate sets the thresholds again; the adaptation and the calibration draws stay
+    cfg = yaml.safe_load(original)
+    cfg["cnn"].setdefault("adapt", {})["miss_rate"] = 0.3
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    plan = _run(wd, "-n", "--cores", "2")
+    (wd / "config" / "config.yaml").write_text(original)
+    assert "rule calibrate_stations:" in plan.stdout and "rule predict_stations:" in plan.stdout, plan.stdout
+    for upstream in ("pretrain_cnn", "adapt_cnn", "draw_calibration", "finetune_cnn"):
+        assert f"rule {upstream}:" not in plan.stdout, f"{upstream} does not depend on cnn.adapt.miss_rate"
 
 
 def _descendants(pid: int) -> list[int]:

@@ -58,6 +58,9 @@ def log_file(rule, *wildcards):
 # settings files, so that a new batch size reruns nothing that is done
 PLAN_ONLY = {"data": {"batch_stations"}, "detectability": {"batch_stations"}}
 PLAN_ONLY_CNN = {"adapt": {"batch_stations"}}  # sub-section keys of cnn that shape the plan only
+# keys of cnn.adapt read only where the thresholds are set (xdisc calibrate, xdisc evaluate): changing
+# them neither adapts the network again nor redraws the calibration draws
+THRESHOLDS_ONLY_ADAPT = {"false_alarm_rate", "miss_rate"}
 
 
 def _sections(*sections):
@@ -78,12 +81,14 @@ def _data():
     return {k: v for k, v in _science("data").items() if k not in other}
 
 
-def _cnn(*sections, leave_out=()):
+def _cnn(*sections, leave_out=(), leave_out_keys=None):
     """The config sections plus the cnn section without the keys in ``leave_out`` (so that, e.g., a
-    verdict threshold does not retrain the network)."""
+    verdict threshold does not retrain the network) and, per sub-section, without the keys of
+    ``leave_out_keys`` and of PLAN_ONLY_CNN."""
     data = _sections(*sections)
+    drop = {k: set(PLAN_ONLY_CNN.get(k, ())) | set((leave_out_keys or {}).get(k, ())) for k in config["cnn"]}
     data["cnn"] = {
-        k: ({kk: vv for kk, vv in v.items() if kk not in PLAN_ONLY_CNN[k]} if k in PLAN_ONLY_CNN else v)
+        k: ({kk: vv for kk, vv in v.items() if kk not in drop[k]} if drop[k] else v)
         for k, v in config["cnn"].items()
         if k not in leave_out
     }
@@ -111,10 +116,19 @@ SETTINGS = {
         "synthetics_pretrain": _synthetics("pretrain"),
         "synthetics_test": _synthetics("test"),
         "pretrain": _cnn(
-            "earth_model", "images", "synthetics", "receiver_function", leave_out=("finetune", "verdict", "labels")
+            "earth_model",
+            "images",
+            "synthetics",
+            "receiver_function",
+            leave_out=("finetune", "verdict", "labels", "adapt"),
         ),
-        "finetune": _cnn("earth_model", "images", "synthetics", "receiver_function", leave_out=("verdict",)),
-        "adapt": _cnn("earth_model", "images", leave_out=("finetune", "labels", "evaluation")),
+        "finetune": _cnn("earth_model", "images", "synthetics", "receiver_function", leave_out=("verdict", "adapt")),
+        "adapt": _cnn(
+            "earth_model",
+            "images",
+            leave_out=("finetune", "labels", "evaluation"),
+            leave_out_keys={"adapt": THRESHOLDS_ONLY_ADAPT},
+        ),
         "calibrate": _cnn("earth_model", "images", leave_out=("pretrain", "finetune", "labels", "evaluation")),
         "calibration_draws": _cnn(
             "earth_model",
@@ -124,6 +138,7 @@ SETTINGS = {
             "layering",
             "synthetics",
             leave_out=("pretrain", "finetune", "labels", "evaluation"),
+            leave_out_keys={"adapt": THRESHOLDS_ONLY_ADAPT},
         ),
         "predict": _cnn(leave_out=("pretrain", "finetune", "labels", "adapt")),
         "evaluate": _cnn("earth_model", "images", "synthetics", "stacking", leave_out=("verdict", "labels")),

@@ -168,7 +168,8 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
     base = XClassifier.load_from_checkpoint(str(pretrained), map_location="cpu")
     seed = int(cfg["seed"])
     result = {"stage": "adapt", "stations": len(noise_files), "stations_with_noise": len(pools),
-              "settings": dict(a.__dict__), "seed": seed, "versions": software_versions(("torch", "lightning"))}
+              "settings": {k: v for k, v in a.__dict__.items() if k not in ("false_alarm_rate", "miss_rate")},
+              "seed": seed, "versions": software_versions(("torch", "lightning"))}
     if not a.enabled or not pools or a.epochs == 0:
         why = ("cnn.adapt.enabled is false" if not a.enabled else "cnn.adapt.epochs is 0" if a.epochs == 0
                else "no station has enough noise traces (cnn.verdict.min_rf)")
