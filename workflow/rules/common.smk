@@ -58,9 +58,6 @@ def log_file(rule, *wildcards):
 # settings files, so that a new batch size reruns nothing that is done
 PLAN_ONLY = {"data": {"batch_stations"}, "detectability": {"batch_stations"}}
 PLAN_ONLY_CNN = {"adapt": {"batch_stations"}}  # sub-section keys of cnn that shape the plan only
-# keys of cnn.adapt read only where the thresholds are set (xdisc calibrate, xdisc evaluate): changing
-# them neither adapts the network again nor redraws the calibration draws
-THRESHOLDS_ONLY_ADAPT = {"false_alarm_rate", "miss_rate"}
 
 
 def _sections(*sections):
@@ -127,7 +124,7 @@ SETTINGS = {
             "earth_model",
             "images",
             leave_out=("finetune", "labels", "evaluation"),
-            leave_out_keys={"adapt": THRESHOLDS_ONLY_ADAPT},
+            leave_out_keys={"adapt": xdisc.config.CNN_THRESHOLD_KEYS},
         ),
         "calibrate": _cnn("earth_model", "images", leave_out=("pretrain", "finetune", "labels", "evaluation")),
         "calibration_draws": _cnn(
@@ -138,7 +135,7 @@ SETTINGS = {
             "layering",
             "synthetics",
             leave_out=("pretrain", "finetune", "labels", "evaluation"),
-            leave_out_keys={"adapt": THRESHOLDS_ONLY_ADAPT},
+            leave_out_keys={"adapt": xdisc.config.CNN_THRESHOLD_KEYS},
         ),
         "predict": _cnn(leave_out=("pretrain", "finetune", "labels", "adapt")),
         "evaluate": _cnn("earth_model", "images", "synthetics", "stacking", leave_out=("verdict", "labels")),
