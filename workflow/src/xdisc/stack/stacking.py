@@ -460,8 +460,8 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
                x_amp_err=best["amp_err"], x_snr=best["snr"], x_relative_slowness=best["u"],
                x_ps_relative_slowness=best["u_ps"], x_coherent_amp=best["coherent"])
     weak = bool(missing) and _shown_weak(missing, seen_amp, boot, depths, cfg)
-    strong = cfg.get("x_snr_without_410")
-    strong = not best_failed and strong is not None and best["snr"] > float(strong)
+    strong_snr = cfg.get("x_snr_without_410")
+    strong = not best_failed and strong_snr is not None and best["snr"] > float(strong_snr)
     if missing and (best_failed or cfg.get("require_410_660", "for_absent") == "always" or not (weak or strong)):
         # a station whose 410 (or 660) is not seen cannot show that X is missing; nor, unless it is shown
         # weak or X stands far above the noise, that a peak in the X window is more than noise
