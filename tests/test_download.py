@@ -287,6 +287,53 @@ def test_local_archives(tmp_path, layout, caplog):
     np.testing.assert_array_equal(ref.select(channel="BHZ")[0].data, direct.select(channel="BHZ")[0].data)
 
 
+def test_files_without_the_network_code_say_which_ids_they_hold(tmp_path):
+    """SAC files often lack the network code: the window is empty and its reason names the ids that did not
+    match, instead of a bare "no data"."""
+    from xdisc.data.download import NoData, embedded_paths
+
+    st = read(str(embedded_paths()["waveforms"]))
+    root = tmp_path / "files"
+    root.mkdir()
+    for i, tr in enumerate(st):
+        tr.stats.network = ""
+        tr.write(str(root / f"{i:03d}.mseed"), format="MSEED")
+    p = embedded_paths()
+    cfg = cfgmod.validate({"data": {"source": "local", "local": {"waveforms": str(root), "format": "files",
+                                                                 "inventory": str(p["inventory"]),
+                                                                 "events": str(p["events"])}}})
+    req = _plan(cfg)[0]
+    with pytest.raises(NoData, match=r"do not match CX\.PB01\.\*\.BH\?, e\.g\. '\.PB01\.\.BH[ENZ]'"):
+        make_source(cfg["data"]).get_waveforms(req.network, req.station, "*", "BH?", req.starttime, req.endtime)
+
+
+def test_a_station_the_channel_pattern_leaves_out_is_listed_as_skipped(tmp_path, caplog):
+    """A station of the local inventory whose channels all miss data.stations.channel (here EH? only) is a
+    skipped row of the station table with its channels named, not silently gone."""
+    import copy
+
+    from obspy import read_inventory
+    from xdisc.data.download import embedded_paths, select_stations
+
+    p = embedded_paths()
+    inv = read_inventory(str(p["inventory"]))
+    short = copy.deepcopy(inv[0][0])
+    short.code = "PB99"
+    for c in short.channels:
+        c.code = "EH" + c.code[-1]
+    inv[0].stations.append(short)
+    inv.write(str(tmp_path / "inventory.xml"), format="STATIONXML")
+    cfg = cfgmod.validate({"data": {"source": "local", "local": {"waveforms": str(tmp_path), "format": "files",
+                                                                 "inventory": str(tmp_path / "inventory.xml"),
+                                                                 "events": str(p["events"])}}})
+    _, rows, _ = select_stations(cfg["data"])
+    by_code = {r["station"]: r for r in rows}
+    assert by_code["PB01"]["status"] == "selected"
+    assert by_code["PB99"]["status"] == "skipped"
+    assert by_code["PB99"]["reason"].startswith("no channel matching data.stations.channel 'BH?,HH?'")
+    assert ".EHZ" in by_code["PB99"]["reason"] and "skipping CX.PB99" in caplog.text
+
+
 def test_missing_local_inputs_are_clear_errors(tmp_path):
     cfg = cfgmod.validate({"data": {"source": "local", "local": {"waveforms": str(tmp_path / "none"),
                                                                  "format": "sds"}}})

@@ -4,6 +4,8 @@ Oracles: the rf package's deconvolutions on the same pre-processed traces; obspy
 obspy.geodetics for slowness and back azimuth; a synthetic RF convolved back into Z/R.
 """
 
+import re
+
 import numpy as np
 import pytest
 from obspy import read, read_events, read_inventory
@@ -220,3 +222,78 @@ def test_bandpass_matches_obspy_filter(phase):
     tr.filter("bandpass", freqmin=band[0], freqmax=band[1], corners=4, zerophase=phase == "zero")
     inner = slice(500, n - 500) if phase == "zero" else slice(0, n)   # zero-phase: ObsPy's edges differ
     assert np.max(np.abs(ours[inner] - tr.data[inner])) < 1e-3 * np.max(np.abs(tr.data))
+
+
+# ----------------------------------------------------------------------------- archives the project did not write
+
+
+def _second_sensor(stream, location: str, drop: str = "", scale: float = 1.0):
+    """A copy of ``stream`` as another sensor at ``location`` (samples times ``scale``), without ``drop``."""
+    out = stream.copy()
+    for tr in out:
+        tr.stats.location = location
+        tr.data = tr.data * scale
+    for tr in out.select(component=drop) if drop else []:
+        out.remove(tr)
+    return out
+
+
+def _rf_of(embedded, items, inv=None):
+    return compute_station(items, inv or embedded["inv"], embedded["station"],
+                           RFSettings(**embedded["cfg"]["receiver_function"]), embedded["cfg"]["rf_processing"],
+                           embedded["cfg"]["earth_model"], embedded["meta"])
+
+
+def test_a_window_with_two_sensors_takes_one_whole_sensor(embedded):
+    """Two location codes in one window (or BH? beside HH?): the three components come from one sensor,
+    the first complete one, never a mix (the components used to be keyed by their last letter only)."""
+    import copy
+
+    inv = embedded["inv"].copy()
+    sta = inv[0][0]
+    extra = [copy.deepcopy(c) for c in sta.channels]
+    for c in extra:
+        c.location_code = "10"
+    sta.channels += extra
+    items = [(row, st.copy()) for row, st in embedded["items"]]
+    s0, s1, s2 = (items[i][1] for i in range(3))
+    items[0] = (items[0][0], s0 + _second_sensor(s0, "10", drop="E", scale=3.0))  # "10" incomplete: "" whole
+    items[1] = (items[1][0], _second_sensor(s1, "", drop="E") + _second_sensor(s1, "10"))  # "" incomplete: "10"
+    items[2] = (items[2][0], _second_sensor(s2, "", drop="E") + _second_sensor(s2, "10", drop="N"))
+    ds = _rf_of(embedded, items, inv)
+    good = _rf_of(embedded, embedded["items"])
+    np.testing.assert_allclose(ds["rf"].values[:2], good["rf"].values[:2], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ds["rf"].values[3:], good["rf"].values[3:], rtol=1e-6, atol=1e-9)
+    reason = str(ds["rejection_reason"].values[2])
+    assert "--.BH: missing component(s): have NZ" in reason and "10.BH: missing component(s): have EZ" in reason
+
+
+def test_overlaps_merge_when_samples_agree_and_reject_when_they_conflict(embedded):
+    items = [(row, st.copy()) for row, st in embedded["items"]]
+    for i, conflict in ((3, False), (4, True)):
+        st = items[i][1]
+        tr = st.select(component="N")[0]
+        a = tr.slice(tr.stats.starttime, tr.stats.starttime + 100)
+        b = tr.slice(tr.stats.starttime + 97, tr.stats.endtime).copy()
+        if conflict:
+            b.data = b.data.astype(float)
+            b.data[:20] += 1000.0
+        st.remove(tr)
+        st += a
+        st += b
+    ds = _rf_of(embedded, items)
+    good = _rf_of(embedded, embedded["items"])
+    np.testing.assert_allclose(ds["rf"].values[3], good["rf"].values[3], rtol=1e-6, atol=1e-9)
+    reason = str(ds["rejection_reason"].values[4])
+    assert re.match(r"overlap of 3\.\d s with conflicting samples in CX\.PB01\.\.BHN", reason)
+    assert np.all(np.isnan(ds["rf"].values[4]))
+
+
+def test_an_inventory_without_azimuth_and_dip_takes_the_seed_orientation(embedded, caplog):
+    inv = embedded["inv"].copy()
+    for c in inv[0][0].channels:
+        c.azimuth, c.dip = None, None
+    ds = _rf_of(embedded, embedded["items"], inv)
+    good = _rf_of(embedded, embedded["items"])
+    np.testing.assert_allclose(ds["rf"].values, good["rf"].values, rtol=1e-6, atol=1e-9)
+    assert "CX.PB01..BHZ: the inventory gives no azimuth or dip; taking 0/-90" in caplog.text

@@ -195,7 +195,12 @@ class StreamSource(Source):
         sel = select_channels(self.stream, network, station, location, channel)
         sel = sel.slice(UTCDateTime(starttime), UTCDateTime(endtime))
         if not len(sel):
-            raise NoData("no data in the archive")
+            # SAC files often lack the network (knetwk) or carry other codes: say so where the user looks
+            other = sorted({tr.id for tr in self.stream.select(station=station)} -
+                           {tr.id for tr in select_channels(self.stream, network, station, location, channel)})
+            hint = (f" (the files hold {len(other)} trace id(s) of station {station} that do not match "
+                    f"{network}.{station}.{location}.{channel}, e.g. {other[0]!r})") if other else ""
+            raise NoData(f"no data in the archive{hint}")
         return to_mseed(sel)
 
 
@@ -502,14 +507,14 @@ class StationDownload:
 
 
 def download_station(events, station: dict, data_cfg: dict, out_dir: Path, manifest_path: Path,
-                     earth_model: str = "ak135", progress=None, stop: threading.Event | None = None
-                     ) -> StationDownload:
+                     earth_model: str = "ak135", progress=None, stop: threading.Event | None = None,
+                     source: Source | None = None) -> StationDownload:
     """Plan the windows of one station (a row of :func:`station_rows`) and fetch what is missing,
-    from the source and with the retry settings of the ``data`` configuration."""
+    from ``source`` (default: the source of the ``data`` configuration) and with its retry settings."""
     requests, skipped = plan_requests(events, station["network"], station["station"], float(station["latitude"]),
                                       float(station["longitude"]), data_cfg, earth_model)
     provider = station.get("provider") if data_cfg["source"] == "fdsn" else None
-    source = make_source(data_cfg, provider)
+    source = source or make_source(data_cfg, provider)
     st_cfg, fd = data_cfg["stations"], data_cfg["fdsn"]
     summary = fetch_station(requests, source, out_dir, manifest_path, channel=st_cfg["channel"],
                             location=st_cfg["location"], retries=fd["retries"], backoff_s=fd["backoff_s"],
@@ -536,13 +541,16 @@ def download_batch(events, stations: list[dict], data_cfg: dict, manifest_dir: P
     An interrupt stops every station's new requests. ``progress(code)`` makes a station's progress
     callback; ``report(code, StationDownload)`` is called as each station finishes."""
     manifest_dir = Path(manifest_dir)
+    # a folder of files (or the embedded data) is read into memory: once per batch, not once per station
+    eff = effective_data(data_cfg)
+    shared = make_source(data_cfg) if eff["source"] != "fdsn" and eff["local"]["format"] != "sds" else None
     stops = {f"{row['network']}.{row['station']}": threading.Event() for row in stations}
 
     def one(row: dict) -> dict:
         code = f"{row['network']}.{row['station']}"
         manifest = manifest_dir / f"{code}.csv"
         result = download_station(events, row, data_cfg, waveform_folder(manifest), manifest, earth_model,
-                                  progress(code) if progress else None, stops[code])
+                                  progress(code) if progress else None, stops[code], shared)
         if report is not None:
             report(code, result)
         s = result.summary
@@ -664,13 +672,15 @@ def _judgeable(cat, source, need_magnitude: bool = True) -> list:
 PROVIDER_FIELDS = ("provider", "status", "n_stations", "reason")
 
 
-def get_stations(data_cfg: dict, clients: dict | None = None, report: list | None = None):
+def get_stations(data_cfg: dict, clients: dict | None = None, report: list | None = None,
+                 dropped: dict | None = None):
     """Station inventory (with responses) and the provider of each station.
 
     Every provider of ``data.fdsn.providers`` is asked in turn; one that fails (server error after
     the retries, an answer that is not StationXML) is logged and skipped. When ``report`` is a list,
     one row per provider (:data:`PROVIDER_FIELDS`: status ok / nodata / error, the reason) is
-    appended to it."""
+    appended to it. When ``dropped`` is a dict, the stations of a local inventory that the channel or
+    location patterns leave out are put in it ({NET.STA: (network, station, reason)})."""
     from obspy import Inventory, read_inventory
     from obspy.geodetics import inside_geobounds
 
@@ -731,6 +741,15 @@ def get_stations(data_cfg: dict, clients: dict | None = None, report: list | Non
         net.stations = [s for s in net.stations if inside_geobounds(s, **region)]
         for s in net:
             providers[f"{net.code}.{s.code}"] = data_cfg["source"]
+    if dropped is not None:
+        chosen = set(providers)
+        for net in inv.select(network=st["network"], station=st["station"], starttime=t1, endtime=t2):
+            for s in net:
+                if f"{net.code}.{s.code}" not in chosen and inside_geobounds(s, **region):
+                    have = ", ".join(sorted({f"{c.location_code}.{c.code}" for c in s.channels})) or "none"
+                    dropped[f"{net.code}.{s.code}"] = (net.code, s, f"no channel matching data.stations.channel "
+                                                       f"{st['channel']!r} and location {st['location']!r} "
+                                                       f"(the inventory has {have})")
     report.append({"provider": f"{data_cfg['source']}:{path}", "status": "ok",
                    "n_stations": sum(len(net) for net in sel), "reason": ""})
     return sel, providers
@@ -779,6 +798,13 @@ def select_stations(data_cfg: dict):
     SEED rules, one :func:`station_rows` row per station with its status and reason, one row per
     provider with what it answered, :data:`PROVIDER_FIELDS`)."""
     report: list[dict] = []
-    inventory, providers = get_stations(data_cfg, report=report)
+    dropped: dict = {}
+    inventory, providers = get_stations(data_cfg, report=report, dropped=dropped)
     inventory, no_channel = valid_inventory(inventory)
-    return inventory, station_rows(inventory, providers, no_channel), report
+    rows = station_rows(inventory, providers, no_channel)
+    for key, (net, sta, reason) in dropped.items():
+        log.warning("stations: skipping %s: %s", key, reason)
+        rows.append({"network": net, "station": sta.code, "latitude": sta.latitude, "longitude": sta.longitude,
+                     "elevation_m": sta.elevation, "provider": data_cfg["source"], "status": "skipped",
+                     "reason": reason})
+    return inventory, sorted(rows, key=lambda r: f"{r['network']}.{r['station']}"), report

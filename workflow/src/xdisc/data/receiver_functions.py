@@ -60,7 +60,8 @@ def _grid(window_s, dt):
 
 
 def _first_gap(stream) -> str:
-    """Describe the first gap between consecutive traces of one channel ('' when none)."""
+    """Describe the first gap, or overlap whose samples disagree, between consecutive traces of one channel
+    ('' when none). Overlaps with identical samples (records stored twice) are fine: they are merged."""
     by_id: dict = {}
     for tr in stream:
         by_id.setdefault(tr.id, []).append(tr)
@@ -70,6 +71,13 @@ def _first_gap(stream) -> str:
             gap = b.stats.starttime - a.stats.endtime
             if gap > 1.5 * a.stats.delta:
                 return f"gap of {gap - a.stats.delta:.1f} s in {tid}"
+            if gap < 0.5 * a.stats.delta:  # b's first sample at or before a's last one: an overlap
+                t1 = min(a.stats.endtime, b.stats.endtime)
+                x, y = a.slice(b.stats.starttime, t1).data, b.slice(b.stats.starttime, t1).data
+                n = min(x.size, y.size)
+                if n and not np.array_equal(x[:n], y[:n]):
+                    span = t1 - b.stats.starttime + a.stats.delta
+                    return f"overlap of {span:.1f} s with conflicting samples in {tid}"
     return ""
 
 
@@ -80,8 +88,35 @@ PRE_P_SKIP_S = 10.0  # the first seconds of the noise window are left out of the
 BLOCK_EVENTS = 32  # events processed together: large enough to vectorise, small enough to stay in cache
 
 
+def _sensors(stream) -> list:
+    """The traces of one window grouped by sensor: location code and the band and instrument codes of the
+    channel (e.g. '00.BH', '--.HH'), in a fixed order."""
+    from obspy import Stream
+
+    groups: dict = {}
+    for tr in stream:
+        groups.setdefault((tr.stats.location, tr.stats.channel[:2]), []).append(tr)
+    return [(f"{loc or '--'}.{band}", Stream(trs)) for (loc, band), trs in sorted(groups.items())]
+
+
 def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
-    """Check one event's stream and cut its samples; raise :class:`Rejected` with a reason."""
+    """Check one event's stream and cut its samples; raise :class:`Rejected` with a reason. A window that
+    holds several sensors (location codes, BH? beside HH?) gives the first sensor that passes every check;
+    the components of one receiver function never come from different sensors."""
+    sensors = _sensors(stream)
+    if len(sensors) <= 1:
+        return _extract_sensor(stream, inventory, request, proc, cache)
+    reasons = []
+    for name, st in sensors:
+        try:
+            return _extract_sensor(st, inventory, request, proc, cache)
+        except Rejected as exc:
+            reasons.append(f"{name}: {exc}")
+    raise Rejected("; ".join(reasons))
+
+
+def _extract_sensor(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
+    """:func:`_extract` for the traces of one sensor."""
     from obspy import UTCDateTime
     from obspy.signal.rotate import rotate2zne
 
@@ -135,7 +170,15 @@ def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
         if key not in cache:
             try:
                 o = inventory.get_orientation(tid, p_utc)
-                cache[key] = (float(o["azimuth"]), float(o["dip"]))
+                az, dip = o["azimuth"], o["dip"]
+                if az is None or dip is None:  # optional in StationXML: the SEED convention of Z, N and E
+                    default = {"Z": (0.0, -90.0), "N": (0.0, 0.0), "E": (90.0, 0.0)}.get(tid[-1])
+                    if default is None:
+                        raise ValueError("the inventory gives no azimuth or dip")
+                    az, dip = default[0] if az is None else az, default[1] if dip is None else dip
+                    log.warning("%s: the inventory gives no azimuth or dip; taking %g/%g (SEED channel code)",
+                                tid, az, dip)
+                cache[key] = (float(az), float(dip))
             except Exception as exc:  # noqa: BLE001 - cached and reported per trace as a rejection
                 cache[key] = exc
         if isinstance(cache[key], Exception):
