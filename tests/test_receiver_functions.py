@@ -297,3 +297,15 @@ def test_an_inventory_without_azimuth_and_dip_takes_the_seed_orientation(embedde
     good = _rf_of(embedded, embedded["items"])
     np.testing.assert_allclose(ds["rf"].values, good["rf"].values, rtol=1e-6, atol=1e-9)
     assert "CX.PB01..BHZ: the inventory gives no azimuth or dip; taking 0/-90" in caplog.text
+
+
+def test_a_window_outside_the_channel_epochs_says_so(embedded):
+    from obspy import UTCDateTime
+
+    inv = embedded["inv"].copy()
+    for c in inv[0][0].channels:
+        c.end_date = UTCDateTime(2010, 1, 1)
+    ds = _rf_of(embedded, embedded["items"], inv)
+    reason = str(ds["rejection_reason"].values[0])
+    assert reason.startswith("no orientation for CX.PB01..BH")
+    assert "the inventory has no epoch of this channel at 2011-" in reason

@@ -182,7 +182,10 @@ def _extract_sensor(stream, inventory, request: dict, proc: dict, cache: dict) -
             except Exception as exc:  # noqa: BLE001 - cached and reported per trace as a rejection
                 cache[key] = exc
         if isinstance(cache[key], Exception):
-            raise Rejected(f"no orientation for {tid}: {cache[key]}")
+            why = str(cache[key])
+            if "No matching channel metadata" in why:  # ObsPy's words for "no epoch of this channel then"
+                why = f"the inventory has no epoch of this channel at {p_utc.isoformat()[:19]} ({why})"
+            raise Rejected(f"no orientation for {tid}: {why}")
         orient.append(cache[key])
     if orient != [(orient[0][0], -90.0), (0.0, 0.0), (90.0, 0.0)]:
         z, n_, e = rotate2zne(data[0], *orient[0], data[1], *orient[1], data[2], *orient[2])
