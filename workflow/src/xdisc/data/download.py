@@ -192,12 +192,11 @@ class StreamSource(Source):
     def get_waveforms(self, network, station, location, channel, starttime, endtime) -> bytes:
         from obspy import UTCDateTime
 
-        sel = select_channels(self.stream, network, station, location, channel)
-        sel = sel.slice(UTCDateTime(starttime), UTCDateTime(endtime))
+        matched = select_channels(self.stream, network, station, location, channel)
+        sel = matched.slice(UTCDateTime(starttime), UTCDateTime(endtime))
         if not len(sel):
             # SAC files often lack the network (knetwk) or carry other codes: say so where the user looks
-            other = sorted({tr.id for tr in self.stream.select(station=station)} -
-                           {tr.id for tr in select_channels(self.stream, network, station, location, channel)})
+            other = sorted({tr.id for tr in self.stream.select(station=station)} - {tr.id for tr in matched})
             hint = (f" (the files hold {len(other)} trace id(s) of station {station} that do not match "
                     f"{network}.{station}.{location}.{channel}, e.g. {other[0]!r})") if other else ""
             raise NoData(f"no data in the archive{hint}")
@@ -786,11 +785,15 @@ def station_rows(inventory, providers: dict[str, str], skipped: dict[str, str] |
                 (skipped or {}).get(key, "")
             if reason and key not in rows:
                 log.warning("stations: skipping %r: %s", key, reason)
-            rows.setdefault(key, {"network": net.code, "station": sta.code, "latitude": sta.latitude,
-                                  "longitude": sta.longitude, "elevation_m": sta.elevation,
-                                  "provider": providers.get(key, ""),
-                                  "status": "skipped" if reason else "selected", "reason": reason})
+            rows.setdefault(key, _station_row(net.code, sta, providers.get(key, ""), reason))
     return [rows[k] for k in sorted(rows)]
+
+
+def _station_row(network: str, sta, provider: str, reason: str) -> dict:
+    """A row of the station table: "selected", or "skipped" when there is a ``reason``."""
+    return {"network": network, "station": sta.code, "latitude": sta.latitude, "longitude": sta.longitude,
+            "elevation_m": sta.elevation, "provider": provider, "status": "skipped" if reason else "selected",
+            "reason": reason}
 
 
 def select_stations(data_cfg: dict):
@@ -804,7 +807,5 @@ def select_stations(data_cfg: dict):
     rows = station_rows(inventory, providers, no_channel)
     for key, (net, sta, reason) in dropped.items():
         log.warning("stations: skipping %s: %s", key, reason)
-        rows.append({"network": net, "station": sta.code, "latitude": sta.latitude, "longitude": sta.longitude,
-                     "elevation_m": sta.elevation, "provider": data_cfg["source"], "status": "skipped",
-                     "reason": reason})
+        rows.append(_station_row(net, sta, data_cfg["source"], reason))
     return inventory, sorted(rows, key=lambda r: f"{r['network']}.{r['station']}"), report
