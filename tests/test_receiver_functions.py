@@ -268,6 +268,42 @@ def test_a_window_with_two_sensors_takes_one_whole_sensor(embedded):
     assert "--.BH: missing component(s): have NZ" in reason and "10.BH: missing component(s): have EZ" in reason
 
 
+def test_the_sensor_order_follows_the_configured_patterns_and_is_recorded(embedded):
+    """Where a window holds two complete sensors, the one the ``data.stations`` patterns name first is used
+    (channel patterns, then location patterns; without a preference '' before '10' and BH before HH), and
+    ``channels`` records the trace ids of every receiver function."""
+    import copy
+
+    inv = embedded["inv"].copy()
+    sta = inv[0][0]
+    extra = []
+    for c in sta.channels:
+        for loc, band in (("10", "BH"), ("", "HH")):
+            e = copy.deepcopy(c)
+            e.location_code, e.code = loc, band + c.code[2:]
+            extra.append(e)
+    sta.channels += extra
+    items = []
+    for row, st in embedded["items"][:3]:
+        hh = st.copy()
+        for tr in hh:
+            tr.stats.channel = "HH" + tr.stats.channel[2:]
+        items.append((row, st + _second_sensor(st, "10", scale=2.0) + hh))
+    cfg = embedded["cfg"]
+
+    def used(order):
+        ds = compute_station(items, inv, embedded["station"], RFSettings(**cfg["receiver_function"]),
+                             cfg["rf_processing"], cfg["earth_model"], embedded["meta"], sensor_order=order)
+        return {str(c) for c in ds["channels"].values}
+
+    assert used(()) == used(("BH?,HH?", "*")) == {"CX.PB01..BHZ,CX.PB01..BHN,CX.PB01..BHE"}
+    assert used(("BH?,HH?", "10,*")) == {"CX.PB01.10.BHZ,CX.PB01.10.BHN,CX.PB01.10.BHE"}
+    assert used(("HH?,BH?", "*")) == {"CX.PB01..HHZ,CX.PB01..HHN,CX.PB01..HHE"}
+    assert used(("BH?", "--")) == {"CX.PB01..BHZ,CX.PB01..BHN,CX.PB01..BHE"}
+    ds = _rf_of(embedded, [embedded["items"][0], (embedded["items"][1][0], Exception("cannot read x.mseed"))])
+    assert [str(c) for c in ds["channels"].values] == ["CX.PB01..BHZ,CX.PB01..BHN,CX.PB01..BHE", ""]
+
+
 def test_overlaps_merge_when_samples_agree_and_reject_when_they_conflict(embedded):
     items = [(row, st.copy()) for row, st in embedded["items"]]
     for i, conflict in ((3, False), (4, True)):

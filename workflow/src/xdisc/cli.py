@@ -336,8 +336,10 @@ def _compute_rf(args, config: dict, out: Path) -> None:
     items = load_items(args.manifest, args.waveforms or waveform_folder(args.manifest))
     log.info("rf %s: %d event window(s)", args.station, len(items))
     rf = RFSettings(**config["receiver_function"])
+    stations = config["data"]["stations"]
     ds = compute_station(items, inv, row, rf, config["rf_processing"], config["earth_model"],
-                         event_table(read_events(str(args.events))), progress=_progress(f"rf {args.station}"))
+                         event_table(read_events(str(args.events))), progress=_progress(f"rf {args.station}"),
+                         sensor_order=(stations.get("channel"), stations.get("location")))
     write_netcdf(ds, out)
     log.info("rf %s: %d receiver functions, %d pass QC -> %s", args.station, ds.sizes["event"], ds.attrs["n_pass"],
              out)

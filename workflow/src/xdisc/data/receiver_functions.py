@@ -88,22 +88,35 @@ PRE_P_SKIP_S = 10.0  # the first seconds of the noise window are left out of the
 BLOCK_EVENTS = 32  # events processed together: large enough to vectorise, small enough to stay in cache
 
 
-def _sensors(stream) -> list:
+def _sensors(stream, order: tuple = ()) -> list:
     """The traces of one window grouped by sensor: location code and the band and instrument codes of the
-    channel (e.g. '00.BH', '--.HH'), in a fixed order."""
+    channel (e.g. '00.BH', '--.HH'). ``order``: (channel patterns, location patterns) as in
+    ``data.stations`` (e.g. ``("BH?,HH?", "*")``); a sensor whose channels match an earlier pattern comes
+    first, then the location codes in the order of their patterns, then sorted ('' before '00' before
+    '10', BH before HH)."""
+    from fnmatch import fnmatchcase
+
     from obspy import Stream
 
+    def rank(patterns: str | None, code: str) -> int:
+        pats = [p.strip() for p in (patterns or "*").split(",") if p.strip()] or ["*"]
+        return next((i for i, p in enumerate(pats) if fnmatchcase(code, p.replace("-", ""))), len(pats))
+
+    channels, locations = (*order, None, None)[:2]
     groups: dict = {}
     for tr in stream:
         groups.setdefault((tr.stats.location, tr.stats.channel[:2]), []).append(tr)
-    return [(f"{loc or '--'}.{band}", Stream(trs)) for (loc, band), trs in sorted(groups.items())]
+    keys = sorted(groups, key=lambda k: (min(rank(channels, tr.stats.channel) for tr in groups[k]),
+                                         rank(locations, k[0]), k))
+    return [(f"{loc or '--'}.{band}", Stream(groups[loc, band])) for loc, band in keys]
 
 
-def _extract(stream, inventory, request: dict, proc: dict, cache: dict) -> _Raw:
+def _extract(stream, inventory, request: dict, proc: dict, cache: dict, order: tuple = ()) -> _Raw:
     """Check one event's stream and cut its samples; raise :class:`Rejected` with a reason. A window that
-    holds several sensors (location codes, BH? beside HH?) gives the first sensor that passes every check;
-    the components of one receiver function never come from different sensors."""
-    sensors = _sensors(stream)
+    holds several sensors (location codes, BH? beside HH?) gives the first sensor that passes every check,
+    in the order of :func:`_sensors`; the components of one receiver function never come from different
+    sensors."""
+    sensors = _sensors(stream, order)
     if len(sensors) <= 1:
         return _extract_sensor(stream, inventory, request, proc, cache)
     reasons = []
@@ -235,8 +248,11 @@ def bandpass_response(freqs_hz, band_hz, rate, phase: str = "zero", corners=4):
     return np.abs(h) ** 2
 
 
-def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, proc: dict) -> list:
+def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, proc: dict,
+                   sensor_order: tuple = ()) -> list:
     """Pre-process every event of a station; a :class:`Prepared` or the :class:`Rejected` per item.
+    ``sensor_order``: which sensor a window with several gives (:func:`_sensors`); the trace ids used are
+    in the :class:`Prepared`'s ``meta['channels']``.
 
     Checks and cutting run per event; detrending, tapering, instrument correction, band-pass,
     resampling, alignment on P and rotation run on all events of one sampling rate at once.
@@ -252,7 +268,7 @@ def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, 
         try:
             if isinstance(stream, Exception):
                 raise Rejected(str(stream))
-            raws[k] = _extract(stream, inventory, request, proc, cache)
+            raws[k] = _extract(stream, inventory, request, proc, cache, sensor_order)
         except Rejected as exc:
             out[k] = exc
     grid = _grid(proc["source_window_s"], rf.dt)
@@ -316,13 +332,14 @@ def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, 
                 r = -east * np.sin(b) - north * np.cos(b)
                 tr = -east * np.cos(b) + north * np.sin(b)
             out[k] = Prepared(np.ascontiguousarray(z), np.ascontiguousarray(r), np.ascontiguousarray(tr),
-                              dict(items[k][0]))
+                              dict(items[k][0], channels=",".join(raws[k].ids)))
     return out
 
 
-def prepare_event(stream, inventory, request: dict, rf: RFSettings, proc: dict) -> Prepared:
+def prepare_event(stream, inventory, request: dict, rf: RFSettings, proc: dict,
+                  sensor_order: tuple = ()) -> Prepared:
     """Pre-process one event-station window (see :func:`prepare_events`); raise :class:`Rejected`."""
-    result = prepare_events([(request, stream)], inventory, rf, proc)[0]
+    result = prepare_events([(request, stream)], inventory, rf, proc, sensor_order)[0]
     if isinstance(result, Rejected):
         raise result
     return result
@@ -334,9 +351,12 @@ def _rms(x, t, window):
 
 
 def compute_station(items: list[tuple[dict, object]], inventory, station: dict, rf: RFSettings, proc: dict,
-                    earth_model: str = "ak135", event_meta: dict | None = None, progress=None) -> xr.Dataset:
+                    earth_model: str = "ak135", event_meta: dict | None = None, progress=None,
+                    sensor_order: tuple = ()) -> xr.Dataset:
     """Receiver functions of one station. ``items`` = (request row, Stream or exception) per event;
-    ``progress(done, total, elapsed_s, unit)`` is called after each block of events."""
+    ``progress(done, total, elapsed_s, unit)`` is called after each block of events; ``sensor_order``:
+    (channel patterns, location patterns) that rank the sensors of a window holding several
+    (:func:`_sensors`; the ``data.stations`` patterns). The dataset's ``channels`` says which were used."""
     import time
 
     t0 = time.perf_counter()
@@ -356,7 +376,7 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
     noise_t = pre_p_samples(grid_ext, proc)
     results = []
     for a in range(0, len(pairs), BLOCK_EVENTS):
-        results += prepare_events(pairs[a:a + BLOCK_EVENTS], inventory, rf, ext)
+        results += prepare_events(pairs[a:a + BLOCK_EVENTS], inventory, rf, ext, sensor_order)
         if progress is not None:
             progress(len(results), len(pairs), time.perf_counter() - t0, "events prepared")
     prepared = []
@@ -366,6 +386,7 @@ def compute_station(items: list[tuple[dict, object]], inventory, station: dict, 
             log.info("%s.%s %s rejected: %s", station["network"], station["station"], row["event_id"], res)
         else:
             row["reason"] = ""
+            row["channels"] = res.meta["channels"]
             prepared.append((i, res))
     out_t = rf.time_axis()
     n_ev = len(rows)
@@ -547,6 +568,9 @@ def _to_dataset(rows, reasons, out_t, rf_r, rf_t, fit, snr_z, snr_r, p_amp, p_of
             "qc_pass": ("event", qc, {"long_name": "1 = passed every quality check", "units": "1"}),
             "rejection_reason": ("event", np.array(reasons, dtype=object),
                                  {"long_name": "why the event failed processing or quality control"}),
+            "channels": ("event", np.array([r.get("channels", "") for r in rows], dtype=object),
+                         {"long_name": "trace ids of the vertical, north and east components used (before "
+                                       "rotation); empty where the window was rejected before"}),
             "snr_z": ("event", snr_z, {"units": "1", "long_name": "rms signal/noise of the vertical (or L) trace"}),
             "snr_r": ("event", snr_r, {"units": "1", "long_name": "rms signal/noise of the radial (or Q) trace"}),
             "fit_percent": ("event", fit, {"units": "percent", "long_name": "deconvolution fit of the radial"}),
