@@ -259,6 +259,17 @@ def _write_sds(stream, root):
         out.write(str(path), format="MSEED")
 
 
+def _local_cfg(waveforms, layout: str = "sds", inventory=None) -> dict:
+    """A validated configuration that reads a local archive with the embedded station's inventory (or
+    ``inventory``) and events."""
+    from xdisc.data.download import embedded_paths
+
+    p = embedded_paths()
+    return cfgmod.validate({"data": {"source": "local", "local": {
+        "waveforms": str(waveforms), "format": layout, "inventory": str(inventory or p["inventory"]),
+        "events": str(p["events"])}}})
+
+
 @pytest.mark.parametrize("layout", ["sds", "files"])
 def test_local_archives(tmp_path, layout, caplog):
     from xdisc.data.download import embedded_paths
@@ -273,10 +284,7 @@ def test_local_archives(tmp_path, layout, caplog):
         for i, tr in enumerate(st):
             tr.write(str(root / f"{i:03d}.mseed"), format="MSEED")
         (root / "broken.mseed").write_bytes(b"not seismic data at all")
-    p = embedded_paths()
-    cfg = cfgmod.validate({"data": {"source": "local", "local": {"waveforms": str(root), "format": layout,
-                                                                 "inventory": str(p["inventory"]),
-                                                                 "events": str(p["events"])}}})
+    cfg = _local_cfg(root, layout)
     requests = _plan(cfg)
     summary = fetch_station(requests, make_source(cfg["data"]), tmp_path / "w", tmp_path / "m.csv", channel="BH?")
     assert summary.ok == 7
@@ -298,10 +306,7 @@ def test_files_without_the_network_code_say_which_ids_they_hold(tmp_path):
     for i, tr in enumerate(st):
         tr.stats.network = ""
         tr.write(str(root / f"{i:03d}.mseed"), format="MSEED")
-    p = embedded_paths()
-    cfg = cfgmod.validate({"data": {"source": "local", "local": {"waveforms": str(root), "format": "files",
-                                                                 "inventory": str(p["inventory"]),
-                                                                 "events": str(p["events"])}}})
+    cfg = _local_cfg(root, "files")
     req = _plan(cfg)[0]
     with pytest.raises(NoData, match=r"do not match CX\.PB01\.\*\.BH\?, e\.g\. '\.PB01\.\.BH[ENZ]'"):
         make_source(cfg["data"]).get_waveforms(req.network, req.station, "*", "BH?", req.starttime, req.endtime)
@@ -323,9 +328,7 @@ def test_a_station_the_channel_pattern_leaves_out_is_listed_as_skipped(tmp_path,
         c.code = "EH" + c.code[-1]
     inv[0].stations.append(short)
     inv.write(str(tmp_path / "inventory.xml"), format="STATIONXML")
-    cfg = cfgmod.validate({"data": {"source": "local", "local": {"waveforms": str(tmp_path), "format": "files",
-                                                                 "inventory": str(tmp_path / "inventory.xml"),
-                                                                 "events": str(p["events"])}}})
+    cfg = _local_cfg(tmp_path, "files", inventory=tmp_path / "inventory.xml")
     _, rows, _ = select_stations(cfg["data"])
     by_code = {r["station"]: r for r in rows}
     assert by_code["PB01"]["status"] == "selected"
@@ -353,10 +356,7 @@ def test_unreadable_sds_file_rejects_its_windows_only(tmp_path):
     st = read(str(embedded_paths()["waveforms"]))
     root = tmp_path / "sds"
     _write_sds(st, root)
-    p = embedded_paths()
-    cfg = cfgmod.validate({"data": {"source": "local", "local": {"waveforms": str(root), "format": "sds",
-                                                                 "inventory": str(p["inventory"]),
-                                                                 "events": str(p["events"])}}})
+    cfg = _local_cfg(root)
     requests = _plan(cfg)
     victim = read(str(embedded_paths()["waveforms"]))  # the BHZ day file of the first window
     t = UTCDateTime(requests[0].starttime)
@@ -376,6 +376,29 @@ def test_unreadable_sds_file_rejects_its_windows_only(tmp_path):
         else:
             assert row["status"] == "ok", row
     assert summary.rejected == len(served) >= 1 and summary.ok == 7 - len(served)
+
+
+def test_a_truncated_sds_day_file_is_named_in_a_warning(tmp_path, caplog):
+    """A day file cut off inside a record (a copy that stopped early): ObsPy drops the partial record
+    without a word; xdisc names the file once, and the windows it still holds are fetched."""
+    from xdisc.data.download import embedded_paths
+
+    st = read(str(embedded_paths()["waveforms"]))
+    root = tmp_path / "sds"
+    _write_sds(st, root)
+    cfg = _local_cfg(root)
+    requests = _plan(cfg)
+    t = UTCDateTime(requests[0].starttime)
+    name = f"CX.PB01..BHZ.D.{t.year}.{t.julday:03d}"
+    day_file = root / str(t.year) / "CX" / "PB01" / "BHZ.D" / name
+    data = day_file.read_bytes()
+    day_file.write_bytes(data[: len(data) - 300])
+    with caplog.at_level("WARNING", logger="xdisc.data.download"):
+        summary = fetch_station(requests, make_source(cfg["data"]), tmp_path / "w", tmp_path / "m.csv",
+                                channel="BH?", retries=0)
+    warnings = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(warnings) == 1 and name in warnings[0] and "not a whole number of" in warnings[0]
+    assert summary.ok >= 1
 
 
 @pytest.mark.parametrize("fault", ["html", "badxml"])

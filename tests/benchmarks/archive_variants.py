@@ -17,15 +17,16 @@ and its truth), ``variants/NAME/`` (SDS or files, stations.xml, events.xml, chan
     python tests/benchmarks/archive_variants.py compare --out /data/av [--only hh loc]
     python tests/benchmarks/archive_variants.py all --out /data/av             # about 6 min on 2 cores
 
-About 30 s per variant run on 2 cores (16-27 s each, 6 min for ``all``, measured 2026-12-02). Not part of
+About 30 s per variant run on 2 cores (16-27 s each, 8 min for ``all``, measured 2026-12-03). Not part of
 CI. Expected with the current pipeline (after the fixes of 2026-12-02 in xdisc/data/receiver_functions.py
 and xdisc/data/download.py): every variant exits 0; where only the format changed, every radial receiver
 function correlates with the base run's at 0.96 or more and the median at 0.99 or more (the iterative
 deconvolution turns differences at the 1e-4 level of the traces into per-event correlations of
 0.96-0.99; measured: orient12 0.988/0.999, hh and hh_extra 0.978/0.999, the others 1.000; resp, where the
 full response is removed, 0.956/0.994); the fault variants reject exactly the faulty windows, each with a
-reason, and leave the others unchanged (in ``faults`` the truncated day file of S002 gives "window does
-not cover" and "missing component(s)" rather than naming the file).
+reason, and leave the others unchanged (in ``faults`` the truncated day file of S002 is named in a warning
+of the download log; its windows give "window does not cover" and "missing component(s)"); ``epochs`` and
+``midnight`` give the base's receiver functions, ``orient12_lqt`` those of ``lqt``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ REPO = HERE.parents[1]
 BASE_STATIONS, BASE_SEED, BASE_CATALOGUE_EVENTS, BASE_NPTS = 3, 5, 30, 2048
 TARGET = "results/verdicts/stacking.csv"
 LISTED_BELOW_CORRELATION = 0.99  # compare lists the events whose correlation is lower
+LISTED_SCALE_OFF = 0.02  # or whose amplitude differs from the base's by more than this fraction
 
 
 def _independent_network():
@@ -67,6 +69,8 @@ class Variant:
     build: Callable[[Path, Path], list[str]]  # (archive as made, variant folder) -> notes on what it changed
     waveforms: str  # relative to the variant folder: SDS root, folder or glob of files
     response: str  # rf_processing.response
+    rf_processing: dict = field(default_factory=dict)  # other rf_processing settings of the run
+    reference: str = "base"  # the run its receiver functions are compared with
 
     @property
     def format(self) -> str:
@@ -76,11 +80,12 @@ class Variant:
 VARIANTS: dict[str, Variant] = {}
 
 
-def variant(waveforms: str = "SDS", response: str = "gain"):
+def variant(waveforms: str = "SDS", response: str = "gain", rf_processing: dict | None = None,
+            reference: str = "base"):
     """Registers a variant under its function's name; variants are made in the order they are defined."""
 
     def register(build):
-        VARIANTS[build.__name__] = Variant(build, waveforms, response)
+        VARIANTS[build.__name__] = Variant(build, waveforms, response, rf_processing or {}, reference)
         return build
 
     return register
@@ -506,18 +511,106 @@ def zneg(archive: Path, out: Path) -> list[str]:
     return ["S001: BHZ inverted, sensitivity negative, dip -90", "S002: EHZ, EHN, EHE"]
 
 
+@variant()
+def epochs(archive: Path, out: Path) -> list[str]:
+    """Every station re-installed on 2021-01-16: two station and channel epochs, the second 550 m away, 20 m
+    higher, its horizontals with twice the sensitivity (their samples doubled): the gain of each window's
+    epoch used, so the receiver functions keep the base's amplitudes (``scale`` 1)."""
+    from obspy import UTCDateTime
+
+    split = UTCDateTime(2021, 1, 16)
+    st, inv = _stream(archive), _inventory(archive)
+    for tr in st:
+        if tr.stats.starttime >= split and tr.stats.channel[-1] in "NE":
+            tr.data = np.asarray(tr.data) * 2
+    stations = []
+    for sta in inv[0].stations:
+        new = copy.deepcopy(sta)
+        sta.end_date = split - 1e-6
+        for c in sta.channels:
+            c.end_date = split - 1e-6
+        new.start_date, new.latitude, new.elevation = split, new.latitude + 0.005, new.elevation + 20.0
+        for c in new.channels:
+            c.start_date, c.latitude, c.elevation = split, c.latitude + 0.005, c.elevation + 20.0
+            if c.code[-1] in "NE":
+                c.response.instrument_sensitivity.value *= 2
+                for stage in c.response.response_stages[:1]:
+                    stage.stage_gain *= 2
+        stations += [sta, new]
+    inv[0].stations = stations
+    _write_sds(st, out / "SDS")
+    inv.write(str(out / "stations.xml"), format="STATIONXML")
+    return [f"two epochs per station, split at {split}; the second +0.005 deg latitude, +20 m, N and E gain x2"]
+
+
+@variant()
+def midnight(archive: Path, out: Path) -> list[str]:
+    """Each event (origin and windows) moved so that its P arrives 30 s before midnight: every window spans two
+    SDS day files. The same receiver functions as the base (``event_map.json`` maps the event ids)."""
+    from obspy import UTCDateTime, read_events
+
+    st = _stream(archive)
+    cat = read_events(str(archive / "events.xml"))
+    starts = sorted({tr.stats.starttime.ns for tr in st})
+    used, mapping, moved = set(), {}, 0
+    for e in cat:
+        o = e.preferred_origin() or e.origins[0]
+        # the windows of this event: those starting within 20 min after its origin
+        mine = [ns for ns in starts if 0 <= UTCDateTime(ns=ns) - o.time < 1200]
+        if not mine:
+            continue
+        p = UTCDateTime(ns=mine[0]) + 60.0  # the windows start 60 s before P
+        midnight_ = UTCDateTime(p.date) + (86400 if p - UTCDateTime(p.date) > 43200 else 0)
+        if midnight_.date in used:  # two events near one midnight would overlap: the second stays
+            continue
+        used.add(midnight_.date)
+        shift = (midnight_ - 30.0) - p
+        old = o.time.strftime("%Y%m%dT%H%M%S")
+        for tr in st:
+            if tr.stats.starttime.ns in mine:
+                tr.stats.starttime += shift
+        for origin in e.origins:
+            origin.time += shift
+        mapping[(o.time).strftime("%Y%m%dT%H%M%S")] = old
+        moved += 1
+    _write_sds(st, out / "SDS")
+    cat.write(str(out / "events.xml"), format="QUAKEML")
+    (out / "event_map.json").write_text(json.dumps(mapping, indent=1))
+    return [f"{moved} of {len(cat)} events moved to P 30 s before midnight (the others share a midnight)"]
+
+
+@variant(rf_processing={"rotation": "LQT"})
+def lqt(archive: Path, out: Path) -> list[str]:
+    """The archive as made, rotated to LQT (``rf_processing.rotation``): Q against the base's R, close but not
+    equal (correlations 0.9 and more); the reference of orient12_lqt."""
+    shutil.copytree(archive / "SDS", out / "SDS")
+    return []
+
+
+@variant(rf_processing={"rotation": "LQT"}, reference="lqt")
+def orient12_lqt(archive: Path, out: Path) -> list[str]:
+    """The archive of orient12 (BH1/BH2, turned BHN/BHE) rotated to LQT: as lqt."""
+    shutil.copytree(out.parent / "orient12" / "SDS", out / "SDS")
+    shutil.copy(out.parent / "orient12" / "stations.xml", out / "stations.xml")
+    return ["SDS and inventory of orient12"]
+
+
 # ---------------------------------------------------------------------------------------- steps
 
 
-def make(out: Path) -> None:
-    """The small independent network under ``out/network``, then every variant under ``out/variants``."""
+def make(out: Path, names: list[str] | None = None) -> None:
+    """The small independent network under ``out/network`` (kept when it is there), then every variant (or
+    ``names``; some variants build on others) under ``out/variants``."""
     network = out / "network"
     t0 = time.time()
-    _independent_network().make(
-        network, BASE_STATIONS, BASE_SEED, workers=1, n_catalog=BASE_CATALOGUE_EVENTS, npts=BASE_NPTS
-    )
+    if not (network / "archive" / "stations.xml").is_file():
+        _independent_network().make(
+            network, BASE_STATIONS, BASE_SEED, workers=1, n_catalog=BASE_CATALOGUE_EVENTS, npts=BASE_NPTS
+        )
     archive = network / "archive"
     for name, v in VARIANTS.items():
+        if names and name not in names:
+            continue
         folder = out / "variants" / name
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -545,7 +638,7 @@ def run(out: Path, names: list[str], cores: int) -> None:
             "inventory": str(archive / "stations.xml"),
             "events": str(archive / "events.xml"),
         }
-        my = {"data": {"source": "local", "local": local}, "rf_processing": {"response": v.response}}
+        my = {"data": {"source": "local", "local": local}, "rf_processing": {"response": v.response, **v.rf_processing}}
         (work / "my.yaml").write_text(yaml.safe_dump(my, sort_keys=False))
         cmd = [
             sys.executable,
@@ -583,10 +676,12 @@ def compare_variant(out: Path, name: str) -> dict:
     summary row (rc, events base/variant, min/median correlation, first problem reason)."""
     import xarray as xr
 
-    base_run, work = out / "work" / "base", out / "work" / name
+    base_run, work = out / "work" / VARIANTS[name].reference, out / "work" / name
     info = json.loads((work / "run.json").read_text()) if (work / "run.json").is_file() else {}
-    problems, correlations, n_base, n_variant = [], [], 0, 0
-    print(f"== {name} (rc {info.get('returncode', '-')}, {info.get('wall_s', '-')} s)")
+    problems, correlations, scales, n_base, n_variant = [], [], [], 0, 0
+    map_file = out / "variants" / name / "event_map.json"
+    event_map = json.loads(map_file.read_text()) if map_file.is_file() else {}
+    print(f"== {name} (rc {info.get('returncode', '-')}, {info.get('wall_s', '-')} s; against {base_run.name})")
     for r in _rows(work / "data" / "raw" / "stations.csv"):
         if r["status"] != "selected":
             print(f"  station {r['network']}.{r['station']} {r['status']}: {r['reason']}")
@@ -608,6 +703,8 @@ def compare_variant(out: Path, name: str) -> dict:
                 problems.append(f"{sta}: no receiver functions")
                 continue
             with xr.open_dataset(variant_file) as v:
+                if event_map:  # variants that move events in time (midnight): their ids to the base's
+                    v = v.assign_coords(event=[event_map.get(str(e), str(e)) for e in v.event.values])
                 n_variant += v.sizes["event"]
                 common = sorted(set(b.event.values) & set(v.event.values))
                 missing = sorted(set(b.event.values) - set(v.event.values))
@@ -627,8 +724,10 @@ def compare_variant(out: Path, name: str) -> dict:
                     elif np.all(np.isfinite(x)):
                         c = float(np.corrcoef(x, y)[0, 1])
                         station_correlations.append(c)
-                        if c < LISTED_BELOW_CORRELATION:
-                            print(f"    {e} correlation {c:.3f}")
+                        scale = float(x @ y / (x @ x))  # least-squares amplitude of the variant's RF
+                        scales.append(scale)
+                        if c < LISTED_BELOW_CORRELATION or abs(scale - 1.0) > LISTED_SCALE_OFF:
+                            print(f"    {e} correlation {c:.3f}, amplitude {scale:.3f} x the base's")
                 if station_correlations:
                     print(
                         f"    correlation over {len(station_correlations)} events: min "
@@ -641,6 +740,7 @@ def compare_variant(out: Path, name: str) -> dict:
         "events": f"{n_base}/{n_variant}",
         "min": f"{min(correlations):.3f}" if correlations else "-",
         "median": f"{np.median(correlations):.3f}" if correlations else "-",
+        "scale": f"{min(scales):.3f}-{max(scales):.3f}" if scales else "-",
         "first problem": problems[0][:90] if problems else "",
     }
 
@@ -665,7 +765,7 @@ def main(argv=None) -> None:
     a = parser.parse_args(argv)
     names = a.only or list(VARIANTS)
     if a.step in ("make", "all"):
-        make(a.out)
+        make(a.out, a.only)
     if a.step in ("run", "all"):
         run(a.out, names, a.cores)
     if a.step in ("compare", "all"):

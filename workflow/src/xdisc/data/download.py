@@ -212,6 +212,8 @@ class SDSSource(Source):
         self.client = Client(root)
         self.root = Path(root)
         self.name = f"sds:{root}"
+        self._checked: set = set()  # day files already checked for a cut-off last record
+        self._lock = threading.Lock()
 
     def get_waveforms(self, network, station, location, channel, starttime, endtime) -> bytes:
         from obspy import Stream, UTCDateTime
@@ -219,6 +221,7 @@ class SDSSource(Source):
         st = Stream()
         t1, t2 = UTCDateTime(starttime), UTCDateTime(endtime)
         for cha in channel.split(","):
+            self._warn_truncated(network, station, location, cha, t1, t2)
             try:
                 st += self.client.get_waveforms(network, station, location, cha, t1, t2)
             except Exception as exc:  # noqa: BLE001 - obspy raises many types for a bad file: reject this window
@@ -228,6 +231,28 @@ class SDSSource(Source):
         if not len(st):
             raise NoData("no data in the SDS archive")
         return to_mseed(st)
+
+    def _warn_truncated(self, network, station, location, channel, t1, t2) -> None:
+        """Warn, once per file, about a day file whose size is not a whole number of its records: its last
+        record was cut off (a copy that stopped early) and ObsPy drops it without a word, so that the
+        windows it held lose their end ("window does not cover" in the receiver functions)."""
+        from obspy.io.mseed.util import get_record_information
+
+        for name in self.client._get_filenames(network, station, location, channel, t1, t2):
+            with self._lock:
+                if name in self._checked:
+                    continue
+                self._checked.add(name)
+            try:
+                size = Path(name).stat().st_size
+                reclen = int(get_record_information(name)["record_length"])
+            except Exception:  # noqa: BLE001 - missing or unreadable files are reported where they are read
+                continue
+            if reclen > 0 and size % reclen:
+                shown = Path(name).relative_to(self.root) if Path(name).is_relative_to(self.root) else name
+                log.warning("%s: %d bytes, not a whole number of %d-byte records (its first record's length): "
+                            "the file looks truncated, and ObsPy drops a cut-off last record without a word",
+                            shown, size, reclen)
 
     def _culprit(self, network, station, location, channel, t1, t2) -> str:
         """The archive file(s) of this request that obspy cannot read (for the reason in the manifest)."""
