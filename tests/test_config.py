@@ -190,6 +190,14 @@ def test_image_bins_are_the_cells_of_the_synthetic_slowness_grid():
         assert part in note
 
 
+def test_lqt_rotation_warns_that_the_cnn_learned_radial_receiver_functions(caplog):
+    assert cfgmod.rotation_note(cfgmod.validate({})) is None
+    cfgmod._WARNED.clear()
+    with caplog.at_level("WARNING", logger="xdisc.config"):
+        cfgmod.validate({"rf_processing": {"rotation": "LQT"}})
+    assert "rf_processing.rotation is LQT" in caplog.text and "prefer ZRT for the CNN" in caplog.text
+
+
 def test_time_range_is_optional_except_for_fdsn():
     """No default period: a local archive of any year is read as it is; FDSN requests need one."""
     cfg = cfgmod.validate({"data": {"source": "local"}})

@@ -80,11 +80,22 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         problems = _check_relations(filled)
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
-    note = image_grid_mismatch(filled)
-    if note and note not in _WARNED:
-        _WARNED.add(note)
-        log.warning("%s", note)
+    for note in (image_grid_mismatch(filled), rotation_note(filled)):
+        if note and note not in _WARNED:
+            _WARNED.add(note)
+            log.warning("%s", note)
     return filled
+
+
+def rotation_note(cfg: dict) -> str | None:
+    """LQT receiver functions are not what the CNN learned from: the synthetic receiver functions (and the
+    shipped network) are radial ones (ZRT), and Q keeps a direct P of a fraction of L's, so that traces
+    divided by it are larger. The warning, or None. (A warning: the stacking takes either.)"""
+    if cfg["rf_processing"]["rotation"] != "LQT":
+        return None
+    return ("rf_processing.rotation is LQT: the CNN is trained on radial (ZRT) receiver functions, and Q "
+            "receiver functions divided by their direct P are larger (median 1.26 times on an independent test "
+            "network, docs/data.md); the stacking takes either, but prefer ZRT for the CNN's verdicts")
 
 
 _WARNED: set = set()
