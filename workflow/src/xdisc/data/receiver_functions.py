@@ -569,8 +569,8 @@ def _to_dataset(rows, reasons, out_t, rf_r, rf_t, fit, snr_z, snr_r, p_amp, p_of
             "rejection_reason": ("event", np.array(reasons, dtype=object),
                                  {"long_name": "why the event failed processing or quality control"}),
             "channels": ("event", np.array([r.get("channels", "") for r in rows], dtype=object),
-                         {"long_name": "trace ids of the vertical, north and east components used (before "
-                                       "rotation); empty where the window was rejected before"}),
+                         {"long_name": "trace ids of the three components used, as recorded (Z, N, E or "
+                                       "Z, 1, 2); empty where the window was rejected before"}),
             "snr_z": ("event", snr_z, {"units": "1", "long_name": "rms signal/noise of the vertical (or L) trace"}),
             "snr_r": ("event", snr_r, {"units": "1", "long_name": "rms signal/noise of the radial (or Q) trace"}),
             "fit_percent": ("event", fit, {"units": "percent", "long_name": "deconvolution fit of the radial"}),
