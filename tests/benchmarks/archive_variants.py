@@ -3,19 +3,20 @@
 A small independent network (``independent_network.py make --stations 3 --seed 5 --workers 1
 --catalogue-events 30 --npts 2048``: 3 stations, 28 windows each, SDS miniSEED, BH? at 20 Hz) is
 rewritten the ways real archives differ (channel codes and orientations, sampling rates, location codes,
-two sensors on one station, encodings, full responses, QuakeML with several origins, folders of miniSEED
-or SAC files) and broken the ways they break (gaps, overlaps, missing components, truncated and corrupt
-files, codes the inventory does not know). Each variant runs through the pipeline to
-``results/verdicts/stacking.csv`` in a fresh working folder (config/config.yaml, config/full.yaml and
-``my.yaml`` with ``data.source: local``), and its receiver functions are compared, event by event, with
-those of the archive as made (variant ``base``). Layout under ``--out``: ``network/`` (the archive as made
+two sensors on one station, encodings, full responses, station epochs, windows across midnight, QuakeML
+with several origins, folders of miniSEED or SAC files, LQT rotation) and broken the ways they break (gaps,
+overlaps, missing components, truncated and corrupt files, codes the inventory does not know). Each variant
+runs through the pipeline to ``results/verdicts/stacking.csv`` in a fresh working folder (config/config.yaml,
+config/full.yaml and ``my.yaml`` with ``data.source: local``), and its receiver functions are compared,
+event by event (correlation and amplitude), with those of the archive as made (variant ``base``; the LQT
+variant of the BH1/BH2 archive with ``lqt``). Layout under ``--out``: ``network/`` (the archive as made
 and its truth), ``variants/NAME/`` (SDS or files, stations.xml, events.xml, changes.txt), ``work/NAME/``
 (the run; ``run.json`` holds its exit status and wall time).
 
     python tests/benchmarks/archive_variants.py make --out /data/av            # about 20 s
     python tests/benchmarks/archive_variants.py run --out /data/av [--only hh loc]
     python tests/benchmarks/archive_variants.py compare --out /data/av [--only hh loc]
-    python tests/benchmarks/archive_variants.py all --out /data/av             # about 6 min on 2 cores
+    python tests/benchmarks/archive_variants.py all --out /data/av             # about 8 min on 2 cores
 
 About 30 s per variant run on 2 cores (16-27 s each, 8 min for ``all``, measured 2026-12-03). Not part of
 CI. Expected with the current pipeline (after the fixes of 2026-12-02 in xdisc/data/receiver_functions.py
@@ -581,8 +582,8 @@ def midnight(archive: Path, out: Path) -> list[str]:
 
 @variant(rf_processing={"rotation": "LQT"})
 def lqt(archive: Path, out: Path) -> list[str]:
-    """The archive as made, rotated to LQT (``rf_processing.rotation``): Q against the base's R, close but not
-    equal (correlations 0.9 and more); the reference of orient12_lqt."""
+    """The archive as made, rotated to LQT (``rf_processing.rotation``): Q against the base's R, alike but not
+    equal (measured: correlation 0.65-1.0, median 0.86; Q keeps a direct P); the reference of orient12_lqt."""
     shutil.copytree(archive / "SDS", out / "SDS")
     return []
 
@@ -672,8 +673,9 @@ def _rows(path: Path) -> list[dict]:
 
 
 def compare_variant(out: Path, name: str) -> dict:
-    """Prints the variant's stations, manifests and receiver functions against the base run's; returns the
-    summary row (rc, events base/variant, min/median correlation, first problem reason)."""
+    """Prints the variant's stations, manifests and receiver functions against the reference run's; returns the
+    summary row (rc, events base/variant, min/median correlation, range of amplitudes, first problem reason).
+    The reference is the variant's ``reference`` run (``base`` but for orient12_lqt)."""
     import xarray as xr
 
     base_run, work = out / "work" / VARIANTS[name].reference, out / "work" / name
@@ -746,7 +748,7 @@ def compare_variant(out: Path, name: str) -> dict:
 
 
 def compare(out: Path, names: list[str]) -> list[dict]:
-    """Compares each variant with the base run and prints the summary table."""
+    """Compares each variant with its reference run and prints the summary table."""
     table = [compare_variant(out, name) for name in names]
     columns = list(table[0])
     widths = [max(len(c), *(len(str(r[c])) for r in table)) for c in columns]
