@@ -106,6 +106,36 @@ def test_redeconvolved_draws_without_noise_are_the_synthetic_receiver_functions(
     assert slowness.size == 9
 
 
+def test_lqt_draws_rotate_as_the_data_path_does(small_test_set):
+    """With rotation LQT the draws are rotated to L and Q at each event's incidence as prepare_events rotates
+    Z, N and E (ObsPy's rotate_zne_lqt at any back azimuth, Q flipped): the same L and Q; the draws are then
+    Q/L receiver functions, not R/Z ones."""
+    from obspy.signal.rotate import rotate_zne_lqt
+    from xdisc.data.receiver_functions import zr_to_lq
+
+    rng = np.random.default_rng(3)
+    z, r, t = rng.normal(size=(3, 4, 300))
+    inc = np.array([15.0, 20.0, 25.0, 30.0])
+    lq = zr_to_lq(z, r, inc)
+    for i, baz in enumerate((0.0, 70.0, 200.0, 310.0)):
+        b = np.radians(baz)
+        north, east = -r[i] * np.cos(b) + t[i] * np.sin(b), -r[i] * np.sin(b) - t[i] * np.cos(b)
+        np.testing.assert_allclose(r[i], -(north * np.cos(b) + east * np.sin(b)), atol=1e-12)  # as ZRT
+        ell, q, _ = rotate_zne_lqt(z[i], north, east, baz, inc[i])
+        np.testing.assert_allclose(lq[0][i], ell, atol=1e-12)
+        np.testing.assert_allclose(lq[1][i], -q, atol=1e-12)
+    cfg, path = small_test_set
+    samples, grid_index = np.array([0, 3]), np.array([0, 4, 8])
+    resp = redecon.Responses(path, cfg, samples)
+    quiet = np.zeros((grid_index.size, 2, 401))
+    zrt = redecon.redeconvolved(resp, samples, grid_index, quiet, cfg["rf_processing"], np.random.default_rng(0))
+    incidence = np.degrees(np.arcsin(resp.slowness[grid_index] * 5.8))
+    lqt = redecon.redeconvolved(resp, samples, grid_index, quiet, cfg["rf_processing"], np.random.default_rng(0),
+                                incidence)
+    assert lqt.shape == zrt.shape and np.all(np.isfinite(lqt))
+    assert np.max(np.abs(lqt - zrt)) > 0.05  # Q/L is not R/Z
+
+
 def test_calibrate_takes_the_present_threshold_from_the_redeconvolved_draws(rf_example_station, small_test_set,
                                                                             tmp_path):
     cfg, test_path = small_test_set

@@ -95,7 +95,8 @@ def rotation_note(cfg: dict) -> str | None:
         return None
     return ("rf_processing.rotation is LQT: the CNN is trained on radial (ZRT) receiver functions, and Q "
             "receiver functions divided by their direct P are larger (median 1.26 times on an independent test "
-            "network, docs/data.md); the stacking takes either, but prefer ZRT for the CNN's verdicts")
+            "network, docs/data.md); its calibration draws are rotated as the data, so its false alarms stay "
+            "bounded, but prefer ZRT for the CNN's verdicts (the stacking takes either)")
 
 
 _WARNED: set = set()

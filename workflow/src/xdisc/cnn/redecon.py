@@ -40,7 +40,7 @@ from xdisc.config import config_hash
 from xdisc.core.artifacts import as_float32, open_netcdf, provenance_attrs, write_netcdf
 from xdisc.core.deconvolution import RFSettings, deconvolve, normalise_by_p
 from xdisc.core.earthmodel import load_model
-from xdisc.data.receiver_functions import deconvolution_window, source_grid
+from xdisc.data.receiver_functions import deconvolution_window, source_grid, zr_to_lq
 from xdisc.synth import synthetics as syn
 from xdisc.synth.source import draw_source, source_spectrum
 
@@ -109,10 +109,12 @@ class Responses:
 
 
 def redeconvolved(resp: Responses, samples: np.ndarray, grid_index: np.ndarray, pre_p: np.ndarray,
-                  proc: dict, rng: np.random.Generator) -> np.ndarray:
+                  proc: dict, rng: np.random.Generator, incidence_deg: np.ndarray | None = None) -> np.ndarray:
     """Receiver functions / direct P (draw, event, time on ``rf.time_axis()``) of ``samples`` at a station's
     events (``grid_index``: the grid slowness of each; ``pre_p``: event, vertical/radial, time: the
-    pre-P noise in units of the vertical's signal rms), made as ``xdisc rf`` makes them."""
+    pre-P noise in units of the vertical's signal rms), made as ``xdisc rf`` makes them; with
+    ``incidence_deg`` (one per event: ``rf_processing.rotation`` LQT) rotated to L and Q first, as the
+    data are (their pre-P noise is then that of L and Q already)."""
     rf = resp.rf
     grid = source_grid(rf, proc)
     n = grid.size
@@ -121,6 +123,8 @@ def redeconvolved(resp: Responses, samples: np.ndarray, grid_index: np.ndarray, 
     out = np.empty((len(samples), grid_index.size, t_out.size))
     for d, s in enumerate(samples):  # one draw per deconvolution batch: memory ~ the station's events
         z, r = resp.seismograms(int(s), grid_index, grid[0], n, rng)
+        if incidence_deg is not None:
+            z, r = zr_to_lq(z, r, incidence_deg)
         unit = np.sqrt(np.mean(z[:, signal] ** 2, axis=1))
         nz, nr = extend_noise(pre_p[:, 0], pre_p[:, 1], n, rng)
         z += unit[:, None] * nz
@@ -171,11 +175,14 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
     resp = Responses(test_path, config, np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, int))
     written = []
     t_out = resp.rf.time_axis()
+    vp_surface = float(load_model(config["earth_model"]).vp_km_s[0])  # TauP's incidence: asin(p * vp)
+    lqt = config["rf_processing"]["rotation"] == "LQT"
     sect = {k: config[k] for k in ("receiver_function", "rf_processing", "images", "layering", "earth_model")}
     for k, (pool, samples, seed) in enumerate(chosen):
         t0 = time.perf_counter()
         rng = np.random.default_rng([seed, 31])
-        rfs = redeconvolved(resp, samples, pool.grid_index, pool.pre_p, config["rf_processing"], rng)
+        incidence = np.degrees(np.arcsin(np.clip(pool.slowness * vp_surface, 0.0, 1.0))) if lqt else None
+        rfs = redeconvolved(resp, samples, pool.grid_index, pool.pre_p, config["rf_processing"], rng, incidence)
         images = np.stack([build_image(x, t_out, pool.slowness, mapper, settings, normalised=True)[0] for x in rfs])
         ds = xr.Dataset(
             {"image": (("draw", "channel", "slowness_bin", "depth"), as_float32(images),

@@ -336,6 +336,21 @@ def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, 
     return out
 
 
+def zr_to_lq(z: np.ndarray, r: np.ndarray, incidence_deg) -> tuple[np.ndarray, np.ndarray]:
+    """L and Q of vertical and radial traces (event, time) at each event's incidence, as
+    :func:`prepare_events` makes them from Z, N and E with ``rotation: LQT`` (ObsPy's ``rotate_zne_lqt``,
+    Q positive away from the source like R): for synthetic Z and R (the CNN's calibration draws)."""
+    from obspy.signal.rotate import rotate_zne_lqt
+
+    z, r = np.atleast_2d(np.asarray(z, float)), np.atleast_2d(np.asarray(r, float))
+    out_l, out_q = np.empty_like(z), np.empty_like(r)
+    for i, inc in enumerate(np.broadcast_to(np.asarray(incidence_deg, float), (z.shape[0],))):
+        # back azimuth 0: R = -N and E = 0 in the ZRT convention of prepare_events
+        out_l[i], q, _ = rotate_zne_lqt(z[i], -r[i], np.zeros_like(r[i]), 0.0, float(inc))
+        out_q[i] = -q
+    return out_l, out_q
+
+
 def prepare_event(stream, inventory, request: dict, rf: RFSettings, proc: dict,
                   sensor_order: tuple = ()) -> Prepared:
     """Pre-process one event-station window (see :func:`prepare_events`); raise :class:`Rejected`."""
