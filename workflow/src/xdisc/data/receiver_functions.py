@@ -98,11 +98,13 @@ def _sensors(stream, order: tuple = ()) -> list:
 
     from obspy import Stream
 
-    def rank(patterns: str | None, code: str) -> int:
-        pats = [p.strip() for p in (patterns or "*").split(",") if p.strip()] or ["*"]
-        return next((i for i, p in enumerate(pats) if fnmatchcase(code, p.replace("-", ""))), len(pats))
+    def patterns(text: str | None) -> list[str]:  # "--" is the empty location code
+        return [p.strip().replace("-", "") for p in (text or "*").split(",") if p.strip()] or ["*"]
 
-    channels, locations = (*order, None, None)[:2]
+    def rank(pats: list[str], code: str) -> int:
+        return next((i for i, p in enumerate(pats) if fnmatchcase(code, p)), len(pats))
+
+    channels, locations = (patterns(text) for text in (*order, None, None)[:2])
     groups: dict = {}
     for tr in stream:
         groups.setdefault((tr.stats.location, tr.stats.channel[:2]), []).append(tr)
@@ -259,8 +261,6 @@ def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, 
     """
     from fractions import Fraction
 
-    from obspy.signal.rotate import rotate_zne_lqt
-
     cache: dict = {}
     out: list = [None] * len(items)
     raws: dict[int, _Raw] = {}
@@ -322,24 +322,21 @@ def prepare_events(items: list[tuple[dict, object]], inventory, rf: RFSettings, 
                 out[k] = Rejected("window too short after resampling")
                 continue
             z, north, east = seg
-            baz = float(items[k][0]["back_azimuth_deg"])
-            if proc["rotation"] == "LQT":
-                inc = float(items[k][0]["incidence_deg"])
-                z, r, tr = rotate_zne_lqt(z, north, east, baz, inc)
-                r = -r  # Q positive away from the source, like R (as the rf package)
-            else:
-                b = np.radians(baz)
-                r = -east * np.sin(b) - north * np.cos(b)
-                tr = -east * np.cos(b) + north * np.sin(b)
+            b = np.radians(float(items[k][0]["back_azimuth_deg"]))
+            r = -east * np.sin(b) - north * np.cos(b)
+            tr = -east * np.cos(b) + north * np.sin(b)
+            if proc["rotation"] == "LQT":  # then Z and R to L and Q in the ray plane; T stays
+                (z,), (r,) = zr_to_lq(z, r, float(items[k][0]["incidence_deg"]))
             out[k] = Prepared(np.ascontiguousarray(z), np.ascontiguousarray(r), np.ascontiguousarray(tr),
                               dict(items[k][0], channels=",".join(raws[k].ids)))
     return out
 
 
 def zr_to_lq(z: np.ndarray, r: np.ndarray, incidence_deg) -> tuple[np.ndarray, np.ndarray]:
-    """L and Q of vertical and radial traces (event, time) at each event's incidence, as
-    :func:`prepare_events` makes them from Z, N and E with ``rotation: LQT`` (ObsPy's ``rotate_zne_lqt``,
-    Q positive away from the source like R): for synthetic Z and R (the CNN's calibration draws)."""
+    """L and Q (event, time) of vertical and radial traces at each event's incidence: ObsPy's
+    ``rotate_zne_lqt`` with Q positive away from the source, like R (as the rf package). The one LQT
+    rotation of xdisc: :func:`prepare_events` rotates the data with it after ZRT, the CNN's calibration
+    draws their synthetic Z and R."""
     from obspy.signal.rotate import rotate_zne_lqt
 
     z, r = np.atleast_2d(np.asarray(z, float)), np.atleast_2d(np.asarray(r, float))
