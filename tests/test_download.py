@@ -401,6 +401,46 @@ def test_a_truncated_sds_day_file_is_named_in_a_warning(tmp_path, caplog):
     assert summary.ok == len(requests) == 7  # every window fetched: the intact records are kept
 
 
+CONCURRENT_READS = """
+import copy, json, sys, tempfile
+from pathlib import Path
+from xdisc import config as cfgmod
+from xdisc.data.download import (fetch_station, get_events, get_stations, make_source, plan_requests,
+                                 station_rows)
+cfg = cfgmod.validate(json.loads(sys.argv[1]))
+d = cfg["data"]
+inv, providers = get_stations(d)
+sta = station_rows(inv, providers)[0]
+requests, _ = plan_requests(get_events(d), sta["network"], sta["station"], sta["latitude"], sta["longitude"], d)
+for _ in range(int(sys.argv[2])):
+    out = Path(tempfile.mkdtemp(dir=sys.argv[3]))
+    s = fetch_station(copy.deepcopy(requests), make_source(d), out / "w", out / "m.csv", channel="BH?", retries=0,
+                      max_parallel=8)
+    assert s.ok == len(requests), s
+print("ok")
+"""
+
+
+def test_concurrent_reads_of_truncated_sds_files_do_not_crash(tmp_path):
+    """Eight threads reading an archive whose day files are all cut off inside a record: ObsPy's libmseed
+    logs the cut-off record through one process-wide callback that another thread's call may already have
+    freed. Without xdisc's lock around miniSEED reads and writes this test failed (segfault) in 5 runs of 5
+    (the CI run of 2026-12-03 lost its fast tier to it); run in a child so that a crash fails this test."""
+    from xdisc.data.download import embedded_paths
+
+    root = tmp_path / "sds"
+    _write_sds(read(str(embedded_paths()["waveforms"])), root)
+    for day_file in root.glob("*/CX/PB01/BH?.D/*"):
+        data = day_file.read_bytes()
+        day_file.write_bytes(data[: len(data) - 300])
+    settings = {"data": {"source": "local", "local": {
+        k: v for k, v in _local_cfg(root)["data"]["local"].items() if k in ("waveforms", "format", "inventory",
+                                                                             "events")}}}
+    run = subprocess.run([sys.executable, "-c", CONCURRENT_READS, json.dumps(settings), "20", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", (run.returncode, run.stderr[-2000:])
+
+
 @pytest.mark.parametrize("fault", ["html", "badxml"])
 def test_bad_station_answer_is_recorded_and_next_provider_asked(stack, tmp_path, fault):
     from fdsn_servers import FaultProxy, fdsn_routes

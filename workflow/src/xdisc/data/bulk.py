@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 
-from xdisc.data.mseed import not_mseed, select_channels, to_mseed
+from xdisc.data.mseed import LIBMSEED, not_mseed, select_channels, to_mseed
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,8 @@ def _cut_decoded(data: bytes, requests: Sequence, channel: str, location: str) -
     decode, merge records sent twice (``Stream.merge(method=-1)``), slice per window, encode."""
     from obspy import UTCDateTime, read
 
-    st = read(io.BytesIO(data))
+    with LIBMSEED:
+        st = read(io.BytesIO(data))
     st.merge(method=-1)
     out: dict[str, bytes | None] = {}
     for r in requests:

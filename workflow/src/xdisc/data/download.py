@@ -41,7 +41,7 @@ from xdisc.core.earthmodel import EARTH_RADIUS_KM
 from xdisc.data.codes import code_problem
 from xdisc.data.events import event_id
 from xdisc.data.examples import demo_paths, embedded_paths
-from xdisc.data.mseed import not_mseed, select_channels, to_mseed
+from xdisc.data.mseed import LIBMSEED, not_mseed, select_channels, to_mseed
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,8 @@ class SDSSource(Source):
         for cha in channel.split(","):
             self._warn_truncated(network, station, location, cha, t1, t2)
             try:
-                st += self.client.get_waveforms(network, station, location, cha, t1, t2)
+                with LIBMSEED:
+                    st += self.client.get_waveforms(network, station, location, cha, t1, t2)
             except Exception as exc:  # noqa: BLE001 - obspy raises many types for a bad file: reject this window
                 culprit = self._culprit(network, station, location, cha, t1, t2)
                 raise CorruptData(f"unreadable file in the SDS archive: {culprit}"
@@ -261,7 +262,8 @@ class SDSSource(Source):
         bad = []
         for name in self.client._get_filenames(network, station, location, channel, t1, t2):
             try:
-                read(name, headonly=True)
+                with LIBMSEED:
+                    read(name, headonly=True)
             except Exception:  # noqa: BLE001 - any reader failure marks the file
                 bad.append(str(Path(name).relative_to(self.root)) if Path(name).is_relative_to(self.root) else name)
         return ", ".join(bad) or f"{network}.{station}.{location}.{channel}"
@@ -311,7 +313,8 @@ def make_source(data_cfg: dict, provider: str | None = None) -> Source:
     st = Stream()
     for f in files:
         try:
-            st += read(f)
+            with LIBMSEED:
+                st += read(f)
         except Exception as exc:  # noqa: BLE001 - obspy raises many types for a bad file: log, skip, go on
             log.warning("skipping unreadable waveform file %s: %s", f, exc)
     return StreamSource(st, f"files:{local['waveforms']}")
@@ -329,7 +332,8 @@ def validate_mseed(data: bytes, req: Request):
     if len(data) % 128:
         raise CorruptData(f"truncated miniSEED: {len(data)} bytes is not a whole number of records")
     try:
-        st = read(io.BytesIO(data), format="MSEED")
+        with LIBMSEED:
+            st = read(io.BytesIO(data), format="MSEED")
     except Exception as exc:  # noqa: BLE001 - any reader failure is corrupt data
         raise CorruptData(f"unreadable miniSEED: {exc}") from None
     st = st.select(network=req.network, station=req.station)

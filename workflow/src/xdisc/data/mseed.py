@@ -4,8 +4,16 @@ configuration's comma list, a stream as miniSEED bytes."""
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
+
+LIBMSEED = threading.RLock()
+"""Held around every ObsPy miniSEED read and write of the download threads. ObsPy's libmseed wrapper
+points the library's one process-wide log callback at a new Python function on each call; with two
+threads inside, one call can log (a record cut off at the end of a file does) through the callback of
+another call that has already returned and been freed, and the process dies (segfault). Reading and
+writing miniSEED is quick beside a download, so holding this lock costs little."""
 
 
 def not_mseed(data: bytes) -> str | None:
@@ -41,5 +49,6 @@ def to_mseed(stream) -> bytes:
     for tr in stream:
         if tr.data.dtype.kind == "f" and tr.data.dtype != np.float32:
             tr.data = tr.data.astype(np.float64)
-    stream.write(buf, format="MSEED")
+    with LIBMSEED:
+        stream.write(buf, format="MSEED")
     return buf.getvalue()
