@@ -246,7 +246,8 @@ class SDSSource(Source):
                 self._checked.add(name)
             try:
                 size = Path(name).stat().st_size
-                reclen = int(get_record_information(name)["record_length"])
+                with LIBMSEED:  # ObsPy detects the record length in libmseed
+                    reclen = int(get_record_information(name)["record_length"])
             except Exception:  # noqa: BLE001 - missing or unreadable files are reported where they are read
                 continue
             if reclen > 0 and size % reclen:
