@@ -78,6 +78,11 @@ VARIANTS = {
     "min_rf 7": {"min_rf": 7, "x_snr_without_410": None},
     "min_rf 8": {"min_rf": 8, "x_snr_without_410": None},
     "min_rf 7, strong X 5 without 410": {"min_rf": 7, "x_snr_without_410": 5.0},
+    # 2026-12-03: an amplitude floor on the default (relative to the direct P; 0.02 is the default since)
+    "default before the floor (2026-12-02)": {"min_x_amplitude": 0.0},
+    "floor 0.015": {"min_x_amplitude": 0.015},
+    "floor 0.02": {"min_x_amplitude": 0.02},
+    "floor 0.025": {"min_x_amplitude": 0.025},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},
@@ -88,6 +93,10 @@ VARIANTS = {
     "+ margin 20": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0},
     "+ floor 0.01": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0, "min_x_amplitude": 0.01},
 }
+# the variants measured before 2026-12-03 had no amplitude floor, the default since: they keep none
+for _name, _change in VARIANTS.items():
+    if _name != "default":
+        _change.setdefault("min_x_amplitude", 0.0)
 X_CLASSES = ((250, 260), (260, 340), (340, 350.01))
 
 
