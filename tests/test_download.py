@@ -429,13 +429,14 @@ def test_concurrent_reads_of_truncated_sds_files_do_not_crash(tmp_path):
     from xdisc.data.download import embedded_paths
 
     root = tmp_path / "sds"
-    _write_sds(read(str(embedded_paths()["waveforms"])), root)
+    paths = embedded_paths()
+    _write_sds(read(str(paths["waveforms"])), root)
     for day_file in root.glob("*/CX/PB01/BH?.D/*"):
         data = day_file.read_bytes()
         day_file.write_bytes(data[: len(data) - 300])
-    settings = {"data": {"source": "local", "local": {
-        k: v for k, v in _local_cfg(root)["data"]["local"].items() if k in ("waveforms", "format", "inventory",
-                                                                             "events")}}}
+    settings = {"data": {"source": "local", "local": {"waveforms": str(root), "format": "sds",
+                                                      "inventory": str(paths["inventory"]),
+                                                      "events": str(paths["events"])}}}
     run = subprocess.run([sys.executable, "-c", CONCURRENT_READS, json.dumps(settings), "20", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.strip() == "ok", (run.returncode, run.stderr[-2000:])

@@ -192,6 +192,29 @@ def test_search_margin_finds_x_at_the_window_edge_and_the_floor_drops_weak_peaks
     assert weak["verdict"] == "absent" and "amplitude >=" in weak["reason"]
 
 
+def test_default_amplitude_floor_drops_a_tiny_coherent_peak_where_noise_is_tiny(setup):
+    """Where noise is tiny the bootstrap finds any coherent peak significant: a jump of 0.5 % dVs at 300 km
+    (Ps well under 0.02 of P) at SNR 1000 passes every other check. The default floor
+    (``stacking.min_x_amplitude``, 0.02 of P) makes it absent, and says why; without the floor it is X. An X of
+    4 % is X with the floor."""
+    cfg, rf, lay = setup
+    assert cfg["stacking"]["min_x_amplitude"] == 0.02
+    ref = load_model("ak135")
+    out = {}
+    for dvs in (0.005, 0.04):
+        model = insert_discontinuity(ref, Discontinuity(300.0, dvs, dvs / 2, dvs * 0.3))
+        station = make_station(clean_grid([model], rf, lay)[0], 50, np.random.default_rng(4), rf,
+                               snr_range=(1000.0, 1000.0))
+        for floor in (0.0, 0.02):
+            scfg = {**cfg["stacking"], "min_x_amplitude": floor}
+            out[dvs, floor] = _stack(station, {**cfg, "stacking": scfg}, rf, ref).attrs
+    tiny = out[0.005, 0.0]
+    assert tiny["verdict"] == "present" and tiny["x_amp"] < 0.02 and abs(tiny["x_depth_km"] - 300) <= 5, tiny
+    assert out[0.005, 0.02]["verdict"] == "absent", out[0.005, 0.02]
+    assert out[0.005, 0.02]["reason"] == "not amplitude >= 0.02 of P"
+    assert out[0.04, 0.02]["verdict"] == "present" and out[0.04, 0.02]["x_amp"] > 0.02
+
+
 def test_gradual_x_at_the_window_bottom_is_found_through_its_half_width(setup):
     """X whose velocity rises over 18 km from 344 km peaks in its middle, beyond 350 km. Searched only
     inside the window, that peak is cut off and X is missed; with the margin the peak counts because the
