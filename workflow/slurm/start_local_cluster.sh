@@ -14,6 +14,14 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y -q slurm-wlm munge >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q slurm-wlm munge >/dev/null; }
 fi
+# a controller already running (another state folder, a run that was killed) holds the ports: the new one
+# would die at start while sinfo and sbatch went on talking to the old one, whose job log is elsewhere
+running=$(ps -C slurmctld -o pid=,stat=,args= 2>/dev/null | awk '$2 !~ /^Z/' | head -1 || true)  # not zombies
+if [ -n "$running" ]; then
+    echo "start_local_cluster: a slurmctld is already running and holds port 6817: $running" >&2
+    echo "start_local_cluster: stop it first (stop_local_cluster.sh with its state folder, or kill it and its slurmd)" >&2
+    exit 1
+fi
 mkdir -p "$DIR"/{state,spool,log}
 HOST=$(hostname -s)
 CPUS=$(nproc)
