@@ -25,6 +25,7 @@ from xdisc.data.download import (
     make_source,
     plan_requests,
     read_manifest,
+    station_epochs,
     station_rows,
     validate_mseed,
 )
@@ -335,6 +336,44 @@ def test_a_station_the_channel_pattern_leaves_out_is_listed_as_skipped(tmp_path,
     assert by_code["PB99"]["status"] == "skipped"
     assert by_code["PB99"]["reason"].startswith("no channel matching data.stations.channel 'BH?,HH?'")
     assert ".EHZ" in by_code["PB99"]["reason"] and "skipping CX.PB99" in caplog.text
+
+
+def test_a_station_code_used_at_two_places_plans_each_window_at_its_own_epoch():
+    """Temporary networks re-use their codes (XA of 2005 and XA of 2015): one NET.STA at two places. Each
+    event's window is planned at the coordinates of the epoch it falls in (oracle: ObsPy's geodetics and
+    TauP for those coordinates), not at the first epoch's."""
+    from obspy.core.event import Catalog, Event, Origin
+    from obspy.core.inventory import Inventory, Network, Station
+    from obspy.geodetics import gps2dist_azimuth, locations2degrees
+    from obspy.taup import TauPyModel
+
+    places = {"2005": (46.0, 8.0), "2015": (-20.0, 140.0)}
+    inv = Inventory(networks=[
+        Network("XA", start_date=UTCDateTime(f"{year}-01-01"), stations=[
+            Station("S01", latitude=lat, longitude=lon, elevation=0.0, start_date=UTCDateTime(f"{year}-01-01"),
+                    end_date=UTCDateTime(f"{int(year) + 2}-01-01"))])
+        for year, (lat, lon) in places.items()], source="test")
+    row, = station_rows(inv, {})
+    assert (row["latitude"], row["longitude"]) == places["2005"]  # the table lists the first epoch
+    assert [e[2:] for e in json.loads(row["epochs"])] == [list(v) for v in places.values()]
+    epicentre = (10.0, 100.0)  # 66 deg from the 2005 site, 38 deg from the 2015 one
+    events = Catalog([Event(origins=[Origin(time=UTCDateTime(f"{year}-06-01"), latitude=epicentre[0],
+                                            longitude=epicentre[1], depth=10e3)]) for year in places])
+    data_cfg = cfgmod.validate({})["data"]
+    requests, skipped = plan_requests(events, "XA", "S01", row["latitude"], row["longitude"], data_cfg,
+                                      epochs=station_epochs(row["epochs"]))
+    assert not skipped and len(requests) == 2
+    taup = TauPyModel("ak135")
+    for req, (lat, lon) in zip(requests, places.values(), strict=True):
+        dist = locations2degrees(lat, lon, *epicentre)
+        assert req.distance_deg == pytest.approx(dist, abs=1e-3)
+        assert req.back_azimuth_deg == pytest.approx(gps2dist_azimuth(lat, lon, *epicentre)[1], abs=1e-3)
+        p = taup.get_travel_times(10.0, dist, ["P"])[0].time
+        assert UTCDateTime(req.p_time) - UTCDateTime(req.origin_time) == pytest.approx(p, abs=0.01)
+    # the first epoch's place would have put the 2015 event 28 deg further away
+    assert requests[1].distance_deg < requests[0].distance_deg - 25
+    # one place: no epochs column to read
+    assert station_rows(Inventory(networks=inv.networks[:1], source="test"), {})[0]["epochs"] == ""
 
 
 def test_missing_local_inputs_are_clear_errors(tmp_path):

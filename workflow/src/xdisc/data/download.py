@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import json
 import logging
 import threading
 import time
@@ -87,9 +88,12 @@ class Request:
 
 
 def plan_requests(events, network: str, station: str, latitude: float, longitude: float, data_cfg: dict,
-                  earth_model: str = "ak135") -> tuple[list[Request], list[tuple[str, str]]]:
+                  earth_model: str = "ak135",
+                  epochs: list | None = None) -> tuple[list[Request], list[tuple[str, str]]]:
     """Windows around the predicted P of every event in the distance range of one station.
 
+    ``epochs`` (:func:`station_epochs`): where the station's epochs sit at different places, each event
+    is taken at the coordinates of the epoch it falls in (``latitude``, ``longitude`` outside them all).
     Returns the requests and (event_id, reason) for events left out."""
     from obspy.geodetics import gps2dist_azimuth, locations2degrees
     from obspy.taup import TauPyModel
@@ -103,10 +107,11 @@ def plan_requests(events, network: str, station: str, latitude: float, longitude
         if origin.latitude is None or origin.longitude is None:
             skipped.append((eid, "origin without coordinates"))
             continue
+        lat, lon = _coordinates_at(epochs, str(origin.time), latitude, longitude)
         # azimuth from the station to the epicentre = the back azimuth of the arriving wave;
         # great-circle distance on the sphere, as TauP's get_travel_times_geo
-        _, baz, _ = gps2dist_azimuth(latitude, longitude, origin.latitude, origin.longitude)
-        dist = locations2degrees(latitude, longitude, origin.latitude, origin.longitude)
+        _, baz, _ = gps2dist_azimuth(lat, lon, origin.latitude, origin.longitude)
+        dist = locations2degrees(lat, lon, origin.latitude, origin.longitude)
         if not ev_cfg["min_distance_deg"] <= dist <= ev_cfg["max_distance_deg"]:
             skipped.append((eid, f"distance {dist:.1f} deg outside {ev_cfg['min_distance_deg']}-"
                                  f"{ev_cfg['max_distance_deg']}"))
@@ -122,6 +127,21 @@ def plan_requests(events, network: str, station: str, latitude: float, longitude
             str(p_time + data_cfg["window_after_p_s"]), str(p_time), round(dist, 4), round(baz, 4),
             arrivals[0].ray_param / EARTH_RADIUS_KM, arrivals[0].incident_angle))
     return requests, skipped
+
+
+def station_epochs(text: str) -> list | None:
+    """The ``epochs`` column of the station table (:func:`station_rows`): None where it is empty."""
+    return json.loads(text) if text else None
+
+
+def _coordinates_at(epochs: list | None, time_iso: str, latitude: float, longitude: float) -> tuple[float, float]:
+    """The coordinates of the epoch that holds ``time_iso`` (ISO 8601; epochs as ``[start, end, lat, lon]``
+    with ISO times, None for open ends), else (``latitude``, ``longitude``)."""
+    t = time_iso[:19]  # the ISO strings of one format compare as times
+    for start, end, lat, lon in epochs or ():
+        if (start is None or start[:19] <= t) and (end is None or t < end[:19]):
+            return float(lat), float(lon)
+    return latitude, longitude
 
 
 # ----------------------------------------------------------------------------- where
@@ -541,7 +561,8 @@ def download_station(events, station: dict, data_cfg: dict, out_dir: Path, manif
     """Plan the windows of one station (a row of :func:`station_rows`) and fetch what is missing,
     from ``source`` (default: the source of the ``data`` configuration) and with its retry settings."""
     requests, skipped = plan_requests(events, station["network"], station["station"], float(station["latitude"]),
-                                      float(station["longitude"]), data_cfg, earth_model)
+                                      float(station["longitude"]), data_cfg, earth_model,
+                                      station_epochs(station.get("epochs") or ""))
     provider = station.get("provider") if data_cfg["source"] == "fdsn" else None
     source = source or make_source(data_cfg, provider)
     st_cfg, fd = data_cfg["stations"], data_cfg["fdsn"]
@@ -807,7 +828,7 @@ def station_rows(inventory, providers: dict[str, str], skipped: dict[str, str] |
     """One row per station: code, coordinates, provider, and ``status``: "selected", or "skipped" with the
     ``reason`` (a network or station code that breaks the SEED rules, or a reason given in ``skipped``,
     keyed NET.STA). Unique, sorted."""
-    rows = {}
+    rows, places = {}, {}
     for net in inventory:
         for sta in net:
             key = f"{net.code}.{sta.code}"
@@ -816,6 +837,16 @@ def station_rows(inventory, providers: dict[str, str], skipped: dict[str, str] |
             if reason and key not in rows:
                 log.warning("stations: skipping %r: %s", key, reason)
             rows.setdefault(key, _station_row(net.code, sta, providers.get(key, ""), reason))
+            span = [None if d is None else str(d)[:19] for d in (sta.start_date, sta.end_date)]
+            places.setdefault(key, []).append([*span, sta.latitude, sta.longitude])
+    for key, epochs in places.items():
+        # a station re-installed elsewhere, or a code re-used (temporary networks re-use theirs): each
+        # window is planned at the coordinates of its own epoch; the table's are the first epoch's
+        if len({(round(e[2], 4), round(e[3], 4)) for e in epochs}) > 1:
+            epochs.sort(key=lambda e: e[0] or "")
+            rows[key]["epochs"] = json.dumps(epochs)
+            log.info("stations: %s has %d epochs at different places; each event's window is planned at its "
+                     "epoch's coordinates", key, len(epochs))
     return [rows[k] for k in sorted(rows)]
 
 
@@ -823,7 +854,7 @@ def _station_row(network: str, sta, provider: str, reason: str) -> dict:
     """A row of the station table: "selected", or "skipped" when there is a ``reason``."""
     return {"network": network, "station": sta.code, "latitude": sta.latitude, "longitude": sta.longitude,
             "elevation_m": sta.elevation, "provider": provider, "status": "skipped" if reason else "selected",
-            "reason": reason}
+            "reason": reason, "epochs": ""}
 
 
 def select_stations(data_cfg: dict):
