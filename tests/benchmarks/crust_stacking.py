@@ -83,6 +83,9 @@ VARIANTS = {
     "floor 0.015": {"min_x_amplitude": 0.015},
     "floor 0.02": {"min_x_amplitude": 0.02},
     "floor 0.025": {"min_x_amplitude": 0.025},
+    # 2026-12-03: a sediment layer's ringing removed (the resonance filter of Yu et al. 2015), with the floor
+    "resonance 0.3": {"resonance.enabled": True, "min_x_amplitude": 0.02},
+    "resonance 0.2": {"resonance.enabled": True, "resonance.min_strength": 0.2, "min_x_amplitude": 0.02},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},

@@ -35,7 +35,7 @@ from xdisc.core.deconvolution import noise_weights, normalise_by_p
 from xdisc.core.earthmodel import EarthModel, load_model
 from xdisc.core.moveout import delay_table, distance_for_slowness, slowness_for_distance, to_depth
 from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
-from xdisc.stack import hk
+from xdisc.stack import hk, resonance
 
 TABLE_COLUMNS = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km", "x_amp",
                  "x_amp_err", "d410_km", "d660_km", "moho_km", "moho_err_km", "vpvs", "vpvs_err", "depth_model",
@@ -140,6 +140,8 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
     geometry = {"distance_deg": distance_deg, "slowness": slowness, "rel_s": rel_s, "model": model, "p_ref": p_ref,
                 "depths": depths, "weighting": cfg["weighting"]}
+    norm, crust["resonance_dt_s"], crust["resonance_r0"], crust["resonance_note"] = _without_ringing(
+        norm, time_s, cfg.get("resonance", {}))
     norm, removed, crust["multiples_note"], coherent = _without_multiples(norm, time_s, slowness, crust,
                                                                            cfg.get("multiples", {}), geometry,
                                                                            _conversion_range(cfg))
@@ -206,6 +208,19 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     ds.attrs.update({"n_rf": int(n_rf), "earth_model": model.name, "x_window_km": list(cfg["x_window_km"]),
                      "reference_distance_deg": ref_dist})
     return ds
+
+
+def _without_ringing(norm: np.ndarray, time_s: np.ndarray, cfg: dict) -> tuple[np.ndarray, float, float, str]:
+    """The receiver functions with a sediment layer's ringing removed (``stacking.resonance``,
+    :mod:`xdisc.stack.resonance`) where it is on and the ringing is strong enough; its two-way time,
+    strength and a note."""
+    if not cfg.get("enabled") or not len(norm):
+        return norm, np.nan, np.nan, "stacking.resonance off" if not cfg.get("enabled") else ""
+    dt_s, r0 = resonance.estimate(norm, time_s, tuple(cfg["lag_s"]))
+    if r0 < cfg["min_strength"]:
+        return norm, dt_s, r0, f"no ringing removed: autocorrelation trough {r0:.2f} < {cfg['min_strength']:g}"
+    return (resonance.apply(norm, time_s, dt_s, r0), dt_s, r0,
+            f"ringing removed: rf(t) + {r0:.2f} rf(t - {dt_s:.1f} s) (Yu et al. 2015)")
 
 
 def depth_model(norm: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, model: EarthModel,
