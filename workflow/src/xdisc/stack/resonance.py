@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from xdisc.stack.hk import _sample
+
 
 def estimate(norm: np.ndarray, time_s: np.ndarray, lag_s: tuple = (0.5, 5.0),
              window_s: tuple = (-2.0, 30.0)) -> tuple[float, float]:
@@ -43,9 +45,7 @@ def estimate(norm: np.ndarray, time_s: np.ndarray, lag_s: tuple = (0.5, 5.0),
 
 def apply(norm: np.ndarray, time_s: np.ndarray, dt_s: float, r0: float) -> np.ndarray:
     """rf(t) + r0 rf(t - dt) for every row of ``norm`` (linear interpolation; zero before the trace)."""
-    out = np.array(norm, float, copy=True)
+    norm = np.asarray(norm, float)
     if not np.isfinite(dt_s) or r0 <= 0:
-        return out
-    for i, row in enumerate(norm):
-        out[i] = row + r0 * np.interp(time_s - dt_s, time_s, row, left=0.0, right=0.0)
-    return out
+        return norm.copy()
+    return norm + r0 * _sample(norm, time_s, np.broadcast_to(time_s - dt_s, norm.shape))
