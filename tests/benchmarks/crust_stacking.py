@@ -86,6 +86,10 @@ VARIANTS = {
     # 2026-12-03: a sediment layer's ringing removed (the resonance filter of Yu et al. 2015), with the floor
     "resonance 0.3": {"resonance.enabled": True, "min_x_amplitude": 0.02},
     "resonance 0.2": {"resonance.enabled": True, "resonance.min_strength": 0.2, "min_x_amplitude": 0.02},
+    # 2026-12-03 (22nd session): a floor from the stack's rms between the 410 and the 660 (stacking.quiet_factor)
+    "quiet 1.75": {"quiet_factor": 1.75, "min_x_amplitude": 0.02},
+    "quiet 2": {"quiet_factor": 2.0, "min_x_amplitude": 0.02},
+    "quiet 2.25": {"quiet_factor": 2.25, "min_x_amplitude": 0.02},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},
@@ -96,10 +100,12 @@ VARIANTS = {
     "+ margin 20": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0},
     "+ floor 0.01": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0, "min_x_amplitude": 0.01},
 }
-# the variants measured before 2026-12-03 had no amplitude floor, the default since: they keep none
+# the variants measured before 2026-12-03 had no amplitude floor and no quiet floor, the defaults since: they
+# keep none
 for _name, _change in VARIANTS.items():
     if _name != "default":
         _change.setdefault("min_x_amplitude", 0.0)
+        _change.setdefault("quiet_factor", 0.0)
 X_CLASSES = ((250, 260), (260, 340), (340, 350.01))
 
 

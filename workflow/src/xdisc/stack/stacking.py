@@ -399,6 +399,20 @@ def _shown_weak(missing: list[str], seen_amp: dict, boot: np.ndarray, depths: np
     return bool(inside.any()) and float(np.percentile(boot[:, inside], 97.5, axis=0).max()) < WEAK_FRACTION * expected
 
 
+# between the 410's and the 660's windows (stacking.quiet_window_km's default)
+QUIET_WINDOW_KM = (440.0, 630.0)
+
+
+def quiet_rms(stack: np.ndarray, depths: np.ndarray, window) -> float:
+    """Root mean square of the depth stack over ``window`` (km; by default between the 410's and the 660's
+    windows, where the reference models have no discontinuity): what noise, the crust's late reverberations
+    and the source's residue leave in a stack where nothing converts (NaN where the window holds no finite
+    value). The bootstrap's spread measures only what differs from event to event; reverberations repeat
+    at every event and pass the bootstrap as signal."""
+    inside = (depths >= window[0]) & (depths <= window[1]) & np.isfinite(stack)
+    return float(np.sqrt(np.mean(stack[inside] ** 2))) if inside.any() else float("nan")
+
+
 def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
                      ref_dist, removed_stack=None, coherent=None) -> dict:
     """The verdict of a depth stack, its bootstrap means and bounds and its vespagram (rows ``rel_s``, columns
@@ -409,12 +423,13 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
     must hold ``multiples.radon_coherent_fraction``."""
     out = {"verdict": UNDETERMINED, "reason": "", "x_depth_km": np.nan, "x_depth_err_km": np.nan,
            "x_amp": np.nan, "x_amp_err": np.nan, "x_snr": np.nan, "x_relative_slowness": np.nan,
-           "x_ps_relative_slowness": np.nan, "x_coherent_amp": np.nan,
+           "x_ps_relative_slowness": np.nan, "x_coherent_amp": np.nan, "quiet_rms": np.nan,
            "d410_km": np.nan, "d660_km": np.nan}
     if n_rf < cfg["min_rf"]:
         out["reason"] = f"{n_rf} receiver functions < {cfg['min_rf']}"
         return out
     noise = float(np.median(boot_std[(depths >= 200) & (depths <= depths[-1])]))
+    out["quiet_rms"] = quiet_rms(stack, depths, cfg.get("quiet_window_km", QUIET_WINDOW_KM))
     seen_amp = {}
     for key, window in (("d410_km", cfg["d410_window_km"]), ("d660_km", cfg["d660_window_km"])):
         peaks = _peaks(stack, lower, boot, depths, window)
@@ -458,6 +473,11 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         }
         if cfg.get("min_x_amplitude", 0) > 0:
             checks[f"amplitude >= {cfg['min_x_amplitude']:g} of P"] = pk["amp"] >= cfg["min_x_amplitude"]
+        quiet = float(cfg.get("quiet_factor", 0.0))
+        if quiet > 0 and np.isfinite(out["quiet_rms"]):
+            lo, hi = cfg.get("quiet_window_km", QUIET_WINDOW_KM)
+            above = pk["amp"] > quiet * out["quiet_rms"]  # the station's noise and clutter where nothing converts
+            checks[f"amplitude > {quiet:g} x the stack's rms in {lo:g}-{hi:g} km"] = above
         if fraction > 0:
             around = np.abs(depths - pk["depth"]) <= RESIDUAL_REACH_KM  # what a subtraction there can leave
             subtracted = float(np.max(np.abs(np.nan_to_num(removed_stack[around]))))
