@@ -100,8 +100,8 @@ VARIANTS = {
     "+ margin 20": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0},
     "+ floor 0.01": {**OFF, **ON, "multiples.order": 3, "x_margin_km": 20.0, "min_x_amplitude": 0.01},
 }
-# the variants measured before 2026-12-03 had no amplitude floor and no quiet floor, the defaults since: they
-# keep none
+# the variants measured before 2026-12-03 had no amplitude floor (the default since): they keep none; and only
+# the quiet variants have the quiet floor (off by default), whatever its default becomes
 for _name, _change in VARIANTS.items():
     if _name != "default":
         _change.setdefault("min_x_amplitude", 0.0)
