@@ -255,6 +255,60 @@ def test_quiet_floor_follows_the_clutter_of_the_station(setup):
     assert off["verdict"] == "present" and off["quiet_rms"] == pytest.approx(cluttered["quiet_rms"])
 
 
+def test_cleaned_moveout_finds_a_conversion_under_a_larger_reverberation():
+    """A reverberation of 0.08 of P (+0.10 s/deg) and a Ps of 0.04 (-0.06 s/deg) arrive at 30 s at the
+    reference distance: the vespagram's maximum is the reverberation's. Taken out as the station's pulse
+    at its slowness (CLEAN), the largest value left is the Ps, at its slowness and within 10 % of its
+    amplitude. Without the Ps, what is left in the conversion band is under a tenth of it."""
+    t = np.arange(-10, 120, 0.1)
+    dist = np.random.default_rng(1).uniform(30, 90, 60)
+    ref = float(np.median(dist))
+    off = dist[:, None] - ref
+
+    def pulse(x):
+        return np.exp(-(x / 0.8) ** 2)
+
+    rel = np.round(np.arange(-0.3, 0.301, 0.01), 6)
+    band = (-0.12, -0.03)
+    reverberation = pulse(t)[None, :] + 0.08 * pulse(t[None, :] - 30 - 0.10 * off)
+    for ps in (0.04, 0.0):
+        rf = reverberation + ps * pulse(t[None, :] - 30 + 0.06 * off)
+        vesp = stacking.vespagram(rf, t, dist, rel, ref)
+        near = np.abs(t - 30) <= 1
+        assert rel[np.unravel_index(np.argmax(vesp[:, near]), vesp[:, near].shape)[0]] == pytest.approx(0.10)
+        array = stacking.array_response(rf, t, dist, np.ones(60), ref)
+        u, a = stacking.cleaned_moveout(vesp, rel, t, 30.0, band, array)
+        if ps:
+            assert u == pytest.approx(-0.06, abs=0.011) and a == pytest.approx(0.04, rel=0.1)
+        else:
+            assert not (band[0] <= u <= band[1]) or a < 0.004
+
+
+def test_moveout_clean_fraction_finds_x_under_a_thick_crusts_reverberation(setup):
+    """X of 4 % at 255 km under a 60 km crust: its Ps arrives with the crust's PpPs, whose vespagram maximum
+    wins the moveout check, and X is missed. With ``stacking.moveout_clean_fraction`` (0.5) the PpPs is taken
+    out and X is found at 255 km; the same station without X stays absent."""
+    from xdisc.core.earthmodel import replace_crust
+
+    cfg, rf, lay = setup
+    assert cfg["stacking"]["moveout_clean_fraction"] is None
+    ref = load_model("ak135")
+    out = {}
+    for dvs in (0.04, 0.0):
+        model = replace_crust(ref, 60.0, 1.75)
+        if dvs:
+            model = insert_discontinuity(model, Discontinuity(255.0, dvs, dvs / 2, dvs * 0.3))
+        station = make_station(clean_grid([model], rf, lay)[0], 50, np.random.default_rng(3), rf,
+                               snr_range=(1000.0, 1000.0))
+        for clean in (None, 0.5):
+            scfg = {**cfg["stacking"], "moveout_clean_fraction": clean}
+            out[dvs, clean] = _stack(station, {**cfg, "stacking": scfg}, rf, ref).attrs
+    assert out[0.04, None]["verdict"] == "absent" and "moveout" in out[0.04, None]["reason"]
+    found = out[0.04, 0.5]
+    assert found["verdict"] == "present" and abs(found["x_depth_km"] - 255.0) <= 5.0, found["reason"]
+    assert out[0.0, 0.5]["verdict"] == "absent"
+
+
 def test_gradual_x_at_the_window_bottom_is_found_through_its_half_width(setup):
     """X whose velocity rises over 18 km from 344 km peaks in its middle, beyond 350 km. Searched only
     inside the window, that peak is cut off and X is missed; with the margin the peak counts because the

@@ -90,6 +90,11 @@ VARIANTS = {
     "quiet 1.75": {"quiet_factor": 1.75, "min_x_amplitude": 0.02},
     "quiet 2": {"quiet_factor": 2.0, "min_x_amplitude": 0.02},
     "quiet 2.25": {"quiet_factor": 2.25, "min_x_amplitude": 0.02},
+    # 2026-12-03 (22nd session): a second look at a failed moveout check, with the larger plane waves taken out
+    "clean 0.5": {"moveout_clean_fraction": 0.5, "min_x_amplitude": 0.02},
+    "clean 0.7": {"moveout_clean_fraction": 0.7, "min_x_amplitude": 0.02},
+    "clean 0.9": {"moveout_clean_fraction": 0.9, "min_x_amplitude": 0.02},
+    "quiet 2, clean 0.7": {"quiet_factor": 2.0, "moveout_clean_fraction": 0.7, "min_x_amplitude": 0.02},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},

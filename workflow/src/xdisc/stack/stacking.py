@@ -94,6 +94,46 @@ def vespagram(rf: np.ndarray, time_s: np.ndarray, distance_deg: np.ndarray, rela
     return out
 
 
+def array_response(norm: np.ndarray, time_s: np.ndarray, distance_deg: np.ndarray, weights: np.ndarray,
+                   reference_distance_deg: float, half_s: float = 3.0) -> dict:
+    """What a plane wave looks like in this station's vespagram: the events' distance offsets and weights
+    and the pulse (the weighted mean direct P of the receiver functions, within ``half_s`` of P, peak 1):
+    input of :func:`cleaned_moveout`."""
+    near = np.abs(time_s) <= half_s
+    pulse = weighted_mean(norm[:, near], np.asarray(weights, float)[None, :])[0]
+    peak = float(np.nanmax(pulse)) if np.isfinite(pulse).any() else 0.0
+    return {"offset_deg": np.asarray(distance_deg, float) - reference_distance_deg,
+            "weight": np.asarray(weights, float), "pulse": np.nan_to_num(pulse / peak) if peak > 0 else pulse * 0.0,
+            "pulse_time_s": time_s[near]}
+
+
+def cleaned_moveout(vesp: np.ndarray, rel_s: np.ndarray, time_s: np.ndarray, t_x: float, band: tuple,
+                    array: dict, iterations: int = 3, reach_s: float = 1.0) -> tuple[float, float]:
+    """Relative slowness and value of the vespagram's largest value within ``reach_s`` of ``t_x`` once the
+    plane waves that peak there outside the conversion ``band`` (lo, hi; s/deg) are taken out, one at a
+    time, largest first (at most ``iterations``; CLEAN, Hogbom 1974): each is modelled as the station's
+    pulse arriving at its slowness at every event (``array``: :func:`array_response`) and subtracted with
+    its leakage into the other slownesses. A reverberation that arrives with a Ps conversion and is
+    larger hides the conversion's maximum; what is left at a conversion's slowness is the conversion."""
+    win = np.abs(time_s - t_x) <= reach_s + 2.0
+    tw, v = time_s[win], np.array(vesp[:, win], float)
+    near = np.abs(tw - t_x) <= reach_s
+    off, w = array["offset_deg"], array["weight"]
+    lo, hi = min(band), max(band)
+    u_m, a_m = np.nan, np.nan
+    for i in range(iterations + 1):
+        sub = np.nan_to_num(v[:, near], nan=-np.inf)
+        iu, it = np.unravel_index(int(np.argmax(sub)), sub.shape)
+        u_m, a_m = float(rel_s[iu]), float(sub[iu, it])
+        if lo <= u_m <= hi or not a_m > 0 or i == iterations:
+            break
+        t_m = float(tw[near][it])
+        lag = tw[None, None, :] - t_m + ((rel_s[:, None] - u_m) * off[None, :])[:, :, None]
+        shape = np.interp(lag, array["pulse_time_s"], array["pulse"], left=0.0, right=0.0)
+        v -= a_m * np.tensordot(w, shape, axes=([0], [1])) / w.sum()
+    return u_m, a_m
+
+
 def _peaks(stack, lower, boot, depths, window) -> list[dict]:
     """Positive local maxima of ``stack`` inside ``window``, largest first (a maximum on the window's
     edge belongs to a feature outside it and is left out): index, depth, amplitude, lower bound, and
@@ -155,6 +195,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         boot_std = boot.std(axis=0)
         ref_dist = float(np.nanmedian(distance_deg))
         vesp = vespagram(norm * (weights / weights.mean())[:, None], time_s, distance_deg, rel_s, ref_dist)
+        array = array_response(norm, time_s, distance_deg, weights / weights.mean(), ref_dist)
         removed_stack = np.full(depths.size, np.nan) if removed is None else \
             weighted_mean(to_depth(removed, time_s, slowness, model, depths), weights[None, :])[0]
     else:
@@ -164,8 +205,9 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         ref_dist = np.nan
         vesp = np.full((rel_s.size, time_s.size), np.nan)
         removed_stack = np.full(depths.size, np.nan)
+        array = None
     result = verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
-                              ref_dist, removed_stack, coherent)
+                              ref_dist, removed_stack, coherent, array)
     ds = xr.Dataset(
         {
             "rf": (("event", "time"), as_float32(shown), {"units": "1", "long_name": "receiver function / direct P"}),
@@ -414,7 +456,7 @@ def quiet_rms(stack: np.ndarray, depths: np.ndarray, window) -> float:
 
 
 def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
-                     ref_dist, removed_stack=None, coherent=None) -> dict:
+                     ref_dist, removed_stack=None, coherent=None, array=None) -> dict:
     """The verdict of a depth stack, its bootstrap means and bounds and its vespagram (rows ``rel_s``, columns
     ``time_s``): what :func:`stack_station` decides, also used by :mod:`xdisc.detectability`.
     ``removed_stack``: the depth stack of the crustal multiples subtracted (None or NaN: none), against
@@ -464,12 +506,19 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         step = float(cfg["depth_step_km"])
         above = max(pk["depth_err"], _half_width(stack, depths, pk["index"], -1), step)
         below = max(pk["depth_err"], _half_width(stack, depths, pk["index"], +1), step)
+        moveout = steepest * pk["u_ps"] <= pk["u"] <= slowest * pk["u_ps"]
+        clean = cfg.get("moveout_clean_fraction")
+        if not moveout and clean is not None and array is not None:
+            # a larger arrival of other moveout may hide the conversion: taken out, is one left?
+            band = (steepest * pk["u_ps"] if np.isfinite(steepest) else -np.inf, slowest * pk["u_ps"])
+            u_c, a_c = cleaned_moveout(vesp, rel_s, time_s, t_x, band, array)
+            moveout = bool(band[0] <= u_c <= band[1] and a_c >= float(clean) * pk["amp"])
+            pk["u_clean"] = u_c
         checks = {
             f"depth within {window[0]:g}-{window[1]:g} km": window[0] - below <= pk["depth"] <= window[1] + above,
             "lower 95 % bound above zero": pk["lower"] > 0,
             f"amplitude > {cfg['noise_factor']} x noise": pk["snr"] > cfg["noise_factor"],
-            "moveout of a conversion":
-                steepest * pk["u_ps"] <= pk["u"] <= slowest * pk["u_ps"],
+            "moveout of a conversion": moveout,
         }
         if cfg.get("min_x_amplitude", 0) > 0:
             checks[f"amplitude >= {cfg['min_x_amplitude']:g} of P"] = pk["amp"] >= cfg["min_x_amplitude"]
