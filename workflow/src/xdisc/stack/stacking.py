@@ -513,7 +513,6 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
             band = (steepest * pk["u_ps"] if np.isfinite(steepest) else -np.inf, slowest * pk["u_ps"])
             u_c, a_c = cleaned_moveout(vesp, rel_s, time_s, t_x, band, array)
             moveout = bool(band[0] <= u_c <= band[1] and a_c >= float(clean) * pk["amp"])
-            pk["u_clean"] = u_c
         checks = {
             f"depth within {window[0]:g}-{window[1]:g} km": window[0] - below <= pk["depth"] <= window[1] + above,
             "lower 95 % bound above zero": pk["lower"] > 0,
