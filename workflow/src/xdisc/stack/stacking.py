@@ -462,7 +462,8 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
     ``removed_stack``: the depth stack of the crustal multiples subtracted (None or NaN: none), against
     which ``multiples.residual_fraction`` sets a floor. ``coherent``: the sparse slant stack's conversions at
     each of ``time_s`` (:func:`xdisc.stack.radon.coherent_conversions`; None: no slant stack), of which a peak
-    must hold ``multiples.radon_coherent_fraction``."""
+    must hold ``multiples.radon_coherent_fraction``. ``array``: the station's :func:`array_response`, for the
+    second look of ``moveout_clean_fraction`` (None: no second look)."""
     out = {"verdict": UNDETERMINED, "reason": "", "x_depth_km": np.nan, "x_depth_err_km": np.nan,
            "x_amp": np.nan, "x_amp_err": np.nan, "x_snr": np.nan, "x_relative_slowness": np.nan,
            "x_ps_relative_slowness": np.nan, "x_coherent_amp": np.nan, "quiet_rms": np.nan,
@@ -524,8 +525,8 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         quiet = float(cfg.get("quiet_factor", 0.0))
         if quiet > 0 and np.isfinite(out["quiet_rms"]):
             lo, hi = cfg.get("quiet_window_km", QUIET_WINDOW_KM)
-            above = pk["amp"] > quiet * out["quiet_rms"]  # the station's noise and clutter where nothing converts
-            checks[f"amplitude > {quiet:g} x the stack's rms in {lo:g}-{hi:g} km"] = above
+            clears = pk["amp"] > quiet * out["quiet_rms"]  # the station's noise and clutter where nothing converts
+            checks[f"amplitude > {quiet:g} x the stack's rms in {lo:g}-{hi:g} km"] = clears
         if fraction > 0:
             around = np.abs(depths - pk["depth"]) <= RESIDUAL_REACH_KM  # what a subtraction there can leave
             subtracted = float(np.max(np.abs(np.nan_to_num(removed_stack[around]))))
