@@ -192,6 +192,13 @@ def test_search_margin_finds_x_at_the_window_edge_and_the_floor_drops_weak_peaks
     assert weak["verdict"] == "absent" and "amplitude >=" in weak["reason"]
 
 
+def _quiet_x_station(ref, dvs, rf, lay):
+    """50 receiver functions at SNR 1000 (seed 4) of ``ref`` with X of ``dvs`` at 300 km (dVp and drho half
+    and 0.3 of it): the station of the floor tests."""
+    model = insert_discontinuity(ref, Discontinuity(300.0, dvs, dvs / 2, dvs * 0.3))
+    return make_station(clean_grid([model], rf, lay)[0], 50, np.random.default_rng(4), rf, snr_range=(1000.0, 1000.0))
+
+
 def test_default_amplitude_floor_drops_a_tiny_coherent_peak_where_noise_is_tiny(setup):
     """Where noise is tiny the bootstrap finds any coherent peak significant: a jump of 0.5 % dVs at 300 km
     (Ps well under 0.02 of P) at SNR 1000 passes every other check. The default floor
@@ -202,9 +209,7 @@ def test_default_amplitude_floor_drops_a_tiny_coherent_peak_where_noise_is_tiny(
     ref = load_model("ak135")
     out = {}
     for dvs in (0.005, 0.04):
-        model = insert_discontinuity(ref, Discontinuity(300.0, dvs, dvs / 2, dvs * 0.3))
-        station = make_station(clean_grid([model], rf, lay)[0], 50, np.random.default_rng(4), rf,
-                               snr_range=(1000.0, 1000.0))
+        station = _quiet_x_station(ref, dvs, rf, lay)
         for floor in (0.0, 0.02):
             scfg = {**cfg["stacking"], "min_x_amplitude": floor}
             out[dvs, floor] = _stack(station, {**cfg, "stacking": scfg}, rf, ref).attrs
@@ -237,9 +242,7 @@ def test_quiet_floor_follows_the_clutter_of_the_station(setup):
     clutter = sum(0.06 * (-1) ** k * np.exp(-0.5 * ((t - tc) / 0.6) ** 2) for k, tc in enumerate(range(47, 64, 4)))
     out = {}
     for dvs in (0.03, 0.06):
-        model = insert_discontinuity(ref, Discontinuity(300.0, dvs, dvs / 2, dvs * 0.3))
-        station = make_station(clean_grid([model], rf, lay)[0], 50, np.random.default_rng(4), rf,
-                               snr_range=(1000.0, 1000.0))
+        station = _quiet_x_station(ref, dvs, rf, lay)
         for c in (0, 1):
             out[dvs, c] = stack_station(station.rf + c * clutter[None, :], t, station.slowness, station.distance, ref,
                                         scfg).attrs
