@@ -195,7 +195,8 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         boot_std = boot.std(axis=0)
         ref_dist = float(np.nanmedian(distance_deg))
         vesp = vespagram(norm * (weights / weights.mean())[:, None], time_s, distance_deg, rel_s, ref_dist)
-        array = array_response(norm, time_s, distance_deg, weights / weights.mean(), ref_dist)
+        array = None if cfg.get("moveout_clean_fraction") is None else \
+            array_response(norm, time_s, distance_deg, weights / weights.mean(), ref_dist)  # only for the second look
         removed_stack = np.full(depths.size, np.nan) if removed is None else \
             weighted_mean(to_depth(removed, time_s, slowness, model, depths), weights[None, :])[0]
     else:
