@@ -104,6 +104,10 @@ def weights(a) -> int:
         w = dict(zip(names, (1.0 / noise_sigma(norm, t) ** 2, np.ones(keep.sum()), np.nan_to_num(z) ** 2,
                              1.0 / np.maximum(late, 0.02) ** 2, 1.0 / np.maximum(across, 0.02) ** 2), strict=True))
         row = {"station": code, "x": bool(truth["x_present"])}
+        if np.all(z > 0):  # how well each noise estimate tracks the trace's SNR
+            log_z = np.log(z)
+            row["corr pre-P"] = float(np.corrcoef(np.log(noise_sigma(norm, t)), log_z)[0, 1])
+            row["corr late"] = float(np.corrcoef(np.log(np.maximum(late, 0.02)), log_z)[0, 1])
         for name in names:
             tv = _t_values(in_depth, w[name])
             row[f"max {name}"] = float(np.nanmax(tv[window]))
@@ -112,7 +116,9 @@ def weights(a) -> int:
                 row[f"true {name}"] = float(np.nanmax(tv[near]))
         rows.append(row)
     table = pd.DataFrame(rows)
-    print(f"{len(table)} stations of {a.network} ({int(table.x.sum())} with X), run {a.run}")
+    print(f"{len(table)} stations of {a.network} ({int(table.x.sum())} with X), run {a.run}; correlation of the "
+          "logarithms of noise and trace SNR over a station's events, median: "
+          f"pre-P {table['corr pre-P'].median():.2f}, late coda {table['corr late'].median():.2f}")
     for name in names:
         auc, found = _separation(table, f"max {name}")
         print(f"  weights {name:12s} AUC of the largest t in 250-350 km {auc:.3f}; X above the no-X 95th "
