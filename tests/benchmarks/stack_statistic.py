@@ -205,9 +205,11 @@ def crust_model(a) -> int:
               f", X found {int(((v == 'present') & x).sum())}, undetermined "
               f"{int((~v.isin(['present', 'absent'])).sum())}; AUC of the largest t in 250-350 km {auc:.3f}")
     table["moho class"] = pd.cut(table.hk_moho_km, MOHO_CLASSES_KM)
-    for cls, group in table.groupby("moho class", observed=True):
+    for cls, group in table.dropna(subset=["max t before", "max t after"]).groupby("moho class", observed=True):
+        if group.x.nunique() < 2:
+            continue  # a class without stations with (or without) X has no separation to show
         med = group.groupby("x")[["max t before", "max t after"]].median()
-        aucs = [_separation(group, f"max t {n}")[0] if group.x.nunique() == 2 else np.nan for n in ("before", "after")]
+        aucs = [_separation(group, f"max t {n}")[0] for n in ("before", "after")]
         print(f"  H-kappa Moho {cls}: {len(group)} stations, AUC {aucs[0]:.3f} -> {aucs[1]:.3f}; median largest t "
               f"without X {med.loc[False].iloc[0]:.2f} -> {med.loc[False].iloc[1]:.2f}, with X "
               f"{med.loc[True].iloc[0]:.2f} -> {med.loc[True].iloc[1]:.2f}; median t at X's depth "
