@@ -70,6 +70,14 @@ def _t_values(in_depth: np.ndarray, w: np.ndarray) -> np.ndarray:
     return mean / se
 
 
+def _verdict_counts(v: pd.Series, x: pd.Series) -> str:
+    """Accuracy (undetermined counts as wrong), false alarms, X found, X called absent and undetermined."""
+    correct = ((v == "present") & x) | ((v == "absent") & ~x)
+    return (f"accuracy {100 * correct.mean():.0f} %, false alarms {int(((v == 'present') & ~x).sum())}, X found "
+            f"{int(((v == 'present') & x).sum())}, X called absent {int(((v == 'absent') & x).sum())}, undetermined "
+            f"{int((~v.isin(['present', 'absent'])).sum())}")
+
+
 def _separation(table: pd.DataFrame, column: str) -> tuple[float, float]:
     """AUC of ``column`` (X against no X) and the X stations above the no-X stations' 95th percentile."""
     x = table["x"].astype(bool)
@@ -101,12 +109,13 @@ def weights(a) -> int:
         transverse = ds["rf_transverse"].values[keep] / p_amp
         late = np.nanstd(norm[:, t > t[-1] - 20.0], axis=1)
         across = np.nanstd(transverse[:, (t > 2.0)], axis=1)
-        w = dict(zip(names, (1.0 / noise_sigma(norm, t) ** 2, np.ones(keep.sum()), np.nan_to_num(z) ** 2,
+        sigma = noise_sigma(norm, t)
+        w = dict(zip(names, (1.0 / sigma**2, np.ones(keep.sum()), np.nan_to_num(z) ** 2,
                              1.0 / np.maximum(late, 0.02) ** 2, 1.0 / np.maximum(across, 0.02) ** 2), strict=True))
         row = {"station": code, "x": bool(truth["x_present"])}
         if np.all(z > 0):  # how well each noise estimate tracks the trace's SNR
             log_z = np.log(z)
-            row["corr pre-P"] = float(np.corrcoef(np.log(noise_sigma(norm, t)), log_z)[0, 1])
+            row["corr pre-P"] = float(np.corrcoef(np.log(sigma), log_z)[0, 1])
             row["corr late"] = float(np.corrcoef(np.log(np.maximum(late, 0.02)), log_z)[0, 1])
         for name in names:
             tv = _t_values(in_depth, w[name])
@@ -198,12 +207,8 @@ def crust_model(a) -> int:
     print(f"{len(table)} stations of {a.network} ({int(x.sum())} with X), run {a.run} "
           f"({time.perf_counter() - t0:.0f} s; median fitted scale {table['scale'].median():.2f})")
     for name in ("before", "after"):
-        v = table[name]
-        correct = ((v == "present") & x) | ((v == "absent") & ~x)
         auc, _ = _separation(table.dropna(subset=[f"max t {name}"]), f"max t {name}")
-        print(f"  {name:6s} accuracy {100 * correct.mean():.0f} %, false alarms {int(((v == 'present') & ~x).sum())}"
-              f", X found {int(((v == 'present') & x).sum())}, undetermined "
-              f"{int((~v.isin(['present', 'absent'])).sum())}; AUC of the largest t in 250-350 km {auc:.3f}")
+        print(f"  {name:6s} {_verdict_counts(table[name], x)}; AUC of the largest t in 250-350 km {auc:.3f}")
     table["moho class"] = pd.cut(table.hk_moho_km, MOHO_CLASSES_KM)
     for cls, group in table.dropna(subset=["max t before", "max t after"]).groupby("moho class", observed=True):
         if group.x.nunique() < 2:
@@ -226,10 +231,7 @@ def pairs(a) -> int:
     cnn, stacking = (table[f"{m}_verdict"].replace("not detectable", "absent") for m in ("cnn", "stacking"))
 
     def show(v: pd.Series, name: str) -> None:
-        correct = ((v == "present") & x) | ((v == "absent") & ~x)
-        print(f"  {name:44s} accuracy {100 * correct.mean():.0f} %, false alarms {int(((v == 'present') & ~x).sum())}"
-              f", X found {int(((v == 'present') & x).sum())}, X called absent {int(((v == 'absent') & x).sum())}, "
-              f"undetermined {int((~v.isin(['present', 'absent'])).sum())}")
+        print(f"  {name:44s} {_verdict_counts(v, x)}")
 
     print(f"{len(table)} stations of {a.network} ({int(x.sum())} with X), run {a.run}")
     show(cnn, "CNN")
