@@ -107,6 +107,32 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tiny_run):
         assert f"rule {upstream}:" not in plan.stdout, f"{upstream} does not depend on cnn.adapt.miss_rate"
 
 
+@pytest.mark.slow
+def test_a_job_that_fails_after_a_changed_setting_runs_again_with_the_rules_after_it(tiny_run, tmp_path):
+    """A setting changes, then the job that reads it fails (here: no ``xdisc`` on the PATH). Snakemake deletes
+    that job's outputs and forgets them, and on the next run it would not make them again, since the verdicts
+    downstream exist: the verdicts of the old settings would stay. The settings of every stage upstream are
+    inputs of each rule of the chain (``lineage`` in common.smk), so the chain runs again from the failed
+    job."""
+    wd = tmp_path / "run"
+    shutil.copytree(tiny_run, wd, symlinks=True)  # modification times kept
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg["cnn"]["finetune"]["max_epochs"] = 2
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d and not (Path(d) / "xdisc").exists())
+    failed = subprocess.run([*SNAKEMAKE, "--directory", str(wd), "--cores", "1", "--keep-going"], text=True,
+                            capture_output=True, timeout=600, env={**os.environ, "PATH": path})
+    assert failed.returncode != 0 and "Error in rule finetune_cnn" in failed.stdout + failed.stderr
+    assert '"max_epochs": 2' in (wd / "results" / "settings" / "finetune.json").read_text()
+    assert not (wd / "results" / "cnn" / "finetune.ckpt").exists()
+    plan = _run(wd, "-n", "--cores", "2")
+    assert plan.returncode == 0, plan.stderr
+    for rule in ("finetune_cnn", "calibrate_stations", "predict_stations", "compare_verdicts", "score_demo"):
+        assert f"rule {rule}:" in plan.stdout, rule
+    for upstream in ("simulate_synthetics", "pretrain_cnn", "adapt_cnn", "draw_calibration", "process_station"):
+        assert f"rule {upstream}:" not in plan.stdout, f"{upstream} does not depend on cnn.finetune"
+
+
 def _descendants(pid: int) -> list[int]:
     """Process ids below ``pid`` (from /proc)."""
     children: dict[int, list[int]] = {}

@@ -6,6 +6,7 @@
 rule pretrain_cnn:
     input:
         settings=settings("pretrain"),
+        lineage=lineage("pretrain"),
         train=expand(rules.simulate_synthetics.output.nc, split="pretrain"),
         test=expand(rules.simulate_synthetics.output.nc, split="test"),
     output:
@@ -39,6 +40,7 @@ rule pretrain_cnn:
 rule adapt_cnn:
     input:
         settings=settings("adapt"),
+        lineage=lineage("adapt"),
         pretrained=rules.pretrain_cnn.output.ckpt,
         train=rules.pretrain_cnn.input.train,
         test=rules.pretrain_cnn.input.test,
@@ -68,6 +70,7 @@ rule adapt_cnn:
 rule finetune_cnn:
     input:
         settings=settings("finetune"),
+        lineage=lineage("finetune"),
         pretrained=rules.adapt_cnn.output.ckpt,
         synthetics=rules.pretrain_cnn.input.train,
         images=all_station_images,
@@ -105,6 +108,7 @@ rule finetune_cnn:
 rule draw_calibration:
     input:
         settings=settings("calibration_draws"),
+        lineage=lineage("calibration_draws"),
         test=rules.pretrain_cnn.input.test,
         noise=calibration_batch_noise,
     output:
@@ -127,6 +131,7 @@ rule draw_calibration:
 rule calibrate_stations:
     input:
         settings=settings("calibrate"),
+        lineage=lineage("calibrate"),
         model=rules.finetune_cnn.output.ckpt,
         test=rules.pretrain_cnn.input.test,
         noise=all_station_noise,
@@ -152,6 +157,7 @@ rule calibrate_stations:
 rule predict_stations:
     input:
         settings=settings("predict"),
+        lineage=lineage("predict"),
         model=rules.finetune_cnn.output.ckpt,
         calibration=rules.calibrate_stations.output.csv,
         images=all_station_images,
@@ -175,6 +181,7 @@ rule predict_stations:
 rule compare_verdicts:
     input:
         unpack(detectability_table),
+        lineage=lineage("verdicts"),
         cnn=rules.predict_stations.output.csv,
         stacking=rules.collect_stacking_verdicts.output.csv,
     output:
@@ -229,6 +236,7 @@ rule plot_training_curves:
 rule evaluate_methods:
     input:
         settings=settings("evaluate"),
+        lineage=lineage("evaluate"),
         model=rules.pretrain_cnn.output.ckpt,
         test=rules.pretrain_cnn.input.test,
     output:

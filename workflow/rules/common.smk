@@ -158,6 +158,40 @@ def settings(name):
     return results("settings", f"{name}.json")
 
 
+# The stages each stage's results are made from, by settings name ("detectability_table", "verdicts" and
+# "demo_score": collect_detectability, compare_verdicts and score_demo). A rule of the single-job chain
+# synthetics -> CNN -> verdicts takes the settings files of every stage upstream of it as inputs too
+# (``lineage``). Why: when a job fails after a setting changed, Snakemake deletes its outputs, and on the next
+# run it does not make a missing file again whose downstream files exist and are newer than their own inputs
+# (Snakemake 9). Without the lineage the verdicts of the old settings would stay ("Nothing to be done"); with
+# it they are older than the changed settings file, and the chain runs again from the failed job.
+SETTINGS_PARENTS = {
+    "pretrain": ("synthetics_pretrain", "synthetics_test"),
+    "adapt": ("pretrain", "station"),
+    "finetune": ("adapt",),
+    "calibration_draws": ("synthetics_test", "station"),
+    "calibrate": ("finetune", "calibration_draws"),
+    "predict": ("calibrate",),
+    "evaluate": ("pretrain",),
+    "detectability": ("detectability_kernels", "calibrate"),
+    "detectability_table": ("detectability",),
+    "verdicts": ("predict", "station") + (("detectability_table",) if config["detectability"]["enabled"] else ()),
+    "demo_score": ("verdicts",),
+}
+
+
+def lineage(name):
+    """The settings files of every stage upstream of stage ``name`` (a key of SETTINGS_PARENTS), not its own
+    (stages without a settings file of their own, such as "verdicts", only pass on their parents')."""
+    seen, todo = set(), list(SETTINGS_PARENTS.get(name, ()))
+    while todo:
+        stage = todo.pop()
+        if stage not in seen:
+            seen.add(stage)
+            todo.extend(SETTINGS_PARENTS.get(stage, ()))
+    return [settings(stage) for stage in sorted(seen) if stage in SETTINGS]
+
+
 def _fix_group_components():
     """Work around a Snakemake 9 bug (seen in 9.27) that --group-components triggers in every run whose
     checkpoint output exists at start: the DAG is post-processed twice, the job-group factory hands

@@ -29,6 +29,7 @@ rule make_demo_network:
 rule score_demo:
     input:
         settings=settings("demo"),
+        lineage=lineage("demo_score"),
         stations=rules.compare_verdicts.output.csv,
         truth=DEMO_PATHS["truth"],
     output:

@@ -27,6 +27,7 @@ rule compute_x_kernels:
 rule assess_detectability:
     input:
         settings=settings("detectability"),
+        lineage=lineage("detectability"),
         rf=detectability_batch_rf,
         kernels=rules.compute_x_kernels.output.nc,
         model=rules.finetune_cnn.output.ckpt,
@@ -53,6 +54,7 @@ rule assess_detectability:
 rule collect_detectability:
     input:
         settings=settings("detectability_kernels"),
+        lineage=lineage("detectability_table"),
         files=all_station_detectability,
     output:
         csv=results("verdicts", "detectability.csv"),
