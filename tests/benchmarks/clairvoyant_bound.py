@@ -17,7 +17,7 @@ is the largest over the same depths of the random-polarity noise statistics, so 
 alarms. A detector that must find the depth, as the CNN and the stacking must, is bounded by it.
 
     # 1. the two noise-free networks of the draw's X stations (about 3 min each on 2 cores)
-    python tests/benchmarks/clairvoyant_bound.py make --seed 1 --out /data/bound1
+    python tests/benchmarks/clairvoyant_bound.py make --seed 1 --out /data/bound1 --network /data/xs1
     # 2. their receiver functions through the pipeline (about 8 min each), as a user's archive
     python tests/benchmarks/clairvoyant_bound.py rf --seed 1 --out /data/bound1 --network /data/xs1
     # 3. the ceiling, beside the verdicts of a scored run of the same draw
