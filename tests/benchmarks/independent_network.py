@@ -761,9 +761,11 @@ def _detectability_check(t, workdir: Path) -> dict | None:
         return None
     out = {}
     found = {m: ([], [], [], []) for m in ("stacking", "cnn")}  # predicted, seen; at no X: predicted, seen
+    # one file per station, in the folder of its batch (rule assess_detectability; flat in runs before batches)
+    files = {p.stem: p for p in [*folder.glob("*.nc"), *folder.glob("*/*.nc")]}
     for _, row in t.iterrows():
-        path = folder / f"{row['station']}.nc"
-        if not path.is_file():
+        path = files.get(row["station"])
+        if path is None:
             continue
         with xr.open_dataset(path) as ds:
             for m, (pred, seen, fa_pred, fa_seen) in found.items():
