@@ -163,8 +163,9 @@ def settings(name):
 # synthetics -> CNN -> verdicts takes the settings files of every stage upstream of it as inputs too
 # (``lineage``). Why: when a job fails after a setting changed, Snakemake deletes its outputs, and on the next
 # run it does not make a missing file again whose downstream files exist and are newer than their own inputs
-# (Snakemake 9). Without the lineage the verdicts of the old settings would stay ("Nothing to be done"); with
-# it they are older than the changed settings file, and the chain runs again from the failed job.
+# (Snakemake 9). Without the lineage the verdicts of the old settings would stay (the next run made only what
+# else had changed); with it they are older than the changed settings file, and the chain runs again from the
+# failed job.
 SETTINGS_PARENTS = {
     "pretrain": ("synthetics_pretrain", "synthetics_test"),
     "adapt": ("pretrain", "station"),
