@@ -70,7 +70,6 @@ def _structure_kernels(test: Path, sample: int, grid, config: dict) -> np.ndarra
 
 def station(code: str) -> dict:
     from xdisc import detectability as det
-    from xdisc.cnn.calibration import crust_misfit
     from xdisc.core.artifacts import open_netcdf, usable_receiver_functions
     from xdisc.core.earthmodel import load_model
     from xdisc.stack.stacking import depth_model
@@ -107,13 +106,10 @@ def station(code: str) -> dict:
     quiet = det.quiet_structures(test, 2, grid.seed)
     table = det.quiet_structures(test, 1000, grid.seed)
     like = det.like_station(data, p, t, table, grid.draws)
-    # the test-set sample of the nearest like-station structure (quiet_structures' pick, as like_station ranks)
+    # the test-set sample of the nearest like-station structure: like_station's first, a row of the table
     with open_netcdf(test) as ds:
-        no_x = np.flatnonzero(ds["label"].values == 0)
-    pick = np.sort(np.random.default_rng([grid.seed, 5]).permutation(no_x)[:1000])
-    win = (t >= -1.0) & (t <= 20.0)
-    nearest_grid = np.argmin(np.abs(p[:, None] - table[1][None, :]), axis=1)
-    nearest = int(pick[np.argsort(crust_misfit(data[:, win], nearest_grid, table[0][:, :, win]), kind="stable")[0]])
+        pick = det.quiet_samples(ds["label"].values, 1000, grid.seed)
+    nearest = int(pick[np.flatnonzero(np.all(table[0] == like[0][0], axis=(1, 2)))[0]])
     order = np.argsort(p, kind="stable")
     p_sorted = p[order] + np.arange(p.size) * 1e-9       # a one-sample 'table' on the events' own slownesses
     true_structure = (without[order][None], p_sorted)

@@ -27,12 +27,16 @@ import pandas as pd
 
 
 def lowpass(rf: np.ndarray, dt: float, a: float) -> np.ndarray:
-    """``rf`` (event, time) times the Gaussian exp(-w^2 / 4 a^2) (zero-padded; a <= 0: unchanged)."""
+    """``rf`` (event, time) times the Gaussian exp(-w^2 / 4 a^2), the pipeline's
+    :func:`~xdisc.core.deconvolution.gaussian_filter` of width a / (pi sqrt 2) Hz (zero-padded; a <= 0:
+    unchanged)."""
+    from xdisc.core.deconvolution import gaussian_filter
+
     if a <= 0:
         return rf
     n = rf.shape[-1]
-    w = 2 * np.pi * np.fft.rfftfreq(2 * n, dt)
-    return np.fft.irfft(np.fft.rfft(rf, 2 * n, axis=-1) * np.exp(-w ** 2 / (4 * a * a)), 2 * n, axis=-1)[..., :n]
+    g = gaussian_filter(np.fft.rfftfreq(2 * n, dt), a / (np.pi * np.sqrt(2)))
+    return np.fft.irfft(np.fft.rfft(rf, 2 * n, axis=-1) * g, 2 * n, axis=-1)[..., :n]
 
 
 def verdict(path: Path, config: dict, a: float) -> dict:

@@ -394,16 +394,23 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
                                  stacking_cfg, cnn, station, progress, quiet, like)
 
 
+def quiet_samples(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices (ascending) of the ``n`` samples without X that :func:`quiet_structures` draws from a
+    synthetic set with these ``labels`` (seeded; all of them when it has fewer)."""
+    no_x = np.flatnonzero(np.asarray(labels) == 0)
+    return np.sort(np.random.default_rng([seed, 5]).permutation(no_x)[:n])
+
+
 def quiet_structures(test_path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` noise-free receiver functions without X (sample, slowness, time), divided by their direct P,
-    drawn (seeded) from a synthetic set of ``xdisc synth`` (in index order), and its slownesses."""
+    drawn (seeded) from a synthetic set of ``xdisc synth`` (in index order; :func:`quiet_samples`), and its
+    slownesses."""
     from xdisc.core.artifacts import open_netcdf
 
     with open_netcdf(test_path) as ds:
-        no_x = np.flatnonzero(ds["label"].values == 0)
-        if no_x.size == 0:
+        pick = quiet_samples(ds["label"].values, n, seed)
+        if pick.size == 0:
             raise ValueError(f"{test_path}: no sample without X for the draws")
-        pick = np.sort(np.random.default_rng([seed, 5]).permutation(no_x)[:n])
         rf = normalise_by_p(ds["rf_clean"].isel(sample=pick).values.astype(float), ds["time"].values)
         return rf, ds["slowness"].values.astype(float)
 
