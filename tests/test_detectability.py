@@ -101,6 +101,26 @@ def test_fast_stacking_verdict_is_that_of_stack_station(model, kernels):
     assert "present" in verdicts  # the check covers a detection
 
 
+@pytest.mark.parametrize("uneven", [False, True])
+def test_vespagram_rows_average_to_the_stackings_vespagram(model, kernels, uneven):
+    """Each event's shifted rows (phases by recurrence over the evenly spaced relative slownesses, or by
+    exponentials where they are not evenly spaced) average to :func:`xdisc.stack.stacking.vespagram`."""
+    from xdisc.stack.stacking import vespagram
+
+    _, base = kernels
+    norm, p = _station(base, 40, (10.0, 30.0), seed=5)
+    t = RFSettings(**CFG["receiver_function"]).time_axis()
+    dist = distance_for_slowness(p, CFG["earth_model"])
+    cfg = {**CFG["stacking"], "crust": {**CFG["stacking"]["crust"], "depth_conversion": False}}
+    fast = D.StackingDraws(norm, np.zeros_like(norm), t, p, dist, model, cfg)
+    if uneven:
+        fast.rel_s = np.concatenate([fast.rel_s[:10], fast.rel_s[10::3]])
+    rows = fast.vespagram_rows(norm)
+    ref = vespagram(norm, t, dist, fast.rel_s, fast.ref_dist)[:, fast.window]
+    assert rows.shape == (fast.rel_s.size, len(p), fast.window.size)
+    np.testing.assert_allclose(rows.mean(axis=1), ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
 def test_injection_tests_convert_depth_through_the_stations_crust_when_the_verdict_does(model, kernels):
     # with stacking.crust.depth_conversion the verdict maps to depth through the station's H-kappa crust;
     # the injection tests take the same model (stack.stacking.depth_model), so that they judge as it does

@@ -136,11 +136,29 @@ class StackingDraws:
         nfft = int(2 ** np.ceil(np.log2(2 * n)))
         f = np.fft.rfftfreq(nfft, self.time_s[1] - self.time_s[0])
         spec = np.fft.rfft(np.nan_to_num(traces), nfft)
-        shift = self.rel_s[:, None] * (self.distance - self.ref_dist)[None, :]
         out = np.empty((self.rel_s.size, traces.shape[0], self.window.size))
-        for k, s in enumerate(shift):
-            out[k] = np.fft.irfft(spec * np.exp(2j * np.pi * f[None, :] * s[:, None]), nfft)[:, self.window]
+        for k, phase in enumerate(self._phases(f)):
+            out[k] = np.fft.irfft(spec * phase, nfft)[:, self.window]
         return out
+
+    def _phases(self, f: np.ndarray):
+        """exp(2 pi i f u (distance - reference)) (event, f) for each relative slowness u in turn, as
+        :func:`xdisc.stack.stacking.vespagram` shifts. The u are evenly spaced, so each is the one before
+        times one step's factor: a complex product instead of a complex exponential per element. The
+        exponentials took 11 of the 20.5 s of the injection tests of a station of 45 receiver functions
+        (8.3 s now); the rows agree with theirs to 2e-14 of their largest value
+        (``tests/benchmarks/bench_detectability.py``)."""
+        offset = 2j * np.pi * f[None, :] * (self.distance - self.ref_dist)[:, None]
+        steps = np.diff(self.rel_s)
+        if steps.size == 0 or not np.allclose(steps, steps[0], rtol=1e-6, atol=0.0):
+            for u in self.rel_s:
+                yield np.exp(offset * u)
+            return
+        phase, step = np.exp(offset * self.rel_s[0]), np.exp(offset * steps[0])
+        for k in range(self.rel_s.size):
+            if k:
+                phase *= step
+            yield phase
 
     def traces(self, sign: np.ndarray) -> np.ndarray:
         return self.structure + sign[:, None] * self.noise
