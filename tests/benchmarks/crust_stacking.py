@@ -43,7 +43,7 @@ VARIANTS = {
     "reference": OFF,                                                     # the verdict before issue 21
     "410 for absent": {**OFF, "require_410_660": "for_absent"},          # the default 2026-12-01
     "default": {},  # the defaults now (2026-12-02: own crust where H-kappa is sure; margin 20, moveout bound 2;
-    # min_rf 8 and x_snr_without_410 5)
+    # min_rf 8 and x_snr_without_410 5; 2026-12-03: floor 0.02; 2026-12-04: x_snr_without_410 3)
     # 2026-12-02: the margin (with the half-width reach) and the bound on steep moveout, apart and together
     "own crust default (2026-12-02)": {"x_margin_km": 0.0, "conversion_slowness_max_multiple": None},
     "margin 10 only": {"x_margin_km": 10.0, "conversion_slowness_max_multiple": None},
@@ -95,6 +95,10 @@ VARIANTS = {
     "clean 0.7": {"moveout_clean_fraction": 0.7, "min_x_amplitude": 0.02},
     "clean 0.9": {"moveout_clean_fraction": 0.9, "min_x_amplitude": 0.02},
     "quiet 2, clean 0.7": {"quiet_factor": 2.0, "moveout_clean_fraction": 0.7, "min_x_amplitude": 0.02},
+    # 2026-12-04 (26th session): X of 3 or 4 times the noise present where the 410 is not seen (with the floor)
+    "default before 2026-12-04": {"x_snr_without_410": 5.0, "min_x_amplitude": 0.02},
+    "strong X 3 without 410": {"x_snr_without_410": 3.0, "min_x_amplitude": 0.02},
+    "strong X 4 without 410, floor": {"x_snr_without_410": 4.0, "min_x_amplitude": 0.02},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},
