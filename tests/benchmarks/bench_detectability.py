@@ -64,12 +64,12 @@ def _direct(draws, traces: np.ndarray) -> np.ndarray:
     return out
 
 
-def _best(fn, repeat: int) -> tuple[float, np.ndarray]:
-    fn()
+def _best(fn, args: tuple, repeat: int) -> tuple[float, np.ndarray]:
+    fn(*args)
     best, out = np.inf, None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        out = fn()
+        out = fn(*args)
         best = min(best, time.perf_counter() - t0)
     return best, out
 
@@ -82,8 +82,8 @@ def main(argv=None):
     print(f"{'events':>7} {'direct s':>9} {'recurrence s':>13} {'ratio':>6} {'max rel diff':>13}")
     for n in args.events:
         draws, norm = _station(n)
-        t_ref, ref = _best(lambda: _direct(draws, norm), args.repeat)
-        t_new, new = _best(lambda: draws.vespagram_rows(norm), args.repeat)
+        t_ref, ref = _best(_direct, (draws, norm), args.repeat)
+        t_new, new = _best(draws.vespagram_rows, (norm,), args.repeat)
         diff = float(np.abs(new - ref).max() / np.abs(ref).max())
         print(f"{n:7d} {t_ref:9.3f} {t_new:13.3f} {t_ref / t_new:6.2f} {diff:13.2e}")
 
