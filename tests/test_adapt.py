@@ -187,6 +187,45 @@ def test_station_thresholds_bound_the_rates_on_fresh_exchangeable_draws():
     assert np.mean(plain) == pytest.approx(2.95 / 41, abs=0.003)
 
 
+def test_station_thresholds_bound_the_rates_where_the_network_repeats_a_score():
+    """A network gives many images exactly one score where every unit of its head is silent (on the
+    independent test networks 5-8 of a noisy station's 40 X draws scored the same 0.408) or where it
+    saturates. Oracle: scores that are that value with probability q, else uniform, whose chance of
+    reaching a threshold t is known exactly. The rates stay bounded; taken at a tied order statistic
+    without care, the absent threshold let through twice the miss rate."""
+    a = calibration.AdaptSettings(false_alarm_rate=0.05, miss_rate=0.2)
+    rng = np.random.default_rng(6)
+
+    def draw(q, atom):
+        u = rng.random(40)
+        return np.where(rng.random(40) < q, atom, u)
+
+    def at_or_below(t, q, atom):
+        return (1 - q) * np.clip(t, 0, 1) + q * (atom <= t)
+
+    def at_or_above(t, q, atom):
+        return (1 - q) * np.clip(1 - t, 0, 1) + q * (atom >= t)
+
+    lower = [at_or_below(calibration.lower_order_statistic(draw(0.4, 0.05), a.miss_rate), 0.4, 0.05)
+             for _ in range(3000)]
+    upper = [at_or_above(calibration.upper_order_statistic(draw(0.1, 1.0), a.false_alarm_rate), 0.1, 1.0)
+             for _ in range(3000)]
+    assert np.mean(lower) <= a.miss_rate and np.mean(upper) <= a.false_alarm_rate
+    naive = [at_or_below(np.sort(draw(0.4, 0.05))[7], 0.4, 0.05) for _ in range(3000)]
+    assert np.mean(naive) > 2 * a.miss_rate
+    # all tied: no threshold keeps the promise, so none is set
+    assert calibration.lower_order_statistic(np.full(40, 0.408), a.miss_rate) == -np.inf
+    assert calibration.upper_order_statistic(np.full(40, 1.0), a.false_alarm_rate) == np.inf
+    # a station whose draws tie at its own score is not decided by the tie
+    with_x = np.r_[np.linspace(0.1, 0.3, 4), np.full(8, 0.408), np.linspace(0.6, 1, 28)]
+    own = calibration.station_thresholds(np.linspace(0.0, 0.3, 40), with_x, a)
+    assert own["absent_threshold"] == pytest.approx(0.3) and own["miss_rate"] <= a.miss_rate
+    assert predict.calibrated_verdict(np.array([0.408]), 50, own, {"min_rf": 8})[0] == "undetermined"
+    none = {"present_threshold": 0.9, "absent_threshold": -np.inf, "detection_rate": 0.5}
+    verdict, reason = predict.calibrated_verdict(np.array([0.01]), 50, none, {"min_rf": 8})
+    assert verdict == "undetermined" and "no absent threshold" in reason
+
+
 @pytest.mark.parametrize(("p0", "expected"), [(0.9, "present"), (0.05, "absent"), (0.4, "undetermined")])
 def test_calibrated_verdict_uses_the_station_thresholds_on_image_zero(p0, expected, default_config):
     own = {"present_threshold": 0.8, "absent_threshold": 0.1, "detection_rate": 0.7}

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # where a station's no-X calibration draws come from: deconvolved as its data (xdisc calibration-draws), or
 # noise-free synthetics plus its noise pool
 NO_X_DRAWS = ("redeconvolved", "own-noise")
+# scores closer than this are one score (the resolution of float32 probabilities near 0.5 is 6e-8)
+TIE_TOLERANCE = 1e-7
 
 
 @dataclass(frozen=True)
@@ -182,19 +184,35 @@ def station_thresholds(prob_no_x: np.ndarray, prob_x: np.ndarray, a: AdaptSettin
             "n_draws": int(prob_no_x.size)}
 
 
-def upper_order_statistic(scores: np.ndarray, rate: float) -> float:
+def upper_order_statistic(scores: np.ndarray, rate: float, tie_tol: float = TIE_TOLERANCE) -> float:
     """The k-th smallest of n ``scores`` with k = ceil((n + 1)(1 - rate)): a new score exchangeable with
     them reaches it with probability (n + 1 - k) / (n + 1) <= ``rate`` (split-conformal; Vovk et al. 2005).
     ``np.quantile(scores, 1 - rate)`` sits lower and lets through more: 7.2 % for rate 0.05 and 40 draws.
-    Where n is too small for ``rate`` (k > n), the largest score: the rate is then 1 / (n + 1)."""
+    Where n is too small for ``rate`` (k > n), the largest score: the rate is then 1 / (n + 1).
+
+    Ties (scores within ``tie_tol``): a network gives many inputs exactly the same score where it
+    saturates, or where every unit of its head is silent (an image it cannot read). A new score equal to
+    a tied k-th score reaches it as often as every draw of the tie, which can be more than n + 1 - k of
+    them, so the threshold moves above the tie, to the next larger score (``inf``: none is, and no new
+    score is above every draw with the promised rate)."""
     s = np.sort(np.asarray(scores, float))
-    k = math.ceil((s.size + 1) * (1.0 - rate) - 1e-9)
-    return float(s[min(max(k, 1), s.size) - 1])
+    k = min(max(math.ceil((s.size + 1) * (1.0 - rate) - 1e-9), 1), s.size)
+    value = float(s[k - 1])
+    if np.count_nonzero(s >= value - tie_tol) > s.size - k + 1:
+        above = s[s > value + tie_tol]
+        return float(above[0]) if above.size else math.inf
+    return value
 
 
-def lower_order_statistic(scores: np.ndarray, rate: float) -> float:
+def lower_order_statistic(scores: np.ndarray, rate: float, tie_tol: float = TIE_TOLERANCE) -> float:
     """The k-th smallest of n ``scores`` with k = floor((n + 1) rate): a new exchangeable score falls at or
-    below it with probability k / (n + 1) <= ``rate``. Where n is too small (k = 0), the smallest score."""
+    below it with probability k / (n + 1) <= ``rate``. Where n is too small (k = 0), the smallest score.
+    Where the k-th score is tied with later ones (see :func:`upper_order_statistic`), more than k draws lie
+    at or below it, so the threshold moves below the tie, to the next smaller score (``-inf``: none is)."""
     s = np.sort(np.asarray(scores, float))
-    k = math.floor((s.size + 1) * rate + 1e-9)
-    return float(s[max(k, 1) - 1])
+    k = max(math.floor((s.size + 1) * rate + 1e-9), 1)
+    value = float(s[k - 1])
+    if np.count_nonzero(s <= value + tie_tol) > k:
+        below = s[s < value - tie_tol]
+        return float(below[-1]) if below.size else -math.inf
+    return value

@@ -69,6 +69,9 @@ def calibrated_verdict(prob: np.ndarray, n_rf: int, thresholds: dict, cfg: dict)
         # the threshold comes from the station's X draws, so an absent probability can exceed one half
         return ABSENT, (f"probability {p:.3f} at or below the station's absent threshold {lo:.3f} (set by its "
                         "calibration draws with X: X would have scored higher)")
+    if math.isinf(lo) or math.isinf(hi):  # its draws tie where a threshold would be (calibration.py)
+        return UNDETERMINED, (f"probability {p:.2f}; the station's draws tie at their extreme scores, so "
+                              f"{'no absent' if math.isinf(lo) else 'no present'} threshold keeps its rate")
     return UNDETERMINED, (f"probability {p:.2f} between the station's thresholds {lo:.2f} and {hi:.2f} "
                           f"(detection rate of X at its threshold {float(thresholds['detection_rate']):.2f})")
 
