@@ -188,8 +188,8 @@ def test_station_thresholds_bound_the_rates_on_fresh_exchangeable_draws():
 
 
 def test_station_thresholds_bound_the_rates_where_the_network_repeats_a_score():
-    """A network gives many images exactly one score where every unit of its head is silent (on the
-    independent test networks 5-8 of a noisy station's 40 X draws scored the same 0.408) or where it
+    """A network gives many images exactly one score where every unit of its head is silent (on an
+    independent test network 5-6 of a noisy station's 40 X draws scored the same 0.408) or where it
     saturates. Oracle: scores that are that value with probability q, else uniform, whose chance of
     reaching a threshold t is known exactly. The rates stay bounded; taken at a tied order statistic
     without care, the absent threshold let through twice the miss rate."""
