@@ -194,14 +194,11 @@ def upper_order_statistic(scores: np.ndarray, rate: float, tie_tol: float = TIE_
     saturates, or where every unit of its head is silent (an image it cannot read). A new score equal to
     a tied k-th score reaches it as often as every draw of the tie, which can be more than n + 1 - k of
     them, so the threshold moves above the tie, to the next larger score (``inf``: none is, and no new
-    score is above every draw with the promised rate)."""
-    s = np.sort(np.asarray(scores, float))
-    k = min(max(math.ceil((s.size + 1) * (1.0 - rate) - 1e-9), 1), s.size)
-    value = float(s[k - 1])
-    if np.count_nonzero(s >= value - tie_tol) > s.size - k + 1:
-        above = s[s > value + tie_tol]
-        return float(above[0]) if above.size else math.inf
-    return value
+    score is above every draw with the promised rate).
+
+    The mirror image of :func:`lower_order_statistic`: with k' = n + 1 - k = floor((n + 1) rate), the k-th
+    smallest score is the k'-th largest."""
+    return -lower_order_statistic(-np.asarray(scores, float), rate, tie_tol)
 
 
 def lower_order_statistic(scores: np.ndarray, rate: float, tie_tol: float = TIE_TOLERANCE) -> float:
