@@ -2,7 +2,7 @@
 reverberations? (Not part of the test suite.)
 
     python tests/benchmarks/stack_statistic.py weights --network /data/xs1 --run /data/xs1-run
-    python tests/benchmarks/stack_statistic.py crust-model --network /data/xs1 --run /data/xs1-run
+    python tests/benchmarks/stack_statistic.py crust-model --network /data/xs1 --run /data/xs1-run [--source S]
     python tests/benchmarks/stack_statistic.py pairs --network /data/xs1 --run /data/xs1-run
 
 Both read a network of ``independent_network.py make`` and a pipeline run on it (``independent_network.py
@@ -26,7 +26,11 @@ fitted (inverse-variance weighted least squares, clipped to 0-2) between 1.5 s a
 (so before any X), and subtracted after 1.5 s. The receiver functions are then stacked with the defaults
 of config/full.yaml (:func:`xdisc.stack.stacking.stack_station`). Prints both verdicts against the
 truth, and the AUC of the largest depth-stack amplitude over the noise in 250-350 km, overall and per
-class of the H-kappa Moho. ``--set key=value`` changes a stacking setting (YAML value).
+class of the H-kappa Moho. ``--set key=value`` changes a stacking setting (YAML value). ``--source
+true-crust`` / ``true-structure`` are oracles in its place: the station's true crust (sediment, upper and
+lower crust over the uppermost mantle), or its whole true model without X (crust, mantle, 410 and 660 at
+their depths, the decoy), drawn again from the network's seed and flattened as the network was made, then
+modelled, scaled and subtracted the same way. What knowing the structure would be worth to the stack.
 
 ``pairs``: the run's two verdicts per station (results/verdicts/stations.csv; ``not detectable`` counts as
 ``absent``) against the truth, each alone and combined: where they agree or one is ``undetermined``, the
@@ -156,6 +160,45 @@ def crust_response(layers, slowness: np.ndarray, rf_settings) -> np.ndarray:
     return out[np.searchsorted(unique, keys)]
 
 
+def _independent_network():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("independent_network", Path(__file__).with_name(
+        "independent_network.py"))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["independent_network"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _drawn_parameters(network: Path) -> dict:
+    """Each station's model parameters, drawn again from the network's seed (truth.csv holds only some)."""
+    import json
+
+    info = json.loads((network / "truth" / "network.json").read_text())
+    stations, _ = _independent_network().draw_network(int(info["stations"]), int(info["seed"]))
+    return {s["station"]: s for s in stations}
+
+
+def true_layers(params: dict, what: str):
+    """The station's true model without X, flattened as the network was made (an oracle):
+    ``true-crust`` its crust (sediment, upper and lower crust) over the uppermost mantle as a half-space,
+    ``true-structure`` everything but X (crust, mantle, 410 and 660 at their depths, the decoy)."""
+    from xdisc.core.earthmodel import LayerStack
+
+    net = _independent_network()
+    p = {**params, "x_present": False}
+    rows = net.flat_layers(p)
+    if what == "true-crust":
+        top = np.concatenate([[0.0], np.cumsum(rows[:-1, 0])])
+        moho_f = net.R_EARTH_KM * np.log(net.R_EARTH_KM / (net.R_EARTH_KM - p["moho_km"]))
+        crust = top < moho_f - 1e-6
+        rows = np.vstack([rows[crust], rows[np.flatnonzero(~crust)[0]]])
+        rows[-1, 0] = 0.0
+    return LayerStack(rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy(), rows[:, 3].copy(), flattened=True)
+
+
 def crust_model(a) -> int:
     from xdisc import config as cfgmod
     from xdisc.core.deconvolution import RFSettings, noise_weights, normalise_by_p
@@ -171,6 +214,7 @@ def crust_model(a) -> int:
     rf_settings = RFSettings(**config["receiver_function"])
     model = load_model(config["earth_model"])
     mantle = model.at(np.array([model.moho_km() + 0.1]), "below")[0]
+    truth_params = {} if a.source == "hk" else _drawn_parameters(a.network)
     rows, t0 = [], time.perf_counter()
     for code, truth, ds, keep, station in _stations(a.network, a.run, cfg["use_qc"]):
         t = ds["time"].values
@@ -182,8 +226,11 @@ def crust_model(a) -> int:
         after = before
         if keep.sum() >= cfg["min_rf"] and np.isfinite(before.attrs["moho_km"]):
             norm = normalise_by_p(rf, t)
-            layers = crust_over_half_space(before.attrs["moho_km"], before.attrs["vpvs"],
-                                           before.attrs["crust_vp_km_s"], mantle)
+            if a.source == "hk":
+                layers = crust_over_half_space(before.attrs["moho_km"], before.attrs["vpvs"],
+                                               before.attrs["crust_vp_km_s"], mantle)
+            else:
+                layers = true_layers(truth_params[code.split(".")[1]], a.source)
             predicted = crust_response(layers, slowness, rf_settings)
             w = noise_weights(norm, t)[:, None]
             end = float(delay_table(model, [230.0], [np.median(slowness)])[0, 0]) - 1.0
@@ -260,6 +307,9 @@ def main(argv=None) -> int:
         if name == "crust-model":
             p.add_argument("--set", nargs="*", help="stacking settings key=value (YAML values)")
             p.add_argument("--table", type=Path, help="per-station CSV")
+            p.add_argument("--source", choices=("hk", "true-crust", "true-structure"), default="hk",
+                           help="what is modelled and subtracted: the H-kappa crust (default), or, as oracles, "
+                                "the true crust or the whole true structure without X (from the network's seed)")
     a = ap.parse_args(argv)
     return {"weights": weights, "crust-model": crust_model, "pairs": pairs}[a.command](a)
 
