@@ -10,7 +10,8 @@
 # project venv.
 #
 # The Fortran code has a compile-time layer limit (module conf, nlaymx = 30) and silently
-# overruns its arrays beyond it; we patch it to $TWS_NLAYMX (default 200) before building.
+# overruns its arrays beyond it; we patch it to $TWS_NLAYMX (default 200) before building. Its addition
+# rule also multiplies by the reverberation operator where its inverse belongs; patched too (step 3).
 #
 # Usage:  bash tests/oracles/INSTALL_telewavesim.sh [path/to/venv]   (default: <repo>/.venv)
 # Env:    TWS_NLAYMX (default 200), TWS_BUILD_DIR (default ${TMPDIR:-/tmp}/telewavesim-build)

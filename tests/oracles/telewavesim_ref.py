@@ -32,6 +32,9 @@ What telewavesim computes (read from its source, checked numerically, see ``_sel
   exp(-0.001*w*tau) relative to the direct P (0.76 at 1 Hz for tau = 44 s), which does
   not cancel in R/Z. To compare exactly, evaluate the model under test at w(1 + 0.001i)
   with phases referenced to the top of the half-space.
+* Reverberations between internal interfaces: the stock 0.2.1 gets them wrong (its addition rule
+  multiplies by I - R_D R_U instead of the inverse); INSTALL_telewavesim.sh patches it, and
+  tests/test_telewavesim_oracle.py checks the patched build against xdisc and tests/oracles/psv_ode.py.
 * Limits: at most ``conf.nlaymx`` entries (200 with our build; 30 in the stock build, and
   the stock Fortran silently overruns its arrays beyond that), vs > 0 in every layer
   (no fluid layers), 0 < slowness < 1/max(vp) (the vertical slownesses are real square
