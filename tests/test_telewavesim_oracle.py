@@ -112,6 +112,7 @@ def test_propagator_matches_the_equations_of_motion(name, p):
     with a matrix exponential (tests/oracles/psv_ode.py; no telewavesim needed): the same surface
     radial and vertical displacement, low-passed as receiver functions are, within 1 % of their peak."""
     from oracles.psv_ode import surface_response
+    from oracles.telewavesim_ref import direct_p_time  # (plain numpy: no telewavesim needed)
 
     h, vp, vs, rho = (np.array(v, float) for v in LAYERED[name])
     n = 2048
@@ -120,7 +121,7 @@ def test_propagator_matches_the_equations_of_motion(name, p):
     r, z = plane_wave_response(h[None], vp[None], vs[None], rho[None], [p], f, dtype=np.float64, damping=0.0)
     o_r, o_z = np.zeros(f.size, complex), np.zeros(f.size, complex)
     o_r[band], o_z[band] = surface_response(h, vp, vs, rho, p, f[band])
-    to_direct_p = np.exp(2j * np.pi * f * np.sum(h[:-1] * np.sqrt(1 / vp[:-1] ** 2 - p**2)))
+    to_direct_p = np.exp(2j * np.pi * f * direct_p_time(h, vp, p))
     g = gaussian_filter(f, 0.5)
     for component, a, b in (("radial", r[0], o_r * to_direct_p), ("vertical", z[0], o_z * to_direct_p)):
         x, y = np.fft.irfft(a * g, n), np.fft.irfft(b * g, n)

@@ -160,24 +160,14 @@ def crust_response(layers, slowness: np.ndarray, rf_settings) -> np.ndarray:
     return out[np.searchsorted(unique, keys)]
 
 
-def _independent_network():
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("independent_network", Path(__file__).with_name(
-        "independent_network.py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["independent_network"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _drawn_parameters(network: Path) -> dict:
     """Each station's model parameters, drawn again from the network's seed (truth.csv holds only some)."""
     import json
 
+    import independent_network  # beside this script
+
     info = json.loads((network / "truth" / "network.json").read_text())
-    stations, _ = _independent_network().draw_network(int(info["stations"]), int(info["seed"]))
+    stations, _ = independent_network.draw_network(int(info["stations"]), int(info["seed"]))
     return {s["station"]: s for s in stations}
 
 
@@ -185,9 +175,9 @@ def true_layers(params: dict, what: str):
     """The station's true model without X, flattened as the network was made (an oracle):
     ``true-crust`` its crust (sediment, upper and lower crust) over the uppermost mantle as a half-space,
     ``true-structure`` everything but X (crust, mantle, 410 and 660 at their depths, the decoy)."""
+    import independent_network as net
     from xdisc.core.earthmodel import LayerStack
 
-    net = _independent_network()
     p = {**params, "x_present": False}
     rows = net.flat_layers(p)
     if what == "true-crust":
