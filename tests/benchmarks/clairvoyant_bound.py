@@ -24,7 +24,8 @@ alarms. A detector that must find the depth, as the CNN and the stacking must, i
     python tests/benchmarks/clairvoyant_bound.py score --seed 1 --out /data/bound1 --network /data/xs1 \\
         --run /data/xs1-run
 
-Not part of CI. Results: docs/results/2026-11-30-cnn-transfer.md.
+Not part of CI. Results: docs/results/2026-11-30-cnn-transfer.md, 2026-12-03-unknown-depth-ceiling.md and
+2026-12-04-ceilings-on-the-corrected-networks.md.
 """
 
 from __future__ import annotations
