@@ -147,7 +147,7 @@ def test_hard_fraction_calibrates_on_look_alikes_of_x(tmp_path):
 
 
 def test_station_thresholds_are_conformal_order_statistics_present_bounded_by_one_half():
-    a = calibration.AdaptSettings(false_alarm_rate=0.05, miss_rate=0.1)
+    a = calibration.AdaptSettings(present_probability=None, false_alarm_rate=0.05, miss_rate=0.1)
     no_x, x = np.linspace(0.2, 0.8, 100), np.linspace(0.3, 1.0, 100)
     t = calibration.station_thresholds(no_x, x, a)
     # n = 100: k = ceil(101 * 0.95) = 96 and floor(101 * 0.1) = 10 (1-based)
@@ -167,6 +167,24 @@ def test_station_thresholds_are_conformal_order_statistics_present_bounded_by_on
     # too few draws for the rate: the extreme score
     assert calibration.upper_order_statistic(np.arange(10.0), 0.05) == 9.0
     assert calibration.lower_order_statistic(np.arange(5.0), 0.1) == 0.0
+
+
+def test_present_at_one_probability_for_every_station_reports_the_own_draws_rates():
+    """The default (cnn.adapt.present_probability 0.9): present at the same calibrated probability at every
+    station, whatever its no-X draws; the rates reported are those of its own draws at that threshold, and
+    absent stays the conformal order statistic of its X draws."""
+    a = calibration.AdaptSettings(miss_rate=0.1)
+    assert a.present_probability == 0.9
+    assert cfgmod.load(None, {})["cnn"]["adapt"]["present_probability"] == 0.9  # the schema's default too
+    x = np.linspace(0.3, 1.0, 100)
+    for no_x in (np.linspace(0.0, 0.5, 100), np.linspace(0.5, 1.0, 100)):
+        t = calibration.station_thresholds(no_x, x, a)
+        assert t["present_threshold"] == 0.9 and t["absent_threshold"] == x[9]
+        assert t["false_alarm_rate"] == np.mean(no_x >= 0.9) and t["detection_rate"] == np.mean(x >= 0.9)
+    # a station whose own no-X draws reach 0.9 often is still decided at 0.9; its rate says how often
+    assert t["false_alarm_rate"] == pytest.approx(0.2, abs=0.01)
+    for p0, expected in ((0.95, "present"), (0.5, "undetermined"), (0.3, "absent")):
+        assert predict.calibrated_verdict(np.array([p0]), 50, t, {"min_rf": 8})[0] == expected
 
 
 def test_station_thresholds_bound_the_rates_on_fresh_exchangeable_draws():

@@ -60,16 +60,23 @@ def test_rates_by_categories():
 
 
 def test_cnn_verdicts_per_level_bound_false_alarms_and_leave_the_unclear_undetermined(default_config):
-    """Per SNR level: thresholds from one half of the stations, rates on the other. Where the scores
-    separate the classes, few false alarms and few undetermined; where they do not (pure noise), the
-    verdict is mostly undetermined and the false alarms stay near the configured rate."""
+    """Per SNR level: thresholds from one half of the stations, rates on the other. With the station's own
+    conformal present threshold (cnn.adapt.present_probability null): where the scores separate the
+    classes, few false alarms and few undetermined; where they do not (pure noise), the verdict is mostly
+    undetermined and the false alarms stay near the configured rate. With the default present probability
+    (0.9) the same cut at every level."""
     rng = np.random.default_rng(0)
     n = 2000
     y = np.arange(n) % 2 == 1
     dvs = np.where(y, 0.05, 0.0)
     clear = np.where(y, rng.uniform(0.7, 1.0, n), rng.uniform(0.0, 0.3, n))
     blind = rng.uniform(0.0, 1.0, n)
-    out = level_verdicts(np.stack([blind, clear]), y, dvs, default_config["cnn"]["adapt"], seed=3)
+    default = level_verdicts(np.stack([blind, clear]), y, dvs, default_config["cnn"]["adapt"], seed=3)
+    assert default["present_threshold"] == [0.9, 0.9] and default["false_alarm"][1] == 0.0
+    # uniform scores are no calibrated probability: 10 % of the blind level's no-X scores reach 0.9
+    assert default["false_alarm"][0] == pytest.approx(0.1, abs=0.03)
+    own = {**default_config["cnn"]["adapt"], "present_probability": None}
+    out = level_verdicts(np.stack([blind, clear]), y, dvs, own, seed=3)
     assert out["n_calibration"] + out["n_scored"] == n
     # scores that do not separate are decided at the configured rates only: 5 % present, 20 % absent
     assert out["false_alarm"][0] <= 0.08 and out["undetermined"][0] >= 0.7

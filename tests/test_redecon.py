@@ -141,8 +141,9 @@ def test_calibrate_takes_the_present_threshold_from_the_redeconvolved_draws(rf_e
     cfg, test_path = small_test_set
     write_netcdf(rf_example_station["dataset"], tmp_path / "rf.nc")
     write_netcdf(noise_pool(tmp_path / "rf.nc"), tmp_path / "CX.PB01.nc")
-    settings = json.dumps({"cnn": {"adapt": {"calibration_draws": 8}, "verdict": {"min_rf": 3}},
-                           "synthetics": cfg["synthetics"]})
+    # the station's own present threshold (cnn.adapt.present_probability null), which the draws set
+    settings = json.dumps({"cnn": {"adapt": {"calibration_draws": 8, "present_probability": None},
+                                   "verdict": {"min_rf": 3}}, "synthetics": cfg["synthetics"]})
     assert main(["calibration-draws", str(tmp_path / "CX.PB01.nc"), "--test", str(test_path), "--out",
                  str(tmp_path / "draws"), "--settings", settings]) == 0
     with xr.open_dataset(tmp_path / "draws" / "CX.PB01.nc") as ds:
@@ -163,7 +164,7 @@ def test_calibrate_takes_the_present_threshold_from_the_redeconvolved_draws(rf_e
     module = load_classifier(SHIPPED_CHECKPOINT)
     with torch.no_grad():
         prob = module.probability(torch.from_numpy(images)).numpy().astype(float)
-    a = calibration.AdaptSettings.from_config({"calibration_draws": 8})
+    a = calibration.AdaptSettings.from_config({"calibration_draws": 8, "present_probability": None})
     want = max(0.5, calibration.upper_order_statistic(prob, a.false_alarm_rate))
     assert float(redone["present_threshold"]) == pytest.approx(want, rel=1e-6)
     assert redone["absent_threshold"] == own["absent_threshold"]  # X draws: own-noise stations either way

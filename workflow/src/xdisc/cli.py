@@ -610,9 +610,10 @@ def _add_calibrate(sub) -> None:
     p = sub.add_parser("calibrate", help="each station's present / absent thresholds from its own noise",
                        description="Score own-noise stations of every station (synthetic test set signals, no X "
                                    "and X of dVs >= cnn.adapt.absent_dvs, plus the station's own noise) with the "
-                                   "final model and write the station's thresholds: present above the "
-                                   "conformal 1 - false_alarm_rate order statistic of its no-X scores, absent "
-                                   "below the miss_rate one of its X scores.")
+                                   "final model and write the station's thresholds: present at or above "
+                                   "cnn.adapt.present_probability (or, where that is null, the conformal 1 - "
+                                   "false_alarm_rate order statistic of its no-X scores), absent below the "
+                                   "conformal miss_rate order statistic of its X scores.")
     p.add_argument("noise", nargs="*", type=Path, help="noise pools from 'xdisc noise' (one per station)")
     p.add_argument("--model", required=True, type=Path, help="the checkpoint that 'xdisc predict' uses")
     p.add_argument("--test", required=True, type=Path, help="separately seeded synthetic set (calibration signals)")
