@@ -12,9 +12,10 @@ multiples of thick crusts arriving in the X window.
 
 The CNN's **verdicts** (``cnn_verdict``) are scored as the pipeline makes them with per-station
 thresholds (:mod:`xdisc.cnn.adapt`): at each SNR level, half of the test stations (seeded) calibrate
-the thresholds of that level (:func:`xdisc.cnn.calibration.station_thresholds`: present at or above the
-conformal ``1 - cnn.adapt.false_alarm_rate`` order statistic of their scores without X, absent at or
-below the ``cnn.adapt.miss_rate`` one of their scores with X of dVs >= ``cnn.adapt.absent_dvs``), and
+the thresholds of that level (:func:`xdisc.cnn.calibration.station_thresholds`: present at or above
+``cnn.adapt.present_probability``, or where that is null the conformal ``1 - cnn.adapt.false_alarm_rate``
+order statistic of their scores without X; absent at or below the conformal ``cnn.adapt.miss_rate`` order
+statistic of their scores with X of dVs >= ``cnn.adapt.absent_dvs``), and
 the other half is scored: false alarms (present without X), detections, undetermined and accuracy
 (undetermined counts as wrong).
 """

@@ -14,9 +14,11 @@ as the station's real data.
 * :func:`calibrate` scores, for every station, ``calibration_draws`` own-noise stations without X and
   as many with X of dVs >= ``absent_dvs`` (samples of the separately seeded synthetic test set, none
   seen in training) with the final model, and sets the station's thresholds: ``present`` needs a
-  probability at or above the conformal ``1 - false_alarm_rate`` order statistic of that station's own
-  no-X scores (its false-alarm rate is bounded where it was measured: on its own noise, slownesses and
-  number of events), and at least 0.5; ``absent`` needs one at or below the ``miss_rate`` order
+  probability at or above ``present_probability`` (0.9, the same at every station; the share of the
+  station's no-X draws that reach it is reported), or, where that is None, at or above the conformal
+  ``1 - false_alarm_rate`` order statistic of that station's own no-X scores (its false-alarm rate is
+  bounded where it was measured: on its own noise, slownesses and number of events), and at least 0.5;
+  ``absent`` needs one at or below the ``miss_rate`` order
   statistic of its scores with X (X of that size would have scored higher), whether or not that is
   below 0.5; ``present`` is checked first. In between: ``undetermined``.
 * With ``match_crust``, a station's calibration draws are the samples whose crustal part
@@ -219,10 +221,10 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
 
 def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list, out: Path,
               metrics_path: Path, draws: list | None = None) -> dict:
-    """Each station's present / absent thresholds: conformal order statistics of the model's probabilities
-    on ``calibration_draws`` own-noise stations without X and with X (synthetic test set). ``draws``: files
-    or folders of :func:`xdisc.cnn.redecon.calibration_draws`; a station found there takes its no-X scores
-    from those images (deconvolved as its data) instead of own-noise stations."""
+    """Each station's present / absent thresholds (:func:`xdisc.cnn.calibration.station_thresholds`) from the
+    model's probabilities on ``calibration_draws`` own-noise stations without X and with X (synthetic test
+    set). ``draws``: files or folders of :func:`xdisc.cnn.redecon.calibration_draws`; a station found there
+    takes its no-X scores from those images (deconvolved as its data) instead of own-noise stations."""
     cfg = config["cnn"]
     a = AdaptSettings.from_config(cfg["adapt"])
     settings = ImageSettings.from_config(config["images"])
