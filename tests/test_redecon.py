@@ -168,6 +168,12 @@ def test_calibrate_takes_the_present_threshold_from_the_redeconvolved_draws(rf_e
     want = max(0.5, calibration.upper_order_statistic(prob, a.false_alarm_rate))
     assert float(redone["present_threshold"]) == pytest.approx(want, rel=1e-6)
     assert redone["absent_threshold"] == own["absent_threshold"]  # X draws: own-noise stations either way
+    # the default: present at 0.9 at every station; the draws give the station's own rate at it
+    default = settings.replace('"present_probability": null', '"present_probability": 0.9')
+    assert main([*args[:-1], default, "--out", str(tmp_path / "at09.csv"), "--draws", str(tmp_path / "draws")]) == 0
+    at09 = next(csv.DictReader((tmp_path / "at09.csv").read_text().splitlines()))
+    assert float(at09["present_threshold"]) == 0.9
+    assert float(at09["false_alarm_rate"]) == pytest.approx(np.mean(prob >= 0.9))
 
 
 def test_a_pool_without_pre_p_noise_keeps_its_own_noise_calibration(rf_example_station, small_test_set, tmp_path,
