@@ -210,10 +210,13 @@ AA.A5,40,0.06,0.01,0.0,0.0
 """
 
 
-def test_absent_that_would_not_have_seen_x_becomes_not_detectable(tables, tmp_path):
+def test_absent_that_would_not_have_seen_x_becomes_not_detectable(tables, tmp_path, caplog):
+    """A table written before the excluded dVs (2026-12-04): dvs90 decides, and the log says so."""
     det = tmp_path / "detectability.csv"
     det.write_text(DETECTABILITY_CSV)
-    rows, summary = compare.compare_verdicts(*tables, detectability_csv=det, target_dvs=0.03)
+    with caplog.at_level("WARNING", logger="xdisc.report.compare"):
+        rows, summary = compare.compare_verdicts(*tables, detectability_csv=det, target_dvs=0.03)
+    assert "judged by dvs90" in caplog.text
     by = {r["station"]: r for r in rows}
     # A2: both absent; stacking would see 3 % (dvs90 0.03), the CNN only 5 %
     assert (by["AA.A2"]["stacking_verdict"], by["AA.A2"]["cnn_verdict"]) == ("absent", "not detectable")
@@ -230,5 +233,28 @@ def test_absent_that_would_not_have_seen_x_becomes_not_detectable(tables, tmp_pa
     compare.write_outputs(rows, summary, out_csv, tmp_path / "agreement.json")
     with open(out_csv, newline="") as f:
         header = tuple(csv.DictReader(f).fieldnames)
-    assert header == (*compare.STATION_COLUMNS, *compare.DETECTABILITY_COLUMNS, compare.DETECTABILITY_NOTE)
+    assert header == (*compare.STATION_COLUMNS, *compare.DETECTABILITY_COLUMNS, *compare.EXCLUDED_COLUMNS,
+                      compare.DETECTABILITY_NOTE)
     assert by["AA.A9"]["detectability_note"].startswith("not tested") and by["AA.A1"]["detectability_note"] == ""
+    assert by["AA.A2"]["excluded_dvs_cnn"] == pytest.approx(0.05)  # the fallback, shown as used
+
+
+def test_absent_stands_where_x_would_not_have_been_called_absent(tables, tmp_path, caplog):
+    """The excluded dVs decides: X of 3 % that the CNN would rarely call absent, though it would not call it
+    present either (dvs90 5 %), leaves the CNN's absent standing."""
+    det = tmp_path / "detectability.csv"
+    lines = DETECTABILITY_CSV.splitlines()
+    excluded = {"AA.A1": "0.02,0.01", "AA.A2": "0.03,0.03", "AA.A3": "nan,0.02", "AA.A5": "0.04,0.04"}
+    det.write_text("\n".join([lines[0] + ",excluded_dvs_stacking,excluded_dvs_cnn"]
+                             + [f"{line},{excluded[line.split(',')[0]]}" for line in lines[1:]]) + "\n")
+    with caplog.at_level("WARNING", logger="xdisc.report.compare"):
+        rows, _ = compare.compare_verdicts(*tables, detectability_csv=det, target_dvs=0.03)
+    assert "judged by dvs90" not in caplog.text
+    by = {r["station"]: r for r in rows}
+    # A2: the CNN's dvs90 is 5 %, but X of 3 % would not have been called absent: its absent stands
+    assert (by["AA.A2"]["stacking_verdict"], by["AA.A2"]["cnn_verdict"]) == ("absent", "absent")
+    assert by["AA.A2"]["agree"] == "yes" and by["AA.A2"]["dvs90_cnn"] == pytest.approx(0.05)
+    # A5: the CNN's dvs90 is 1 %, but it would call X of 3 % absent too often: not detectable
+    assert (by["AA.A5"]["stacking_verdict"], by["AA.A5"]["cnn_verdict"]) == ("not detectable", "not detectable")
+    # A3: unknown excluded dVs for the stacking: not detectable; A9 (no row): not detectable
+    assert by["AA.A3"]["stacking_verdict"] == "not detectable" and by["AA.A9"]["cnn_verdict"] == "not detectable"

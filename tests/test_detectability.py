@@ -293,3 +293,40 @@ def test_station_file_round_trip_and_figure(model, kernels, tmp_path):
     np.testing.assert_allclose(curves[0]["detection_stacking"], ds["detection_stacking"].values[0, 0])
     png = plot_detectability(curves, tmp_path / "d.png")
     assert imread(png).shape[1] > 1000
+
+
+def test_cnn_judge_checks_present_first_and_keeps_x_above_its_absent_threshold():
+    judge = D.CNNJudge(None, None, None, present_threshold=0.9, absent_threshold=0.3)
+    present, kept = judge.verdicts(np.array([0.95, 0.5, 0.3, 0.1]))
+    assert present.tolist() == [True, False, False, False] and kept.tolist() == [True, True, False, False]
+    crossed = D.CNNJudge(None, None, None, present_threshold=0.9, absent_threshold=0.99)  # as calibrate can set
+    assert crossed.verdicts(np.array([0.95, 0.5]))[1].tolist() == [True, False]
+
+
+def test_an_absent_rules_out_what_its_draws_would_not_call_absent(model, kernels, tmp_path):
+    """The excluded dVs: the draws whose verdict is not absent include those called present, so it is never
+    above dvs90; the shipped CNN with an absent threshold below its present one keeps more X than it finds,
+    and with no absent threshold (nothing called absent) it rules out every X of the grid."""
+    from xdisc.cnn import shipped
+    from xdisc.cnn.images import DepthMapper, ImageSettings
+    from xdisc.core.artifacts import write_netcdf
+
+    k, base = kernels
+    t = RFSettings(**CFG["receiver_function"]).time_axis()
+    norm, p = _station(base, 30, 5.0, seed=3)
+    settings = ImageSettings.from_config(CFG["images"])
+    module = D._load_module(str(shipped.CHECKPOINT), shipped.CHECKPOINT.stat().st_mtime_ns)
+    out = {}
+    for absent in (0.2, -np.inf):
+        judge = D.CNNJudge(module, settings, DepthMapper(model, settings.depths_km), 0.9, 10, absent)
+        ds = D.station_detectability(norm, t, p, distance_for_slowness(p, CFG["earth_model"]), k[1:2], base, SMALL,
+                                     model, CFG["stacking"], judge)
+        for m in D.METHODS:
+            assert np.all(ds[f"not_absent_{m}"].values >= ds[f"detection_{m}"].values)
+            if np.isfinite(float(ds[f"dvs90_{m}"])):
+                assert float(ds[f"excluded_dvs_{m}"]) <= float(ds[f"dvs90_{m}"])
+        out[absent] = ds
+    assert out[-np.inf]["not_absent_cnn"].values.min() == 1.0 and float(out[-np.inf]["excluded_dvs_cnn"]) == 0.01
+    (row,) = D.table_rows([write_netcdf(out[0.2], tmp_path / "XX.SYN.nc")])
+    assert row["excluded_dvs_cnn"] == pytest.approx(float(out[0.2]["excluded_dvs_cnn"]), nan_ok=True)
+    assert set(D.COLUMNS) <= set(row)

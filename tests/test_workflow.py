@@ -50,7 +50,7 @@ def test_tiny_run_then_nothing_to_do_then_config_change(tiny_run):
     assert cnn[1].startswith("CX.PB01,") and ",undetermined," in cnn[1]
     stations = (wd / "results" / "verdicts" / "stations.csv").read_text().splitlines()
     assert stations[0].endswith(",agree,dvs90_stacking,dvs90_cnn,false_alarm_rate_stacking,false_alarm_rate_cnn,"
-                                "detectability_note")
+                                "excluded_dvs_stacking,excluded_dvs_cnn,detectability_note")
     # 3-4 receiver functions: fewer than either method needs for a verdict, so nothing could be seen (no
     # dvs90) and nothing is called on noise; the note says why
     assert stations[1].startswith("CX.PB01,") and ",n/a,nan,nan,0,0," in stations[1]

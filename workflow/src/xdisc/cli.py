@@ -696,6 +696,7 @@ def run_detectability(args) -> int:
                                   _progress(f"detectability {rf.stem} ({k}/{len(args.rf)})"), args.test)
             write_netcdf(ds, args.out if single else args.out / f"{rf.stem}.nc")
             summary = ", ".join(f"{m}: dvs90 {float(ds[f'dvs90_{m}']):.3f}, "
+                                f"excluded {float(ds[f'excluded_dvs_{m}']):.3f}, "
                                 f"false alarms {float(ds[f'false_alarm_rate_{m}']):.2f}"
                                 for m in det.METHODS if f"dvs90_{m}" in ds)
             log.info("detectability %s: %s (%.1f s)", rf.stem, summary, ds.attrs["seconds"])
@@ -854,8 +855,9 @@ def _add_compare(sub) -> None:
     p.add_argument("--summary", required=True, type=Path, help="agreement summary (JSON)")
     p.add_argument("--figure", type=Path, help="map of the stations and confusion table (PNG or PDF)")
     p.add_argument("--detectability", type=Path,
-                   help="per-station dvs90 ('xdisc detectability table'): 'absent' where X of --target-dvs would "
-                        "not have been seen becomes 'not detectable'")
+                   help="per-station injection tests ('xdisc detectability table'): 'absent' where X of "
+                        "--target-dvs would also have been called absent (excluded dVs above it) becomes "
+                        "'not detectable'")
     p.add_argument("--target-dvs", type=float, default=0.03, help="detectability.target_dvs (default 0.03)")
     p.set_defaults(func=run_compare)
 

@@ -16,12 +16,18 @@ detectors, exactly as the pipeline runs them, whether X is there:
   the stacking verdict (depth stack, bootstrap, vespagram moveout check, exactly
   :func:`xdisc.stack.stacking.stack_station`, here on precomputed depth traces and vespagram rows, which
   are linear in the traces) and the CNN verdict (the station's image of all events, its calibrated present
-  threshold) count a detection when ``present``;
+  threshold) count a detection when ``present``, and an X *kept* when their verdict is not ``absent``
+  (the CNN's probability above the station's absent threshold, the stacking's not ``absent``);
 - **false alarms**: the same draws on structures known to lack X: the no-X samples of the run's synthetic
   test set (their crusts, sediments, distractors and sources; one per draw) at the station's slownesses,
   plus the station's noise;
 - **dvs90**: the smallest dVs of the grid detected in at least ``detection_probability`` of the draws,
-  averaged over the grid's depths and gradients (NaN: not even the largest).
+  averaged over the grid's depths and gradients (NaN: not even the largest);
+- **excluded dVs**: the same for X kept, i.e. the smallest X that the method's ``absent`` rules out: X
+  this strong would not have been called ``absent`` in ``detection_probability`` of the draws. It is what
+  an ``absent`` verdict claims, so it (not dvs90) decides whether that verdict stands
+  (:func:`xdisc.report.compare.compare_verdicts`). For the stacking, whose only verdicts with a 410 are
+  ``present`` and ``absent``, the two nearly agree; the CNN's ``undetermined`` band lies between them.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from xdisc.core.artifacts import as_float32, provenance_attrs
 from xdisc.core.deconvolution import RFSettings, direct_p, noise_weights, normalise_by_p
 from xdisc.core.earthmodel import Discontinuity, EarthModel, insert_discontinuity
 from xdisc.core.moveout import delay_table, to_depth
-from xdisc.core.verdicts import PRESENT
+from xdisc.core.verdicts import ABSENT, PRESENT
 from xdisc.stack.stacking import bootstrap_means, depth_model, verdict_of_stack, weighted_mean
 from xdisc.synth.noise_pool import radial_residuals
 from xdisc.synth.synthetics import Layering, receiver_functions
@@ -189,13 +195,20 @@ class StackingDraws:
 @dataclass
 class CNNJudge:
     """The CNN verdict as the pipeline gives it: the image of all events, the network's calibrated
-    probability, ``present`` at or above the station's present threshold."""
+    probability, ``present`` at or above the station's present threshold, else ``absent`` at or below its
+    absent threshold (:func:`xdisc.cnn.predict.calibrated_verdict`)."""
 
     module: object            # xdisc.cnn.module.XClassifier
     settings: object          # xdisc.cnn.images.ImageSettings
     mapper: object            # xdisc.cnn.images.DepthMapper
     present_threshold: float
     min_rf: int = 1           # cnn.verdict.min_rf: fewer receiver functions are undetermined, never present
+    absent_threshold: float = -np.inf  # none given: nothing is called absent
+
+    def verdicts(self, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(present, not absent) of each probability, present checked first as in the pipeline."""
+        present = prob >= self.present_threshold
+        return present, present | (prob > self.absent_threshold)
 
     def probabilities(self, batches: list[tuple[np.ndarray, np.ndarray]], time_s: np.ndarray) -> np.ndarray:
         from xdisc.cnn.images import build_image
@@ -236,6 +249,7 @@ def station_detectability(norm: np.ndarray, time_s: np.ndarray, slowness: np.nda
     nd, ng, nv = len(grid.depths_km), len(grid.gradients_km), len(grid.dvs)
     methods = ["stacking"] + (["cnn"] if cnn is not None else [])
     detected = {m: np.zeros((nd, ng, nv, grid.draws), bool) for m in methods}
+    kept = {m: np.zeros((nd, ng, nv, grid.draws), bool) for m in methods}  # verdict not absent
     noise = radial_residuals(norm, slowness)
 
     def structures(table: tuple | None, count: int) -> list[np.ndarray]:
@@ -257,12 +271,14 @@ def station_detectability(norm: np.ndarray, time_s: np.ndarray, slowness: np.nda
                 add = (k_ev, first.depth_traces(k_ev), first.vespagram_rows(k_ev))
                 for j in range(grid.draws):
                     d = draws[j % len(draws)]
-                    detected["stacking"][a, b, c, j] = d.verdict(signs[j], add)["verdict"] == PRESENT
+                    verdict = d.verdict(signs[j], add)["verdict"]
+                    detected["stacking"][a, b, c, j] = verdict == PRESENT
+                    kept["stacking"][a, b, c, j] = verdict != ABSENT
                     if cnn is not None:
                         batches.append((d.traces(signs[j]) + k_ev, slowness))
             if cnn is not None and n >= cnn.min_rf:
                 prob = cnn.probabilities(batches, time_s).reshape(nv, grid.draws)
-                detected["cnn"][a, b] = prob >= cnn.present_threshold
+                detected["cnn"][a, b], kept["cnn"][a, b] = cnn.verdicts(prob)
             if progress is not None:
                 progress(a * ng + b + 1, nd * ng, _time.perf_counter() - t0, "grid points")
     false = {m: np.zeros(grid.false_alarm_draws, bool) for m in methods}
@@ -276,7 +292,7 @@ def station_detectability(norm: np.ndarray, time_s: np.ndarray, slowness: np.nda
     if cnn is not None:
         false["cnn"] = cnn.probabilities(batches, time_s) >= cnn.present_threshold if n >= cnn.min_rf else \
             np.zeros(grid.false_alarm_draws, bool)
-    return _dataset(detected, false, grid, n, station, _time.perf_counter() - t0)
+    return _dataset(detected, false, grid, n, station, _time.perf_counter() - t0, kept)
 
 
 def like_station(norm: np.ndarray, slowness: np.ndarray, time_s: np.ndarray, table: tuple, n: int,
@@ -305,13 +321,21 @@ def dvs90(probability: np.ndarray, dvs, level: float) -> float:
 
 
 def _dataset(detected: dict, false: dict, grid: InjectionGrid, n_rf: int, station: dict | None,
-             seconds: float) -> xr.Dataset:
+             seconds: float, kept: dict | None = None) -> xr.Dataset:
+    """``kept`` (like ``detected``): draws whose verdict is not absent; None: none (nothing excluded)."""
     station = station or {"network": "XX", "station": "SYN", "latitude": np.nan, "longitude": np.nan}
+    kept = kept or {m: np.zeros_like(hits) for m, hits in detected.items()}
     data = {}
     for m, hits in detected.items():
         prob = hits.mean(axis=-1) if hits.shape[-1] else np.full(hits.shape[:-1], np.nan)
         data[f"detection_{m}"] = (("depth", "gradient", "dvs"), as_float32(prob),
                                   {"units": "1", "long_name": f"fraction of draws the {m} verdict is present"})
+        not_absent = kept[m].mean(axis=-1) if kept[m].shape[-1] else np.full(hits.shape[:-1], np.nan)
+        data[f"not_absent_{m}"] = (("depth", "gradient", "dvs"), as_float32(not_absent),
+                                   {"units": "1", "long_name": f"fraction of draws the {m} verdict is not absent"})
+        data[f"excluded_dvs_{m}"] = ((), dvs90(not_absent.mean(axis=(0, 1)), grid.dvs, grid.detection_probability),
+                                     {"units": "1", "long_name": f"{m}: smallest dVs not called absent in "
+                                                                 f"{grid.detection_probability:.0%} of the draws"})
         data[f"false_alarm_rate_{m}"] = ((), float(false[m].mean()) if false[m].size else float("nan"),
                                          {"units": "1", "long_name": f"{m}: present without X (own noise)"})
         data[f"dvs90_{m}"] = ((), dvs90(prob.mean(axis=(0, 1)), grid.dvs, grid.detection_probability),
@@ -453,16 +477,18 @@ def _cnn_judge(model_path, calibration_path, code: str, config: dict, model: Ear
     torch.set_num_threads(1)
     module = _load_module(str(model_path), Path(model_path).stat().st_mtime_ns)
     settings = ImageSettings.from_config(config["images"])
-    threshold = float(config["cnn"]["verdict"]["present_probability"])
+    verdict = config["cnn"]["verdict"]
+    present, absent = float(verdict["present_probability"]), float(verdict["absent_probability"])
     calibration = read_calibration(calibration_path) if calibration_path else {}
     if code in calibration:
-        threshold = float(calibration[code]["present_threshold"])
-    return CNNJudge(module, settings, DepthMapper(model, settings.depths_km), threshold,
-                    int(config["cnn"]["verdict"]["min_rf"]))
+        present = float(calibration[code]["present_threshold"])
+        absent = float(calibration[code]["absent_threshold"])
+    return CNNJudge(module, settings, DepthMapper(model, settings.depths_km), present, int(verdict["min_rf"]),
+                    absent)
 
 
 COLUMNS = ("station", "n_rf", "dvs90_stacking", "dvs90_cnn", "false_alarm_rate_stacking", "false_alarm_rate_cnn",
-           "detectability_note")
+           "excluded_dvs_stacking", "excluded_dvs_cnn", "detectability_note")
 
 
 def station_files(paths) -> list[Path]:
@@ -485,13 +511,15 @@ def table_rows(paths) -> list[dict]:
             row = {"station": f"{ds['network'].item()}.{ds['station'].item()}", "n_rf": int(ds.attrs["n_rf"])}
             station_note = "note" in ds.attrs  # too few receiver functions: says it for both methods
             notes = [str(ds.attrs["note"])] if station_note else []
+            level, largest = float(ds.attrs["detection_probability"]), float(ds["dvs"].values[-1])
             for m in METHODS:
-                for key in ("dvs90", "false_alarm_rate"):
+                for key in ("dvs90", "false_alarm_rate", "excluded_dvs"):
                     name = f"{key}_{m}"
                     row[name] = float(ds[name]) if name in ds else float("nan")
                 if f"detection_{m}" in ds and not station_note and not np.isfinite(row[f"dvs90_{m}"]):
-                    notes.append(f"{m}: not even {float(ds['dvs'].values[-1]):.0%} is seen in "
-                                 f"{float(ds.attrs['detection_probability']):.0%} of the draws")
+                    notes.append(f"{m}: not even {largest:.0%} is seen in {level:.0%} of the draws")
+                if f"not_absent_{m}" in ds and not station_note and not np.isfinite(row[f"excluded_dvs_{m}"]):
+                    notes.append(f"{m}: even {largest:.0%} is called absent in more than {1 - level:.0%} of the draws")
             row["detectability_note"] = "; ".join(notes)
             rows.append(row)
     return sorted(rows, key=lambda r: r["station"])

@@ -35,6 +35,8 @@ STATION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "stacking_verdict
                    "agree")
 METHODS = ("stacking", "cnn")
 DETECTABILITY_COLUMNS = ("dvs90_stacking", "dvs90_cnn", "false_alarm_rate_stacking", "false_alarm_rate_cnn")
+# the smallest X each method's absent rules out; tables written before 2026-12-04 lack them (dvs90 decides then)
+EXCLUDED_COLUMNS = ("excluded_dvs_stacking", "excluded_dvs_cnn")
 DETECTABILITY_NOTE = "detectability_note"  # why a dvs90 is missing; tables written before it lack it
 FLOAT_COLUMNS = ("latitude", "longitude", "cnn_probability", "cnn_probability_std", "x_depth_km", "x_depth_err_km",
                  "cnn_x_depth_km", "cnn_x_depth_err_km")
@@ -78,9 +80,13 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path, detectabilit
     over :data:`CATEGORIES`), ``disagreeing`` and ``missing_in_cnn`` / ``missing_in_stacking``
     (station lists) and ``inputs`` (the two paths).
 
-    With ``detectability_csv`` (``xdisc detectability table``) the rows also carry each method's dvs90 and
-    false-alarm rate, and a method's ``absent`` becomes ``not detectable`` where its dvs90 is above
-    ``target_dvs`` or unknown (X of that strength would not have been seen in 90 % of the draws)."""
+    With ``detectability_csv`` (``xdisc detectability table``) the rows also carry each method's dvs90,
+    false-alarm rate and excluded dVs, and a method's ``absent`` becomes ``not detectable`` where its
+    excluded dVs is above ``target_dvs`` or unknown: X of that strength would have been called ``absent``
+    in more than 10 % of the injection draws, so the ``absent`` does not rule it out. (Before 2026-12-04
+    the rule read dvs90, the X found ``present`` in 90 % of the draws; for the CNN, whose ``absent``
+    threshold is set by its X draws and lies below its ``present`` one, that asked more than its
+    ``absent`` claims.) A table without excluded dVs falls back to dvs90."""
     cnn_table = read_table(cnn_csv, CNN_COLUMNS)
     for column in CNN_OPTIONAL:
         if column not in cnn_table.columns:
@@ -123,17 +129,24 @@ def _with_detectability(table: pd.DataFrame, path, target_dvs: float) -> pd.Data
     det = read_table(path, ("station", *DETECTABILITY_COLUMNS))
     if DETECTABILITY_NOTE not in det.columns:
         det[DETECTABILITY_NOTE] = ""
-    merged = table.merge(det[["station", *DETECTABILITY_COLUMNS, DETECTABILITY_NOTE]], on="station", how="left")
+    excluded = [c for c in EXCLUDED_COLUMNS if c in det.columns]
+    merged = table.merge(det[["station", *DETECTABILITY_COLUMNS, *excluded, DETECTABILITY_NOTE]], on="station",
+                         how="left")
     for column in DETECTABILITY_COLUMNS:
         merged[column] = _numbers(merged[column].fillna(""))
     merged[DETECTABILITY_NOTE] = merged[DETECTABILITY_NOTE].fillna("not tested (no detectability file)")
+    if not set(EXCLUDED_COLUMNS) <= set(det.columns):
+        log.warning("compare: %s has no %s (written before 2026-12-04): 'absent' judged by dvs90, which asks for "
+                    "'present'; 'snakemake --forcerun assess_detectability' writes them", path,
+                    " / ".join(EXCLUDED_COLUMNS))
     for m in METHODS:
-        dvs90 = merged[f"dvs90_{m}"]
-        unseen = (merged[f"{m}_verdict"] == ABSENT) & ~(dvs90 <= target_dvs + 1e-9)
+        column = f"excluded_dvs_{m}"
+        merged[column] = _numbers(merged[column].fillna("")) if column in excluded else merged[f"dvs90_{m}"]
+        unseen = (merged[f"{m}_verdict"] == ABSENT) & ~(merged[column] <= target_dvs + 1e-9)
         merged[f"{m}_verdict"] = merged[f"{m}_verdict"].where(~unseen, NOT_DETECTABLE)
         if unseen.any():
-            log.info("compare: %d %s 'absent' verdict(s) -> '%s' (dvs90 above %.3g or unknown)", int(unseen.sum()),
-                     m, NOT_DETECTABLE, target_dvs)
+            log.info("compare: %d %s 'absent' verdict(s) -> '%s' (X of %.3g not ruled out: too many injection draws "
+                     "with it are called absent, or not tested)", int(unseen.sum()), m, NOT_DETECTABLE, target_dvs)
     return merged
 
 
@@ -162,7 +175,7 @@ def summarise(rows: list[dict], inputs: dict | None = None) -> dict:
 def write_outputs(rows: list[dict], summary: dict, stations_csv: str | Path, summary_json: str | Path) -> None:
     """Write the station table (CSV, numbers to 10 significant digits, ``nan`` when unknown) and the
     summary (JSON, ``null`` for ``NaN``), each atomically."""
-    columns = STATION_COLUMNS + ((*DETECTABILITY_COLUMNS, DETECTABILITY_NOTE)
+    columns = STATION_COLUMNS + ((*DETECTABILITY_COLUMNS, *EXCLUDED_COLUMNS, DETECTABILITY_NOTE)
                                  if rows and DETECTABILITY_COLUMNS[0] in rows[0] else ())
     write_csv(({k: _format(row[k]) for k in columns} for row in rows), columns, stations_csv)
     write_json(summary, summary_json)
