@@ -279,8 +279,10 @@ def test_station_file_round_trip_and_figure(model, kernels, tmp_path):
     assert rows[0]["station"] == "XX.S1" and rows[0]["n_rf"] == 30
     assert rows[0]["dvs90_stacking"] == pytest.approx(float(ds["dvs90_stacking"]), nan_ok=True)
     assert np.isnan(rows[0]["dvs90_cnn"])  # no CNN given
-    assert rows[0]["detectability_note"] == ("" if np.isfinite(rows[0]["dvs90_stacking"])
-                                             else "stacking: not even 6% is seen in 90% of the draws")
+    assert rows[0]["detectability_note"] in (("",) if np.isfinite(rows[0]["dvs90_stacking"]) else (
+        "stacking: not even 6% is seen in 90% of the draws",
+        "stacking: not even 6% is seen in 90% of the draws, and it is called absent in more than 10%"))
+    assert rows[0]["detectability_note"].endswith("10%") == np.isnan(rows[0]["excluded_dvs_stacking"])
     # both methods without a dvs90: both named
     both = ds.copy()
     both["detection_cnn"], both["dvs90_cnn"] = both["detection_stacking"], both["dvs90_stacking"] * np.nan

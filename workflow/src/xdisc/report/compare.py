@@ -84,9 +84,9 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path, detectabilit
     false-alarm rate and excluded dVs, and a method's ``absent`` becomes ``not detectable`` where its
     excluded dVs is above ``target_dvs`` or unknown: X of that strength would have been called ``absent``
     in more than 10 % of the injection draws, so the ``absent`` does not rule it out. (Before 2026-12-04
-    the rule read dvs90, the X found ``present`` in 90 % of the draws; for the CNN, whose ``absent``
-    threshold is set by its X draws and lies below its ``present`` one, that asked more than its
-    ``absent`` claims.) A table without excluded dVs falls back to dvs90."""
+    the rule read dvs90, the X found ``present`` in 90 % of the draws: more than an ``absent`` claims
+    where the CNN's ``absent`` threshold lies below its ``present`` one.) A table without excluded dVs
+    falls back to dvs90."""
     cnn_table = read_table(cnn_csv, CNN_COLUMNS)
     for column in CNN_OPTIONAL:
         if column not in cnn_table.columns:
