@@ -286,6 +286,8 @@ def test_station_file_round_trip_and_figure(model, kernels, tmp_path):
     # both methods without a dvs90: both named
     both = ds.copy()
     both["detection_cnn"], both["dvs90_cnn"] = both["detection_stacking"], both["dvs90_stacking"] * np.nan
+    both["not_absent_cnn"] = both["not_absent_stacking"]
+    both["excluded_dvs_cnn"] = both["excluded_dvs_stacking"] = ((), 0.05)  # 5 % ruled out: no second note
     both["dvs90_stacking"] = both["dvs90_stacking"] * np.nan
     both["false_alarm_rate_cnn"] = both["false_alarm_rate_stacking"]
     (row,) = D.table_rows([write_netcdf(both, tmp_path / "XX.S2.nc")])
@@ -332,3 +334,19 @@ def test_an_absent_rules_out_what_its_draws_would_not_call_absent(model, kernels
     (row,) = D.table_rows([write_netcdf(out[0.2], tmp_path / "XX.SYN.nc")])
     assert row["excluded_dvs_cnn"] == pytest.approx(float(out[0.2]["excluded_dvs_cnn"]), nan_ok=True)
     assert set(D.COLUMNS) <= set(row)
+
+
+def test_a_station_file_of_an_earlier_version_keeps_its_rule(model, kernels, tmp_path):
+    """Files written before the excluded dVs (no not_absent curves): dvs90 stands in for it, and the note
+    says so, so that collecting old files does not turn every absent into not detectable."""
+    from xdisc.core.artifacts import write_netcdf
+
+    k, base = kernels
+    t = RFSettings(**CFG["receiver_function"]).time_axis()
+    norm, p = _station(base, 30, 20.0, seed=2)
+    ds = D.station_detectability(norm, t, p, distance_for_slowness(p, CFG["earth_model"]), k[1:2], base, SMALL,
+                                 model, CFG["stacking"])
+    old = ds.drop_vars(["not_absent_stacking", "excluded_dvs_stacking"])
+    (row,) = D.table_rows([write_netcdf(old, tmp_path / "XX.OLD.nc")])
+    assert row["excluded_dvs_stacking"] == pytest.approx(float(ds["dvs90_stacking"]), nan_ok=True)
+    assert "stacking: excluded dVs not computed (file of an earlier xdisc): dvs90 used" in row["detectability_note"]

@@ -518,6 +518,10 @@ def table_rows(paths) -> list[dict]:
                 for key in ("dvs90", "false_alarm_rate", "excluded_dvs"):
                     name = f"{key}_{m}"
                     row[name] = float(ds[name]) if name in ds else float("nan")
+                if f"detection_{m}" in ds and f"not_absent_{m}" not in ds:
+                    # a file of an earlier version (before 2026-12-04): its rule, dvs90, stands in
+                    row[f"excluded_dvs_{m}"] = row[f"dvs90_{m}"]
+                    notes.append(f"{m}: excluded dVs not computed (file of an earlier xdisc): dvs90 used")
                 if f"detection_{m}" in ds and not station_note and not np.isfinite(row[f"dvs90_{m}"]):
                     # the excluded dVs is never above dvs90: where it is missing, dvs90 is too
                     unexcluded = f"not_absent_{m}" in ds and not np.isfinite(row[f"excluded_dvs_{m}"])

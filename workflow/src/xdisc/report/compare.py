@@ -83,7 +83,8 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path, detectabilit
     With ``detectability_csv`` (``xdisc detectability table``) the rows also carry each method's dvs90,
     false-alarm rate and excluded dVs, and a method's ``absent`` becomes ``not detectable`` where its
     excluded dVs is above ``target_dvs`` or unknown: X of that strength would have been called ``absent``
-    in more than 10 % of the injection draws, so the ``absent`` does not rule it out. (Before 2026-12-04
+    in more than 1 - ``detectability.detection_probability`` (10 %) of the injection draws, so the
+    ``absent`` does not rule it out. (Before 2026-12-04
     the rule read dvs90, the X found ``present`` in 90 % of the draws: more than an ``absent`` claims
     where the CNN's ``absent`` threshold lies below its ``present`` one.) A table without excluded dVs
     falls back to dvs90."""
