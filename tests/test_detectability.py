@@ -309,7 +309,7 @@ def test_cnn_judge_checks_present_first_and_keeps_x_above_its_absent_threshold()
 
 def test_an_absent_rules_out_what_its_draws_would_not_call_absent(model, kernels, tmp_path):
     """The excluded dVs: the draws whose verdict is not absent include those called present, so it is never
-    above dvs90; the shipped CNN with an absent threshold below its present one keeps more X than it finds,
+    above dvs90; the shipped CNN with an absent threshold below its present one keeps at least the X it finds,
     and with no absent threshold (nothing called absent) it rules out every X of the grid."""
     from xdisc.cnn import shipped
     from xdisc.cnn.images import DepthMapper, ImageSettings
