@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from xdisc import config as cfgmod
 from xdisc import detectability as D
-from xdisc.core.artifacts import open_netcdf, usable_receiver_functions
+from xdisc.core.artifacts import open_netcdf
 from xdisc.core.deconvolution import normalise_by_p
 from xdisc.core.earthmodel import load_model
 from xdisc.synth.noise_pool import radial_residuals
@@ -43,11 +43,7 @@ def x_samples(test_path: Path, min_dvs: float) -> tuple[np.ndarray, np.ndarray, 
 def station_check(run: Path, code: str, cfg: dict, rf_x: np.ndarray, p_x: np.ndarray, seed: int) -> np.ndarray:
     """Whether the run's CNN says present for each X sample plus the station's radial residuals."""
     results = run / "results"
-    rf_ds, keep, _ = usable_receiver_functions(results / "rf" / f"{code}.nc", cfg["stacking"]["use_qc"])
-    t = rf_ds["time"].values
-    norm = normalise_by_p(rf_ds["rf"].values[keep].astype(float), t)
-    ok = np.all(np.isfinite(norm), axis=1)
-    norm, slowness = norm[ok], rf_ds["slowness_s_per_km"].values[keep][ok]
+    _, _, norm, t, slowness, _ = D.station_traces(results / "rf" / f"{code}.nc", cfg["stacking"]["use_qc"])
     noise = radial_residuals(norm, slowness)
     judge = D._cnn_judge(results / "cnn" / "finetune.ckpt", results / "cnn" / "station_thresholds.csv", code, cfg,
                          load_model(cfg["earth_model"]))

@@ -395,7 +395,7 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
     ``calibration_path``, else ``cnn.verdict.present_probability``); false alarms on the no-X samples of
     the synthetic set ``test_path`` (:func:`quiet_structures`), and detection draws on its no-X samples
     whose crust is like the station's (:func:`like_station`); else both on the earth model's own."""
-    from xdisc.core.artifacts import open_netcdf, usable_receiver_functions
+    from xdisc.core.artifacts import open_netcdf
     from xdisc.core.earthmodel import load_model
 
     grid = InjectionGrid.from_config(config["detectability"])
@@ -403,29 +403,22 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
         kernels, reference = k["x_conversion"].values.astype(float), k["reference"].values.astype(float)
         grid = InjectionGrid(**{**grid.__dict__, "kernel_slowness_s_per_km": tuple(k["slowness"].values)})
     stacking_cfg = config["stacking"]
-    rf_ds, keep, station = usable_receiver_functions(rf_path, stacking_cfg["use_qc"])
-    time_s = rf_ds["time"].values
-    rf = rf_ds["rf"].values[keep].astype(float)
+    station, n_rf, norm, time_s, slowness, distance = station_traces(rf_path, stacking_cfg["use_qc"])
     model = load_model(config["earth_model"])
     code = f"{station['network']}.{station['station']}"
     fewest = min(int(stacking_cfg["min_rf"]), int(config["cnn"]["verdict"]["min_rf"]))
-    if rf.shape[0] < max(fewest, 3):
+    if n_rf < max(fewest, 3):
         # neither method gives a verdict on so few (both say undetermined): nothing is ever detected
         needs = f"stacking.min_rf {stacking_cfg['min_rf']} and cnn.verdict.min_rf {config['cnn']['verdict']['min_rf']}"
-        note = (f"{rf.shape[0]} receiver function(s): fewer than either method needs for a verdict ({needs})"
-                if rf.shape[0] < fewest else f"{rf.shape[0]} receiver functions: too few to estimate their noise "
-                                             "(neighbours in slowness)")
+        note = (f"{n_rf} receiver function(s): fewer than either method needs for a verdict ({needs})"
+                if n_rf < fewest else f"{n_rf} receiver functions: too few to estimate their noise "
+                                      "(neighbours in slowness)")
         log.info("detectability: %s: %s: detection probability 0", code, note)
         shape = (len(grid.depths_km), len(grid.gradients_km), len(grid.dvs), 1)
         ds = _dataset({m: np.zeros(shape, bool) for m in METHODS}, {m: np.zeros(1, bool) for m in METHODS}, grid,
-                      rf.shape[0], station, 0.0)
+                      n_rf, station, 0.0)
         ds.attrs["note"] = note
         return ds
-    norm = normalise_by_p(rf, time_s)
-    ok = np.all(np.isfinite(norm), axis=1)
-    norm = norm[ok]
-    slowness = rf_ds["slowness_s_per_km"].values[keep][ok]
-    distance = rf_ds["distance_deg"].values[keep][ok]
     cnn = None
     if model_path is not None:
         cnn = _cnn_judge(model_path, calibration_path, code, config, model)
@@ -437,6 +430,20 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
     conversion = depth_model(norm, time_s, slowness, model, stacking_cfg)
     return station_detectability(norm, time_s, slowness, distance, kernels, reference, grid, conversion,
                                  stacking_cfg, cnn, station, progress, quiet, like)
+
+
+def station_traces(rf_path, use_qc: bool) -> tuple[dict, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A station's receiver functions as the injection tests take them: (station, number of usable receiver
+    functions, those whose division by their direct P is finite (event, time), time, slowness, distance)."""
+    from xdisc.core.artifacts import usable_receiver_functions
+
+    rf_ds, keep, station = usable_receiver_functions(rf_path, use_qc)
+    time_s = rf_ds["time"].values
+    rf = rf_ds["rf"].values[keep].astype(float)
+    norm = normalise_by_p(rf, time_s)
+    ok = np.all(np.isfinite(norm), axis=1)
+    return (station, rf.shape[0], norm[ok], time_s, rf_ds["slowness_s_per_km"].values[keep][ok],
+            rf_ds["distance_deg"].values[keep][ok])
 
 
 def quiet_samples(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
