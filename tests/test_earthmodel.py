@@ -79,6 +79,17 @@ def test_replace_crust():
     np.testing.assert_allclose(m.at(300.0), load_model("ak135").at(300.0))
 
 
+def test_replace_crust_keeps_an_exact_moho_after_the_410_moved():
+    """The stretched crust's last node lands on the new Moho exactly, so the Moho stays a
+    discontinuity: PREM with a moved 410 and a 59.05 km crust once ended its crust one rounding
+    step above the mantle's first node, and had no Moho (the mantle perturbation then failed)."""
+    from xdisc.synth.synthetics import shift_discontinuity
+
+    prem = shift_discontinuity(load_model("prem"), 410.0, -12.302439234808272)
+    m = replace_crust(prem, 59.05184148842645, 1.8651779184909287, 0.978676387470579)
+    assert m.moho_km() == 59.05184148842645
+
+
 def test_x_styles_and_the_410():
     ak = load_model("ak135")
     def jump(m, d):

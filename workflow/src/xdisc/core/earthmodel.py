@@ -238,7 +238,9 @@ def replace_crust(model: EarthModel, moho_km: float, vpvs: float, vp_scale: floa
     cv = model.values[crust].copy()
     cd, cv = cd[:-1], cv[:-1]  # drop the node just below the Moho (mantle side)
     scale = moho_km / ref_moho
-    cd = np.minimum(cd * scale, moho_km)  # exact Moho despite rounding
+    cd = cd * scale
+    cd[np.isclose(cd, moho_km, rtol=1e-9, atol=0.0)] = moho_km  # exact Moho despite rounding (either way)
+    cd = np.minimum(cd, moho_km)
     cv[:, 0] *= vp_scale
     cv[:, 1] = cv[:, 0] / vpvs
     if sediment_km > 0:
