@@ -198,3 +198,45 @@ def test_the_410_does_not_tell_whether_x_is_there():
     i = np.flatnonzero(deep_constant)
     assert np.all(jump[i] < p["d410_strength"][i] * ref_jump[i])
     assert np.all(jump[i] >= 0.4 * p["d410_strength"][i] * ref_jump[i] - 1e-6)
+
+
+def test_a_perturbed_mantle_moves_the_deep_conversions_and_adds_no_discontinuity():
+    """synthetics.upper_mantle: the S velocity changes by dvs_top just below the Moho, linearly to
+    dvs_410 at the 410 and by dvs_410 below it (P by dvp_ratio times as much, density not); the crust
+    and every discontinuity's depth stay, no discontinuity is added, and the 410 and 660
+    conversions arrive earlier in a fast mantle and later in a slow one (by more than 0.5 s here)."""
+    from xdisc.core.earthmodel import load_model
+    from xdisc.core.moveout import delay_table
+    from xdisc.synth.synthetics import perturb_mantle
+
+    ref = load_model("ak135")
+    fast = perturb_mantle(ref, 0.03, 0.01, 0.5, 410.0)
+    upper = [d[d < 1000.0] for d in (fast.discontinuities_km(), ref.discontinuities_km())]
+    np.testing.assert_array_equal(*upper)
+    np.testing.assert_allclose(fast.at([1000.0, 2000.0]), ref.at([1000.0, 2000.0]))
+    np.testing.assert_allclose(fast.at([10.0, 30.0]), ref.at([10.0, 30.0]))  # the crust
+    np.testing.assert_allclose(fast.at(35.0, "below")[0] / ref.at(35.0, "below")[0], [1.015, 1.03, 1.0])
+    np.testing.assert_allclose(fast.at(222.5)[0] / ref.at(222.5)[0], [1.01, 1.02, 1.0], rtol=1e-3)
+    for z in (409.0, 411.0, 600.0):
+        np.testing.assert_allclose(fast.at(z)[0] / ref.at(z)[0], [1.005, 1.01, 1.0], rtol=1e-3)
+    assert perturb_mantle(ref, 0.0, 0.0, 0.5, 410.0) is ref
+    slow = perturb_mantle(ref, -0.03, -0.01, 0.5, 410.0)
+    delays = {name: delay_table(m, np.array([410.0, 660.0]), np.array([0.06]))[0]
+              for name, m in (("ref", ref), ("fast", fast), ("slow", slow))}
+    assert np.all(delays["fast"] < delays["ref"] - 0.5) and np.all(delays["slow"] > delays["ref"] + 0.5)
+
+
+def test_the_mantle_perturbation_is_drawn_for_every_sample_and_leaves_the_other_columns():
+    """upper_mantle is drawn after every other column, so the draws before it keep their values;
+    it is drawn alike with and without X; [0, 0] leaves the reference mantle."""
+    cfg = cfgmod.validate({})["synthetics"]
+    p = draw_parameters(400, cfg, 5)
+    off = cfgmod.validate({"synthetics": {"upper_mantle": {"dvs_below_moho": [0, 0], "dvs_at_410": [0, 0]}}})
+    q = draw_parameters(400, off["synthetics"], 5)
+    for key in p:
+        if not key.startswith("mantle_"):
+            np.testing.assert_array_equal(np.asarray(p[key]).astype(str), np.asarray(q[key]).astype(str))
+    assert np.all(q["mantle_dvs_top"] == 0) and np.all(q["mantle_dvs_410"] == 0)
+    for lab in (0, 1):
+        top = p["mantle_dvs_top"][p["label"] == lab]
+        assert top.min() < -0.02 and top.max() > 0.02 and abs(top.mean()) < 0.005
