@@ -220,6 +220,14 @@ def test_a_perturbed_mantle_moves_the_deep_conversions_and_adds_no_discontinuity
     for z in (409.0, 411.0, 600.0):
         np.testing.assert_allclose(fast.at(z)[0] / ref.at(z)[0], [1.005, 1.01, 1.0], rtol=1e-3)
     assert perturb_mantle(ref, 0.0, 0.0, 0.5, 410.0) is ref
+    # a model without a Moho cannot take the change: a clear error that names the setting to turn off
+    from xdisc.config import ConfigError
+    from xdisc.core.earthmodel import EarthModel
+
+    flat = EarthModel("flat", [0.0, 1000.0], [6.0, 6.0], [3.5, 3.5], [2.8, 2.8])
+    with pytest.raises(ConfigError, match=r"no Moho.*synthetics\.upper_mantle.*\[0, 0\]"):
+        perturb_mantle(flat, 0.02, 0.01, 0.5, 410.0)
+    assert perturb_mantle(flat, 0.0, 0.0, 0.5, 410.0) is flat
     slow = perturb_mantle(ref, -0.03, -0.01, 0.5, 410.0)
     delays = {name: delay_table(m, np.array([410.0, 660.0]), np.array([0.06]))[0]
               for name, m in (("ref", ref), ("fast", fast), ("slow", slow))}

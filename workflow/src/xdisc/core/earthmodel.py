@@ -239,8 +239,7 @@ def replace_crust(model: EarthModel, moho_km: float, vpvs: float, vp_scale: floa
     cd, cv = cd[:-1], cv[:-1]  # drop the node just below the Moho (mantle side)
     scale = moho_km / ref_moho
     cd = cd * scale
-    cd[np.isclose(cd, moho_km, rtol=1e-9, atol=0.0)] = moho_km  # exact Moho despite rounding (either way)
-    cd = np.minimum(cd, moho_km)
+    cd[-1] = moho_km  # the crust's last node (the reference Moho, above) lands exactly on the new Moho
     cv[:, 0] *= vp_scale
     cv[:, 1] = cv[:, 0] / vpvs
     if sediment_km > 0:
