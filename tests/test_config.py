@@ -207,3 +207,14 @@ def test_time_range_is_optional_except_for_fdsn():
     lines = str(err.value).splitlines()[1:]
     assert [line.split()[0] for line in lines] == ["data.stations.starttime"]
     assert "fdsn" in lines[0]
+
+
+def test_the_synthetic_test_set_has_its_own_seed_and_size_and_leaves_the_config_alone():
+    cfg = cfgmod.load(None)
+    syn = cfgmod.held_out_synthetics(cfg["synthetics"])
+    assert syn["seed"] == cfg["synthetics"]["seed"] + 1
+    assert syn["n_samples"] == cfg["synthetics"]["n_test_samples"] != cfg["synthetics"]["n_samples"]
+    assert {k: v for k, v in syn.items() if k not in ("seed", "n_samples")} == \
+        {k: v for k, v in cfg["synthetics"].items() if k not in ("seed", "n_samples")}
+    syn["x"]["depth_km"][0] = 0.0  # a copy: the run's own section is untouched
+    assert cfg["synthetics"]["x"]["depth_km"][0] == 250

@@ -35,8 +35,7 @@ def _canonical_test_set(prov: dict) -> dict:
     """The configuration of the canonical synthetic test set the shipped network was scored on (as the
     workflow's simulate_synthetics makes the test split: seed + 1, n_test_samples)."""
     cfg = json.loads(json.dumps(prov["config"]))
-    syn = cfg["synthetics"]
-    syn.update(seed=syn["seed"] + 1, n_samples=syn["n_test_samples"])
+    cfg["synthetics"] = cfgmod.held_out_synthetics(cfg["synthetics"])
     return cfg
 
 

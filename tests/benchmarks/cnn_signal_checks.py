@@ -82,9 +82,9 @@ def rates(p: np.ndarray) -> str:
 def injected(args) -> None:
     torch.set_num_threads(2)
     cfg = json.loads(json.dumps(shipped.provenance()["config"]))
-    syn = cfg["synthetics"]
-    seed = syn["seed"] + 1
-    p = S.draw_parameters(syn["n_test_samples"], syn, seed)
+    syn = cfgmod.held_out_synthetics(cfg["synthetics"])  # the canonical test set's parameters
+    seed = syn["seed"]
+    p = S.draw_parameters(syn["n_samples"], syn, seed)
     idx = np.flatnonzero((p["label"] == 1) & (p["x_dvs"] >= 0.03))[: args.samples]
     rf = RFSettings(**cfg["receiver_function"])
     lay = S.Layering(**cfg["layering"])

@@ -253,8 +253,7 @@ def main():
         write_netcdf(make_dataset(cfg, n_jobs=args.threads), train)
         print(f"synthetic training set: {cfg['synthetics']['n_samples']} samples in {time.perf_counter() - t0:.0f} s")
     if not test.exists():
-        tcfg = cfgmod.deep_merge(cfg, {"synthetics": {"seed": cfg["synthetics"]["seed"] + 1,
-                                                      "n_samples": cfg["synthetics"]["n_test_samples"]}})
+        tcfg = {**cfg, "synthetics": cfgmod.held_out_synthetics(cfg["synthetics"])}
         write_netcdf(make_dataset(tcfg, n_jobs=args.threads), test)
     workers = args.threads if args.threads >= 2 else 0  # as 'xdisc train --workers auto'
     pool_path = real_noise_pool(rf, args.out / "real_noise.nc")

@@ -52,8 +52,7 @@ def test_config() -> dict:
     raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     raw = cfgmod.deep_merge(raw, yaml.safe_load((ROOT / "config/shipped.yaml").read_text()))
     cfg = cfgmod.validate(raw)
-    syn = cfg["synthetics"]
-    syn.update(seed=syn["seed"] + 1, n_samples=syn["n_test_samples"])
+    cfg["synthetics"] = cfgmod.held_out_synthetics(cfg["synthetics"])
     return cfg
 
 

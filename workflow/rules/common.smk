@@ -96,7 +96,7 @@ def _synthetics(split):
     """Settings of a synthetic set: the test set has its own seed (seed + 1) and size."""
     syn = dict(config["synthetics"])
     if split == "test":
-        syn.update(seed=syn["seed"] + 1, n_samples=syn["n_test_samples"])
+        syn = xdisc.config.held_out_synthetics(syn)
     return {"synthetics": syn, **_sections("receiver_function", "layering")}
 
 

@@ -302,3 +302,13 @@ def deep_merge(base: dict, update: dict) -> dict:
 def config_hash(section) -> str:
     """Short stable hash of a config section (recorded in artifacts)."""
     return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def held_out_synthetics(synthetics: dict) -> dict:
+    """The ``synthetics`` section of the synthetic test set: its own seed (``seed`` + 1) and size
+    (``n_test_samples``), everything else as given (a copy). The one rule by which the workflow makes its
+    test set, the shipped network was scored (``snakemake ship_pretrained_cnn``) and the benchmarks make
+    that canonical set again."""
+    syn = copy.deepcopy(synthetics)
+    syn.update(seed=syn["seed"] + 1, n_samples=syn["n_test_samples"])
+    return syn
