@@ -25,7 +25,8 @@ makes them, scored by the given network.
 
     python tests/benchmarks/cnn_signal_checks.py injected [--samples 60]
     python tests/benchmarks/cnn_signal_checks.py noise-free --seed 2 --network /data/xs2 --bound /data/bound2 \\
-        --run /data/xs2-run [--cnn DIR]     # DIR: adapted.ckpt and thr.csv (default: RUN/results/cnn)
+        --run /data/xs2-run [--cnn DIR]     # DIR: finetune.ckpt and station_thresholds.csv (default:
+                                            # RUN/results/cnn), or adapted.ckpt and thr.csv
     python tests/benchmarks/cnn_signal_checks.py sources --seed 2 --run /data/xs2-run [--checkpoint CKPT]
 
 Results: docs/results/2026-12-05-what-the-cnn-misses-and-why.md.
@@ -143,8 +144,9 @@ def injected(args) -> None:
 
 def noise_free(args) -> None:
     cnn = args.cnn or args.run / "results" / "cnn"
-    ckpt = cnn / "adapted.ckpt" if (cnn / "adapted.ckpt").is_file() else cnn / "finetune.ckpt"
-    thr = cnn / "thr.csv" if (cnn / "thr.csv").is_file() else cnn / "station_thresholds.csv"
+    # a run's folder: the network and thresholds its predict_stations used; else a CNN stage made by hand
+    ckpt = cnn / "finetune.ckpt" if (cnn / "finetune.ckpt").is_file() else cnn / "adapted.ckpt"
+    thr = cnn / "station_thresholds.csv" if (cnn / "station_thresholds.csv").is_file() else cnn / "thr.csv"
     truth = pd.read_csv(args.network / "truth" / "truth.csv")
     probs = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -257,7 +259,8 @@ def main(argv=None) -> None:
     b.add_argument("--network", type=Path, required=True)
     b.add_argument("--bound", type=Path, required=True, help="clairvoyant_bound.py's --out of this draw")
     b.add_argument("--run", type=Path, required=True, help="the draw's pipeline run (results/settings)")
-    b.add_argument("--cnn", type=Path, help="folder with adapted.ckpt and thr.csv (default: RUN/results/cnn)")
+    b.add_argument("--cnn", type=Path, help="folder with finetune.ckpt and station_thresholds.csv, or adapted.ckpt "
+                   "and thr.csv (default: RUN/results/cnn)")
     c = sub.add_parser("sources", help="structures without X, one source per event")
     c.add_argument("--seed", type=int, required=True)
     c.add_argument("--run", type=Path, required=True, help="the draw's pipeline run (results/settings)")
