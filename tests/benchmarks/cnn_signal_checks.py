@@ -49,6 +49,7 @@ from xdisc import config as cfgmod
 from xdisc.cnn import shipped
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import load_classifier
+from xdisc.cnn.predict import predict_station
 from xdisc.core.deconvolution import RFSettings, deconvolve, normalise_by_p
 from xdisc.core.earthmodel import Discontinuity, LayerStack, insert_discontinuity, load_model
 from xdisc.synth import synthetics as S
@@ -64,13 +65,6 @@ def _network_module():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def probabilities(module, images: list[np.ndarray]) -> np.ndarray:
-    """Calibrated probabilities (logit / temperature) of a batch of images."""
-    with torch.no_grad():
-        logits = module.net(torch.from_numpy(np.stack(images).astype(np.float32)))
-        return torch.sigmoid(logits / module.temperature).numpy().ravel()
 
 
 def rates(p: np.ndarray) -> str:
@@ -133,7 +127,7 @@ def injected(args) -> None:
                 x, pp = synthetic_station(clean[name][j], slow, t, rf.dt, rf.gaussian_width_hz, draw, rng,
                                           snr=tuple(args.snr))
                 images.append(build_image(x, t, pp, mapper, settings)[0])
-        prob = probabilities(module, images)
+        prob = predict_station(module, np.stack(images))
         by = "  ".join(f"{s} {np.mean(prob[style == s] >= 0.9):.2f}" for s in np.unique(style))
         print(f"{name:24s} {rates(prob)} | at 0.9: {by} | sediment {np.mean(prob[sed] >= 0.9):.2f} "
               f"none {np.mean(prob[~sed] >= 0.9):.2f} | gradient > 7.5 km {np.mean(prob[grad] >= 0.9):.2f} "
@@ -173,7 +167,7 @@ def noise_free(args) -> None:
 # ----------------------------------------------------------------------------- sources
 
 def per_event_images(layers: LayerStack, slowness: np.ndarray, rf: RFSettings, duration_s: float,
-                     source_cfg: dict, rng: np.random.Generator, mapper, settings, trapezoid) -> list[np.ndarray]:
+                     source_cfg: dict, rng: np.random.Generator, mapper, settings, trapezoid) -> np.ndarray:
     """Noise-free images of one structure: ``N_EVENTS`` events at random grid slownesses, each with an
     impulse, one of xdisc's sources, or a trapezoid with pP and sP (``trapezoid(f, rng)``)."""
     rs, zs, nfft = S.response_spectra([layers], slowness, rf, duration_s)
@@ -192,7 +186,7 @@ def per_event_images(layers: LayerStack, slowness: np.ndarray, rf: RFSettings, d
                          n_out=t.size, water_level=rf.water_level, max_iterations=rf.max_iterations,
                          min_fit_change_percent=rf.min_fit_change_percent)
         images.append(build_image(res.rf, t, slowness[k], mapper, settings)[0])
-    return images
+    return np.stack(images)
 
 
 def sources(args) -> None:
@@ -228,8 +222,8 @@ def sources(args) -> None:
         L = net.flat_layers(dict(s, x_present=False))
         layers = LayerStack(thickness_km=L[:, 0], vp_km_s=L[:, 1], vs_km_s=L[:, 2], rho_g_cm3=L[:, 3])
         rng = np.random.default_rng([11, args.seed, int(s["station"][1:])])
-        p = probabilities(module, per_event_images(layers, slow, rf, syn["response_duration_s"], syn["source"], rng,
-                                                   mapper, settings, trapezoid))
+        p = predict_station(module, per_event_images(layers, slow, rf, syn["response_duration_s"], syn["source"], rng,
+                                                     mapper, settings, trapezoid))
         rows.append({"set": "independent", "sediment": s["sediment_km"] > 0, **dict(zip(kinds, p, strict=True))})
     lay = S.Layering(**cfg["layering"])
     test = S.draw_parameters(syn["n_samples"], syn, syn["seed"])  # the run's synthetic test set
@@ -237,9 +231,9 @@ def sources(args) -> None:
     for i in np.flatnonzero(test["label"] == 0)[: args.samples]:
         row = S._row(test, i)
         rng = np.random.default_rng([13, int(i)])
-        p = probabilities(module, per_event_images(lay.apply(S.build_model(row, refs[row["model"]])), slow, rf,
-                                                   syn["response_duration_s"], syn["source"], rng, mapper, settings,
-                                                   trapezoid))
+        layers = lay.apply(S.build_model(row, refs[row["model"]]))
+        p = predict_station(module, per_event_images(layers, slow, rf, syn["response_duration_s"], syn["source"], rng,
+                                                     mapper, settings, trapezoid))
         rows.append({"set": "xdisc test set", "sediment": row["sediment_km"] > 0, **dict(zip(kinds, p, strict=True))})
     df = pd.DataFrame(rows)
     print(f"structures without X, no noise, {N_EVENTS} events each; network {ckpt}")
