@@ -129,6 +129,60 @@ def test_x_conversion_at_the_ray_theory_delay(network):
     assert diff > 0.04 * p_amp, (diff, p_amp)
 
 
+def test_receiver_functions_have_the_conversions_of_their_layers(network):
+    """The archive's noise-poor receiver functions against xdisc's propagator (checked against a third code,
+    tests/oracles/psv_ode.py) on the same flat layers, each event with its own trapezoid and pP/sP, deconvolved
+    alike. Until 2026-12-05 the generator cut off the part of telewavesim's P pulse that lies before P, and the
+    conversions of every receiver function came out about 1.3 times too large against P."""
+    import xarray as xr
+    from obspy.taup import TauPyModel
+    from xdisc.core.deconvolution import RFSettings, deconvolve
+    from xdisc.core.earthmodel import LayerStack
+    from xdisc.synth.synthetics import response_spectra
+
+    bench = _benchmark()
+    stations, events = bench.draw_network(3, 5, 12, 2048, (4, 4), (4, 4), overrides={0: X_STATION, 1: NO_X_STATION},
+                                          outside_fraction=0.4)
+    by_id = {e["time"].strftime("%Y%m%dT%H%M%S"): e for e in events}
+    taup = TauPyModel(bench.TAUP_MODEL)
+    rf = RFSettings()
+    for sta, params in (("S001", stations[0]), ("S002", stations[1])):
+        layers = bench.flat_layers(params)
+        stack = LayerStack(*(layers[:, i] for i in range(4)))
+        with xr.open_dataset(network["work"] / f"XS.{sta}.nc") as ds:
+            ok = ds["qc_pass"].values == 1
+            observed = ds["rf"].values[ok]
+            t = ds["time"].values
+            slowness, distance = ds["slowness_s_per_km"].values[ok], ds["distance_deg"].values[ok]
+            ids = [str(v)[:19].replace("-", "").replace(":", "") for v in ds["origin_time"].values[ok]]
+        binned = np.round(slowness / bench.SLOWNESS_BIN_S_PER_KM) * bench.SLOWNESS_BIN_S_PER_KM
+        r_spec, z_spec, nfft = response_spectra([stack], binned, rf, 409.6)
+        f = np.fft.rfftfreq(nfft, rf.dt)
+        sources = []
+        for event_id, dist in zip(ids, distance, strict=True):
+            ev = by_id[event_id]
+            first = {}
+            for a in taup.get_travel_times(source_depth_in_km=ev["depth_km"], distance_in_degree=float(dist),
+                                           phase_list=["P", "pP", "sP"]):
+                first.setdefault(a.name, a.time)
+            delays = {k: first[n] - first["P"] if n in first else np.nan for k, n in (("pp_delay", "pP"),
+                                                                                      ("sp_delay", "sP"))}
+            w = bench._wavelet_spectrum(f, {**ev, **delays})
+            sources.append(w / w[0])
+        shift = np.exp(-2j * np.pi * f * rf.time_before_p_s)
+        z = np.fft.irfft(z_spec[0] * sources * shift, nfft)[:, :t.size]
+        r = np.fft.irfft(r_spec[0] * sources * shift, nfft)[:, :t.size]
+        predicted = deconvolve(z, r, rf.dt, rf.deconvolution, rf.gaussian_width_hz, time_before_p_s=rf.time_before_p_s,
+                               n_out=t.size, max_iterations=rf.max_iterations,
+                               min_fit_change_percent=rf.min_fit_change_percent).rf
+        obs, pred = observed.mean(axis=0), predicted.mean(axis=0)
+        near_p, later = np.abs(t) < 1.0, (t > 3.0) & (t < 45.0)
+        assert obs[near_p].max() == pytest.approx(pred[near_p].max(), rel=0.1)
+        ratio = float(np.dot(obs[later], pred[later]) / np.dot(pred[later], pred[later]))
+        assert 0.85 < ratio < 1.15, (sta, ratio)
+        assert np.corrcoef(obs[later], pred[later])[0, 1] > 0.9
+
+
 def _readme_local_example() -> dict:
     """The README's local-archive YAML block, as written."""
     import re

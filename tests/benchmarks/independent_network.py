@@ -49,6 +49,13 @@ FS_HZ = 20.0                  # archive sampling rate (the pipeline resamples to
 BEFORE_P_S, AFTER_P_S = 180.0, 360.0   # event window around the true P
 TWS_DT_S = 0.1                # telewavesim sampling; its response is periodic in npts * dt
 SLOWNESS_BIN_S_PER_KM = 0.001    # responses cached per bin: <= 0.05 s error in a 300 km Ps delay
+# telewavesim's direct P is not one sample: its tails reach seconds before and after P (at 0.1 s, about
+# 0.44 of the peak one sample away and 0.0006 at 3 s; before P they hold half of the pulse's area). The
+# response is periodic, so those before P sit at the end of the period: it is rolled by this lead before
+# the far end is tapered, or the taper would cut them off. Cut off, the vertical's P lost half its low
+# frequencies and every receiver function's conversions came out about 1.3 times too large against P
+# (fixed 2026-12-05; docs/results/2026-12-05-the-test-networks-p-pulse.md).
+RESPONSE_LEAD_S = 50.0
 HALF_SPACE_KM = 700.0
 SUBLAYER_KM = 8.0             # fixed sub-layer thickness (spherical depth) between interfaces
 GRADIENT_SUBLAYER_KM = 2.0    # inside gradient zones
@@ -371,8 +378,9 @@ def synthesize_station(job: dict) -> dict:
     nfft = max(2 * npts, 8192)          # zero padding at dt = TWS_DT_S: window and depth phases never wrap
     f = np.fft.rfftfreq(nfft, TWS_DT_S)
     nfft_out = round(nfft * TWS_DT_S * FS_HZ)   # the same duration at FS_HZ (band-limited upsampling)
-    t_resp = np.arange(npts) * TWS_DT_S
-    keep = npts * TWS_DT_S - 100.0      # keep the response to this lag after P, taper the last 20 s
+    lead = round(RESPONSE_LEAD_S / TWS_DT_S)
+    t_resp = np.arange(npts) * TWS_DT_S - RESPONSE_LEAD_S   # lag after P once rolled by the lead
+    keep = npts * TWS_DT_S - RESPONSE_LEAD_S - 50.0   # keep the response to this lag after P, taper 20 s
     taper = np.clip((keep - t_resp) / 20.0, 0, 1)
     cache = {}
     traces, rows = Stream(), []
@@ -383,12 +391,13 @@ def synthesize_station(job: dict) -> dict:
             # a P slower than the half-space (p > 1/vp there, distances near 30 deg) would be evanescent
             slow = min(key * SLOWNESS_BIN_S_PER_KM, 0.995 / layers[:, 1].max())
             r, z = telewavesim_rz(layers, slow, npts)
+            r, z = np.roll(r, lead), np.roll(z, lead)   # P at RESPONSE_LEAD_S: its tails before P stay whole
             cache[key] = (np.fft.rfft(r * taper, nfft), np.fft.rfft(z * taper, nfft))
         rs, zs = cache[key]
         t_p = UTCDateTime(ev["p_time"])
         t0 = UTCDateTime(math.ceil((t_p.timestamp - BEFORE_P_S) * FS_HZ) / FS_HZ)
         lag = t_p - t0                  # P after the first sample (s), fractional
-        shift = _wavelet_spectrum(f, ev) * np.exp(-2j * np.pi * f * lag)
+        shift = _wavelet_spectrum(f, ev) * np.exp(-2j * np.pi * f * (lag - RESPONSE_LEAD_S))
         comp = []
         for spec in (zs, rs):
             full = np.zeros(nfft_out // 2 + 1, dtype=complex)
