@@ -49,8 +49,8 @@ FS_HZ = 20.0                  # archive sampling rate (the pipeline resamples to
 BEFORE_P_S, AFTER_P_S = 180.0, 360.0   # event window around the true P
 TWS_DT_S = 0.1                # telewavesim sampling; its response is periodic in npts * dt
 SLOWNESS_BIN_S_PER_KM = 0.001    # responses cached per bin: <= 0.05 s error in a 300 km Ps delay
-# telewavesim's direct P is not one sample: its tails reach seconds before and after P (at 0.1 s, about
-# 0.44 of the peak one sample away and 0.0006 at 3 s; before P they hold half of the pulse's area). The
+# telewavesim's direct P is not one sample: its tails reach seconds before and after P (0.43 of the peak
+# one sample away, 0.0006 at 3 s; the 100 s before P sum to about as much as the 150 s after it). The
 # response is periodic, so those before P sit at the end of the period: it is rolled by this lead before
 # the far end is tapered, or the taper would cut them off. Cut off, the vertical's P lost half its low
 # frequencies and every receiver function's conversions came out about 1.3 times too large against P
