@@ -187,6 +187,20 @@ def test_present_at_one_probability_for_every_station_reports_the_own_draws_rate
         assert predict.calibrated_verdict(np.array([p0]), 50, t, {"min_rf": 8})[0] == expected
 
 
+def test_conformal_present_needs_the_probability_and_the_station_own_threshold():
+    """cnn.adapt.conformal_present: present needs present_probability and the conformal threshold of the
+    station's no-X draws, whichever is higher; off by default."""
+    assert cfgmod.load(None, {})["cnn"]["adapt"]["conformal_present"] is False
+    a = calibration.AdaptSettings(conformal_present=True)
+    x = np.linspace(0.3, 1.0, 100)
+    quiet, ringing = np.linspace(0.0, 0.5, 39), np.linspace(0.5, 0.999, 39)
+    assert calibration.station_thresholds(quiet, x, a)["present_threshold"] == 0.9
+    t = calibration.station_thresholds(ringing, x, a)
+    assert t["present_threshold"] == calibration.upper_order_statistic(ringing, a.false_alarm_rate) > 0.9
+    assert t["false_alarm_rate"] == np.mean(ringing >= t["present_threshold"]) < 0.06
+    assert predict.calibrated_verdict(np.array([0.95]), 50, t, {"min_rf": 8})[0] == "undetermined"
+
+
 def test_station_thresholds_bound_the_rates_on_fresh_exchangeable_draws():
     """The oracle is exchangeability, not our code: for uniform scores the chance that a fresh draw reaches a
     threshold t is 1 - t exactly. Averaged over many calibrations of 40 draws, present is reached by at

@@ -124,7 +124,7 @@ SETTINGS = {
             "earth_model",
             "images",
             leave_out=("finetune", "labels", "evaluation"),
-            leave_out_keys={"adapt": xdisc.config.CNN_THRESHOLD_KEYS},
+            leave_out_keys={"adapt": xdisc.config.CNN_THRESHOLD_KEYS + xdisc.config.CALIBRATION_DRAW_KEYS},
         ),
         "calibrate": _cnn("earth_model", "images", leave_out=("pretrain", "finetune", "labels", "evaluation")),
         "calibration_draws": _cnn(

@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 # keys of cnn.adapt read only where the per-station thresholds are set (xdisc calibrate, xdisc evaluate): the
 # Snakefile leaves them out of the settings of the steps before, so that a new rate reruns none of them
-CNN_THRESHOLD_KEYS = ("present_probability", "false_alarm_rate", "miss_rate")
+CNN_THRESHOLD_KEYS = ("present_probability", "false_alarm_rate", "miss_rate", "conformal_present")
+# cnn.adapt keys that only the calibration draws read (left out of the adaptation's settings)
+CALIBRATION_DRAW_KEYS = ("calibration_crust",)
 
 
 class ConfigError(ValueError):

@@ -56,7 +56,7 @@ from xdisc.cnn.calibration import (
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import XClassifier, logits_of
 from xdisc.cnn.synthetic_set import SyntheticSource
-from xdisc.config import CNN_THRESHOLD_KEYS
+from xdisc.config import CALIBRATION_DRAW_KEYS, CNN_THRESHOLD_KEYS
 from xdisc.core import metrics
 from xdisc.core.artifacts import atomic_output, open_netcdf, software_versions, write_csv, write_json
 from xdisc.core.deconvolution import normalise_by_p
@@ -171,7 +171,8 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
     base = XClassifier.load_from_checkpoint(str(pretrained), map_location="cpu")
     seed = int(cfg["seed"])
     result = {"stage": "adapt", "stations": len(noise_files), "stations_with_noise": len(pools),
-              "settings": {k: v for k, v in a.__dict__.items() if k not in CNN_THRESHOLD_KEYS},
+              "settings": {k: v for k, v in a.__dict__.items()
+                           if k not in CNN_THRESHOLD_KEYS + CALIBRATION_DRAW_KEYS},
               "seed": seed, "versions": software_versions(("torch", "lightning"))}
     if not a.enabled or not pools or a.epochs == 0:
         why = ("cnn.adapt.enabled is false" if not a.enabled else "cnn.adapt.epochs is 0" if a.epochs == 0

@@ -50,6 +50,8 @@ class AdaptSettings:
     crust_window_s: tuple = (-1.0, 20.0)
     calibration_noise: str = "redeconvolved"
     batch_stations: int = 20
+    calibration_crust: str = "sample"
+    conformal_present: bool = False
 
     @classmethod
     def from_config(cls, cfg: dict) -> AdaptSettings:
@@ -179,10 +181,14 @@ def station_thresholds(prob_no_x: np.ndarray, prob_x: np.ndarray, a: AdaptSettin
     ``absent`` for a score below 0.5; without that cap 1-3 more of 100 stations were decided right on
     each of four adaptations of both independent test networks, with the same false alarms.) Where the
     thresholds cross, ``present`` is checked first (:func:`xdisc.cnn.predict.calibrated_verdict`), and
-    ``miss_rate`` counts the X draws that would be called ``absent``. The rates returned are those of the
+    ``miss_rate`` counts the X draws that would be called ``absent``. With ``conformal_present``,
+    ``present`` needs both ``present_probability`` and the conformal threshold (meant for draws made in
+    the station's own crust, ``calibration_crust: station``). The rates returned are those of the
     station's own draws at its thresholds."""
     if a.present_probability is None:
         present = float(max(0.5, upper_order_statistic(prob_no_x, a.false_alarm_rate)))
+    elif a.conformal_present:
+        present = float(max(a.present_probability, upper_order_statistic(prob_no_x, a.false_alarm_rate)))
     else:
         present = float(a.present_probability)
     absent = float(lower_order_statistic(prob_x, a.miss_rate))

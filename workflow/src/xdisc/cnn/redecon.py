@@ -17,6 +17,11 @@ is made as its data were:
 3. tapered, cut and deconvolved with the pipeline's deconvolution and settings, divided by the direct P,
    and imaged at the station's event slownesses.
 
+With ``cnn.adapt.calibration_crust: station`` the samples keep their mantles (X, distractors, transition
+zone) but take the station's own crust, fitted to its receiver functions (:mod:`xdisc.cnn.crust_fit`), so
+that the draws ring as the station does (the default ``sample``: each sample's own crust, the nearest of
+the test set's).
+
 The images do not depend on the network, so they are made per batch of stations (rule
 ``draw_calibration``) and only scored by ``xdisc calibrate``. The X draws (the ``absent`` threshold)
 stay own-noise stations.
@@ -33,7 +38,8 @@ import numpy as np
 import xarray as xr
 from scipy.fft import irfft, next_fast_len, rfft
 
-from xdisc.cnn.calibration import AdaptSettings, calibration_pairs, read_pools
+from xdisc.cnn.calibration import AdaptSettings, calibration_pairs, crust_distances, crust_window, in_window, read_pools
+from xdisc.cnn.crust_fit import CRUST_KEYS, CrustFit, crust_bounds, fit_crust
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.synthetic_set import SyntheticSource
 from xdisc.config import config_hash
@@ -72,21 +78,20 @@ class Responses:
     """Vertical and radial plane-wave response spectra of samples of a synthetic set, on its slowness grid
     (rebuilt from the set's parameter columns with the run's layering)."""
 
-    def __init__(self, test_path: str | Path, config: dict, samples: np.ndarray):
+    def __init__(self, test_path: str | Path, config: dict, samples: np.ndarray, crust: dict | None = None):
         self.rf = RFSettings(**config["receiver_function"])
         layering = syn.Layering(**config["layering"])
-        with open_netcdf(test_path) as ds:
-            self.slowness = ds["slowness"].values.astype(float)
-            params = {k: ds[k].values for k in syn.PARAMETER_DOCS if k in ds}
-        for k in syn.STRING_COLUMNS:
-            if k in params:
-                params[k] = params[k].astype(str)
+        self.slowness, params = read_parameters(test_path)
         self.samples = np.unique(np.asarray(samples, int))
         refs = {name: load_model(name) for name in np.unique(params["model"][self.samples])}
+
+        def row(i):  # the sample, with ``crust`` (a station's own: xdisc.cnn.crust_fit) in place of its own
+            return {**syn._row(params, i), **(crust or {})}
+
         r_all, z_all = [], []
         for a in range(0, self.samples.size, 16):
             rows = self.samples[a:a + 16]
-            stacks = [layering.apply(syn.build_model(syn._row(params, i), refs[params["model"][i]])) for i in rows]
+            stacks = [layering.apply(syn.build_model(row(i), refs[params["model"][i]])) for i in rows]
             r, z, self.nfft = syn.response_spectra(stacks, self.slowness, self.rf,
                                                    config["synthetics"]["response_duration_s"])
             r_all.append(r.astype(np.complex64))
@@ -106,6 +111,30 @@ class Responses:
         z = np.fft.irfft(self.z[k, grid_index] * src * delay, self.nfft)[:, :n]
         r = np.fft.irfft(self.r[k, grid_index] * src * delay, self.nfft)[:, :n]
         return z, r
+
+
+def read_parameters(test_path: str | Path) -> tuple[np.ndarray, dict]:
+    """The slowness grid and the parameter columns of a synthetic set."""
+    with open_netcdf(test_path) as ds:
+        slowness = ds["slowness"].values.astype(float)
+        params = {k: ds[k].values for k in syn.PARAMETER_DOCS if k in ds}
+    for k in syn.STRING_COLUMNS:
+        if k in params:
+            params[k] = params[k].astype(str)
+    return slowness, params
+
+
+def station_crust(pool, test: SyntheticSource, params: dict, config: dict, a: AdaptSettings, seed: int,
+                  normalised: np.ndarray) -> CrustFit:
+    """The station's own crust (:mod:`xdisc.cnn.crust_fit`), started from the crusts of the 8 samples of the
+    synthetic test set nearest its receiver functions."""
+    dist = crust_distances(pool, test, a.crust_window_s, normalised)
+    starts = np.stack([params[k] for k in CRUST_KEYS], axis=1)[np.argsort(dist, kind="stable")[:8]]
+    starts[:, 3] = np.nan_to_num(starts[:, 3])  # other undefined values start mid-range
+    return fit_crust(pool.radial[:, in_window(test.time_s, a.crust_window_s)], pool.grid_index, starts,
+                     load_model(config["earth_model"]), test.grid_slowness, RFSettings(**config["receiver_function"]),
+                     syn.Layering(**config["layering"]), a.crust_window_s,
+                     crust_bounds(config["synthetics"]["crust"]), np.random.default_rng([seed, 37]))
 
 
 def redeconvolved(resp: Responses, samples: np.ndarray, grid_index: np.ndarray, pre_p: np.ndarray,
@@ -161,8 +190,9 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
     settings = ImageSettings.from_config(config["images"])
     mapper = DepthMapper(load_model(config["earth_model"]), settings.depths_km)
     test = SyntheticSource.read(test_path)
+    own_crust = a.calibration_crust == "station"
     pools = read_pools(noise_files, test.grid_slowness, test.time_s, int(cfg["verdict"]["min_rf"]), a.noise,
-                       a.match_crust, pre_p=True)
+                       a.match_crust or own_crust, pre_p=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     chosen = []
     for pool in pools:
@@ -172,14 +202,26 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
             continue
         seed = station_seed(int(cfg["seed"]), pool.station)
         chosen.append((pool, station_samples(pool, test, a, seed)[0], seed))
-    resp = Responses(test_path, config, np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, int))
+    if own_crust:  # one set of responses per station, made with its crust
+        params = read_parameters(test_path)[1]
+        normalised = crust_window(test, a.crust_window_s)
+        shared = None
+    else:
+        shared = Responses(test_path, config, np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, int))
     written = []
-    t_out = resp.rf.time_axis()
+    t_out = RFSettings(**config["receiver_function"]).time_axis()
     vp_surface = float(load_model(config["earth_model"]).vp_km_s[0])  # TauP's incidence: asin(p * vp)
     lqt = config["rf_processing"]["rotation"] == "LQT"
     sect = {k: config[k] for k in ("receiver_function", "rf_processing", "images", "layering", "earth_model")}
     for k, (pool, samples, seed) in enumerate(chosen):
         t0 = time.perf_counter()
+        fit = None
+        if own_crust and pool.radial is not None:
+            fit = station_crust(pool, test, params, config, a, seed, normalised)
+            log.info("calibration draws: %s: own crust: Moho %.1f km, Vp/Vs %.2f, sediment %.2f km (Vs %.2f km/s); "
+                     "misfit %.3f (nearest sample %.3f)", pool.station, fit.params["moho_km"], fit.params["vpvs"],
+                     fit.params["sediment_km"], fit.params["sediment_vs_km_s"], fit.misfit, fit.start_misfit)
+        resp = shared if shared is not None else Responses(test_path, config, samples, fit.params if fit else None)
         rng = np.random.default_rng([seed, 31])
         incidence = np.degrees(np.arcsin(np.clip(pool.slowness * vp_surface, 0.0, 1.0))) if lqt else None
         rfs = redeconvolved(resp, samples, pool.grid_index, pool.pre_p, config["rf_processing"], rng, incidence)
@@ -195,6 +237,10 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
                    "noise spectra at each event's SNR, deconvolved as xdisc rf",
             seed=seed, config_hash=config_hash(sect)))
         ds.attrs["n_events"] = int(pool.grid_index.size)
+        ds.attrs["crust"] = "the station's own (fitted)" if fit else "each sample's own"
+        if fit:
+            ds.attrs.update({f"crust_{k}": round(v, 4) for k, v in fit.params.items()})
+            ds.attrs.update(crust_misfit=round(fit.misfit, 5), crust_start_misfit=round(fit.start_misfit, 5))
         written.append(write_netcdf(ds, out_dir / f"{pool.station}.nc"))
         log.info("calibration draws: %s (%d of %d): %d draws of %d events in %.1f s", pool.station, k + 1,
                  len(chosen), samples.size, pool.grid_index.size, time.perf_counter() - t0)
