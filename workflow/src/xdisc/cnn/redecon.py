@@ -216,8 +216,16 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
     for k, (pool, samples, seed) in enumerate(chosen):
         t0 = time.perf_counter()
         fit = None
-        if own_crust and pool.radial is not None:
-            fit = station_crust(pool, test, params, config, a, seed, normalised)
+        if own_crust and pool.radial is None:
+            log.warning("calibration draws: %s: its noise pool keeps no receiver functions to fit its crust to; "
+                        "its draws keep the samples' own crusts", pool.station)
+        elif own_crust:
+            try:
+                fit = station_crust(pool, test, params, config, a, seed, normalised)
+            except (ValueError, FloatingPointError) as err:  # a crust the propagator cannot take: keep going
+                log.warning("calibration draws: %s: its crust could not be fitted (%s); its draws keep the "
+                            "samples' own crusts", pool.station, err)
+        if fit is not None:
             log.info("calibration draws: %s: own crust: Moho %.1f km, Vp/Vs %.2f, sediment %.2f km (Vs %.2f km/s); "
                      "misfit %.3f (nearest sample %.3f)", pool.station, fit.params["moho_km"], fit.params["vpvs"],
                      fit.params["sediment_km"], fit.params["sediment_vs_km_s"], fit.misfit, fit.start_misfit)
