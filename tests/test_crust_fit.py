@@ -24,7 +24,7 @@ WINDOW = (-1.0, 20.0)
 
 def _station(crust: dict, slowness: np.ndarray) -> np.ndarray:
     """Noise-free receiver functions / direct P (event, time in WINDOW) of AK135 with ``crust``, one event per
-    slowness, with the synthetic sets' record length (409.6 s; the fit uses 204.8 s)."""
+    slowness."""
     rf = RFSettings(**CFG["receiver_function"])
     model = replace_crust(load_model("ak135"), *(crust[k] for k in crust_fit.CRUST_KEYS))
     layering = syn.Layering(**CFG["layering"])
@@ -50,8 +50,9 @@ def test_the_fit_finds_a_crust_from_the_nearest_of_random_crusts(crust):
     pool = rng.uniform(lo, hi, (200, 6))
     pool[:, 3] = np.where(rng.random(200) < cr["sediment_probability"], rng.uniform(*cr["sediment_km"], 200), 0.0)
     args = (load_model("ak135"), GRID, RFSettings(**CFG["receiver_function"]), syn.Layering(**CFG["layering"]), WINDOW)
-    starts = pool[np.argsort(crust_misfit(radial, grid_index, crust_fit.crust_receiver_functions(pool, *args)))[:8]]
-    fit = crust_fit.fit_crust(radial, grid_index, starts, *args, (lo, hi), np.random.default_rng(0))
+    near = np.argsort(crust_misfit(radial, grid_index, crust_fit.crust_receiver_functions(pool, *args, 409.6)))
+    starts = pool[near[:8]]
+    fit = crust_fit.fit_crust(radial, grid_index, starts, *args, (lo, hi), np.random.default_rng(0), 409.6)
     p = fit.params
     assert fit.misfit <= fit.start_misfit
     assert p["sediment_km"] == pytest.approx(crust["sediment_km"], abs=0.4), p

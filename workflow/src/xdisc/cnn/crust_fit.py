@@ -37,9 +37,6 @@ CRUST_KEYS = ("moho_km", "vpvs", "crust_vp_scale", "sediment_km", "sediment_vs_k
 _RANGE_KEYS = ("moho_km", "vpvs", "vp_scale", "sediment_km", "sediment_vs_km_s", "sediment_vpvs")
 # a sediment thinner than this is no sediment (the grid of the receiver functions cannot see it)
 MIN_SEDIMENT_KM = 0.2
-# the propagator's record length for the fit: holds the receiver function's time axis, a quarter of the cost
-# of the synthetic sets' 409.6 s (the crustal window sees no wrapped arrival above 1 % of P)
-FIT_RESPONSE_S = 204.8
 
 
 @dataclass(frozen=True)
@@ -60,11 +57,13 @@ def crust_bounds(crust_cfg: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def crust_receiver_functions(crusts: np.ndarray, reference: EarthModel, slowness: np.ndarray, rf: RFSettings,
-                             layering: syn.Layering, window_s: tuple) -> np.ndarray:
+                             layering: syn.Layering, window_s: tuple, response_duration_s: float) -> np.ndarray:
     """Noise-free receiver functions / direct P (crust, slowness, time in ``window_s``) of ``reference`` with
-    each row of ``crusts`` (:data:`CRUST_KEYS`) as its crust."""
+    each row of ``crusts`` (:data:`CRUST_KEYS`) as its crust, made as the synthetic sets make theirs
+    (``synthetics.response_duration_s``: half of the sets' 409.6 s changes the receiver functions by up to
+    a tenth of their peak, the mantle's late reverberations wrapping into the crustal window)."""
     stacks = [layering.apply(replace_crust(reference, *_valid(c))) for c in crusts]
-    rfs = syn.receiver_functions(stacks, slowness, rf, FIT_RESPONSE_S)
+    rfs = syn.receiver_functions(stacks, slowness, rf, response_duration_s)
     time_s = rf.time_axis()
     return normalise_by_p(rfs, time_s)[..., in_window(time_s, window_s)]
 
@@ -77,8 +76,8 @@ def _valid(c: np.ndarray) -> tuple:
 
 def fit_crust(radial: np.ndarray, grid_index: np.ndarray, starts: np.ndarray, reference: EarthModel,
               slowness: np.ndarray, rf: RFSettings, layering: syn.Layering, window_s: tuple,
-              bounds: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, rounds: int = 8,
-              candidates: int = 32, keep: int = 4, step: float = 0.15) -> CrustFit:
+              bounds: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, response_duration_s: float = 409.6,
+              rounds: int = 8, candidates: int = 32, keep: int = 4, step: float = 0.15) -> CrustFit:
     """The crust whose receiver functions are nearest a station's (``radial``: event, time in ``window_s``,
     divided by direct P; ``grid_index``: each event's slowness on ``slowness``): ``starts`` (crust,
     :data:`CRUST_KEYS`), then ``rounds`` of ``candidates`` random steps around the ``keep`` best so far,
@@ -90,7 +89,8 @@ def fit_crust(radial: np.ndarray, grid_index: np.ndarray, starts: np.ndarray, re
     best = np.asarray(starts, float)
     best = np.clip(np.where(np.isfinite(best), best, 0.5 * (lo + hi)), lo, hi)
     misfit = crust_misfit(radial, local,
-                          crust_receiver_functions(best, reference, slowness, rf, layering, window_s))
+                          crust_receiver_functions(best, reference, slowness, rf, layering, window_s,
+                                                   response_duration_s))
     start_misfit = float(misfit.min())
     for _ in range(rounds):
         parents = best[np.argsort(misfit, kind="stable")[:keep]]
@@ -98,7 +98,7 @@ def fit_crust(radial: np.ndarray, grid_index: np.ndarray, starts: np.ndarray, re
         cand = np.clip(cand, lo, hi)
         cand[:, 3] = np.where(cand[:, 3] < MIN_SEDIMENT_KM, 0.0, cand[:, 3])
         m = crust_misfit(radial, local, crust_receiver_functions(cand, reference, slowness, rf, layering,
-                                                                      window_s))
+                                                                      window_s, response_duration_s))
         allc, allm = np.concatenate([best, cand]), np.concatenate([misfit, m])
         order = np.argsort(allm, kind="stable")[: max(keep, 8)]
         best, misfit = allc[order], allm[order]

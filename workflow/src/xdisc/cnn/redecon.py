@@ -134,7 +134,8 @@ def station_crust(pool, test: SyntheticSource, params: dict, config: dict, a: Ad
     return fit_crust(pool.radial[:, in_window(test.time_s, a.crust_window_s)], pool.grid_index, starts,
                      load_model(config["earth_model"]), test.grid_slowness, RFSettings(**config["receiver_function"]),
                      syn.Layering(**config["layering"]), a.crust_window_s,
-                     crust_bounds(config["synthetics"]["crust"]), np.random.default_rng([seed, 37]))
+                     crust_bounds(config["synthetics"]["crust"]), np.random.default_rng([seed, 37]),
+                     config["synthetics"]["response_duration_s"])
 
 
 def redeconvolved(resp: Responses, samples: np.ndarray, grid_index: np.ndarray, pre_p: np.ndarray,
