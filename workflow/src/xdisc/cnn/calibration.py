@@ -135,14 +135,15 @@ def in_window(time_s: np.ndarray, window_s: tuple) -> np.ndarray:
 
 
 def calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, absent_dvs: float,
-                      seed: int, crust_window_s: tuple | None = None, hard_fraction: float = 0.0
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      seed: int, crust_window_s: tuple | None = None, hard_fraction: float = 0.0,
+                      normalised: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per station ``draws`` samples without X and ``draws`` with X of dVs >= ``absent_dvs``: pairs and,
     per pair, 0/1 for no X / X. At random (with replacement where the set holds fewer); with
     ``crust_window_s``, the samples whose crust is nearest the station's (:func:`crust_distances`),
     where its pool keeps its receiver functions. With ``hard_fraction``, that fraction of the no-X draws
     are look-alikes of X (``source.hard``: a distractor below the X window, a low-velocity zone, thick
-    sediments), so that the present threshold bounds false alarms on them too."""
+    sediments), so that the present threshold bounds false alarms on them too. ``normalised``: the
+    source's :func:`crust_window`, where the caller already holds it (one station at a time)."""
     rng = np.random.default_rng([seed, 23])
     no_x = np.flatnonzero(source.label == 0)
     with_x = np.flatnonzero((source.label == 1) & (source.x_dvs >= absent_dvs - 1e-9))
@@ -150,10 +151,11 @@ def calibration_pairs(pools: list[Pool], source: SyntheticSource, draws: int, ab
         raise ValueError(f"the synthetic test set needs samples without X and with X of dVs >= {absent_dvs}")
     hard = no_x[source.hard[no_x]] if source.hard is not None and hard_fraction > 0 else np.zeros(0, int)
     n_hard = round(hard_fraction * draws) if hard.size else 0
-    normalised = crust_window(source, crust_window_s) if crust_window_s is not None else None
+    if crust_window_s is not None and normalised is None:
+        normalised = crust_window(source, crust_window_s)
     pairs, kind = [], []
     for s, pool in enumerate(pools):
-        dist = crust_distances(pool, source, crust_window_s, normalised) if normalised is not None else None
+        dist = crust_distances(pool, source, crust_window_s, normalised) if crust_window_s is not None else None
         for cls_, idx in ((0, no_x), (1, with_x)):
             pick = rng.choice(idx, size=draws, replace=idx.size < draws)
             if dist is not None and idx.size >= draws:

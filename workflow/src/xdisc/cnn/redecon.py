@@ -172,12 +172,13 @@ def station_seed(seed: int, station: str) -> int:
     return int(seed) * 1_000_003 + zlib.crc32(station.encode())
 
 
-def station_samples(pool, test: SyntheticSource, a: AdaptSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def station_samples(pool, test: SyntheticSource, a: AdaptSettings, seed: int, normalised: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """The samples of the synthetic test set for a station's no-X and X calibration draws (``seed``: its
     :func:`station_seed`), picked as :func:`xdisc.cnn.adapt.calibrate` picks them (with ``match_crust``
-    the nearest crusts, whatever the seed)."""
+    the nearest crusts, whatever the seed; ``normalised``: the test set's crust window, made once)."""
     pairs, kind = calibration_pairs([pool], test, a.calibration_draws, a.absent_dvs, seed,
-                                    a.crust_window_s if a.match_crust else None, a.hard_fraction)
+                                    a.crust_window_s if a.match_crust else None, a.hard_fraction, normalised)
     return pairs[kind == 0, 1], pairs[kind == 1, 1]
 
 
@@ -195,6 +196,8 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
     pools = read_pools(noise_files, test.grid_slowness, test.time_s, int(cfg["verdict"]["min_rf"]), a.noise,
                        a.match_crust or own_crust, pre_p=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the test set's crust window, once for every station (nearest crusts; the own crust's starts)
+    normalised = crust_window(test, a.crust_window_s) if a.match_crust or own_crust else None
     chosen = []
     for pool in pools:
         if pool.pre_p is None:
@@ -202,10 +205,9 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
                         "its thresholds come from own-noise stations", pool.station)
             continue
         seed = station_seed(int(cfg["seed"]), pool.station)
-        chosen.append((pool, station_samples(pool, test, a, seed)[0], seed))
+        chosen.append((pool, station_samples(pool, test, a, seed, normalised)[0], seed))
     if own_crust:  # one set of responses per station, made with its crust
         params = read_parameters(test_path)[1]
-        normalised = crust_window(test, a.crust_window_s)
         shared = None
     else:
         shared = Responses(test_path, config, np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, int))
