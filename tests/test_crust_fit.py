@@ -87,3 +87,43 @@ def test_draws_in_the_station_crust_carry_it(rf_example_station, tmp_path):
         assert a - 1e-6 <= own[f"crust_{k}"] <= b + 1e-6
     assert own["crust_misfit"] <= own["crust_start_misfit"]
     assert not np.allclose(own_images, sample_images)
+
+
+def test_a_pool_without_its_receiver_functions_keeps_the_samples_crusts(rf_example_station, tmp_path, caplog):
+    """A noise pool written before xdisc kept the radial receiver functions has nothing to fit a crust to: a
+    warning names the station, and its draws are made with the samples' own crusts, as by default."""
+    cfg = cfgmod.load(None, {"synthetics": {"n_samples": 12, "noise": {"snr": [20, 30]}}})
+    write_netcdf(syn.make_dataset(cfg), tmp_path / "test.nc")
+    write_netcdf(rf_example_station["dataset"], tmp_path / "rf.nc")
+    write_netcdf(noise_pool(tmp_path / "rf.nc").drop_vars("radial"), tmp_path / "CX.PB01.nc")
+    out = {}
+    for crust in ("sample", "station"):
+        settings = json.dumps({"cnn": {"adapt": {"calibration_draws": 6, "calibration_crust": crust},
+                                       "verdict": {"min_rf": 3}}, "synthetics": cfg["synthetics"]})
+        with caplog.at_level("WARNING"):
+            assert main(["calibration-draws", str(tmp_path / "CX.PB01.nc"), "--test", str(tmp_path / "test.nc"),
+                         "--out", str(tmp_path / crust), "--settings", settings]) == 0
+        with xr.open_dataset(tmp_path / crust / "CX.PB01.nc") as ds:
+            out[crust] = (ds["image"].values, ds.attrs["crust"])
+    assert "CX.PB01: its noise pool keeps no receiver functions to fit its crust to" in caplog.text
+    assert out["station"][1] == out["sample"][1] == "each sample's own"
+    assert np.array_equal(out["station"][0], out["sample"][0])
+
+
+def test_a_crust_that_cannot_be_built_keeps_the_samples_crusts(rf_example_station, tmp_path, caplog):
+    """Crust ranges the earth model cannot take (a Moho of 1-3 km in synthetics.crust): the fit fails, a warning
+    names the station and the reason, and its draws are made with the samples' own crusts."""
+    cfg = cfgmod.load(None, {"synthetics": {"n_samples": 12, "noise": {"snr": [20, 30]}}})
+    write_netcdf(syn.make_dataset(cfg), tmp_path / "test.nc")
+    write_netcdf(rf_example_station["dataset"], tmp_path / "rf.nc")
+    write_netcdf(noise_pool(tmp_path / "rf.nc"), tmp_path / "CX.PB01.nc")
+    synthetics = {**cfg["synthetics"], "crust": {**cfg["synthetics"]["crust"], "moho_km": [1.0, 3.0]}}
+    settings = json.dumps({"cnn": {"adapt": {"calibration_draws": 6, "calibration_crust": "station"},
+                                   "verdict": {"min_rf": 3}}, "synthetics": synthetics})
+    with caplog.at_level("WARNING"):
+        assert main(["calibration-draws", str(tmp_path / "CX.PB01.nc"), "--test", str(tmp_path / "test.nc"),
+                     "--out", str(tmp_path / "draws"), "--settings", settings]) == 0
+    assert "CX.PB01: its crust could not be fitted (moho_km must be within 5-150 km" in caplog.text
+    with xr.open_dataset(tmp_path / "draws" / "CX.PB01.nc") as ds:
+        assert ds.attrs["crust"] == "each sample's own" and ds["image"].shape[0] == 6
+        assert np.all(np.isfinite(ds["image"].values))
