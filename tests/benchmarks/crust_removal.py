@@ -15,8 +15,9 @@ is subtracted outside the direct P. Three steps:
     # (and the test set, with synthetics_test.json), then train a network on each as a run does:
     xdisc train pretrain --settings-file SETTINGS.json --synthetics pretrain_ideal.nc --test test_ideal.nc \\
         --out ideal.ckpt --metrics ideal.json --threads 1 --workers 1
-    #    (SETTINGS.json: RUN/results/settings/pretrain.json with cnn.pretrained "train"; the same
-    #    training on the unchanged sets is the baseline)
+    #    (SETTINGS.json: RUN/results/settings/pretrain.json with cnn.pretrained "train" and
+    #    cnn.pretrain.snr [1, 30], as the shipped network; the same training on the unchanged sets is
+    #    the baseline)
     # 2. the CNN alone on the test set's stations by Moho depth (xdisc evaluate's stations, SNR 3/10/30)
     python tests/benchmarks/crust_removal.py evaluate --checkpoint ideal.ckpt --test test_ideal.nc \\
         --settings RUN/results/settings/evaluate.json --out ideal_eval.json
