@@ -33,6 +33,7 @@ RUN is a finished run of tests/benchmarks/independent_network.py (full-size conf
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import sys
@@ -169,7 +170,9 @@ def network(a) -> None:
     st = json.loads((run / "settings/station.json").read_text())
     syn = json.loads((run / "settings/synthetics_test.json").read_text())
     rf_settings, layering = RFSettings(**syn["receiver_function"]), Layering(**syn["layering"])
-    settings, ref = ImageSettings.from_config(st["images"]), load_model(st["earth_model"])
+    # image 0 (every receiver function) only: no random subsets or back-azimuth sectors to make and drop
+    settings = dataclasses.replace(ImageSettings.from_config(st["images"]), images_per_station=1)
+    ref = load_model(st["earth_model"])
     mapper = DepthMapper(ref, settings.depths_km)
     nets = {}
     for spec in a.networks:
@@ -190,8 +193,8 @@ def network(a) -> None:
             crust = receiver_functions([layering.apply(crust_only(ref, *crusts[row["station"]]))], p, rf_settings,
                                        syn["synthetics"]["response_duration_s"])[0]
             removed = normalise_by_p(rf, t) - normalise_by_p(crust, t) * keep_p_taper(t)
-            image = {False: station_images(rf, t, p, mapper, settings).images[:1],
-                     True: station_images(removed, t, p, mapper, settings).images[:1]}
+            image = {False: station_images(rf, t, p, mapper, settings).images,
+                     True: station_images(removed, t, p, mapper, settings).images}
             with torch.no_grad():
                 for name, (module, rem) in nets.items():
                     row[name] = float(module.probability(torch.from_numpy(image[rem].astype(np.float32)))[0])
