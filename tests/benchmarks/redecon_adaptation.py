@@ -1,5 +1,7 @@
 """Two what-ifs on a finished run of an independent network: X calibration draws deconvolved like the data, and
-the network adapted on draws deconvolved like the data. Results: docs/results/2026-12-01-redecon-adaptation.md.
+the network adapted on draws deconvolved like the data. Results: docs/results/2026-12-01-redecon-adaptation.md,
+docs/results/2026-12-05-crust-removal-and-fragile-scores.md (section 5) and
+docs/results/2026-12-05-redeconvolved-fine-tuning-cross-fitted.md (cross-fitted).
 
 The run's no-X calibration draws are deconvolved as the station's data (:mod:`xdisc.cnn.redecon`); its X draws
 (the ``absent`` threshold) and the adaptation's training stations are *own-noise stations* (noise added after
@@ -18,12 +20,18 @@ verdicts against the network's hidden truth, without rerunning the pipeline:
    redeconvolved no-X draws and the redeconvolved X draws (the pipeline's conformal order statistics;
    ``absent`` uncapped as in the pipeline since 2026-12-02, ``--cap`` caps it below 0.5 as before; the
    ``miss_rate`` of the run's settings), the verdict against the truth; and the AUC of the real
-   scores (all stations with >= 10 receiver functions, and those with median SNR > 6).
+   scores (all stations with at least `cnn.verdict.min_rf` receiver functions, and those with median SNR > 6).
+   ``--with-calibration-draws`` fine-tunes on the stations' calibration draws too (the run's no-X draws and
+   the X draws of step 1, labelled as made); ``--folds K`` cross-fits: the stations fall in K folds (every
+   K-th station), and each fold is scored, real image and draws, by a network fine-tuned on the other
+   folds' stations only, so that no station's verdict rests on draws the network learnt.
 
     python tests/benchmarks/redecon_adaptation.py draws --run /data/xs1-run --out /data/rda1 --train 24
     python tests/benchmarks/redecon_adaptation.py score --network /data/xs1 --run /data/xs1-run --draws /data/rda1
     python tests/benchmarks/redecon_adaptation.py score --network /data/xs1 --run /data/xs1-run --draws /data/rda1 \\
         --epochs 2 --learning-rate 3e-4
+    python tests/benchmarks/redecon_adaptation.py score --network /data/xs1 --run /data/xs1-run --draws /data/rda1 \\
+        --epochs 8 --folds 2 --with-calibration-draws
 
 Not part of CI.
 """
@@ -131,6 +139,7 @@ def score(argv) -> int:
     from xdisc.cnn.calibration import AdaptSettings, station_thresholds
     from xdisc.cnn.datasets import read_station_images
     from xdisc.cnn.module import XClassifier
+    from xdisc.core.artifacts import open_netcdf
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--network", type=Path, required=True)
@@ -144,35 +153,65 @@ def score(argv) -> int:
     ap.add_argument("--no-cap", action="store_true", help="absent threshold not capped at 0.5: the default since "
                     "2026-12-02 (kept so that recorded commands run)")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--folds", type=int, default=1, help="cross-fitting: the stations in this many folds; each is "
+                    "scored by a network fine-tuned on the other folds' stations only (1: one network for all)")
+    ap.add_argument("--with-calibration-draws", action="store_true", help="fine-tune also on the stations' no-X "
+                    "calibration draws (the run's) and X draws (the draws step's), with --folds >= 2 never on those "
+                    "of the station being scored")
     ap.add_argument("--out", type=Path, help="CSV of per-station results")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     config = _config(a.run)
     settings = AdaptSettings.from_config(config["cnn"]["adapt"])
     base = XClassifier.load_from_checkpoint(str(a.run / "results/cnn/finetune.ckpt"), map_location="cpu")
-    module = base
-    if a.epochs > 0:
-        files = sorted((a.draws / "train").glob("*.npz"))
-        img = np.concatenate([np.load(f)["image"] for f in files])
-        y = np.concatenate([np.load(f)["label"] for f in files]).astype(np.float32)
-        depth = np.concatenate([np.load(f)["depth"] for f in files]).astype(np.float32)
-        module = XClassifier(base.hparams.net_config, a.learning_rate, settings.weight_decay, a.epochs,
-                             depth_loss_weight=base.hparams.get("depth_loss_weight", 0.0))
-        module.load_state_dict(base.state_dict())
-        L.seed_everything(a.seed, workers=True, verbose=False)
-        loader = DataLoader(TensorDataset(*(torch.from_numpy(v) for v in (img, y, depth))), batch_size=64,
-                            shuffle=True, generator=torch.Generator().manual_seed(a.seed))
-        L.Trainer(max_epochs=a.epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                  enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                  deterministic=True).fit(module, train_dataloaders=loader)
-        print(f"fine-tuned on {len(y)} redeconvolved training stations ({int(y.sum())} with X)")
-    module.eval()
     truth = pd.read_csv(a.network / "truth/truth.csv").set_index("station")
     no_x = draw_files(sorted((a.run / "results/calibration").glob("*")))
     run_thresholds = pd.read_csv(a.run / "results/cnn/station_thresholds.csv").set_index("station")
     min_rf = int(config["cnn"]["verdict"]["min_rf"])
+    # stations with both kinds of draws; fold k of --folds: every folds-th of them from k
+    stations = sorted(c for c in no_x if (a.draws / "x_draws" / f"{c}.npz").exists())
+    fold = {c: k % a.folds for k, c in enumerate(stations)}  # with one fold: every station in fold 0
+    x_depth = None
+    if a.with_calibration_draws:
+        with open_netcdf(a.run / "results/synthetic/test.nc") as ds:
+            x_depth = ds["x_depth_km"].values.astype(float) + 0.5 * np.nan_to_num(ds["x_gradient_km"].values)
 
-    def prob(images):
+    def training_set(skip: int):
+        """Images, labels, X depths of every station outside fold ``skip``: its training stations and (with
+        --with-calibration-draws) its no-X and X calibration draws."""
+        img, y, depth = [], [], []
+        for code in sorted(f.stem for f in (a.draws / "train").glob("*.npz")):
+            everyone = a.folds == 1 and not a.with_calibration_draws  # as before cross-fitting: every station
+            if not everyone and (code not in fold or (a.folds > 1 and fold[code] == skip)):
+                continue  # a station without draws of both kinds, or one of the fold being scored
+            t = np.load(a.draws / "train" / f"{code}.npz")
+            img.append(t["image"]), y.append(t["label"]), depth.append(t["depth"])
+            if a.with_calibration_draws:
+                nx, xf = read_draw_images(no_x[code]), np.load(a.draws / "x_draws" / f"{code}.npz")
+                img += [nx, xf["image"]]
+                y += [np.zeros(len(nx)), np.ones(len(xf["image"]))]
+                depth += [np.full(len(nx), np.nan), x_depth[xf["samples"]]]
+        return (np.concatenate(v).astype(np.float32) for v in (img, y, depth))
+
+    models = {k: base for k in range(a.folds)}
+    for k in range(a.folds if a.epochs > 0 else 0):
+        img, y, depth = training_set(k)
+        module = XClassifier(base.hparams.net_config, a.learning_rate, settings.weight_decay, a.epochs,
+                             depth_loss_weight=base.hparams.get("depth_loss_weight", 0.0))
+        module.load_state_dict(base.state_dict())
+        L.seed_everything(a.seed + k, workers=True, verbose=False)
+        loader = DataLoader(TensorDataset(*(torch.from_numpy(v) for v in (img, y, depth))), batch_size=64,
+                            shuffle=True, generator=torch.Generator().manual_seed(a.seed + k))
+        L.Trainer(max_epochs=a.epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                  deterministic=True).fit(module, train_dataloaders=loader)
+        module.eval()
+        models[k] = module
+        print(f"fold {k + 1} of {a.folds}: fine-tuned on {len(y)} redeconvolved images ({int(y.sum())} with X)")
+
+    def prob(images, code):
+        module = models[fold.get(code, 0)]
+        module.eval()
         with torch.no_grad():
             return module.probability(torch.from_numpy(np.asarray(images, np.float32))).numpy().astype(float)
 
@@ -182,11 +221,13 @@ def score(argv) -> int:
         code = st["station"]
         t = truth.loc[code]
         row = {"station": code, "x_present": int(t["x_present"]), "median_snr_z": float(t["median_snr_z"]),
-               "n_rf": int(st["n_rf_station"]), "real": prob(st["images"][:1])[0] if len(st["images"]) else np.nan,
+               "n_rf": int(st["n_rf_station"]),
+               "real": prob(st["images"][:1], code)[0] if len(st["images"]) else np.nan,
                "verdict": "undetermined"}
         x_file = a.draws / "x_draws" / f"{code}.npz"
         if code in no_x and x_file.exists() and row["n_rf"] >= min_rf:
-            th = station_thresholds(prob(read_draw_images(no_x[code])), prob(np.load(x_file)["image"]), settings)
+            th = station_thresholds(prob(read_draw_images(no_x[code]), code), prob(np.load(x_file)["image"], code),
+                                    settings)
             if a.own_noise_x:
                 th["absent_threshold"] = float(run_thresholds.loc[code, "absent_threshold"])
             elif a.cap:
