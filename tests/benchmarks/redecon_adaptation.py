@@ -160,6 +160,8 @@ def score(argv) -> int:
                     "of the station being scored")
     ap.add_argument("--out", type=Path, help="CSV of per-station results")
     a = ap.parse_args(argv)
+    if a.folds < 1:
+        ap.error("--folds must be at least 1")
     torch.set_num_threads(1)
     config = _config(a.run)
     settings = AdaptSettings.from_config(config["cnn"]["adapt"])
