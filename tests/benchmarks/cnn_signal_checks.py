@@ -277,11 +277,14 @@ def evidence(args) -> None:
         truth = pd.read_csv(network / "truth" / "truth.csv").set_index("station")
         verdicts = {m: pd.read_csv(run / "results" / "verdicts" / f"{m}.csv").set_index("station")["verdict"]
                     for m in ("cnn", "stacking")}
-        for path in sorted((run / "results" / "images").glob("*.nc")):
+        paths = sorted((run / "results" / "images").glob("*.nc"))
+        if not paths:
+            continue
+        with open_netcdf(paths[0]) as ds:  # one depth axis for every image of a run (its images settings)
+            depths = ds["depth"].values.astype(float)
+        window = (depths >= 250) & (depths <= 350)
+        for path in paths:
             st = read_station_images(path)
-            with open_netcdf(path) as ds:
-                depths = ds["depth"].values.astype(float)
-            window = (depths >= 250) & (depths <= 350)
             code = st["station"]
             if not len(st["images"]) or code not in truth.index:
                 continue

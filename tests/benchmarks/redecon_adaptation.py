@@ -182,8 +182,8 @@ def score(argv) -> int:
         """Images, labels, X depths of every station outside fold ``skip``: its training stations and (with
         --with-calibration-draws) its no-X and X calibration draws."""
         img, y, depth = [], [], []
+        everyone = a.folds == 1 and not a.with_calibration_draws  # as before cross-fitting: every station
         for code in sorted(f.stem for f in (a.draws / "train").glob("*.npz")):
-            everyone = a.folds == 1 and not a.with_calibration_draws  # as before cross-fitting: every station
             if not everyone and (code not in fold or (a.folds > 1 and fold[code] == skip)):
                 continue  # a station without draws of both kinds, or one of the fold being scored
             t = np.load(a.draws / "train" / f"{code}.npz")
