@@ -99,6 +99,11 @@ VARIANTS = {
     "default before 2026-12-04": {"x_snr_without_410": 5.0, "min_x_amplitude": 0.02},
     "strong X 3 without 410": {"x_snr_without_410": 3.0, "min_x_amplitude": 0.02},
     "strong X 4 without 410, floor": {"x_snr_without_410": 4.0, "min_x_amplitude": 0.02},
+    # 2026-12-05 (41st session): the sparse slant stack with its coherence check and a stricter noise factor, with and
+    # without the amplitude floor, read off draws 4-8 of the independent network
+    "radon coherent 0.5 + residual 0.5, 3.5 x noise": {**RADON, "noise_factor": 3.5},
+    "radon coherent 0.5 + residual 0.5, 3.5 x noise, floor 0.02": {**RADON, "noise_factor": 3.5,
+                                                                   "min_x_amplitude": 0.02},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},
