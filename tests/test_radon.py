@@ -145,3 +145,56 @@ def test_the_coherence_check_drops_leakage_of_a_scattered_reverberation_and_keep
     without_x = {held: sum(called[s, False, held] for s in range(40, 46)) for held in (0.0, 0.5)}
     assert without_x[0.0] >= 3 and without_x[0.5] < without_x[0.0]    # leakage called X, then less often
     assert all(called[s, True, 0.5] for s in range(40, 46))
+
+
+def _ringing_gather(seed, r0, dt_s=1.6, n=40):
+    """P, the Moho's Ps, the 410, the 660 and a Ps from 300 km (ak135 delays at each event's slowness), each
+    followed by a sediment layer's ringing: copies (-r0)^k at k dt_s (r0 = 0: none)."""
+    rng, dist, p, _ref, _p_ref = _gather(seed, n=n)
+    t300, t410, t660 = delay_table(MODEL, [300.0, 410.0, 660.0], p).T
+    arrivals = [(np.zeros_like(p), 1.0), (np.full(p.size, 4.5), 0.2), (t300, 0.04), (t410, 0.05), (t660, 0.05)]
+    rf = sum(_pulse(t + k * dt_s, a * (-r0) ** k) for t, a in arrivals for k in range(10))
+    return rf + 0.005 * rng.standard_normal((p.size, TIME.size)), p, dist
+
+
+def test_radon_max_ringing_keeps_the_plain_stack_at_a_ringing_station_and_the_slant_stack_elsewhere():
+    """multiples.radon_max_ringing 0.3: at a station whose receiver functions ring like soft sediment (r0 0.5)
+    the slant stack is not used: nothing is subtracted, the stack is the plain one, the file says why; at a
+    station that does not ring it is (something subtracted, the sparse slant stack's note). The station's
+    ringing strength is in the file either way."""
+    from xdisc import config as cfgmod
+
+    cfg = cfgmod.validate({})["stacking"]
+    cfg["multiples"].update(suppress=True, method="radon", radon_max_ringing=0.3)
+    plain_cfg = cfgmod.validate({})["stacking"]
+    ringing, p, dist = _ringing_gather(5, r0=0.5)
+    gated = stack_station(ringing, TIME, p, dist, MODEL, cfg)
+    plain = stack_station(ringing, TIME, p, dist, MODEL, plain_cfg)
+    assert gated.attrs["ringing_r0"] == pytest.approx(0.5, abs=0.12)
+    assert "the station rings" in gated.attrs["multiples_note"]
+    assert np.all(np.isnan(gated["multiples_depth_stack"].values))
+    np.testing.assert_array_equal(gated["depth_stack"].values, plain["depth_stack"].values)
+    assert gated.attrs["verdict"] == plain.attrs["verdict"] and gated.attrs["reason"] == plain.attrs["reason"]
+    quiet, p, dist = _ringing_gather(5, r0=0.0)
+    used = stack_station(quiet, TIME, p, dist, MODEL, cfg)
+    assert used.attrs["ringing_r0"] < 0.3
+    assert "sparse slant stack" in used.attrs["multiples_note"]
+    assert np.isfinite(used["multiples_depth_stack"].values).any()
+
+
+def test_radon_noise_factor_applies_only_where_the_slant_stack_was_used():
+    """multiples.radon_noise_factor replaces noise_factor in the verdict of a station whose receiver functions
+    went through the slant stack, and nowhere else: an unreachable factor turns the X of a quiet station
+    'absent' (its reason names the factor) and leaves the ringing station's verdict as the plain stack's."""
+    from xdisc import config as cfgmod
+
+    cfg = cfgmod.validate({})["stacking"]
+    cfg["multiples"].update(suppress=True, method="radon", radon_max_ringing=0.3)
+    strict = {**cfg, "multiples": {**cfg["multiples"], "radon_noise_factor": 1000.0}}
+    quiet, p, dist = _ringing_gather(6, r0=0.0)
+    assert stack_station(quiet, TIME, p, dist, MODEL, cfg).attrs["verdict"] == "present"
+    refused = stack_station(quiet, TIME, p, dist, MODEL, strict).attrs
+    assert refused["verdict"] == "absent" and "amplitude > 1000.0 x noise" in refused["reason"]
+    ringing, p, dist = _ringing_gather(6, r0=0.5)
+    assert (stack_station(ringing, TIME, p, dist, MODEL, strict).attrs["reason"]
+            == stack_station(ringing, TIME, p, dist, MODEL, cfg).attrs["reason"])

@@ -99,11 +99,26 @@ VARIANTS = {
     "default before 2026-12-04": {"x_snr_without_410": 5.0, "min_x_amplitude": 0.02},
     "strong X 3 without 410": {"x_snr_without_410": 3.0, "min_x_amplitude": 0.02},
     "strong X 4 without 410, floor": {"x_snr_without_410": 4.0, "min_x_amplitude": 0.02},
-    # 2026-12-05 (41st session): the sparse slant stack with its coherence check and a stricter noise factor, with and
-    # without the amplitude floor, read off draws 4-8 of the independent network
-    "radon coherent 0.5 + residual 0.5, 3.5 x noise": {**RADON, "noise_factor": 3.5},
-    "radon coherent 0.5 + residual 0.5, 3.5 x noise, floor 0.02": {**RADON, "noise_factor": 3.5,
-                                                                   "min_x_amplitude": 0.02},
+    # 2026-12-05 (41st session): the sparse slant stack with a stricter noise factor, with and without the amplitude
+    # floor, read off draws 4-8 of the independent network. Named "radon coherent 0.5 + residual 0.5, 3.5 x noise"
+    # (and ", floor 0.02") until 2026-12-06, but RADON's coherence check is off: they never had it
+    "radon + residual 0.5, 3.5 x noise": {**RADON, "noise_factor": 3.5},
+    "radon + residual 0.5, 3.5 x noise, floor 0.02": {**RADON, "noise_factor": 3.5, "min_x_amplitude": 0.02},
+    # 2026-12-06 (42nd session): the slant stack only at stations that do not ring (multiples.radon_max_ringing;
+    # 0.3 = resonance.min_strength, not tuned), with 3.5 x noise there; the default's floor 0.02 everywhere, and
+    # without it (as the 41st session's lead was read off: the slant stack's stations without the floor)
+    "gated slant stack (r0 < 0.3), 3.5 x noise": {**RADON, "multiples.radon_coherent_fraction": 0.5,
+                                                 "multiples.radon_max_ringing": 0.3,
+                                                 "multiples.radon_noise_factor": 3.5, "min_x_amplitude": 0.02},
+    "gated slant stack (r0 < 0.3), 3.5 x noise, no floor": {**RADON, "multiples.radon_coherent_fraction": 0.5,
+                                                           "multiples.radon_max_ringing": 0.3,
+                                                           "multiples.radon_noise_factor": 3.5},
+    # ... and without the coherence check, as the lead was read off (the 41st session's 3.5 x noise variant)
+    "gated slant stack (r0 < 0.3), no coherence check, 3.5 x noise": {**RADON, "multiples.radon_max_ringing": 0.3,
+                                                                     "multiples.radon_noise_factor": 3.5,
+                                                                     "min_x_amplitude": 0.02},
+    "gated slant stack (r0 < 0.3), no coherence check, 3.5 x noise, no floor": {
+        **RADON, "multiples.radon_max_ringing": 0.3, "multiples.radon_noise_factor": 3.5},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},

@@ -180,6 +180,7 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
     geometry = {"distance_deg": distance_deg, "slowness": slowness, "rel_s": rel_s, "model": model, "p_ref": p_ref,
                 "depths": depths, "weighting": cfg["weighting"]}
+    crust["ringing_r0"] = _ringing(norm, time_s, cfg)  # before any filter: how strongly the station rings
     norm, crust["resonance_dt_s"], crust["resonance_r0"], crust["resonance_note"] = _without_ringing(
         norm, time_s, cfg.get("resonance", {}))
     norm, removed, crust["multiples_note"], coherent = _without_multiples(norm, time_s, slowness, crust,
@@ -207,8 +208,8 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         vesp = np.full((rel_s.size, time_s.size), np.nan)
         removed_stack = np.full(depths.size, np.nan)
         array = None
-    result = verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model, cfg, n_rf, p_ref,
-                              ref_dist, removed_stack, coherent, array)
+    result = verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, model,
+                              _verdict_settings(cfg, coherent), n_rf, p_ref, ref_dist, removed_stack, coherent, array)
     ds = xr.Dataset(
         {
             "rf": (("event", "time"), as_float32(shown), {"units": "1", "long_name": "receiver function / direct P"}),
@@ -251,6 +252,23 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     ds.attrs.update({"n_rf": int(n_rf), "earth_model": model.name, "x_window_km": list(cfg["x_window_km"]),
                      "reference_distance_deg": ref_dist})
     return ds
+
+
+def _ringing(norm: np.ndarray, time_s: np.ndarray, cfg: dict) -> float:
+    """How strongly the station's receiver functions ``norm`` ring: the depth r0 of the deepest trough of
+    their mean's autocorrelation at lags ``resonance.lag_s`` (:func:`xdisc.stack.resonance.estimate`; NaN
+    without receiver functions). About 0.4 over soft sediment, below 0.15 without (docs/stacking.md)."""
+    if not len(norm):
+        return float("nan")
+    lag_s = tuple(cfg.get("resonance", {}).get("lag_s", (0.5, 5.0)))
+    return resonance.estimate(norm, time_s, lag_s)[1]
+
+
+def _verdict_settings(cfg: dict, coherent: np.ndarray | None) -> dict:
+    """The stacking settings the verdict is judged with: ``multiples.radon_noise_factor`` in place of
+    ``noise_factor`` where the sparse slant stack was used (``coherent`` not None) and it is set."""
+    factor = cfg.get("multiples", {}).get("radon_noise_factor")
+    return cfg if coherent is None or factor is None else {**cfg, "noise_factor": float(factor)}
 
 
 def _without_ringing(norm: np.ndarray, time_s: np.ndarray, cfg: dict) -> tuple[np.ndarray, float, float, str]:
@@ -346,6 +364,12 @@ def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict, geometry:
     if not cfg.get("suppress", False):
         return norm, None, "", None
     if cfg.get("method", "predicted") == "radon":
+        most = cfg.get("radon_max_ringing")
+        r0 = crust.get("ringing_r0", np.nan)
+        if most is not None and np.isfinite(r0) and r0 >= float(most):
+            # a ringing station (soft sediment): the slant stack takes the ringing's scatter for conversions
+            return norm, None, (f"reverberations not removed: the station rings (autocorrelation trough "
+                                f"{r0:.2f} >= radon_max_ringing {float(most):g})"), None
         return _without_reverberations(norm, time_s, cfg, geometry, conversion)
     if not np.isfinite(crust["moho_km"]):
         return norm, None, f"multiples not subtracted: no crust ({crust['crust_note']})", None
