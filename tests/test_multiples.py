@@ -107,7 +107,8 @@ def test_stack_station_subtracts_the_orders_it_is_told():
     from xdisc.core.earthmodel import load_model
     from xdisc.stack.stacking import stack_station
 
-    cfg = cfgmod.validate({"stacking": {"multiples": {"suppress": True, "order": 3}}})["stacking"]
+    cfg = cfgmod.validate({"stacking": {"multiples": {"suppress": True, "method": "predicted",
+                                                            "order": 3}}})["stacking"]
     rng = np.random.default_rng(9)
     p = rng.uniform(0.04, 0.08, 20)
     rf = _pulse(np.zeros_like(p), 1.0) + _pulse(crust_times(35.0, 1.75, 6.08, p)[0], 0.2) \
@@ -119,7 +120,8 @@ def test_stack_station_subtracts_the_orders_it_is_told():
 
     shown = normalise_by_p(rf, TIME).astype(np.float32)  # the file shows them as they are
     np.testing.assert_array_equal(ds["rf"].values, shown)
-    off = stack_station(rf, TIME, p, None, load_model("ak135"), cfgmod.validate({})["stacking"])
+    off = stack_station(rf, TIME, p, None, load_model("ak135"),
+                        cfgmod.validate({"stacking": {"multiples": {"suppress": False}}})["stacking"])
     assert off.attrs["multiples_note"] == ""
     # the file keeps the depth stack of what was subtracted (NaN where nothing was)
     assert np.all(np.isfinite(ds["multiples_depth_stack"].values)) and np.abs(ds["multiples_depth_stack"]).max() > 0
@@ -155,7 +157,8 @@ def test_residual_floor_drops_what_the_subtraction_leaves_and_keeps_x_under_a_mu
             # the mantle's pulses sit at the earth model's delays: its depth conversion, not the 25-km crust's
             # no amplitude floor (min_x_amplitude): it would drop the residue too, and this is the residual floor
             cfg = cfgmod.validate({"stacking": {"crust": {"depth_conversion": False}, "min_x_amplitude": 0.0,
-                                                "multiples": {"suppress": True, "order": 3,
+                                                "multiples": {"suppress": True, "method": "predicted",
+                                                              "order": 3,
                                                               "residual_fraction": fraction}}})["stacking"]
             out[x, fraction] = stack_station(rf, TIME, p, None, ref, cfg).attrs
     assert out[0.0, 0.0]["verdict"] == "present" and out[0.0, 0.0]["x_amp"] < 0.001, out[0.0, 0.0]

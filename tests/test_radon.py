@@ -99,8 +99,9 @@ def test_stack_station_with_method_radon_takes_the_multiple_out_of_the_x_window(
     rf = (_pulse(np.zeros_like(p), 1.0) + _pulse(t_m, 0.1) + _pulse(t_ps, 0.04)
           + 0.005 * rng.standard_normal((p.size, TIME.size)))
     cfg = cfgmod.validate({})["stacking"]
+    cfg["multiples"].update(suppress=False)
     plain = stack_station(rf, TIME, p, dist, MODEL, cfg)
-    cfg["multiples"].update(suppress=True, method="radon", residual_fraction=0.0)
+    cfg["multiples"].update(suppress=True, method="radon", residual_fraction=0.0, radon_max_ringing=None)
     radon = stack_station(rf, TIME, p, dist, MODEL, cfg)
     z = plain["depth"].values
     near_m = (z >= 245) & (z <= 265)
@@ -125,7 +126,8 @@ def test_the_coherence_check_drops_leakage_of_a_scattered_reverberation_and_keep
     cfg = cfgmod.validate({})["stacking"]
     cfg["crust"]["depth_conversion"] = False
     cfg["min_x_amplitude"] = 0.0  # the amplitude floor drops much of the leakage too; this is the coherence check
-    cfg["multiples"].update(suppress=True, method="radon", residual_fraction=0.0)
+    cfg["multiples"].update(suppress=True, method="radon", residual_fraction=0.0, radon_max_ringing=None,
+                            radon_noise_factor=None)
     called = {}
     for seed in range(40, 46):
         rng, dist, p, _ref, p_ref = _gather(seed, n=30)
@@ -166,7 +168,7 @@ def test_radon_max_ringing_keeps_the_plain_stack_at_a_ringing_station_and_the_sl
 
     cfg = cfgmod.validate({})["stacking"]
     cfg["multiples"].update(suppress=True, method="radon", radon_max_ringing=0.3)
-    plain_cfg = cfgmod.validate({})["stacking"]
+    plain_cfg = cfgmod.validate({"stacking": {"multiples": {"suppress": False}}})["stacking"]
     ringing, p, dist = _ringing_gather(5, r0=0.5)
     gated = stack_station(ringing, TIME, p, dist, MODEL, cfg)
     plain = stack_station(ringing, TIME, p, dist, MODEL, plain_cfg)
@@ -189,7 +191,7 @@ def test_radon_noise_factor_applies_only_where_the_slant_stack_was_used():
     from xdisc import config as cfgmod
 
     cfg = cfgmod.validate({})["stacking"]
-    cfg["multiples"].update(suppress=True, method="radon", radon_max_ringing=0.3)
+    cfg["multiples"].update(suppress=True, method="radon", radon_max_ringing=0.3, radon_noise_factor=None)
     strict = {**cfg, "multiples": {**cfg["multiples"], "radon_noise_factor": 1000.0}}
     quiet, p, dist = _ringing_gather(6, r0=0.0)
     assert stack_station(quiet, TIME, p, dist, MODEL, cfg).attrs["verdict"] == "present"

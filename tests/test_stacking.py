@@ -17,6 +17,12 @@ def setup():
     return cfg, RFSettings(**cfg["receiver_function"]), Layering(**cfg["layering"])
 
 
+def _plain(stacking_cfg: dict) -> dict:
+    """``stacking_cfg`` with nothing subtracted before the depth stack, whatever the default: the tests of the
+    verdict's other checks (floors, moveout, the 410 rule) judge the plain stack."""
+    return {**stacking_cfg, "multiples": {**stacking_cfg["multiples"], "suppress": False}}
+
+
 def _stack(station, cfg, rf, model):
     return stack_station(station.rf, rf.time_axis(), station.slowness, station.distance, model, cfg["stacking"])
 
@@ -211,7 +217,7 @@ def test_default_amplitude_floor_drops_a_tiny_coherent_peak_where_noise_is_tiny(
     for dvs in (0.005, 0.04):
         station = _quiet_x_station(ref, dvs, rf, lay)
         for floor in (0.0, 0.02):
-            scfg = {**cfg["stacking"], "min_x_amplitude": floor}
+            scfg = {**_plain(cfg["stacking"]), "min_x_amplitude": floor}
             out[dvs, floor] = _stack(station, {**cfg, "stacking": scfg}, rf, ref).attrs
     tiny = out[0.005, 0.0]
     assert tiny["verdict"] == "present" and tiny["x_amp"] < 0.02 and abs(tiny["x_depth_km"] - 300) <= 5, tiny
@@ -237,7 +243,7 @@ def test_quiet_floor_follows_the_clutter_of_the_station(setup):
     6 % stays X with them. The stack file records the rms (``quiet_rms``) with the check on or off."""
     cfg, rf, lay = setup
     assert cfg["stacking"]["quiet_factor"] == 0.0 and cfg["stacking"]["quiet_window_km"] == [440, 630]
-    scfg = {**cfg["stacking"], "quiet_factor": 2.0}
+    scfg = {**_plain(cfg["stacking"]), "quiet_factor": 2.0}
     ref, t = load_model("ak135"), rf.time_axis()
     clutter = sum(0.06 * (-1) ** k * np.exp(-0.5 * ((t - tc) / 0.6) ** 2) for k, tc in enumerate(range(47, 64, 4)))
     out = {}
@@ -248,7 +254,7 @@ def test_quiet_floor_follows_the_clutter_of_the_station(setup):
                                         scfg).attrs
         if dvs == 0.03:  # the default (off) decides as before and still records the rms
             off = stack_station(station.rf + clutter[None, :], t, station.slowness, station.distance, ref,
-                                cfg["stacking"]).attrs
+                                _plain(cfg["stacking"])).attrs
     assert out[0.03, 0]["verdict"] == "present" and out[0.03, 0]["quiet_rms"] < 0.015
     cluttered = out[0.03, 1]
     assert cluttered["quiet_rms"] > 0.025 and cluttered["x_amp"] == pytest.approx(out[0.03, 0]["x_amp"], abs=1e-3)
@@ -304,7 +310,7 @@ def test_moveout_clean_fraction_finds_x_under_a_thick_crusts_reverberation(setup
         station = make_station(clean_grid([model], rf, lay)[0], 50, np.random.default_rng(3), rf,
                                snr_range=(1000.0, 1000.0))
         for clean in (None, 0.5):
-            scfg = {**cfg["stacking"], "moveout_clean_fraction": clean}
+            scfg = {**_plain(cfg["stacking"]), "moveout_clean_fraction": clean}
             out[dvs, clean] = _stack(station, {**cfg, "stacking": scfg}, rf, ref).attrs
     assert out[0.04, None]["verdict"] == "absent" and "moveout" in out[0.04, None]["reason"]
     found = out[0.04, 0.5]
@@ -376,7 +382,7 @@ def test_unseen_410_blocks_absent_but_not_a_significant_x(setup, monkeypatch):
     for name, grid in zip(("x", "no x"), clean_grid([x_to_410, no_410], rf, lay), strict=True):
         station = make_station(grid, 50, np.random.default_rng(32), rf, snr_range=(10.0, 30.0))
         for rule in ("for_absent", "always"):
-            scfg = {**cfg["stacking"], "require_410_660": rule}
+            scfg = {**_plain(cfg["stacking"]), "require_410_660": rule}
             out[name, rule] = _stack(station, {**cfg, "stacking": scfg}, rf, ref).attrs
     assert all(np.isnan(a["d410_km"]) and np.isfinite(a["d660_km"]) for a in out.values())
     assert cfg["stacking"]["require_410_660"] == "for_absent"
