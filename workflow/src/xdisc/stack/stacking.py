@@ -358,7 +358,8 @@ def _without_multiples(norm, time_s, slowness, crust: dict, cfg: dict, geometry:
     (:func:`xdisc.stack.multiples.suppress_multiples`); ``radon``, whatever moves out like a reverberation
     in a sparse slant stack (:func:`xdisc.stack.radon.remove_reverberations`; ``geometry``: the distances,
     relative slownesses, earth model, reference slowness, depths and weighting of :func:`stack_station`;
-    ``conversion``: :func:`_conversion_range`)."""
+    ``conversion``: :func:`_conversion_range`), except at a station whose ringing (``crust["ringing_r0"]``,
+    :func:`_ringing`) reaches ``radon_max_ringing``, which is left as it is."""
     from xdisc.stack.multiples import FIRST_ORDER, SECOND_ORDER, THIRD_ORDER, suppress_multiples
 
     if not cfg.get("suppress", False):
