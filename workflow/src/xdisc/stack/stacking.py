@@ -180,9 +180,10 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     p_ref = float(np.nanmedian(slowness)) if n_rf else np.nan
     geometry = {"distance_deg": distance_deg, "slowness": slowness, "rel_s": rel_s, "model": model, "p_ref": p_ref,
                 "depths": depths, "weighting": cfg["weighting"]}
-    crust["ringing_r0"] = _ringing(norm, time_s, cfg)  # before any filter: how strongly the station rings
+    ringing = _ringing(norm, time_s, cfg)  # before any filter: how strongly the station rings
+    crust["ringing_r0"] = ringing[1]
     norm, crust["resonance_dt_s"], crust["resonance_r0"], crust["resonance_note"] = _without_ringing(
-        norm, time_s, cfg.get("resonance", {}))
+        norm, time_s, cfg.get("resonance", {}), ringing)
     norm, removed, crust["multiples_note"], coherent = _without_multiples(norm, time_s, slowness, crust,
                                                                            cfg.get("multiples", {}), geometry,
                                                                            _conversion_range(cfg))
@@ -254,14 +255,14 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
     return ds
 
 
-def _ringing(norm: np.ndarray, time_s: np.ndarray, cfg: dict) -> float:
-    """How strongly the station's receiver functions ``norm`` ring: the depth r0 of the deepest trough of
-    their mean's autocorrelation at lags ``resonance.lag_s`` (:func:`xdisc.stack.resonance.estimate`; NaN
-    without receiver functions). About 0.4 over soft sediment, below 0.15 without (docs/stacking.md)."""
+def _ringing(norm: np.ndarray, time_s: np.ndarray, cfg: dict) -> tuple[float, float]:
+    """How the station's receiver functions ``norm`` ring: the lag dt (s) and depth r0 of the deepest trough
+    of their mean's autocorrelation at lags ``resonance.lag_s`` (:func:`xdisc.stack.resonance.estimate`; NaN
+    without receiver functions). r0 is about 0.4 over soft sediment, below 0.15 without (docs/stacking.md)."""
     if not len(norm):
-        return float("nan")
+        return float("nan"), float("nan")
     lag_s = tuple(cfg.get("resonance", {}).get("lag_s", (0.5, 5.0)))
-    return resonance.estimate(norm, time_s, lag_s)[1]
+    return resonance.estimate(norm, time_s, lag_s)
 
 
 def _verdict_settings(cfg: dict, coherent: np.ndarray | None) -> dict:
@@ -271,13 +272,14 @@ def _verdict_settings(cfg: dict, coherent: np.ndarray | None) -> dict:
     return cfg if coherent is None or factor is None else {**cfg, "noise_factor": float(factor)}
 
 
-def _without_ringing(norm: np.ndarray, time_s: np.ndarray, cfg: dict) -> tuple[np.ndarray, float, float, str]:
+def _without_ringing(norm: np.ndarray, time_s: np.ndarray, cfg: dict, ringing: tuple[float, float]
+                     ) -> tuple[np.ndarray, float, float, str]:
     """The receiver functions with a sediment layer's ringing removed (``stacking.resonance``,
-    :mod:`xdisc.stack.resonance`) where it is on and the ringing is strong enough; its two-way time,
-    strength and a note."""
+    :mod:`xdisc.stack.resonance`) where it is on and the ringing (:func:`_ringing` of ``norm``: two-way time
+    and strength) is strong enough; its two-way time, strength and a note."""
     if not cfg.get("enabled") or not len(norm):
         return norm, np.nan, np.nan, "stacking.resonance off" if not cfg.get("enabled") else ""
-    dt_s, r0 = resonance.estimate(norm, time_s, tuple(cfg["lag_s"]))
+    dt_s, r0 = ringing
     if r0 < cfg["min_strength"]:
         return norm, dt_s, r0, f"no ringing removed: autocorrelation trough {r0:.2f} < {cfg['min_strength']:g}"
     return (resonance.apply(norm, time_s, dt_s, r0), dt_s, r0,
