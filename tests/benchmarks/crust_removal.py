@@ -5,7 +5,7 @@ The CNN finds fewer X under crusts of 50-70 km than under thin ones, on xdisc's 
 the independent test networks: the crust's PpPs and PpSs land in the X window. This benchmark takes the
 crust's response out of every receiver function before the images are made: the receiver function of
 the crust alone (over a mantle without any discontinuity, the same source), divided by its direct P,
-is subtracted outside the direct P. Three steps:
+is subtracted outside the direct P. The steps:
 
     # 1. synthetic sets with the crust taken out: the true crust (--error none) or a crust with the
     #    errors of a fit (--error mixture: 70 % within 2 km / 0.03 in Vp/Vs, 30 % 10 km / 0.07,
@@ -25,9 +25,21 @@ is subtracted outside the direct P. Three steps:
     #    (the calibration draws of a run with cnn.adapt.calibration_crust: station) taken out
     python tests/benchmarks/crust_removal.py network --run RUN --own-crust-run OWN --network NET \\
         base=base.ckpt ideal=ideal.ckpt:removed
+    # 4. the bound of the idea: each station's TRUE crust (the generator's layering: sediment, upper and
+    #    lower crust, over a mantle without any discontinuity) taken out, exactly or with errors of
+    #    standard deviation 2 km in Moho depth and 0.03 in Vp/Vs (--perturb 2 0.03; seeded)
+    python tests/benchmarks/crust_removal.py network --run RUN --network NET --crust truth --perturb 2 0.03 \\
+        base=base.ckpt ideal=ideal.ckpt:removed
+    # 5. the stacking's H-kappa crust (RUN/results/verdicts/stacking.csv) where the stacking used it; the
+    #    networks adapted first as a run adapts (xdisc adapt RUN/results/noise/*.nc --settings-file
+    #    RUN/results/settings/adapt.json --pretrained mix.ckpt --synthetics pretrain_mix.nc --test test_mix.nc)
+    python tests/benchmarks/crust_removal.py network --run RUN --network NET --crust hk \\
+        adapted=RUN/results/cnn/adapted.ckpt mix=mix_adapted.ckpt:removed
 
 RUN is a finished run of tests/benchmarks/independent_network.py (full-size config). Step 1 takes about
-15 s per 600 samples on 2 cores, a training about 5 min, step 2 about 40 s per network, step 3 about 30 s.
+15 s per 600 samples on 2 cores, a training about 5 min, step 2 about 40 s per network, step 3 about 30 s,
+steps 4 and 5 about 30 s per draw, an adaptation about a minute
+(docs/results/2026-12-06-the-crust-removal-bound.md).
 """
 
 from __future__ import annotations
@@ -59,6 +71,57 @@ def crust_only(reference, moho_km, vpvs, vp_scale, sediment_km, sediment_vs, sed
     values = m.values.copy()
     values[m.depth_km > moho_km] = m.at(moho_km, "below")[0]
     return m.with_nodes(m.depth_km, values)
+
+
+def true_crusts(network: Path, reference, perturb=(0.0, 0.0)) -> dict:
+    """Each station's true crust, as tests/benchmarks/independent_network.py layers it (sediment, an upper
+    and a lower crust at the Conrad fraction, Brocher densities), over a mantle without any discontinuity
+    (``reference``'s values just below its Moho), by station id; ``perturb``: standard deviations of random
+    errors in Moho depth (km) and Vp/Vs (seeded by the draw). The draw is made again from its seed and
+    checked against its truth file."""
+    import pandas as pd
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import independent_network as inet  # beside this script
+
+    info = json.loads((network / "truth" / "network.json").read_text())
+    params, _ = inet.draw_network(int(info["stations"]), int(info["seed"]))
+    truth = pd.read_csv(network / "truth" / "truth.csv").set_index("station")
+    mantle = reference.at(reference.moho_km(), "below")[0]
+    rng = np.random.default_rng([int(info["seed"]), 43])
+    out = {}
+    for p in params:
+        sid = f"{inet.NETWORK}.{p['station']}"
+        t = truth.loc[sid]
+        if abs(t["moho_km"] - p["moho_km"]) > 0.06 or abs(t["sediment_km"] - p["sediment_km"]) > 0.006:
+            sys.exit(f"{sid}: the draw made again from seed {info['seed']} is not the network's (made with "
+                     "overrides?)")
+        moho = p["moho_km"] + rng.normal(0.0, perturb[0])
+        vpvs = p["vpvs"] + rng.normal(0.0, perturb[1])
+        sed, conrad = p["sediment_km"], p["conrad_fraction"] * moho
+        layers = []  # (top, bottom, vp, vs, rho)
+        if sed > 0:
+            vp = p["sediment_vp"]
+            layers.append((0.0, sed, vp, vp / p["sediment_vpvs"], float(inet.brocher_density(vp))))
+        upper, lower = p["vp_upper"], p["vp_lower"]
+        if conrad > sed:
+            layers.append((sed, conrad, upper, upper / vpvs, float(inet.brocher_density(upper))))
+        layers.append((max(sed, conrad), moho, lower, lower / vpvs, float(inet.brocher_density(lower))))
+        depth = [z for top, bottom, *_ in layers for z in (top, bottom)] + [moho, float(reference.depth_km[-1])]
+        values = [v for _, _, *v in layers for _ in range(2)] + [list(mantle)] * 2
+        out[sid] = reference.with_nodes(np.array(depth), np.array(values, float))
+    return out
+
+
+def hk_crusts(stacking_csv: Path, reference) -> dict:
+    """The stacking's H-kappa crust of each station where the stacking used it (``depth_model`` "station
+    crust ..."): ``reference``'s crust stretched to its Moho with its Vp/Vs, no sediment, by station id."""
+    import pandas as pd
+
+    table = pd.read_csv(stacking_csv)
+    used = table[table["depth_model"].astype(str).str.startswith("station")]
+    return {row["station"]: crust_only(reference, float(row["moho_km"]), float(row["vpvs"]), 1.0, 0.0, 1.5, 2.2)
+            for _, row in used.iterrows()}
 
 
 def keep_p_taper(time_s: np.ndarray) -> np.ndarray:
@@ -166,7 +229,7 @@ def network(a) -> None:
     from xdisc.synth.synthetics import Layering, receiver_functions
 
     torch.set_num_threads(1)
-    run, own = Path(a.run) / "results", Path(a.own_crust_run) / "results"
+    run = Path(a.run) / "results"
     st = json.loads((run / "settings/station.json").read_text())
     syn = json.loads((run / "settings/synthetics_test.json").read_text())
     rf_settings, layering = RFSettings(**syn["receiver_function"]), Layering(**syn["layering"])
@@ -179,10 +242,18 @@ def network(a) -> None:
         name, _, rest = spec.partition("=")
         path, _, how = rest.partition(":")
         nets[name] = (XClassifier.load_from_checkpoint(path, map_location="cpu").eval(), how == "removed")
-    crusts = {}
-    for f in glob.glob(str(own / "calibration/b*/*.nc")):
-        with xr.open_dataset(f) as ds:
-            crusts[Path(f).stem] = [float(ds.attrs[f"crust_{k}"]) for k in CRUST_ATTRS]
+    if a.crust == "fit":
+        if a.own_crust_run is None:
+            sys.exit("--crust fit needs --own-crust-run (a run with cnn.adapt.calibration_crust: station)")
+        crusts = {}
+        for f in glob.glob(str(Path(a.own_crust_run) / "results/calibration/b*/*.nc")):
+            with xr.open_dataset(f) as ds:
+                c = [float(ds.attrs[f"crust_{k}"]) for k in CRUST_ATTRS]
+            crusts[Path(f).stem] = crust_only(ref, *c)
+    elif a.crust == "hk":
+        crusts = hk_crusts(run / "verdicts" / "stacking.csv", ref)
+    else:
+        crusts = true_crusts(Path(a.network), ref, a.perturb)
     rows = []
     for f in sorted(glob.glob(str(run / "rf/*.nc"))):
         rf_ds, keep, _ = usable_receiver_functions(f, st["stacking"]["use_qc"])
@@ -190,7 +261,7 @@ def network(a) -> None:
         if keep.sum() >= settings.min_rf and row["station"] in crusts:
             rf = rf_ds["rf"].values[keep].astype(float)
             t, p = rf_ds["time"].values, rf_ds["slowness_s_per_km"].values[keep]
-            crust = receiver_functions([layering.apply(crust_only(ref, *crusts[row["station"]]))], p, rf_settings,
+            crust = receiver_functions([layering.apply(crusts[row["station"]])], p, rf_settings,
                                        syn["synthetics"]["response_duration_s"])[0]
             removed = normalise_by_p(rf, t) - normalise_by_p(crust, t) * keep_p_taper(t)
             image = {False: station_images(rf, t, p, mapper, settings).images,
@@ -225,10 +296,17 @@ def main(argv=None) -> None:
     e.add_argument("--settings", required=True, help="results/settings/evaluate.json of a run")
     e.add_argument("--snr", type=float, nargs="+", default=[3, 10, 30])
     e.add_argument("--out", required=True)
-    n = sub.add_parser("network", help="an independent network's stations with their fitted crust taken out")
+    n = sub.add_parser("network", help="an independent network's stations with a crust taken out (fitted, true "
+                       "or the stacking's H-kappa crust)")
     n.add_argument("--run", required=True)
-    n.add_argument("--own-crust-run", required=True)
+    n.add_argument("--own-crust-run", help="the run whose calibration draws hold each station's fitted crust "
+                   "(--crust fit)")
     n.add_argument("--network", required=True)
+    n.add_argument("--crust", choices=("fit", "truth", "hk"), default="fit",
+                   help="take out each station's fitted crust, its true one (the generator's own layering), or "
+                   "the stacking's H-kappa crust (only the stations where the stacking used it are scored)")
+    n.add_argument("--perturb", type=float, nargs=2, default=(0.0, 0.0), metavar=("MOHO_KM", "VPVS"),
+                   help="with --crust truth: random errors of these standard deviations (seeded)")
     n.add_argument("networks", nargs="+", help="name=checkpoint, or name=checkpoint:removed")
     a = ap.parse_args(argv)
     {"remove": remove, "evaluate": evaluate, "network": network}[a.cmd](a)
