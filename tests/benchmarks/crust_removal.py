@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -75,10 +76,10 @@ def crust_only(reference, moho_km, vpvs, vp_scale, sediment_km, sediment_vs, sed
 
 def true_crusts(network: Path, reference, perturb=(0.0, 0.0)) -> dict:
     """Each station's true crust, as tests/benchmarks/independent_network.py layers it (sediment, an upper
-    and a lower crust at the Conrad fraction, Brocher densities), over a mantle without any discontinuity
-    (``reference``'s values just below its Moho), by station id; ``perturb``: standard deviations of random
-    errors in Moho depth (km) and Vp/Vs (seeded by the draw). The draw is made again from its seed and
-    checked against its truth file."""
+    and a lower crust at the Conrad fraction; each layer's values from its ``profile``), over a mantle
+    without any discontinuity (``reference``'s values just below its Moho), by station id; ``perturb``:
+    standard deviations of random errors in Moho depth (km) and Vp/Vs (seeded by the draw). The draw is made
+    again from its seed and checked against its truth file."""
     import pandas as pd
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -97,18 +98,14 @@ def true_crusts(network: Path, reference, perturb=(0.0, 0.0)) -> dict:
             sys.exit(f"{sid}: the draw made again from seed {info['seed']} is not the network's (made with "
                      "overrides?)")
         moho = p["moho_km"] + rng.normal(0.0, perturb[0])
-        vpvs = p["vpvs"] + rng.normal(0.0, perturb[1])
-        sed, conrad = p["sediment_km"], p["conrad_fraction"] * moho
-        layers = []  # (top, bottom, vp, vs, rho)
-        if sed > 0:
-            vp = p["sediment_vp"]
-            layers.append((0.0, sed, vp, vp / p["sediment_vpvs"], float(inet.brocher_density(vp))))
-        upper, lower = p["vp_upper"], p["vp_lower"]
-        if conrad > sed:
-            layers.append((sed, conrad, upper, upper / vpvs, float(inet.brocher_density(upper))))
-        layers.append((max(sed, conrad), moho, lower, lower / vpvs, float(inet.brocher_density(lower))))
-        depth = [z for top, bottom, *_ in layers for z in (top, bottom)] + [moho, float(reference.depth_km[-1])]
-        values = [v for _, _, *v in layers for _ in range(2)] + [list(mantle)] * 2
+        q = {**p, "moho_km": moho, "vpvs": p["vpvs"] + rng.normal(0.0, perturb[1])}
+        sed, conrad = q["sediment_km"], q["conrad_fraction"] * moho
+        bounds = [*sorted({0.0, sed, max(sed, conrad)}), moho]  # sediment, upper crust (if below it), lower
+        layers = list(itertools.pairwise(bounds))
+        # each layer's (vp, vs, rho) from the generator's own profile, at the layer's middle
+        inside = inet.profile(q, np.array([(top + bottom) / 2 for top, bottom in layers]))
+        depth = [z for top, bottom in layers for z in (top, bottom)] + [moho, float(reference.depth_km[-1])]
+        values = [list(v) for v in inside for _ in range(2)] + [list(mantle)] * 2
         out[sid] = reference.with_nodes(np.array(depth), np.array(values, float))
     return out
 
