@@ -238,8 +238,17 @@ def test_finetune_cross_validates_by_station_then_predicts(tiny, pretrained):
             prob = torch.sigmoid(module.net(images) / module.temperature).numpy().astype(float)
         assert r["n_images"] == "3" and r["n_rf"] == "30"
         assert float(r["probability"]) == pytest.approx(prob.mean(), rel=1e-3)
+        assert float(r["probability_all"]) == pytest.approx(prob[0], rel=1e-3)
+        # no own thresholds here: the verdict is decided on the mean
+        assert float(r["verdict_probability"]) == pytest.approx(prob.mean(), rel=1e-3)
         assert float(r["probability_std"]) == pytest.approx(prob.std(), rel=1e-3, abs=1e-6)
         assert (r["verdict"], r["reason"]) == predict.station_verdict(prob, 30, verdict_cfg)
+        # with the station's own thresholds the verdict is decided on image 0, and verdict_probability is that one
+        own = {r["station"]: {"present_threshold": 0.999, "absent_threshold": 0.0, "detection_rate": 0.5}}
+        row = predict.prediction_row(module, path, verdict_cfg, own)
+        assert row["verdict_probability"] == pytest.approx(prob[0], rel=1e-3)
+        assert row["probability"] == pytest.approx(prob.mean(), rel=1e-3)
+        assert (row["verdict"], row["reason"]) == predict.calibrated_verdict(prob, 30, own[r["station"]], verdict_cfg)
 
 
 def test_predict_leaves_out_an_unreadable_image_file_and_keeps_the_others(tiny, pretrained, caplog):

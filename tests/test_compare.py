@@ -153,6 +153,22 @@ def test_coordinates_fall_back_to_the_cnn_table(tmp_path):
     assert (rows[0]["latitude"], rows[0]["longitude"]) == (1.5, 2.5)
 
 
+def test_stations_show_the_probability_the_cnn_verdict_was_decided_on(tmp_path):
+    """With its own thresholds the CNN decides on image 0's probability, not the mean over the images:
+    stations.csv shows that one (a station called present at the mean 0.69 showed a probability below its
+    threshold); a station decided on the mean (no own thresholds: the cell is blank) keeps the mean."""
+    cnn, stacking = tmp_path / "cnn.csv", tmp_path / "stacking.csv"
+    cnn.write_text("station,latitude,longitude,n_rf,n_images,probability,probability_std,probability_all,"
+                   "verdict_probability,verdict\n"
+                   "AA.B1,1,2,40,8,0.69,0.3,0.93,0.93,present\n"
+                   "AA.B2,1,2,40,8,0.2,0.1,0.4,,absent\n")
+    stacking.write_text(STACKING_CSV.splitlines()[0] + "\nAA.B1,1,2,40,absent,nan,nan,nan,nan,410,660\n"
+                        "AA.B2,1,2,40,absent,nan,nan,nan,nan,410,660\n")
+    rows, _ = compare.compare_verdicts(cnn, stacking)
+    assert [(r["station"], r["cnn_probability"], r["cnn_probability_std"]) for r in rows] == [
+        ("AA.B1", 0.93, 0.3), ("AA.B2", 0.2, 0.1)]
+
+
 @pytest.mark.parametrize("table,text,match", [
     ("cnn", CNN_CSV.replace("AA.A2,11,21,25,4,0.2,0.1,absent", "AA.A2,11,21,25,4,0.2,0.1,maybe"), "maybe"),
     ("stacking", STACKING_CSV.replace("AA.A9,", "AA.A8,"), "listed twice"),

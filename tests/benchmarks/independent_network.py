@@ -725,8 +725,8 @@ def score(network: Path, workdir: Path) -> dict:
     t = truth.merge(stack[["station", "verdict", "x_depth_km", "n_rf"]].rename(
         columns={"verdict": "stacking", "x_depth_km": "stack_depth_km", "n_rf": "n_rf"}), on="station", how="left",
         suffixes=("", "_stack"))
-    t = t.merge(cnn[["station", "verdict", "probability"]].rename(columns={"verdict": "cnn"}), on="station",
-                how="left", suffixes=("", "_cnn"))
+    t = t.merge(cnn[["station", "verdict", "probability", "probability_all"]].rename(columns={"verdict": "cnn"}),
+                on="station", how="left", suffixes=("", "_cnn"))
     t["stacking"] = t["stacking"].fillna("missing")
     t["cnn"] = t["cnn"].fillna("missing")
     x = t["x_present"].to_numpy() == 1
@@ -738,6 +738,11 @@ def score(network: Path, workdir: Path) -> dict:
             prob = t["probability"].astype(float)
             ok = prob.notna().to_numpy()
             r["auc"] = _f(roc_auc_score(x[ok], prob[ok])) if len(set(x[ok])) == 2 else None
+            # the verdict's own statistic: image 0's probability (every receiver function); "auc" above is that of
+            # the mean over the station's images, as recorded since 2026-11-30
+            first = t["probability_all"].astype(float)
+            ok0 = first.notna().to_numpy()
+            r["auc_image0"] = _f(roc_auc_score(x[ok0], first[ok0])) if len(set(x[ok0])) == 2 else None
             r["reliability"] = _reliability(x[ok], prob[ok].to_numpy(), Path(workdir))
         else:
             tp = (t["stacking"] == "present") & x
@@ -836,7 +841,8 @@ def print_score(s: dict, out=print):
     out(f"stations: {s['n_stations']}  (missing from the tables: {s['n_missing']})")
     keys = [("accuracy", "accuracy (undetermined = wrong)"), ("accuracy_decided", "accuracy among decided"),
             ("false_alarm", "false-alarm rate (present at no-X)"), ("miss", "miss rate (X not called present)"),
-            ("undetermined", "undetermined fraction"), ("auc", "AUC of CNN probability"),
+            ("undetermined", "undetermined fraction"), ("auc", "AUC of CNN probability (mean)"),
+            ("auc_image0", "AUC of CNN image 0 (the verdict's)"),
             ("median_abs_depth_error_km", "median |depth error| at TP (km)"), ("n_true_positive", "true positives")]
     out(f"{'':40s}{'stacking':>10s}{'cnn':>10s}")
     for k, label in keys:

@@ -2,7 +2,11 @@
 undetermined (``xdisc predict``): from the station's own thresholds where the run adapted the network
 to its stations (:mod:`xdisc.cnn.adapt`; statistic: the probability of image 0, every receiver
 function), else from the global thresholds in ``cnn.verdict`` (statistic: the mean over the images);
-where X is present and the network has a depth head, its depth and standard deviation (image 0)."""
+where X is present and the network has a depth head, its depth and standard deviation (image 0).
+
+Columns of ``cnn.csv`` with a probability: ``probability`` and ``probability_std``, the mean and spread over
+the station's images; ``probability_all``, image 0's; ``verdict_probability``, the one the verdict compared
+with its thresholds (image 0's with the station's own thresholds, else the mean)."""
 
 from __future__ import annotations
 
@@ -17,8 +21,8 @@ from xdisc.cnn.module import XClassifier
 from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
 
 PREDICTION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "n_images", "probability", "probability_std",
-                      "probability_all", "present_threshold", "absent_threshold", "detection_rate", "verdict",
-                      "cnn_x_depth_km", "cnn_x_depth_err_km", "reason")
+                      "probability_all", "verdict_probability", "present_threshold", "absent_threshold",
+                      "detection_rate", "verdict", "cnn_x_depth_km", "cnn_x_depth_err_km", "reason")
 
 
 @torch.no_grad()
@@ -93,8 +97,10 @@ def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calib
     own = (calibration or {}).get(st["station"])
     if own is not None:
         verdict, reason = calibrated_verdict(prob, n_rf, own, cfg)
+        statistic = float(prob[0]) if len(prob) else math.nan
     else:
         verdict, reason = station_verdict(prob, n_rf, cfg)
+        statistic = float(np.mean(prob)) if len(prob) else math.nan
         if calibration:
             reason = "; ".join(r for r in (reason, "no own-noise thresholds (too few noise traces)") if r)
     own = own or {}
@@ -106,7 +112,7 @@ def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calib
     return {"station": st["station"], "latitude": st["latitude"], "longitude": st["longitude"], "n_rf": n_rf,
             "n_images": len(prob), "probability": float(np.mean(prob)) if len(prob) else math.nan,
             "probability_std": float(np.std(prob)) if len(prob) else math.nan,
-            "probability_all": float(prob[0]) if len(prob) else math.nan,
+            "probability_all": float(prob[0]) if len(prob) else math.nan, "verdict_probability": statistic,
             "present_threshold": own.get("present_threshold", math.nan),
             "absent_threshold": own.get("absent_threshold", math.nan),
             "detection_rate": own.get("detection_rate", math.nan), "verdict": verdict, "cnn_x_depth_km": depth,

@@ -1,6 +1,7 @@
 """Per-station comparison of the CNN and stacking verdicts.
 
-Inputs are the two verdict tables, ``results/verdicts/cnn.csv`` (CNN probability per station)
+Inputs are the two verdict tables, ``results/verdicts/cnn.csv`` (CNN probability per station; ``stations.csv``
+takes its ``verdict_probability``, the one its verdict was decided on, as ``cnn_probability``)
 and ``results/verdicts/stacking.csv`` (:data:`xdisc.stack.stacking.TABLE_COLUMNS`), joined on
 ``station``. Outputs are one table with both verdicts per station
 (``results/verdicts/stations.csv``, :data:`STATION_COLUMNS`) and a JSON summary of their
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 CNN_COLUMNS = ("station", "latitude", "longitude", "n_rf", "n_images", "probability", "probability_std", "verdict")
 STACKING_REQUIRED = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km")
-CNN_OPTIONAL = ("cnn_x_depth_km", "cnn_x_depth_err_km")  # tables of a CNN without a depth head lack them
+# tables of a CNN without a depth head lack the depths; tables written before 2026-12-06 lack verdict_probability
+CNN_OPTIONAL = ("cnn_x_depth_km", "cnn_x_depth_err_km", "verdict_probability")
 STATION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "stacking_verdict", "cnn_verdict", "cnn_probability",
                    "cnn_probability_std", "x_depth_km", "x_depth_err_km", "cnn_x_depth_km", "cnn_x_depth_err_km",
                    "agree")
@@ -96,7 +98,8 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path, detectabilit
     stack = _with_verdicts(read_table(stacking_csv, STACKING_REQUIRED)[list(STACKING_REQUIRED)], stacking_csv)
     both = stack.merge(cnn, on="station", how="outer", suffixes=("_stacking", "_cnn"), sort=True, indicator=True)
     in_stacking, in_cnn = both["_merge"] != "right_only", both["_merge"] != "left_only"
-    num = {c: _numbers(both[c]) for c in both.columns if c not in ("station", "_merge") and not c.startswith("verdict")}
+    words = ("station", "_merge", "verdict_stacking", "verdict_cnn")
+    num = {c: _numbers(both[c]) for c in both.columns if c not in words}
     # coordinates of the stacking table, else (absent, or a stacking table without them) the CNN's
     cnn_place = ~in_stacking | (in_cnn & ~np.isfinite(num["latitude_stacking"]))
     table = pd.DataFrame({
@@ -106,7 +109,10 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path, detectabilit
         "n_rf": num["n_rf_stacking"].where(in_stacking, num["n_rf_cnn"]),
         "stacking_verdict": both["verdict_stacking"].where(in_stacking, MISSING),
         "cnn_verdict": both["verdict_cnn"].where(in_cnn, MISSING),
-        "cnn_probability": num["probability"],
+        # the probability the CNN's verdict was decided on (image 0's with the station's own thresholds), so that
+        # a station called present shows a probability at or above its threshold; an older table: the mean
+        "cnn_probability": num["verdict_probability"].where(np.isfinite(num["verdict_probability"]),
+                                                            num["probability"]),
         "cnn_probability_std": num["probability_std"],
         "x_depth_km": num["x_depth_km"],
         "x_depth_err_km": num["x_depth_err_km"],

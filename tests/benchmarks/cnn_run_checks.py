@@ -1,0 +1,254 @@
+"""What finished runs of independent test networks say about the CNN's verdicts (not part of the test suite).
+
+Each command reads one or more draws of ``independent_network.py`` (``--network``: the draw, with its hidden
+``truth/truth.csv``) and their pipeline runs (``--run``, in the same order) and prints a table; nothing in
+the runs is changed. Results: docs/results/2026-12-06-fresh-checks-of-the-leads.md.
+
+``adapt-at-test``: unsupervised test-time adaptation of the run's adapted network (``results/cnn/adapted.ckpt``)
+on the run's own real station images (all of them, every image of every station, no labels): AdaBN (batch-norm
+statistics recomputed on the real images) and TENT (Wang et al. 2021: the entropy of the calibrated
+probabilities minimised over the batch-norm scales and shifts, ``--steps`` Adam steps of 128 images). The AUC
+of image 0's probability against the truth, before and after. Seconds per run.
+
+``fusion``: could the stacking's evidence add to the CNN's ranking? Leave-one-draw-out logistic regressions
+of the truth on the CNN's station probabilities (``cnn.csv``: ``probability_all``, image 0's, which the verdict
+uses, and ``probability``, the mean over the station's images; as logits) and the
+stack's largest t-value and largest amplitude over its noise in 230-370 km (``results/stack``), with and
+without the station's ringing, H-kappa Moho and number of receiver functions. An upper estimate (the
+regressions learn from the independent network's own labels, which no run has): if it shows no gain, no
+fusion learnt elsewhere will.
+
+``anatomy``: the CNN's and the stacking's false alarms by the decoy, sediment, Moho depth and median SNR of
+the stations without X; X found by X's style (``taper``: the 410 keeps its contrast, ``to410``: X takes it)
+and how often the stacking sees the 410; and verdicts combined from both methods (where they agree or one is
+``undetermined``, the other's; a conflict goes to ``undetermined``, the CNN, the stacking or ``present``).
+
+    python tests/benchmarks/cnn_run_checks.py adapt-at-test --network /data/xs4 --run /data/xs4-run
+    python tests/benchmarks/cnn_run_checks.py fusion --network /data/xs4 /data/xs5 ... --run /data/xs4-run ...
+    python tests/benchmarks/cnn_run_checks.py anatomy --network /data/xs4 /data/xs5 ... --run /data/xs4-run ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+WINDOW_KM = (230.0, 370.0)  # the stacking's X search with its 20 km margin
+
+
+def _pairs(a) -> list[tuple[Path, Path]]:
+    if len(a.network) != len(a.run):
+        raise SystemExit("give as many --run as --network, in the same order")
+    return list(zip(a.network, a.run, strict=True))
+
+
+def _truth(network: Path) -> pd.DataFrame:
+    return pd.read_csv(network / "truth/truth.csv")
+
+
+def _auc(y, p) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if 0 < np.sum(y) < len(y) else float("nan")
+
+
+def adapt_at_test(a) -> None:
+    import torch
+    from xdisc.cnn.datasets import read_station_images
+    from xdisc.cnn.module import XClassifier
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    print("| draw | stations | before | AdaBN | " + " | ".join(f"TENT {s} steps" for s in a.steps) + " |")
+    for network, run in _pairs(a):
+        names, images = [], []
+        for path in sorted((run / "results/images").glob("*.nc")):
+            st = read_station_images(path)
+            if len(st["images"]):
+                names.append(st["station"])
+                images.append(torch.from_numpy(np.asarray(st["images"], np.float32)))
+        y = _truth(network).set_index("station").loc[names, "x_present"].to_numpy() == 1
+        first = torch.stack([im[0] for im in images])
+        every = torch.cat(images)
+        base = XClassifier.load_from_checkpoint(str(run / "results/cnn/adapted.ckpt"), map_location="cpu").eval()
+
+        def auc(module, y=y, first=first) -> float:
+            module.eval()
+            with torch.no_grad():
+                return _auc(y, module.probability(first).numpy())
+
+        norms = lambda m: [x for x in m.modules() if isinstance(x, torch.nn.modules.batchnorm._BatchNorm)]  # noqa: E731
+        row = [auc(base)]
+        ada = copy.deepcopy(base)
+        for bn in norms(ada):  # cumulative averages over every real image
+            bn.reset_running_stats()
+            bn.momentum = None
+        ada.train()
+        with torch.no_grad():
+            for i in range(0, len(every), 200):
+                ada(every[i:i + 200])
+        row.append(auc(ada))
+        for steps in a.steps:
+            tent = copy.deepcopy(base)
+            tent.train()  # batch statistics, as TENT uses them
+            for p in tent.parameters():
+                p.requires_grad_(False)
+            params = [p for bn in norms(tent) for p in bn.parameters()]
+            for p in params:
+                p.requires_grad_(True)
+            opt = torch.optim.Adam(params, lr=1e-3)
+            gen = torch.Generator().manual_seed(a.seed)
+            for _ in range(steps):
+                batch = every[torch.randperm(len(every), generator=gen)[:128]]
+                q = torch.sigmoid(tent(batch) / float(tent.temperature))
+                entropy = -(q * torch.log(q + 1e-8) + (1 - q) * torch.log(1 - q + 1e-8)).mean()
+                opt.zero_grad()
+                entropy.backward()
+                opt.step()
+            row.append(auc(tent))
+        print(f"| {network.name} | {len(names)} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
+
+
+def _logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-5, 1 - 1e-5)
+    return np.log(p / (1 - p))
+
+
+def fusion(a) -> None:
+    import xarray as xr
+    from sklearn.linear_model import LogisticRegression
+
+    rows = []
+    for network, run in _pairs(a):
+        cnn = pd.read_csv(run / "results/verdicts/cnn.csv").set_index("station")
+        truth = _truth(network).set_index("station")
+        for path in sorted((run / "results/stack").glob("*.nc")):
+            code = path.stem
+            if code not in cnn.index:
+                continue
+            with xr.open_dataset(path) as ds:
+                depth, stack = ds["depth"].values, ds["depth_stack"].values
+                sd = np.maximum((stack - ds["depth_stack_lower"].values) / 1.645, 1e-6)  # one-sided 95 % bound
+                inside = (depth >= WINDOW_KM[0]) & (depth <= WINDOW_KM[1])
+                noise = np.nanmedian(sd[(depth >= 200) & (depth <= 800)])
+                row = {"draw": network.name, "y": int(truth.loc[code, "x_present"]),
+                       "stack_t": np.nanmax((stack / sd)[inside]), "stack_amp": np.nanmax(stack[inside]) / noise,
+                       "ringing": float(ds.attrs.get("ringing_r0", np.nan)),
+                       "moho": float(ds.attrs.get("moho_km", np.nan)), "n_rf": float(ds.attrs["n_rf"])}
+            row["cnn"] = _logit(cnn.loc[code, "probability"])  # the mean over the station's images
+            row["cnn_all"] = _logit(cnn.loc[code, "probability_all"])  # image 0: every receiver function
+            rows.append(row)
+    df = pd.DataFrame(rows).replace([np.inf, -np.inf], np.nan)
+    df = df.fillna(df.median(numeric_only=True))
+    sets = {"CNN: image 0 (the verdict's)": ["cnn_all"], "CNN: the mean over its images": ["cnn"],
+            "CNN: both": ["cnn", "cnn_all"],
+            "stack only": ["stack_t", "stack_amp"], "CNN + stack": ["cnn", "cnn_all", "stack_t", "stack_amp"],
+            "CNN + stack + crust": ["cnn", "cnn_all", "stack_t", "stack_amp", "ringing", "moho", "n_rf"]}
+    draws = list(dict.fromkeys(df["draw"]))
+    print("| features | pooled AUC | mean per draw | " + " | ".join(draws) + " |")
+    for name, cols in sets.items():
+        out = np.zeros(len(df))
+        for d in draws:  # leave one draw out
+            held = (df["draw"] == d).to_numpy()
+            x = df[cols].to_numpy()
+            mu, sd = x[~held].mean(0), x[~held].std(0) + 1e-9
+            fit = LogisticRegression(max_iter=2000).fit((x[~held] - mu) / sd, df["y"][~held])
+            out[held] = fit.predict_proba((x[held] - mu) / sd)[:, 1]
+        per = [_auc(df["y"][df["draw"] == d], out[(df["draw"] == d).to_numpy()]) for d in draws]
+        print(f"| {name} | {_auc(df['y'], out):.3f} | {np.mean(per):.3f} | "
+              + " | ".join(f"{v:.3f}" for v in per) + " |")
+
+
+def _verdicts(network: Path, run: Path) -> pd.DataFrame:
+    cnn = pd.read_csv(run / "results/verdicts/cnn.csv")[["station", "verdict"]].rename(columns={"verdict": "cnn"})
+    stack = pd.read_csv(run / "results/verdicts/stacking.csv").rename(columns={"verdict": "stacking"})
+    stack = stack[["station", "stacking", "reason", "d410_km"]].rename(columns={"d410_km": "seen_d410_km"})
+    out = cnn.merge(stack, on="station").merge(_truth(network), on="station")
+    out["draw"] = network.name
+    return out
+
+
+def _score(v: np.ndarray, y: np.ndarray) -> str:
+    right = ((v == "present") & y) | ((v == "absent") & ~y)
+    return (f"{100 * right.mean():.1f} % | {100 * ((v == 'present') & ~y).sum() / (~y).sum():.1f} % | "
+            f"{100 * (v == 'undetermined').mean():.1f} % | {((v == 'present') & y).sum()} |")
+
+
+def anatomy(a) -> None:
+    df = pd.concat([_verdicts(n, r) for n, r in _pairs(a)], ignore_index=True)
+    y = df["x_present"].to_numpy() == 1
+    no_x = df[~y].assign(cnn_fa=lambda d: d["cnn"] == "present", stack_fa=lambda d: d["stacking"] == "present")
+    print(f"{len(df)} stations of {df['draw'].nunique()} draws, {len(no_x)} without X")
+
+    def by(key, title):
+        g = no_x.groupby(key, observed=True)
+        print(f"\n| {title} | stations | CNN false alarms | stacking false alarms |\n|---|---|---|---|")
+        for k, part in g:
+            n = len(part)
+            print(f"| {k} | {n} | {part['cnn_fa'].sum()} ({100 * part['cnn_fa'].mean():.1f} %) | "
+                  f"{part['stack_fa'].sum()} ({100 * part['stack_fa'].mean():.1f} %) |")
+
+    by("decoy", "decoy")
+    by(no_x["sediment_km"] > 0, "sediment")
+    by(pd.cut(no_x["moho_km"], [0, 30, 40, 54, 80]), "Moho (km)")
+    by(pd.cut(no_x["median_snr_z"], [0, 5, 8, 12, 20, 1000]), "median SNR of the vertical")
+    fa = no_x[no_x["cnn_fa"]]
+    for decoy in ("j220", "j380"):
+        part = no_x[no_x["decoy"] == decoy]
+        print(f"\n{decoy}: median SNR {part[part['cnn_fa']]['median_snr_z'].median():.1f} at the CNN's false alarms, "
+              f"{part[~part['cnn_fa']]['median_snr_z'].median():.1f} elsewhere")
+    print(f"CNN false alarms: median SNR {fa['median_snr_z'].median():.1f} "
+          f"(stations without X: {no_x['median_snr_z'].median():.1f})")
+    with_x = df[y]
+    print("\n| X style | X stations | CNN present | stacking present | stacking undetermined "
+          "| 410 seen by the stacking |\n|---|---|---|---|---|---|")
+    for style, part in with_x.groupby("x_style"):
+        print(f"| {style} | {len(part)} | {100 * (part['cnn'] == 'present').mean():.1f} % | "
+              f"{100 * (part['stacking'] == 'present').mean():.1f} % | "
+              f"{100 * (part['stacking'] == 'undetermined').mean():.1f} % | "
+              f"{100 * np.isfinite(part['seen_d410_km']).mean():.1f} % |")
+    print(f"| no X | {len(no_x)} | | | {100 * (no_x['stacking'] == 'undetermined').mean():.1f} % | "
+          f"{100 * np.isfinite(no_x['seen_d410_km']).mean():.1f} % |")
+    und = df[df["stacking"] == "undetermined"]
+    print(f"stacking undetermined: {len(und)}, {int((und['x_present'] == 1).sum())} of them with X; "
+          f"'d410 not seen' {int(und['reason'].str.startswith('d410 not seen').sum())}")
+
+    norm = {"present": "present", "absent": "absent"}
+    c = df["cnn"].map(norm).fillna("undetermined").to_numpy()
+    s = df["stacking"].map(norm).fillna("undetermined").to_numpy()
+    agree = (c == s) | (s == "undetermined")
+    rules = {"CNN": c, "stacking": s}
+    for name, conflict in (("undetermined", "undetermined"), ("the CNN", None), ("the stacking", "stack"),
+                           ("present", "present")):
+        pick = c if conflict is None else s if conflict == "stack" else np.full(len(c), conflict)
+        rules[f"conflict -> {name}"] = np.where(agree, c, np.where(c == "undetermined", s, pick))
+    vetoed = (c == "present") & (s == "absent")
+    rules["CNN, its present turned absent where the stacking says absent"] = np.where(vetoed, "absent", c)
+    print("\n| rule | right | false alarms | undetermined | X found |\n|---|---|---|---|---|")
+    for name, v in rules.items():
+        print(f"| {name} | {_score(v, y)}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, text in (("adapt-at-test", "AdaBN and TENT on the run's real images"),
+                       ("fusion", "the stacking's evidence beside the CNN's"),
+                       ("anatomy", "false alarms, X style, combined verdicts")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--network", type=Path, nargs="+", required=True, help="independent_network.py draws")
+        p.add_argument("--run", type=Path, nargs="+", required=True, help="their runs, in the same order")
+        if name == "adapt-at-test":
+            p.add_argument("--steps", type=int, nargs="+", default=[5, 20], help="TENT steps")
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args(argv)
+    {"adapt-at-test": adapt_at_test, "fusion": fusion, "anatomy": anatomy}[a.command](a)
+
+
+if __name__ == "__main__":
+    main()
