@@ -94,7 +94,10 @@ def adapt_at_test(a) -> None:
         row.append(auc(ada))
         for steps in a.steps:
             tent = copy.deepcopy(base)
-            tent.train()  # batch statistics, as TENT uses them
+            tent.train()  # batch statistics, as TENT uses them; the head's dropout stays off
+            for m in tent.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.eval()
             for p in tent.parameters():
                 p.requires_grad_(False)
             params = [p for bn in norms(tent) for p in bn.parameters()]
