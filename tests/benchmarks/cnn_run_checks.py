@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -176,9 +177,13 @@ def _verdicts(network: Path, run: Path) -> pd.DataFrame:
 
 
 def _score(v: np.ndarray, y: np.ndarray) -> str:
-    right = ((v == "present") & y) | ((v == "absent") & ~y)
-    return (f"{100 * right.mean():.1f} % | {100 * ((v == 'present') & ~y).sum() / (~y).sum():.1f} % | "
-            f"{100 * (v == 'undetermined').mean():.1f} % | {((v == 'present') & y).sum()} |")
+    """Right / false alarms / undetermined as independent_network.py scores them, and X found."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from independent_network import _rates  # beside this script
+
+    r = _rates(y, v)
+    return (f"{100 * r['accuracy']:.1f} % | {100 * r['false_alarm']:.1f} % | {100 * r['undetermined']:.1f} % | "
+            f"{((v == 'present') & y).sum()} |")
 
 
 def anatomy(a) -> None:

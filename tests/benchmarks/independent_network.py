@@ -735,14 +735,14 @@ def score(network: Path, workdir: Path) -> dict:
     for m in ("stacking", "cnn"):
         r = _rates(x, t[m])
         if m == "cnn":
+            # "auc": of the mean over the station's images, as recorded since 2026-11-30; "auc_image0": of the
+            # verdict's own statistic, image 0's probability (every receiver function)
+            for key, column in (("auc", "probability"), ("auc_image0", "probability_all")):
+                score = t[column].astype(float)
+                scored = score.notna().to_numpy()
+                r[key] = _f(roc_auc_score(x[scored], score[scored])) if len(set(x[scored])) == 2 else None
             prob = t["probability"].astype(float)
             ok = prob.notna().to_numpy()
-            r["auc"] = _f(roc_auc_score(x[ok], prob[ok])) if len(set(x[ok])) == 2 else None
-            # the verdict's own statistic: image 0's probability (every receiver function); "auc" above is that of
-            # the mean over the station's images, as recorded since 2026-11-30
-            first = t["probability_all"].astype(float)
-            ok0 = first.notna().to_numpy()
-            r["auc_image0"] = _f(roc_auc_score(x[ok0], first[ok0])) if len(set(x[ok0])) == 2 else None
             r["reliability"] = _reliability(x[ok], prob[ok].to_numpy(), Path(workdir))
         else:
             tp = (t["stacking"] == "present") & x

@@ -94,15 +94,16 @@ def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calib
     st = read_station_images(image_file)
     prob = predict_station(module, st["images"])
     n_rf = st["n_rf_station"]
+    mean = float(np.mean(prob)) if len(prob) else math.nan
+    first = float(prob[0]) if len(prob) else math.nan
     own = (calibration or {}).get(st["station"])
     if own is not None:
         verdict, reason = calibrated_verdict(prob, n_rf, own, cfg)
-        statistic = float(prob[0]) if len(prob) else math.nan
     else:
         verdict, reason = station_verdict(prob, n_rf, cfg)
-        statistic = float(np.mean(prob)) if len(prob) else math.nan
         if calibration:
             reason = "; ".join(r for r in (reason, "no own-noise thresholds (too few noise traces)") if r)
+    statistic = mean if own is None else first  # what the verdict compared with its thresholds
     own = own or {}
     depth, depth_err = math.nan, math.nan
     if verdict == PRESENT and module.net.depth_branch is not None:
@@ -110,9 +111,9 @@ def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calib
             mu, sigma = module.net.depth(torch.from_numpy(np.asarray(st["images"][:1], np.float32)))
         depth, depth_err = float(mu[0]), float(sigma[0])
     return {"station": st["station"], "latitude": st["latitude"], "longitude": st["longitude"], "n_rf": n_rf,
-            "n_images": len(prob), "probability": float(np.mean(prob)) if len(prob) else math.nan,
+            "n_images": len(prob), "probability": mean,
             "probability_std": float(np.std(prob)) if len(prob) else math.nan,
-            "probability_all": float(prob[0]) if len(prob) else math.nan, "verdict_probability": statistic,
+            "probability_all": first, "verdict_probability": statistic,
             "present_threshold": own.get("present_threshold", math.nan),
             "absent_threshold": own.get("absent_threshold", math.nan),
             "detection_rate": own.get("detection_rate", math.nan), "verdict": verdict, "cnn_x_depth_km": depth,

@@ -98,8 +98,8 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path, detectabilit
     stack = _with_verdicts(read_table(stacking_csv, STACKING_REQUIRED)[list(STACKING_REQUIRED)], stacking_csv)
     both = stack.merge(cnn, on="station", how="outer", suffixes=("_stacking", "_cnn"), sort=True, indicator=True)
     in_stacking, in_cnn = both["_merge"] != "right_only", both["_merge"] != "left_only"
-    words = ("station", "_merge", "verdict_stacking", "verdict_cnn")
-    num = {c: _numbers(both[c]) for c in both.columns if c not in words}
+    not_numbers = ("station", "_merge", "verdict_stacking", "verdict_cnn")
+    num = {c: _numbers(both[c]) for c in both.columns if c not in not_numbers}
     # coordinates of the stacking table, else (absent, or a stacking table without them) the CNN's
     cnn_place = ~in_stacking | (in_cnn & ~np.isfinite(num["latitude_stacking"]))
     table = pd.DataFrame({
