@@ -1,5 +1,6 @@
 """The Snakemake workflow: dry run, a tiny real run, reruns, config errors."""
 
+import csv
 import json
 import os
 import re
@@ -155,6 +156,36 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+@pytest.mark.slow
+def test_refine_turned_on_reruns_only_the_verdicts_and_scores_each_station_with_its_fold(tiny_run, tmp_path):
+    """cnn.refine on a finished run: its draws and folds are made, calibrate, predict and what follows run again,
+    the network, its adaptation and the no-X calibration draws stay; the SY stations are scored by their fold's
+    network. A fine-tuning key reruns the folds, not their draws."""
+    wd = tmp_path / "run"
+    shutil.copytree(tiny_run, wd, symlinks=True)  # modification times kept
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg["cnn"]["refine"] = {"enabled": True, "epochs": 1, "training_stations": 4}
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = _run(wd, "--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    for rule in ("draw_refinement", "refine_cnn", "calibrate_stations", "predict_stations", "compare_verdicts"):
+        assert f"rule {rule}:" in run.stdout + run.stderr, rule
+    for upstream in ("pretrain_cnn", "adapt_cnn", "finetune_cnn", "draw_calibration", "process_station"):
+        assert f"rule {upstream}:" not in run.stdout + run.stderr, f"{upstream} does not depend on cnn.refine"
+    folds = (wd / "results" / "cnn" / "refined" / "folds.csv").read_text().splitlines()
+    assert folds == ["station,fold", "SY.D01,0", "SY.D02,1"]  # CX.PB01: too few receiver functions for draws
+    with open(wd / "results" / "verdicts" / "cnn.csv", newline="") as f:
+        network = {r["station"]: r["network"] for r in csv.DictReader(f)}
+    assert network == {"CX.PB01": "run", "SY.D01": "refined fold 1", "SY.D02": "refined fold 2"}
+    refined = json.loads((wd / "results" / "metrics" / "refine.json").read_text())
+    assert [f["scored_stations"] for f in refined["per_fold"]] == [1, 1]
+    cfg["cnn"]["refine"]["epochs"] = 2
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    plan = _run(wd, "-n", "--cores", "2")
+    assert "rule refine_cnn:" in plan.stdout and "rule predict_stations:" in plan.stdout, plan.stdout
+    assert "rule draw_refinement:" not in plan.stdout  # the draws read only cnn.refine.training_stations
 
 
 @pytest.mark.slow

@@ -33,6 +33,9 @@ verdicts against the network's hidden truth, without rerunning the pipeline:
     python tests/benchmarks/redecon_adaptation.py score --network /data/xs1 --run /data/xs1-run --draws /data/rda1 \\
         --epochs 8 --folds 2 --with-calibration-draws
 
+The cross-fitted fine-tuning (``--folds 2 --with-calibration-draws``) is built into the pipeline as
+``cnn.refine`` (:mod:`xdisc.cnn.refine`, which this script's training stations now come from).
+
 Not part of CI.
 """
 
@@ -53,20 +56,6 @@ def _seed(config: dict, station: str, offset: int = 0) -> int:
     from xdisc.cnn.redecon import station_seed
 
     return station_seed(int(config["cnn"]["seed"]) + offset, station)
-
-
-def _training_samples(pool, source, normalised, n: int, rng, window_s) -> np.ndarray:
-    from xdisc.cnn.calibration import crust_distances
-
-    no_x, with_x = np.flatnonzero(source.label == 0), np.flatnonzero(source.label == 1)
-    hard = no_x[source.hard[no_x]] if source.hard is not None else no_x
-    dist = crust_distances(pool, source, window_s, normalised)
-    near_n = no_x[np.argsort(dist[no_x])[:50]] if dist is not None else no_x
-    near_x = with_x[np.argsort(dist[with_x])[:50]] if dist is not None else with_x
-    h = n // 2
-    nx = np.concatenate([rng.choice(near_n, h // 3), rng.choice(hard, h // 3), rng.choice(no_x, h - 2 * (h // 3))])
-    xx = np.concatenate([rng.choice(near_x, h // 2), rng.choice(with_x, h - h // 2)])
-    return np.concatenate([nx, xx])
 
 
 def _redeconvolved_images(config, set_path, chosen, out: Path, name: str, stream: int, extra) -> None:
@@ -93,6 +82,7 @@ def _redeconvolved_images(config, set_path, chosen, out: Path, name: str, stream
 def draws(argv) -> int:
     from xdisc.cnn.calibration import AdaptSettings, crust_window, read_pools
     from xdisc.cnn.redecon import station_samples
+    from xdisc.cnn.refine import training_samples
     from xdisc.cnn.synthetic_set import SyntheticSource
 
     ap = argparse.ArgumentParser()
@@ -121,8 +111,8 @@ def draws(argv) -> int:
         chosen = []
         for pool in pools:
             seed = _seed(config, pool.station, 77)
-            samples = _training_samples(pool, train, normalised, a.train, np.random.default_rng(seed),
-                                        ad.crust_window_s)
+            samples = training_samples(pool, train, normalised, a.train, np.random.default_rng(seed),
+                                       ad.crust_window_s)
             chosen.append((pool, samples, seed))
         _redeconvolved_images(config, train_path, chosen, a.out, "train", 41, lambda s: {
             "label": train.label[s], "depth": np.array([float(train.depth_target(int(i))) for i in s])})

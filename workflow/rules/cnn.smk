@@ -128,14 +128,68 @@ rule draw_calibration:
         " --out {output.folder} 2> {log}"
 
 
+# cnn.refine (off by default): X and training draws per batch of stations, deconvolved as each station's
+# data; one network per fold of stations, fine-tuned on the other folds' draws
+rule draw_refinement:
+    input:
+        settings=settings("refine_draws"),
+        lineage=lineage("refine_draws"),
+        test=rules.pretrain_cnn.input.test,
+        synthetics=rules.pretrain_cnn.input.train,
+        noise=calibration_batch_noise,
+    output:
+        folder=directory(results("refine", "draws", "{batch}")),
+    log:
+        log_file("draw_refinement", "batch"),
+    benchmark:
+        benchmark_file("draw_refinement", "batch")
+    conda:
+        XDISC_ENV
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    shell:
+        "xdisc refine-draws {input.noise} --settings-file {input.settings} --test {input.test}"
+        " --synthetics {input.synthetics} --out {output.folder} 2> {log}"
+
+
+rule refine_cnn:
+    input:
+        settings=settings("refine"),
+        lineage=lineage("refine"),
+        model=rules.finetune_cnn.output.ckpt,
+        draws=all_calibration_draws,
+        refine_draws=all_refine_draws,
+    output:
+        folder=directory(results("cnn", "refined")),
+        metrics=results("metrics", "refine.json"),
+    log:
+        log_file("refine_cnn"),
+    benchmark:
+        benchmark_file("refine_cnn")
+    conda:
+        XDISC_ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    shell:
+        "xdisc refine --settings-file {input.settings} --model {input.model} --draws {input.draws}"
+        " --refine-draws {input.refine_draws} --out {output.folder} --metrics {output.metrics}"
+        " --threads {threads} 2> {log}"
+
+
 rule calibrate_stations:
     input:
+        unpack(lambda wildcards: refined_networks()),
         settings=settings("calibrate"),
         lineage=lineage("calibrate"),
         model=rules.finetune_cnn.output.ckpt,
         test=rules.pretrain_cnn.input.test,
         noise=all_station_noise,
         draws=all_calibration_draws,
+        refine_draws=all_refine_draws,
     output:
         csv=results("cnn", "station_thresholds.csv"),
         metrics=results("metrics", "calibrate.json"),
@@ -149,13 +203,16 @@ rule calibrate_stations:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        refined=refined_arguments,
     shell:
         "xdisc calibrate {input.noise} --settings-file {input.settings} --model {input.model} --test {input.test}"
-        " --out {output.csv} --metrics {output.metrics} --draws {input.draws} 2> {log}"
+        " --out {output.csv} --metrics {output.metrics} --draws {input.draws} {params.refined} 2> {log}"
 
 
 rule predict_stations:
     input:
+        unpack(lambda wildcards: refined_networks()),
         settings=settings("predict"),
         lineage=lineage("predict"),
         model=rules.finetune_cnn.output.ckpt,
@@ -173,9 +230,11 @@ rule predict_stations:
     resources:
         mem_mb=2000,
         runtime=15,
+    params:
+        refined=refined_arguments,
     shell:
         "xdisc predict {input.images} --settings-file {input.settings} --model {input.model}"
-        " --calibration {input.calibration} --out {output.csv} 2> {log}"
+        " --calibration {input.calibration} {params.refined} --out {output.csv} 2> {log}"
 
 
 rule compare_verdicts:

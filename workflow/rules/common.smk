@@ -117,13 +117,15 @@ SETTINGS = {
             "images",
             "synthetics",
             "receiver_function",
-            leave_out=("finetune", "verdict", "labels", "adapt"),
+            leave_out=("finetune", "verdict", "labels", "adapt", "refine"),
         ),
-        "finetune": _cnn("earth_model", "images", "synthetics", "receiver_function", leave_out=("verdict", "adapt")),
+        "finetune": _cnn(
+            "earth_model", "images", "synthetics", "receiver_function", leave_out=("verdict", "adapt", "refine")
+        ),
         "adapt": _cnn(
             "earth_model",
             "images",
-            leave_out=("finetune", "labels", "evaluation"),
+            leave_out=("finetune", "labels", "evaluation", "refine"),
             leave_out_keys={"adapt": xdisc.config.CNN_THRESHOLD_KEYS + xdisc.config.CALIBRATION_DRAW_KEYS},
         ),
         "calibrate": _cnn("earth_model", "images", leave_out=("pretrain", "finetune", "labels", "evaluation")),
@@ -134,11 +136,29 @@ SETTINGS = {
             "rf_processing",
             "layering",
             "synthetics",
+            leave_out=("pretrain", "finetune", "labels", "evaluation", "refine"),
+            leave_out_keys={"adapt": xdisc.config.CNN_THRESHOLD_KEYS},
+        ),
+        # cnn.refine: the draws read only its training_stations, the fine-tuning every key but the thresholds'
+        "refine_draws": _cnn(
+            "earth_model",
+            "images",
+            "receiver_function",
+            "rf_processing",
+            "layering",
+            "synthetics",
             leave_out=("pretrain", "finetune", "labels", "evaluation"),
+            leave_out_keys={
+                "adapt": xdisc.config.CNN_THRESHOLD_KEYS + xdisc.config.CALIBRATION_DRAW_KEYS,
+                "refine": xdisc.config.REFINE_FIT_KEYS,
+            },
+        ),
+        "refine": _cnn(
+            leave_out=("pretrain", "finetune", "labels", "evaluation", "verdict"),
             leave_out_keys={"adapt": xdisc.config.CNN_THRESHOLD_KEYS},
         ),
         "predict": _cnn(leave_out=("pretrain", "finetune", "labels", "adapt")),
-        "evaluate": _cnn("earth_model", "images", "synthetics", "stacking", leave_out=("verdict", "labels")),
+        "evaluate": _cnn("earth_model", "images", "synthetics", "stacking", leave_out=("verdict", "labels", "refine")),
         "detectability_kernels": _sections("detectability", "earth_model", "receiver_function", "layering"),
         "detectability": _cnn(
             "detectability",
@@ -171,7 +191,9 @@ SETTINGS_PARENTS = {
     "adapt": ("pretrain", "station"),
     "finetune": ("adapt",),
     "calibration_draws": ("synthetics_test", "station"),
-    "calibrate": ("finetune", "calibration_draws"),
+    "refine_draws": ("synthetics_pretrain", "synthetics_test", "station"),
+    "refine": ("finetune", "calibration_draws", "refine_draws"),
+    "calibrate": ("finetune", "calibration_draws", "refine"),
     "predict": ("calibrate",),
     "evaluate": ("pretrain",),
     "detectability": ("detectability_kernels", "calibrate"),
@@ -388,6 +410,29 @@ def all_calibration_draws(wildcards):
     if adapt["calibration_noise"] != "redeconvolved" or not adapt["enabled"]:
         return []
     return [results("calibration", batch) for batch in station_batches(adapt["batch_stations"])[0]]
+
+
+def all_refine_draws(wildcards):
+    """The folders of the X and training draws of cnn.refine (input of refine_cnn and calibrate_stations; none
+    where it is off)."""
+    if not config["cnn"]["refine"]["enabled"]:
+        return []
+    return [results("refine", "draws", batch) for batch in station_batches(config["cnn"]["adapt"]["batch_stations"])[0]]
+
+
+def refined_networks():
+    """The folder of rule refine_cnn where cnn.refine is on (input of calibrate_stations, predict_stations and
+    assess_detectability), else none."""
+    return {"refined": results("cnn", "refined")} if config["cnn"]["refine"]["enabled"] else {}
+
+
+def refined_arguments(wildcards, input):
+    """--refined (and --refine-draws for calibrate) where cnn.refine is on."""
+    if not config["cnn"]["refine"]["enabled"]:
+        return ""
+    x_draws = getattr(input, "refine_draws", None)  # calibrate's input, not predict's
+    draws = f" --refine-draws {' '.join(x_draws)}" if x_draws else ""
+    return f"--refined {input.refined}{draws}"
 
 
 def all_station_detectability(wildcards):

@@ -26,6 +26,7 @@ rule compute_x_kernels:
 
 rule assess_detectability:
     input:
+        unpack(lambda wildcards: refined_networks()),
         settings=settings("detectability"),
         lineage=lineage("detectability"),
         rf=detectability_batch_rf,
@@ -45,10 +46,12 @@ rule assess_detectability:
     resources:
         mem_mb=2000,
         runtime=60,
+    params:
+        refined=refined_arguments,
     shell:
         "xdisc detectability station --settings-file {input.settings} --rf {input.rf} --kernels {input.kernels}"
-        " --model {input.model} --calibration {input.calibration} --test {input.test} --out {output.folder}"
-        " 2> {log}"
+        " --model {input.model} --calibration {input.calibration} {params.refined} --test {input.test}"
+        " --out {output.folder} 2> {log}"
 
 
 rule collect_detectability:

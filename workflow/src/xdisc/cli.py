@@ -621,6 +621,10 @@ def _add_calibrate(sub) -> None:
     p.add_argument("--metrics", required=True, type=Path, help="metrics JSON")
     p.add_argument("--draws", nargs="*", type=Path, default=[],
                    help="files or folders of 'xdisc calibration-draws': the no-X draws of those stations")
+    p.add_argument("--refined", type=Path,
+                   help="folder of 'xdisc refine' (cnn.refine): its stations are scored by their fold's network")
+    p.add_argument("--refine-draws", nargs="*", type=Path, default=[],
+                   help="with --refined: files or folders of 'xdisc refine-draws' (the stations' X draws)")
     _add_config_arguments(p)
     p.set_defaults(func=run_calibrate)
     p = sub.add_parser("calibration-draws", help="no-X calibration draws deconvolved as each station's data",
@@ -638,7 +642,8 @@ def _add_calibrate(sub) -> None:
 def run_calibrate(args) -> int:
     from xdisc.cnn.adapt import calibrate
 
-    calibrate(_load_config(args), args.model, str(args.test), args.noise, args.out, args.metrics, args.draws)
+    calibrate(_load_config(args), args.model, str(args.test), args.noise, args.out, args.metrics, args.draws,
+              args.refined, args.refine_draws)
     log.info("calibrate: -> %s", args.out)
     return 0
 
@@ -648,6 +653,53 @@ def run_calibration_draws(args) -> int:
 
     written = calibration_draws(_load_config(args), str(args.test), args.noise, args.out)
     log.info("calibration-draws: %d station(s) -> %s", len(written), args.out)
+    return 0
+
+
+def _add_refine(sub) -> None:
+    p = sub.add_parser("refine-draws", help="X and training draws deconvolved as each station's data (cnn.refine)",
+                       description="Per station: its X calibration draws (test set, dVs >= cnn.adapt.absent_dvs) and "
+                                   "cnn.refine.training_stations training draws (pretraining set), synthetic "
+                                   "seismograms plus noise of the station's pre-P spectra at each event's SNR, "
+                                   "deconvolved as 'xdisc rf' does and imaged, for 'xdisc refine' and "
+                                   "'xdisc calibrate --refined'.")
+    p.add_argument("noise", nargs="*", type=Path, help="noise pools from 'xdisc noise' (one per station)")
+    p.add_argument("--test", required=True, type=Path, help="the synthetic test set 'xdisc calibrate' uses")
+    p.add_argument("--synthetics", required=True, type=Path, help="the synthetic set of pretraining")
+    p.add_argument("--out", required=True, type=Path, help="folder: one NET.STA.nc per station")
+    _add_config_arguments(p)
+    p.set_defaults(func=run_refine_draws)
+    p = sub.add_parser("refine", help="the run's network refined per fold of stations on their draws (cnn.refine)",
+                       description="Split the stations with draws into cnn.refine.folds folds and fine-tune the "
+                                   "run's network once per fold on the other folds' training, no-X and X draws "
+                                   "(deconvolved as each station's data), so that no station is scored by a "
+                                   "network that learnt its draws. Writes fold_K.ckpt and folds.csv.")
+    p.add_argument("--model", required=True, type=Path, help="the run's network (results/cnn/finetune.ckpt)")
+    p.add_argument("--draws", nargs="*", type=Path, default=[],
+                   help="files or folders of 'xdisc calibration-draws' (no-X draws)")
+    p.add_argument("--refine-draws", nargs="*", type=Path, default=[],
+                   help="files or folders of 'xdisc refine-draws' (X and training draws)")
+    p.add_argument("--out", required=True, type=Path, help="folder: fold_K.ckpt and folds.csv")
+    p.add_argument("--metrics", required=True, type=Path, help="metrics JSON")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    _add_config_arguments(p)
+    p.set_defaults(func=run_refine)
+
+
+def run_refine_draws(args) -> int:
+    from xdisc.cnn.refine import refinement_draws
+
+    written = refinement_draws(_load_config(args), str(args.test), str(args.synthetics), args.noise, args.out)
+    log.info("refine-draws: %d station(s) -> %s", len(written), args.out)
+    return 0
+
+
+def run_refine(args) -> int:
+    from xdisc.cnn.refine import refine
+
+    result = refine(_load_config(args), args.model, args.draws, args.refine_draws, args.out, args.metrics,
+                    args.threads)
+    log.info("refine: %d station(s) in %d fold(s) -> %s", result["stations"], result["folds"], args.out)
     return 0
 
 
@@ -666,6 +718,9 @@ def _add_detectability(sub) -> None:
     p.add_argument("--model", type=Path,
                    help="station: the CNN checkpoint that 'xdisc predict' uses (none: stacking only)")
     p.add_argument("--calibration", type=Path, help="station: the per-station thresholds of 'xdisc calibrate'")
+    p.add_argument("--refined", type=Path,
+                   help="station: folder of 'xdisc refine' (cnn.refine): its stations are judged by their fold's "
+                        "network, as 'xdisc predict --refined' judges them")
     p.add_argument("--test", type=Path,
                    help="station: synthetic set whose no-X samples carry the false-alarm draws (default: the earth "
                         "model's own receiver functions)")
@@ -691,8 +746,12 @@ def run_detectability(args) -> int:
         single = args.out.suffix == ".nc"
         if single and len(args.rf) > 1:
             raise SystemExit("xdisc detectability station: several --rf need a folder as --out, not a .nc file")
+        from xdisc.cnn.folds import fold_checkpoint, read_folds
+
+        folds = read_folds(args.refined)
         for k, rf in enumerate(args.rf, 1):
-            ds = det.station_file(rf, args.kernels, config, args.model, args.calibration,
+            model = fold_checkpoint(args.refined, folds[rf.stem]) if rf.stem in folds else args.model
+            ds = det.station_file(rf, args.kernels, config, model, args.calibration,
                                   _progress(f"detectability {rf.stem} ({k}/{len(args.rf)})"), args.test)
             write_netcdf(ds, args.out if single else args.out / f"{rf.stem}.nc")
             summary = ", ".join(f"{m}: dvs90 {float(ds[f'dvs90_{m}']):.3f}, "
@@ -741,22 +800,26 @@ def _add_predict(sub) -> None:
     p.add_argument("--model", required=True, type=Path, help="checkpoint from 'xdisc train' or 'xdisc adapt'")
     p.add_argument("--calibration", type=Path,
                    help="per-station thresholds from 'xdisc adapt' (default: the global ones of cnn.verdict)")
+    p.add_argument("--refined", type=Path,
+                   help="folder of 'xdisc refine' (cnn.refine): its stations are scored by their fold's network")
     p.add_argument("--out", required=True, type=Path, help="CSV table (results/verdicts/cnn.csv)")
     _add_config_arguments(p)
     p.set_defaults(func=run_predict)
 
 
 def run_predict(args) -> int:
+    from xdisc.cnn.folds import fold_networks
     from xdisc.cnn.module import load_classifier
     from xdisc.cnn.predict import PREDICTION_COLUMNS, prediction_row, read_calibration
 
     config = _load_config(args)
     module = load_classifier(args.model)
     calibration = read_calibration(args.calibration)
+    refined = fold_networks(args.refined)
     rows = []
     for path in args.images:
         try:
-            rows.append(prediction_row(module, path, config["cnn"]["verdict"], calibration))
+            rows.append(prediction_row(module, path, config["cnn"]["verdict"], calibration, refined))
         except (OSError, KeyError, ValueError) as exc:
             log.error("predict: %s left out: %s", path, exc)
     _write_verdict_table(rows, PREDICTION_COLUMNS, args.out, "predict")
@@ -1065,6 +1128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_adapt(sub)
     _add_calibrate(sub)
+    _add_refine(sub)
     _add_detectability(sub)
     _add_ship(sub)
     _add_predict(sub)

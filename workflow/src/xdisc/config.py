@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 CNN_THRESHOLD_KEYS = ("present_probability", "false_alarm_rate", "miss_rate", "conformal_present")
 # cnn.adapt keys that only the calibration draws read (left out of the adaptation's settings)
 CALIBRATION_DRAW_KEYS = ("calibration_crust",)
+# cnn.refine keys that only its fine-tuning reads (left out of the settings of its draws)
+REFINE_FIT_KEYS = ("enabled", "folds", "epochs", "learning_rate", "batch_size", "max_stations")
 
 
 class ConfigError(ValueError):
@@ -160,6 +162,11 @@ def _check_relations(cfg: dict) -> list[str]:
     verdict = cfg["cnn"]["verdict"]
     need(verdict["present_probability"] > verdict["absent_probability"], "cnn.verdict.present_probability",
          "larger than", "cnn.verdict.absent_probability")
+    adapt = cfg["cnn"]["adapt"]
+    if cfg["cnn"]["refine"]["enabled"] and not (adapt["enabled"] and adapt["calibration_noise"] == "redeconvolved"):
+        out.append(f"cnn.refine.enabled needs cnn.adapt.enabled (now {adapt['enabled']}) and "
+                   f"cnn.adapt.calibration_noise redeconvolved (now {adapt['calibration_noise']!r}): the refined "
+                   "networks learn from and are calibrated on the draws deconvolved as each station's data")
 
     # dates: parsed as the downloader parses them (ISO 8601)
     times = {}

@@ -53,6 +53,7 @@ from xdisc.cnn.calibration import (
     read_pools,
     station_thresholds,
 )
+from xdisc.cnn.folds import fold_networks, probabilities, read_refinement_draws
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import XClassifier, logits_of
 from xdisc.cnn.synthetic_set import SyntheticSource
@@ -65,7 +66,7 @@ from xdisc.core.earthmodel import load_model
 log = logging.getLogger(__name__)
 
 CALIBRATION_COLUMNS = ("station", "n_rf", "present_threshold", "absent_threshold", "false_alarm_rate",
-                       "detection_rate", "miss_rate", "n_draws", "no_x_draws")
+                       "detection_rate", "miss_rate", "n_draws", "no_x_draws", "x_draws", "network")
 
 
 def own_noise_image(clean: np.ndarray, grid_slowness: np.ndarray, pool: Pool, rng: np.random.Generator,
@@ -221,11 +222,15 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
 
 
 def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list, out: Path,
-              metrics_path: Path, draws: list | None = None) -> dict:
+              metrics_path: Path, draws: list | None = None, refined: Path | None = None,
+              refine_draws: list | None = None) -> dict:
     """Each station's present / absent thresholds (:func:`xdisc.cnn.calibration.station_thresholds`) from the
     model's probabilities on ``calibration_draws`` own-noise stations without X and with X (synthetic test
     set). ``draws``: files or folders of :func:`xdisc.cnn.redecon.calibration_draws`; a station found there
-    takes its no-X scores from those images (deconvolved as its data) instead of own-noise stations."""
+    takes its no-X scores from those images (deconvolved as its data) instead of own-noise stations.
+    ``refined``: the folder of :func:`xdisc.cnn.refine.refine`; a station of its folds is scored by its fold's
+    network, its X draws taken from ``refine_draws`` (files or folders of
+    :func:`xdisc.cnn.refine.refinement_draws`: deconvolved as its data too)."""
     cfg = config["cnn"]
     a = AdaptSettings.from_config(cfg["adapt"])
     settings = ImageSettings.from_config(config["images"])
@@ -244,18 +249,22 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
         logits, _ = logits_of(module, data)
         prob = _sigmoid(logits / float(module.temperature))
         redecon = draw_files(draws or [])
+        nets, x_files = fold_networks(refined), draw_files(refine_draws or [])
         for s, pool in enumerate(pools):
             mine = pairs[:, 0] == s
-            no_x, how = prob[mine & (kind == 0)], "own-noise"
+            no_x, how, with_x, x_how = prob[mine & (kind == 0)], "own-noise", prob[mine & (kind == 1)], "own-noise"
+            net, network = module, "run"
+            if pool.station in nets and pool.station in x_files and pool.station in redecon:
+                net, network = nets[pool.station]
+                x_images = read_refinement_draws(x_files[pool.station], ("x_image",))["x_image"]
+                with_x, x_how = probabilities(net, x_images), "redeconvolved"
             if pool.station in redecon:
-                with torch.no_grad():
-                    module.eval()
-                    images = torch.from_numpy(read_draw_images(redecon[pool.station]))
-                    no_x = module.probability(images).numpy().astype(float)
-                how = "redeconvolved"
+                no_x, how = probabilities(net, read_draw_images(redecon[pool.station])), "redeconvolved"
             rows.append({"station": pool.station, "n_rf": int(pool.noise.shape[0]),
-                         **station_thresholds(no_x, prob[mine & (kind == 1)], a), "no_x_draws": how})
+                         **station_thresholds(no_x, with_x, a), "no_x_draws": how, "x_draws": x_how,
+                         "network": network})
         result["no_x_draws"] = {k: sum(r["no_x_draws"] == k for r in rows) for k in NO_X_DRAWS}
+        result["refined_stations"] = sum(r["network"] != "run" for r in rows)
         result.update(stations_calibrated=len(rows), seconds=time.perf_counter() - t0,
                       median_present_threshold=float(np.median([r["present_threshold"] for r in rows])),
                       median_absent_threshold=float(np.median([r["absent_threshold"] for r in rows])),

@@ -6,7 +6,8 @@ where X is present and the network has a depth head, its depth and standard devi
 
 Columns of ``cnn.csv`` with a probability: ``probability`` and ``probability_std``, the mean and spread over
 the station's images; ``probability_all``, image 0's; ``verdict_probability``, the one the verdict compared
-with its thresholds (image 0's with the station's own thresholds, else the mean)."""
+with its thresholds (image 0's with the station's own thresholds, else the mean). ``network``: which network
+scored the station: ``run`` (``finetune.ckpt``), or ``refined fold K`` (``cnn.refine``: :mod:`xdisc.cnn.refine`)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
 
 PREDICTION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "n_images", "probability", "probability_std",
                       "probability_all", "verdict_probability", "present_threshold", "absent_threshold",
-                      "detection_rate", "verdict", "cnn_x_depth_km", "cnn_x_depth_err_km", "reason")
+                      "detection_rate", "verdict", "cnn_x_depth_km", "cnn_x_depth_err_km", "network", "reason")
 
 
 @torch.no_grad()
@@ -90,8 +91,12 @@ def read_calibration(path: str | Path | None) -> dict[str, dict]:
     return {row["station"]: row for row in table.to_dict("records")}
 
 
-def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calibration: dict | None = None) -> dict:
+def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calibration: dict | None = None,
+                   refined: dict | None = None) -> dict:
+    """One row of ``cnn.csv``. ``refined``: station code -> (the network of its fold, its name), for the
+    stations that :mod:`xdisc.cnn.refine` refined; the others are scored by ``module``."""
     st = read_station_images(image_file)
+    module, network = (refined or {}).get(st["station"], (module, "run"))
     prob = predict_station(module, st["images"])
     n_rf = st["n_rf_station"]
     mean = float(np.mean(prob)) if len(prob) else math.nan
@@ -117,4 +122,4 @@ def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calib
             "present_threshold": own.get("present_threshold", math.nan),
             "absent_threshold": own.get("absent_threshold", math.nan),
             "detection_rate": own.get("detection_rate", math.nan), "verdict": verdict, "cnn_x_depth_km": depth,
-            "cnn_x_depth_err_km": depth_err, "reason": reason}
+            "cnn_x_depth_err_km": depth_err, "network": network, "reason": reason}

@@ -1,0 +1,175 @@
+"""cnn.refine: X and training draws deconvolved as each station's data (`xdisc refine-draws`), one network per
+fold of stations fine-tuned on the other folds' draws only (`xdisc refine`), and calibrate / predict scoring
+each station with its fold's network (`--refined`)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from xdisc import config as cfgmod
+from xdisc.cli import main
+from xdisc.cnn import calibration, folds, predict, redecon
+from xdisc.cnn.module import load_classifier
+from xdisc.cnn.shipped import CHECKPOINT as SHIPPED_CHECKPOINT
+from xdisc.cnn.synthetic_set import SyntheticSource
+from xdisc.core.artifacts import write_netcdf
+from xdisc.synth.noise_pool import noise_pool
+from xdisc.synth.synthetics import make_dataset
+
+CODES = ("CX.PB01", "CX.PB02")
+ADAPT = {"calibration_draws": 6}
+REFINE = {"enabled": True, "training_stations": 6, "epochs": 1, "batch_size": 16}
+
+
+def _settings(cfg: dict, **refine_keys) -> str:
+    return json.dumps({"cnn": {"adapt": ADAPT, "refine": {**REFINE, **refine_keys}, "verdict": {"min_rf": 3}},
+                       "synthetics": cfg["synthetics"]})
+
+
+@pytest.fixture(scope="module")
+def two_stations(rf_example_station, tmp_path_factory):
+    """Noise pools and image files of two stations (CX.PB01's data under two codes), a small synthetic test set
+    and a small pretraining set."""
+    tmp = tmp_path_factory.mktemp("refine")
+    cfg = cfgmod.load(None, {"synthetics": {"n_samples": 16, "noise": {"snr": [20, 30]}}})
+    write_netcdf(make_dataset(cfg), tmp / "train.nc")
+    test_cfg = cfgmod.load(None, {"synthetics": {"n_samples": 16, "seed": cfg["synthetics"]["seed"] + 1}})
+    write_netcdf(make_dataset(test_cfg), tmp / "test.nc")
+    for code in CODES:
+        ds = rf_example_station["dataset"].assign_coords(station=code.split(".")[1])
+        write_netcdf(ds, tmp / f"rf_{code}.nc")
+        write_netcdf(noise_pool(tmp / f"rf_{code}.nc"), tmp / f"{code}.nc")
+        assert main(["images", "--rf", str(tmp / f"rf_{code}.nc"), "--out", str(tmp / "images" / f"{code}.nc")]) == 0
+    return {"cfg": cfg, "dir": tmp, "pools": [tmp / f"{c}.nc" for c in CODES], "test": tmp / "test.nc",
+            "train": tmp / "train.nc", "images": [tmp / "images" / f"{c}.nc" for c in CODES]}
+
+
+@pytest.fixture(scope="module")
+def drawn(two_stations):
+    s, tmp = two_stations, two_stations["dir"]
+    settings = _settings(s["cfg"])
+    assert main(["calibration-draws", *map(str, s["pools"]), "--test", str(s["test"]), "--out",
+                 str(tmp / "no_x"), "--settings", settings]) == 0
+    assert main(["refine-draws", *map(str, s["pools"]), "--test", str(s["test"]), "--synthetics",
+                 str(s["train"]), "--out", str(tmp / "draws"), "--settings", settings]) == 0
+    return tmp / "no_x", tmp / "draws"
+
+
+def _probabilities(module, images: np.ndarray) -> np.ndarray:
+    """sigmoid(logit / temperature), computed here from the network's layers."""
+    with torch.no_grad():
+        x = torch.from_numpy(np.asarray(images, np.float32))
+        return torch.sigmoid(module.net(x) / module.temperature).numpy().astype(float)
+
+
+def test_refine_draws_are_the_calibration_x_samples_and_balanced_training_stations(two_stations, drawn):
+    s = two_stations
+    cfg = cfgmod.validate({"cnn": {"adapt": ADAPT, "refine": REFINE}})
+    a = calibration.AdaptSettings.from_config(cfg["cnn"]["adapt"])
+    test, train = SyntheticSource.read(s["test"]), SyntheticSource.read(s["train"])
+    pools = calibration.read_pools(s["pools"], test.grid_slowness, test.time_s, 3, a.noise, True, pre_p=True)
+    with xr.open_dataset(drawn[0] / "CX.PB01.nc") as ds:
+        no_x_shape = ds["image"].shape[1:]
+    for pool in pools:
+        with xr.open_dataset(drawn[1] / f"{pool.station}.nc") as ds:
+            x = ds["x_sample"].values
+            # the X draws of the absent threshold: the samples calibrate picks for this station, X of dVs >= 0.03
+            seed = redecon.station_seed(cfg["cnn"]["seed"], pool.station)
+            np.testing.assert_array_equal(x, redecon.station_samples(pool, test, a, seed)[1])
+            assert np.all(test.label[x] == 1) and np.all(test.x_dvs[x] >= a.absent_dvs)
+            np.testing.assert_allclose(ds["x_depth_km"].values, [test.depth_target(int(i)) for i in x], rtol=1e-6)
+            # training stations: half without X, half with; depths only with X
+            t, lab = ds["train_sample"].values, ds["train_label"].values
+            assert t.size == 6 and lab.sum() == 3
+            np.testing.assert_array_equal(lab, train.label[t])
+            assert np.all(np.isnan(ds["train_depth_km"].values[lab == 0]))
+            assert np.all(np.isfinite(ds["train_depth_km"].values[lab == 1]))
+            for name in ("x_image", "train_image"):
+                assert ds[name].shape[1:] == no_x_shape and np.all(np.isfinite(ds[name].values))
+            assert np.std(ds["x_image"].values) > 0
+    # the same stations and settings make the same draws
+    assert main(["refine-draws", str(s["pools"][0]), "--test", str(s["test"]), "--synthetics", str(s["train"]),
+                 "--out", str(s["dir"] / "again"), "--settings", _settings(s["cfg"])]) == 0
+    with xr.open_dataset(drawn[1] / "CX.PB01.nc") as one, xr.open_dataset(s["dir"] / "again" / "CX.PB01.nc") as two:
+        for name in ("x_image", "train_image"):
+            np.testing.assert_array_equal(one[name].values, two[name].values)
+
+
+def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(two_stations, drawn, tmp_path):
+    s = two_stations
+    settings = _settings(s["cfg"])
+    out = tmp_path / "refined"
+    assert main(["refine", "--model", str(SHIPPED_CHECKPOINT), "--draws", str(drawn[0]), "--refine-draws",
+                 str(drawn[1]), "--out", str(out), "--metrics", str(tmp_path / "refine.json"),
+                 "--settings", settings]) == 0
+    assert folds.read_folds(out) == {"CX.PB01": 0, "CX.PB02": 1}
+    # each fold's network learnt from the other station's draws only: its training, no-X and X draws
+    sizes = {}
+    for code in CODES:
+        with xr.open_dataset(drawn[0] / f"{code}.nc") as nx, xr.open_dataset(drawn[1] / f"{code}.nc") as d:
+            sizes[code] = nx.sizes["draw"] + d.sizes["x_draw"] + d.sizes["train_draw"]
+    result = json.loads((tmp_path / "refine.json").read_text())
+    assert [f["images"] for f in result["per_fold"]] == [sizes["CX.PB02"], sizes["CX.PB01"]]
+    assert [f["training_stations"] for f in result["per_fold"]] == [1, 1]
+    base = load_classifier(SHIPPED_CHECKPOINT)
+    nets = [load_classifier(folds.fold_checkpoint(out, k)) for k in (0, 1)]
+    changed = [any(not torch.equal(base.state_dict()[k], n.state_dict()[k]) for k in base.state_dict()) for n in nets]
+    assert all(changed)
+    assert not all(torch.equal(nets[0].state_dict()[k], nets[1].state_dict()[k]) for k in base.state_dict())
+
+    # calibrate: a station's no-X and X draws (both deconvolved as its data) scored by its fold's network
+    args = ["calibrate", *map(str, s["pools"]), "--model", str(SHIPPED_CHECKPOINT), "--test", str(s["test"]),
+            "--draws", str(drawn[0]), "--metrics", str(tmp_path / "cal.json"), "--settings", settings]
+    assert main([*args, "--out", str(tmp_path / "thr.csv"), "--refined", str(out), "--refine-draws",
+                 str(drawn[1])]) == 0
+    rows = {r["station"]: r for r in csv.DictReader((tmp_path / "thr.csv").read_text().splitlines())}
+    a = calibration.AdaptSettings.from_config(cfgmod.validate(json.loads(settings))["cnn"]["adapt"])
+    for k, code in enumerate(CODES):
+        row = rows[code]
+        assert (row["network"], row["no_x_draws"], row["x_draws"]) == (f"refined fold {k + 1}", "redeconvolved",
+                                                                       "redeconvolved")
+        with xr.open_dataset(drawn[0] / f"{code}.nc") as nx, xr.open_dataset(drawn[1] / f"{code}.nc") as d:
+            want = calibration.station_thresholds(_probabilities(nets[k], nx["image"].values),
+                                                  _probabilities(nets[k], d["x_image"].values), a)
+        assert float(row["absent_threshold"]) == pytest.approx(want["absent_threshold"], rel=1e-5)
+        assert float(row["false_alarm_rate"]) == pytest.approx(want["false_alarm_rate"])
+    assert json.loads((tmp_path / "cal.json").read_text())["refined_stations"] == 2
+    # without --refined: the run's network and own-noise X draws, as before cnn.refine
+    assert main([*args, "--out", str(tmp_path / "plain.csv")]) == 0
+    plain = next(csv.DictReader((tmp_path / "plain.csv").read_text().splitlines()))
+    assert (plain["network"], plain["x_draws"]) == ("run", "own-noise")
+
+    # predict: the station's images scored by its fold's network, the verdict from its refined thresholds
+    table = tmp_path / "cnn.csv"
+    assert main(["predict", *map(str, s["images"]), "--model", str(SHIPPED_CHECKPOINT), "--calibration",
+                 str(tmp_path / "thr.csv"), "--refined", str(out), "--out", str(table), "--settings", settings]) == 0
+    got = {r["station"]: r for r in csv.DictReader(table.read_text().splitlines())}
+    for k, (code, path) in enumerate(zip(CODES, s["images"], strict=True)):
+        with xr.open_dataset(path) as ds:
+            prob = _probabilities(nets[k], ds["rf_image"].values)
+        assert got[code]["network"] == f"refined fold {k + 1}"
+        assert float(got[code]["probability_all"]) == pytest.approx(prob[0], abs=6e-5)  # 4 decimals
+        assert float(got[code]["verdict_probability"]) == pytest.approx(prob[0], abs=6e-5)
+        assert got[code]["verdict"] == predict.calibrated_verdict(prob, int(got[code]["n_rf"]), rows[code],
+                                                                  {"min_rf": 3})[0]
+
+
+def test_refine_with_fewer_stations_than_folds_refines_nothing_and_says_so(two_stations, drawn, tmp_path, caplog):
+    s = two_stations
+    out = tmp_path / "refined"
+    with caplog.at_level("WARNING"):
+        assert main(["refine", "--model", str(SHIPPED_CHECKPOINT), "--draws", str(drawn[0] / "CX.PB01.nc"),
+                     "--refine-draws", str(drawn[1]), "--out", str(out), "--metrics", str(tmp_path / "r.json"),
+                     "--settings", _settings(s["cfg"], folds=3)]) == 0
+    assert "fewer than cnn.refine.folds (3)" in caplog.text
+    assert "CX.PB02" in caplog.text  # X draws without no-X draws: scored by the run's network
+    assert folds.read_folds(out) == {} and not list(out.glob("*.ckpt"))
+
+
+def test_refine_needs_the_redeconvolved_calibration():
+    with pytest.raises(cfgmod.ConfigError, match=r"cnn\.refine\.enabled needs cnn\.adapt\.enabled"):
+        cfgmod.validate({"cnn": {"refine": {"enabled": True}, "adapt": {"enabled": False}}})
+    assert cfgmod.validate({"cnn": {"refine": {"enabled": True}}})["cnn"]["refine"]["folds"] == 2

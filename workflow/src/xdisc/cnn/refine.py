@@ -1,0 +1,268 @@
+"""The run's network refined on draws deconvolved as each station's data, cross-fitted (``cnn.refine``; ``xdisc
+refine-draws``, ``xdisc refine``).
+
+The adaptation (:mod:`xdisc.cnn.adapt`) trains on own-noise stations: noise added after the deconvolution.
+The calibration draws (:mod:`xdisc.cnn.redecon`) are made as the data are, noise before the deconvolution,
+and only set thresholds. Here the network also learns from such draws, without ever scoring a station with a
+network that learnt its draws:
+
+1. :func:`refinement_draws` (rule ``draw_refinement``, per batch of stations, beside ``draw_calibration``):
+   per station, the X draws that set its ``absent`` threshold (the samples :func:`xdisc.cnn.adapt.calibrate`
+   picks, dVs >= ``absent_dvs``) and ``cnn.refine.training_stations`` training stations from the pretraining
+   set (half without X: a third crust-matched, a third look-alikes of X, a third at random; half with X of
+   any dVs, half of them crust-matched), all deconvolved as its data (:func:`xdisc.cnn.redecon.redeconvolved`).
+2. :func:`refine` (rule ``refine_cnn``): the stations with draws fall into ``folds`` folds (every
+   ``folds``-th station of the sorted codes); for each fold, the run's network (``finetune.ckpt``) is
+   fine-tuned for ``epochs`` on the *other* folds' training stations, no-X calibration draws and X draws
+   (labels as made; X's depth for the depth head). Written: one checkpoint per fold and the station -> fold
+   table (``folds.csv``).
+3. ``xdisc calibrate --refined`` sets a station's thresholds from its no-X and X draws (both deconvolved as
+   its data) scored by its fold's network, and ``xdisc predict --refined`` scores its images with the same
+   network.
+
+Measured on eleven independent test networks (1100 stations; docs/results/2026-12-06-fresh-checks-of-the-
+leads.md): false alarms 9.5 -> 4.9 %, undetermined 8.6 -> 5.5 %, right 76.9 -> 77.1 %; the ranking (AUC) not
+better. It costs about 8 min of draws and 9 min of fine-tuning per 100 stations on one core.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader, TensorDataset
+
+from xdisc.cnn.adapt import _checkpoint, _Epochs, draw_files, read_draw_images
+from xdisc.cnn.calibration import AdaptSettings, crust_distances, crust_window, read_pools
+from xdisc.cnn.folds import FOLDS_FILE, fold_checkpoint, probabilities, read_refinement_draws
+from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
+from xdisc.cnn.module import XClassifier, load_classifier
+from xdisc.cnn.redecon import Responses, redeconvolved, station_samples, station_seed
+from xdisc.cnn.synthetic_set import SyntheticSource
+from xdisc.config import config_hash
+from xdisc.core import metrics
+from xdisc.core.artifacts import (
+    as_float32,
+    atomic_output,
+    provenance_attrs,
+    software_versions,
+    write_json,
+    write_netcdf,
+)
+from xdisc.core.earthmodel import load_model
+
+log = logging.getLogger(__name__)
+
+# random streams of a station's draws (with its station_seed): the X draws as the benchmark that chose the
+# method made them (tests/benchmarks/redecon_adaptation.py), the training stations from seed + TRAIN_SEED_OFFSET
+X_STREAM, TRAIN_STREAM, TRAIN_SEED_OFFSET = 37, 41, 77
+NEAREST = 50  # crust-matched training stations come from a station's this many nearest samples of each class
+
+
+
+
+def training_samples(pool, source: SyntheticSource, normalised: np.ndarray | None, n: int,
+                     rng: np.random.Generator, window_s: tuple) -> np.ndarray:
+    """``n`` samples of ``source`` for one station's training draws: half without X (a third of them the
+    nearest crusts, a third look-alikes of X, the rest at random), half with X (half of them the nearest
+    crusts, the rest at random)."""
+    no_x, with_x = np.flatnonzero(source.label == 0), np.flatnonzero(source.label == 1)
+    if no_x.size == 0 or with_x.size == 0:
+        raise ValueError("the pretraining set needs samples with and without X")
+    hard = no_x[source.hard[no_x]] if source.hard is not None else no_x
+    hard = hard if hard.size else no_x
+    dist = crust_distances(pool, source, window_s, normalised)
+    near_n = no_x[np.argsort(dist[no_x])[:NEAREST]] if dist is not None else no_x
+    near_x = with_x[np.argsort(dist[with_x])[:NEAREST]] if dist is not None else with_x
+    h = n // 2
+    nx = np.concatenate([rng.choice(near_n, h // 3), rng.choice(hard, h // 3), rng.choice(no_x, h - 2 * (h // 3))])
+    xx = np.concatenate([rng.choice(near_x, (n - h) // 2), rng.choice(with_x, n - h - (n - h) // 2)])
+    return np.concatenate([nx, xx]).astype(int)
+
+
+def _images(resp: Responses, pool, samples: np.ndarray, config: dict, rng: np.random.Generator,
+            incidence: np.ndarray | None, mapper: DepthMapper, settings: ImageSettings) -> np.ndarray:
+    t_out = resp.rf.time_axis()
+    if len(samples) == 0:  # no draws (cnn.refine.training_stations 0): an empty stack of images of this shape
+        empty = build_image(np.zeros((pool.grid_index.size, t_out.size)), t_out, pool.slowness, mapper, settings,
+                            normalised=True)[0]
+        return np.zeros((0, *empty.shape), np.float32)
+    rfs = redeconvolved(resp, samples, pool.grid_index, pool.pre_p, config["rf_processing"], rng, incidence)
+    return np.stack([build_image(x, t_out, pool.slowness, mapper, settings, normalised=True)[0] for x in rfs])
+
+
+def refinement_draws(config: dict, test_path: str | Path, train_path: str | Path, noise_files: list,
+                     out_dir: Path) -> list[Path]:
+    """For every station of ``noise_files`` whose pool holds pre-P noise: its X calibration draws (test set)
+    and its training draws (pretraining set), deconvolved as its data, written to ``out_dir/NET.STA.nc``.
+    The samples keep their own crusts. Stations without pre-P noise or with too few events get no file
+    (they are then scored by the run's network, as without ``cnn.refine``)."""
+    cfg = config["cnn"]
+    a = AdaptSettings.from_config(cfg["adapt"])
+    n_train = int(cfg["refine"]["training_stations"])
+    settings = ImageSettings.from_config(config["images"])
+    mapper = DepthMapper(load_model(config["earth_model"]), settings.depths_km)
+    test, train = SyntheticSource.read(test_path), SyntheticSource.read(train_path)
+    pools = read_pools(noise_files, test.grid_slowness, test.time_s, int(cfg["verdict"]["min_rf"]), a.noise,
+                       True, pre_p=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    test_window = crust_window(test, a.crust_window_s) if a.match_crust else None
+    train_window = crust_window(train, a.crust_window_s)
+    chosen = []
+    for pool in pools:
+        if pool.pre_p is None:
+            log.warning("refine draws: %s: its noise pool holds no pre-P noise (made before xdisc kept it); it is "
+                        "scored by the run's network", pool.station)
+            continue
+        seed = station_seed(int(cfg["seed"]), pool.station)
+        train_seed = station_seed(int(cfg["seed"]) + TRAIN_SEED_OFFSET, pool.station)
+        x_samples = station_samples(pool, test, a, seed, test_window)[1]
+        t_samples = (training_samples(pool, train, train_window, n_train, np.random.default_rng(train_seed),
+                                      a.crust_window_s) if n_train else np.zeros(0, int))
+        chosen.append((pool, seed, x_samples, train_seed, t_samples))
+    if not chosen:
+        return []
+    x_resp = Responses(test_path, config, np.concatenate([c[2] for c in chosen]))
+    t_resp = Responses(train_path, config, np.concatenate([c[4] for c in chosen]))
+    vp_surface = float(load_model(config["earth_model"]).vp_km_s[0])  # TauP's incidence: asin(p * vp)
+    lqt = config["rf_processing"]["rotation"] == "LQT"
+    sect = {k: config[k] for k in ("receiver_function", "rf_processing", "images", "layering", "earth_model")}
+    written = []
+    for k, (pool, seed, x_samples, train_seed, t_samples) in enumerate(chosen):
+        t0 = time.perf_counter()
+        incidence = np.degrees(np.arcsin(np.clip(pool.slowness * vp_surface, 0.0, 1.0))) if lqt else None
+        x_img = _images(x_resp, pool, x_samples, config, np.random.default_rng([seed, X_STREAM]), incidence,
+                        mapper, settings)
+        t_img = _images(t_resp, pool, t_samples, config, np.random.default_rng([train_seed, TRAIN_STREAM]),
+                        incidence, mapper, settings)
+        dims = ("channel", "slowness_bin", "depth")
+        ds = xr.Dataset(
+            {"x_image": (("x_draw", *dims), as_float32(x_img),
+                         {"long_name": "image of an X calibration draw deconvolved as the station's data"}),
+             "x_sample": ("x_draw", x_samples.astype(np.int32), {"long_name": "sample of the synthetic test set"}),
+             "x_depth_km": ("x_draw", as_float32([test.depth_target(int(i)) for i in x_samples]),
+                            {"long_name": "depth of the X conversion (top + half the gradient)", "units": "km"}),
+             "train_image": (("train_draw", *dims), as_float32(t_img),
+                             {"long_name": "image of a training draw deconvolved as the station's data"}),
+             "train_sample": ("train_draw", t_samples.astype(np.int32),
+                              {"long_name": "sample of the synthetic pretraining set"}),
+             "train_label": ("train_draw", train.label[t_samples].astype(np.int8), {"long_name": "1: X, 0: no X"}),
+             "train_depth_km": ("train_draw", as_float32([train.depth_target(int(i)) for i in t_samples]),
+                                {"long_name": "depth of the X conversion (NaN: no X)", "units": "km"})},
+            coords={"station": ((), pool.station)})
+        ds.attrs.update(provenance_attrs(
+            title=f"refinement draws of {pool.station}",
+            source="xdisc refine-draws: synthetic responses (each sample's own crust) with extended sources plus "
+                   "the station's pre-P noise spectra at each event's SNR, deconvolved as xdisc rf",
+            seed=seed, config_hash=config_hash(sect)))
+        ds.attrs.update(n_events=int(pool.grid_index.size), train_seed=train_seed)
+        written.append(write_netcdf(ds, out_dir / f"{pool.station}.nc"))
+        log.info("refine draws: %s (%d of %d): %d X draws and %d training draws of %d events in %.1f s",
+                 pool.station, k + 1, len(chosen), x_samples.size, t_samples.size, pool.grid_index.size,
+                 time.perf_counter() - t0)
+    return written
+
+
+
+
+
+
+
+
+
+
+def refine(config: dict, model: str | Path, calibration_draws: list, refine_draws: list, out_dir: Path,
+           metrics_path: Path, threads: int = 1) -> dict:
+    """One network per fold of the stations with draws, fine-tuned from ``model`` on the other folds' draws
+    (see the module's docstring); ``out_dir``: ``fold_K.ckpt`` and :data:`FOLDS_FILE`."""
+    cfg = config["cnn"]
+    r = cfg["refine"]
+    a = AdaptSettings.from_config(cfg["adapt"])
+    base = load_classifier(model)
+    no_x, mine = draw_files(calibration_draws), draw_files(refine_draws)
+    stations = sorted(set(no_x) & set(mine))
+    n_folds = int(r["folds"])
+    fold = {code: k % n_folds for k, code in enumerate(stations)}
+    seed = int(cfg["seed"])
+    result = {"stage": "refine", "stations": len(stations), "folds": n_folds,
+              "settings": dict(r), "seed": seed, "versions": software_versions(("torch", "lightning")),
+              "per_fold": []}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    left = sorted(set(mine) ^ set(no_x))
+    if left:
+        log.warning("refine: %d station(s) with only one kind of draws are scored by the run's network: %s",
+                    len(left), ", ".join(left[:10]) + (" ..." if len(left) > 10 else ""))
+    if len(stations) < n_folds:
+        log.warning("refine: %d station(s) with draws, fewer than cnn.refine.folds (%d): every station is scored "
+                    "by the run's network", len(stations), n_folds)
+        result["note"] = "fewer stations with draws than folds: nothing refined"
+        fold = {}
+
+    def sample(codes: list, k: int, stream: int) -> list:
+        """At most max_stations of ``codes`` (a seeded sample: a global run), in their order."""
+        if len(codes) <= int(r["max_stations"]):
+            return codes
+        pick = np.random.default_rng([seed, stream, k]).permutation(len(codes))[: int(r["max_stations"])]
+        return [codes[j] for j in np.sort(pick)]
+
+    for k in range(n_folds if fold else 0):
+        t0 = time.perf_counter()
+        others = sample([c for c in stations if fold[c] != k], k, 53)  # the stations it learns from
+        img, y, depth = [], [], []
+        for code in others:
+            nx, d = read_draw_images(no_x[code]), read_refinement_draws(mine[code])
+            img += [d["train_image"], nx, d["x_image"]]
+            y += [d["train_label"].astype(float), np.zeros(len(nx)), np.ones(len(d["x_image"]))]
+            depth += [d["train_depth_km"], np.full(len(nx), np.nan), d["x_depth_km"]]
+        img, y, depth = (np.concatenate(v).astype(np.float32) for v in (img, y, depth))
+        n_images, n_with_x = len(y), int(y.sum())
+        module = XClassifier(base.hparams.net_config, float(r["learning_rate"]), a.weight_decay, int(r["epochs"]),
+                             depth_loss_weight=base.hparams.get("depth_loss_weight", 0.0))
+        module.load_state_dict(base.state_dict())
+        fit_seed = seed + 53 + k
+        torch.set_num_threads(max(1, threads))
+        L.seed_everything(fit_seed, workers=True, verbose=False)
+        loader = DataLoader(TensorDataset(*(torch.from_numpy(v) for v in (img, y, depth))),
+                            batch_size=int(r["batch_size"]), shuffle=True,
+                            generator=torch.Generator().manual_seed(fit_seed))
+        log.info("refine: fold %d of %d: %d station(s) train (%d images, %d with X) for %d epoch(s); %d are scored",
+                 k + 1, n_folds, len(others), len(y), int(y.sum()), int(r["epochs"]),
+                 sum(v == k for v in fold.values()))
+        trainer = L.Trainer(max_epochs=int(r["epochs"]), accelerator="auto", devices=1, deterministic=True,
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, limit_val_batches=0,
+                            callbacks=[_Epochs(f"refine fold {k + 1}")])
+        trainer.fit(module, train_dataloaders=loader)
+        module = module.cpu().eval()
+        with atomic_output(fold_checkpoint(out_dir, k)) as tmp:
+            torch.save(_checkpoint(module), tmp)
+        del img, y, depth, loader
+        # the fold's own stations (never learnt; at most max_stations of them): their no-X and X draws, by the
+        # run's network and by this one
+        scored = [c for c in stations if fold[c] == k]
+        held_y, held_p = [], {"run": [], "refined": []}
+        for code in sample(scored, k, 59):
+            nx, xx = read_draw_images(no_x[code]), read_refinement_draws(mine[code], ("x_image",))["x_image"]
+            held_y.append(np.r_[np.zeros(len(nx)), np.ones(len(xx))])
+            for name, net in (("run", base), ("refined", module)):
+                held_p[name].append(np.r_[probabilities(net, nx), probabilities(net, xx)])
+        held = {name: metrics.binary_metrics(np.concatenate(held_y), np.concatenate(p)) for name, p in held_p.items()}
+        result["per_fold"].append({"fold": k, "training_stations": len(others), "scored_stations": len(scored),
+                                   "images": n_images, "images_with_x": n_with_x,
+                                   "seconds": time.perf_counter() - t0, "held_out_draws": held})
+        log.info("refine: fold %d of %d in %.0f s; its own stations' draws (not learnt): AUC %.3f (run's network "
+                 "%.3f), accuracy %.3f (%.3f)", k + 1, n_folds, time.perf_counter() - t0, held["refined"]["roc_auc"],
+                 held["run"]["roc_auc"], held["refined"]["accuracy"], held["run"]["accuracy"])
+    with atomic_output(out_dir / FOLDS_FILE) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["station", "fold"])
+        w.writerows(sorted(fold.items()))
+    result["config_hash"] = config_hash({"cnn": {"refine": r}})
+    write_json(result, metrics_path)
+    return result
