@@ -22,7 +22,8 @@ network that learnt its draws:
 
 Measured on eleven independent test networks (1100 stations; docs/results/2026-12-06-fresh-checks-of-the-
 leads.md): false alarms 9.5 -> 4.9 %, undetermined 8.6 -> 5.5 %, right 76.9 -> 77.1 %; the ranking (AUC) not
-better. It costs about 8 min of draws and 9 min of fine-tuning per 100 stations on one core.
+better; through the pipeline on two fresh draws the same (docs/results/2026-12-06-cnn-refine-in-the-pipeline.md).
+It costs about 12 min per 100 stations on 2 cores (draws 6.5 min, fine-tuning 4.6 min, calibration 1 min).
 """
 
 from __future__ import annotations
