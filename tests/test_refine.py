@@ -98,7 +98,8 @@ def test_refine_draws_are_the_calibration_x_samples_and_balanced_training_statio
             np.testing.assert_array_equal(one[name].values, two[name].values)
 
 
-def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(two_stations, drawn, tmp_path):
+def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(two_stations, drawn, tmp_path,
+                                                                               caplog):
     s = two_stations
     settings = _settings(s["cfg"])
     out = tmp_path / "refined"
@@ -137,6 +138,9 @@ def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(
         assert float(row["absent_threshold"]) == pytest.approx(want["absent_threshold"], rel=1e-5)
         assert float(row["false_alarm_rate"]) == pytest.approx(want["false_alarm_rate"])
     assert json.loads((tmp_path / "cal.json").read_text())["refined_stations"] == 2
+    # the folds without the X draws: an error that says what is missing, not thresholds from another network
+    assert main([*args, "--out", str(tmp_path / "half.csv"), "--refined", str(out)]) == 1
+    assert not (tmp_path / "half.csv").exists() and "lack their no-X (--draws) or X draws" in caplog.text
     # without --refined: the run's network and own-noise X draws, as before cnn.refine
     assert main([*args, "--out", str(tmp_path / "plain.csv")]) == 0
     plain = next(csv.DictReader((tmp_path / "plain.csv").read_text().splitlines()))
@@ -173,3 +177,22 @@ def test_refine_needs_the_redeconvolved_calibration():
     with pytest.raises(cfgmod.ConfigError, match=r"cnn\.refine\.enabled needs cnn\.adapt\.enabled"):
         cfgmod.validate({"cnn": {"refine": {"enabled": True}, "adapt": {"enabled": False}}})
     assert cfgmod.validate({"cnn": {"refine": {"enabled": True}}})["cnn"]["refine"]["folds"] == 2
+
+
+def test_a_station_whose_draws_fail_is_left_to_the_run_network_and_the_batch_goes_on(two_stations, monkeypatch,
+                                                                                       tmp_path, caplog):
+    from xdisc.cnn import refine
+
+    s, original = two_stations, refine._images
+
+    def failing(resp, pool, *args, **kwargs):  # the propagator refusing one station's samples
+        if pool.station == "CX.PB02":
+            raise FloatingPointError("overflow in the propagator")
+        return original(resp, pool, *args, **kwargs)
+
+    monkeypatch.setattr(refine, "_images", failing)
+    with caplog.at_level("WARNING"):
+        assert main(["refine-draws", *map(str, s["pools"]), "--test", str(s["test"]), "--synthetics",
+                     str(s["train"]), "--out", str(tmp_path / "draws"), "--settings", _settings(s["cfg"])]) == 0
+    assert "CX.PB02: no draws (overflow in the propagator)" in caplog.text
+    assert sorted(f.name for f in (tmp_path / "draws").glob("*.nc")) == ["CX.PB01.nc"]

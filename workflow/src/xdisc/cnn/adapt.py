@@ -250,11 +250,15 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
         prob = _sigmoid(logits / float(module.temperature))
         redecon = draw_files(draws or [])
         nets, x_files = fold_networks(refined), draw_files(refine_draws or [])
+        lacking = sorted(c for c in nets if c not in x_files or c not in redecon)
+        if lacking:  # predict would judge them with their fold's network: their thresholds must come from it
+            raise ValueError(f"{len(lacking)} station(s) of the folds of {refined} lack their no-X (--draws) or X "
+                             f"draws (--refine-draws): {', '.join(lacking[:5])}")
         for s, pool in enumerate(pools):
             mine = pairs[:, 0] == s
             no_x, how, with_x, x_how = prob[mine & (kind == 0)], "own-noise", prob[mine & (kind == 1)], "own-noise"
             net, network = module, "run"
-            if pool.station in nets and pool.station in x_files and pool.station in redecon:
+            if pool.station in nets:
                 net, network = nets[pool.station]
                 x_images = read_refinement_draws(x_files[pool.station], ("x_image",))["x_image"]
                 with_x, x_how = probabilities(net, x_images), "redeconvolved"

@@ -66,8 +66,6 @@ X_STREAM, TRAIN_STREAM, TRAIN_SEED_OFFSET = 37, 41, 77
 NEAREST = 50  # crust-matched training stations come from a station's this many nearest samples of each class
 
 
-
-
 def training_samples(pool, source: SyntheticSource, normalised: np.ndarray | None, n: int,
                      rng: np.random.Generator, window_s: tuple) -> np.ndarray:
     """``n`` samples of ``source`` for one station's training draws: half without X (a third of them the
@@ -89,6 +87,7 @@ def training_samples(pool, source: SyntheticSource, normalised: np.ndarray | Non
 
 def _images(resp: Responses, pool, samples: np.ndarray, config: dict, rng: np.random.Generator,
             incidence: np.ndarray | None, mapper: DepthMapper, settings: ImageSettings) -> np.ndarray:
+    """Images (draw, channel, bin, depth) of ``samples`` at the station's events, deconvolved as its data."""
     t_out = resp.rf.time_axis()
     if len(samples) == 0:  # no draws (cnn.refine.training_stations 0): an empty stack of images of this shape
         empty = build_image(np.zeros((pool.grid_index.size, t_out.size)), t_out, pool.slowness, mapper, settings,
@@ -138,10 +137,18 @@ def refinement_draws(config: dict, test_path: str | Path, train_path: str | Path
     for k, (pool, seed, x_samples, train_seed, t_samples) in enumerate(chosen):
         t0 = time.perf_counter()
         incidence = np.degrees(np.arcsin(np.clip(pool.slowness * vp_surface, 0.0, 1.0))) if lqt else None
-        x_img = _images(x_resp, pool, x_samples, config, np.random.default_rng([seed, X_STREAM]), incidence,
-                        mapper, settings)
-        t_img = _images(t_resp, pool, t_samples, config, np.random.default_rng([train_seed, TRAIN_STREAM]),
-                        incidence, mapper, settings)
+        try:
+            x_img = _images(x_resp, pool, x_samples, config, np.random.default_rng([seed, X_STREAM]), incidence,
+                            mapper, settings)
+            t_img = _images(t_resp, pool, t_samples, config, np.random.default_rng([train_seed, TRAIN_STREAM]),
+                            incidence, mapper, settings)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:  # one station: keep the others
+            log.warning("refine draws: %s: no draws (%s); it is scored by the run's network", pool.station, err)
+            continue
+        if not (np.all(np.isfinite(x_img)) and np.all(np.isfinite(t_img))):
+            log.warning("refine draws: %s: its draws hold NaN or infinite values; it is scored by the run's "
+                        "network", pool.station)
+            continue
         dims = ("channel", "slowness_bin", "depth")
         ds = xr.Dataset(
             {"x_image": (("x_draw", *dims), as_float32(x_img),
@@ -168,14 +175,6 @@ def refinement_draws(config: dict, test_path: str | Path, train_path: str | Path
                  pool.station, k + 1, len(chosen), x_samples.size, t_samples.size, pool.grid_index.size,
                  time.perf_counter() - t0)
     return written
-
-
-
-
-
-
-
-
 
 
 def refine(config: dict, model: str | Path, calibration_draws: list, refine_draws: list, out_dir: Path,
