@@ -151,6 +151,10 @@ def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(
     assert main(["predict", *map(str, s["images"]), "--model", str(SHIPPED_CHECKPOINT), "--calibration",
                  str(tmp_path / "thr.csv"), "--refined", str(out), "--out", str(table), "--settings", settings]) == 0
     got = {r["station"]: r for r in csv.DictReader(table.read_text().splitlines())}
+    # thresholds of the folds' networks, judged by the run's network: refused, nothing written
+    assert main(["predict", *map(str, s["images"]), "--model", str(SHIPPED_CHECKPOINT), "--calibration",
+                 str(tmp_path / "thr.csv"), "--out", str(tmp_path / "mixed.csv"), "--settings", settings]) == 1
+    assert "set by another network" in caplog.text and not (tmp_path / "mixed.csv").exists()
     for k, (code, path) in enumerate(zip(CODES, s["images"], strict=True)):
         with xr.open_dataset(path) as ds:
             prob = _probabilities(nets[k], ds["rf_image"].values)

@@ -810,12 +810,13 @@ def _add_predict(sub) -> None:
 def run_predict(args) -> int:
     from xdisc.cnn.folds import fold_networks
     from xdisc.cnn.module import load_classifier
-    from xdisc.cnn.predict import PREDICTION_COLUMNS, prediction_row, read_calibration
+    from xdisc.cnn.predict import PREDICTION_COLUMNS, check_networks, prediction_row, read_calibration
 
     config = _load_config(args)
     module = load_classifier(args.model)
     calibration = read_calibration(args.calibration)
     refined = fold_networks(args.refined)
+    check_networks(calibration, refined)
     rows = []
     for path in args.images:
         try:

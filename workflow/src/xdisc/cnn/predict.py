@@ -91,6 +91,18 @@ def read_calibration(path: str | Path | None) -> dict[str, dict]:
     return {row["station"]: row for row in table.to_dict("records")}
 
 
+def check_networks(calibration: dict[str, dict], refined: dict | None) -> None:
+    """Raise ValueError where a station's thresholds (``network`` of ``xdisc calibrate``; tables written before
+    2026-12-06 have none) were set by another network than the one that would judge it (``refined``: station
+    code -> (network, name) of :func:`xdisc.cnn.folds.fold_networks`)."""
+    wrong = [f"{code} ({row['network']} -> {(refined or {}).get(code, (None, 'run'))[1]})"
+             for code, row in calibration.items()
+             if isinstance(row.get("network"), str) and row["network"] != (refined or {}).get(code, (None, "run"))[1]]
+    if wrong:
+        raise ValueError(f"the thresholds of {len(wrong)} station(s) were set by another network than the one that "
+                         f"would judge them (calibrate and predict need the same --refined): {', '.join(wrong[:5])}")
+
+
 def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calibration: dict | None = None,
                    refined: dict | None = None) -> dict:
     """One row of ``cnn.csv``. ``refined``: station code -> (the network of its fold, its name), for the
