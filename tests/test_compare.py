@@ -42,16 +42,16 @@ AA.A9,18,28,9,undetermined,nan,nan,nan,nan,nan,nan,nan,nan,nan,nan,earth model,9
 
 EXPECTED_CSV = """\
 station,latitude,longitude,n_rf,stacking_verdict,cnn_verdict,cnn_probability,cnn_probability_std,x_depth_km,\
-x_depth_err_km,cnn_x_depth_km,cnn_x_depth_err_km,agree
-AA.A1,10.5,20.25,28,present,present,0.9,0.05,300,8.5,nan,nan,yes
-AA.A2,11,21,25,absent,absent,0.2,0.1,nan,nan,nan,nan,yes
-AA.A3,12,22,11,absent,present,0.8,0.1,nan,nan,nan,nan,no
-AA.A4,13,23,8,present,undetermined,0.55,0.2,280,12,nan,nan,n/a
-AA.A5,14,24,40,absent,absent,0.1,0.02,nan,nan,nan,nan,yes
-AA.A6,15,25,19,present,missing,nan,nan,320,10,nan,nan,n/a
-AA.A7,16,26,20,missing,absent,0.3,0.1,nan,nan,nan,nan,n/a
-AA.A8,17,27,31,present,present,0.95,0.01,310,5,nan,nan,yes
-AA.A9,18,28,9,undetermined,absent,0.15,0.05,nan,nan,nan,nan,n/a
+x_depth_err_km,cnn_x_depth_km,cnn_x_depth_err_km,cnn_network,agree
+AA.A1,10.5,20.25,28,present,present,0.9,0.05,300,8.5,nan,nan,,yes
+AA.A2,11,21,25,absent,absent,0.2,0.1,nan,nan,nan,nan,,yes
+AA.A3,12,22,11,absent,present,0.8,0.1,nan,nan,nan,nan,,no
+AA.A4,13,23,8,present,undetermined,0.55,0.2,280,12,nan,nan,,n/a
+AA.A5,14,24,40,absent,absent,0.1,0.02,nan,nan,nan,nan,,yes
+AA.A6,15,25,19,present,missing,nan,nan,320,10,nan,nan,,n/a
+AA.A7,16,26,20,missing,absent,0.3,0.1,nan,nan,nan,nan,,n/a
+AA.A8,17,27,31,present,present,0.95,0.01,310,5,nan,nan,,yes
+AA.A9,18,28,9,undetermined,absent,0.15,0.05,nan,nan,nan,nan,,n/a
 """
 
 
@@ -167,6 +167,21 @@ def test_stations_show_the_probability_the_cnn_verdict_was_decided_on(tmp_path):
     rows, _ = compare.compare_verdicts(cnn, stacking)
     assert [(r["station"], r["cnn_probability"], r["cnn_probability_std"]) for r in rows] == [
         ("AA.B1", 0.93, 0.3), ("AA.B2", 0.2, 0.1)]
+
+
+def test_stations_name_the_network_that_judged_each_station(tmp_path):
+    """With cnn.refine a station is judged by its fold's network: stations.csv says which (cnn_network); a
+    station the CNN did not judge has none."""
+    cnn, stacking = tmp_path / "cnn.csv", tmp_path / "stacking.csv"
+    cnn.write_text("station,latitude,longitude,n_rf,n_images,probability,probability_std,verdict,network\n"
+                   "AA.B1,1,2,40,8,0.9,0.1,present,refined fold 2\n"
+                   "AA.B2,1,2,40,8,0.2,0.1,absent,run\n")
+    stacking.write_text(STACKING_CSV.splitlines()[0] + "\nAA.B1,1,2,40,absent,nan,nan,nan,nan,410,660\n"
+                        "AA.B3,1,2,40,absent,nan,nan,nan,nan,410,660\n")
+    compare.write_outputs(*compare.compare_verdicts(cnn, stacking), tmp_path / "stations.csv", tmp_path / "a.json")
+    rows = list(csv.DictReader((tmp_path / "stations.csv").read_text().splitlines()))
+    assert [(r["station"], r["cnn_network"]) for r in rows] == [
+        ("AA.B1", "refined fold 2"), ("AA.B2", "run"), ("AA.B3", "")]
 
 
 @pytest.mark.parametrize("table,text,match", [

@@ -137,7 +137,9 @@ def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(
                                                   _probabilities(nets[k], d["x_image"].values), a)
         assert float(row["absent_threshold"]) == pytest.approx(want["absent_threshold"], rel=1e-5)
         assert float(row["false_alarm_rate"]) == pytest.approx(want["false_alarm_rate"])
-    assert json.loads((tmp_path / "cal.json").read_text())["refined_stations"] == 2
+    cal = json.loads((tmp_path / "cal.json").read_text())
+    assert cal["refined_stations"] == 2
+    assert cal["own_noise_draws"]["scored"] == 0 and cal["own_noise_draws"]["replaced"] > 0  # none made in vain
     # the folds without the X draws: an error that says what is missing, not thresholds from another network
     assert main([*args, "--out", str(tmp_path / "half.csv"), "--refined", str(out)]) == 1
     assert not (tmp_path / "half.csv").exists() and "lack their no-X (--draws) or X draws" in caplog.text
@@ -145,6 +147,8 @@ def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(
     assert main([*args, "--out", str(tmp_path / "plain.csv")]) == 0
     plain = next(csv.DictReader((tmp_path / "plain.csv").read_text().splitlines()))
     assert (plain["network"], plain["x_draws"]) == ("run", "own-noise")
+    own = json.loads((tmp_path / "cal.json").read_text())["own_noise_draws"]  # the X draws only: no-X redeconvolved
+    assert own["scored"] > 0 and own["scored"] + own["replaced"] == cal["own_noise_draws"]["replaced"]
 
     # predict: the station's images scored by its fold's network, the verdict from its refined thresholds
     table = tmp_path / "cnn.csv"

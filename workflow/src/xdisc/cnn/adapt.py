@@ -41,7 +41,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from xdisc.cnn.calibration import (
     NO_X_DRAWS,
@@ -149,13 +149,15 @@ def _training_pairs(pools: list[Pool], source: SyntheticSource, n: int, seed: in
     return np.stack([stations, samples], axis=1)
 
 
-def _fit(module: XClassifier, data: OwnNoiseImages, a: AdaptSettings, seed: int, threads: int) -> None:
+def fit(module: XClassifier, data, epochs: int, batch_size: int, seed: int, threads: int, label: str) -> None:
+    """Fine-tune ``module`` in place on ``data`` (a dataset of image, label, depth), reproducibly: seeded
+    shuffles, deterministic kernels, no validation, one log line per epoch (``label``)."""
     torch.set_num_threads(max(1, threads))
     L.seed_everything(seed, workers=True, verbose=False)
-    loader = DataLoader(data, batch_size=a.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    trainer = L.Trainer(max_epochs=a.epochs, accelerator="auto", devices=1, deterministic=True, logger=False,
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    trainer = L.Trainer(max_epochs=epochs, accelerator="auto", devices=1, deterministic=True, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, callbacks=[_Epochs("adapt")])
+                        limit_val_batches=0, callbacks=[_Epochs(label)])
     trainer.fit(module, train_dataloaders=loader)
 
 
@@ -197,7 +199,7 @@ def adapt(config: dict, pretrained: str | Path, train_path: str, test_path: str,
     log.info("adapt: %d station(s) with their own noise (%d train), %d images per epoch, %d epoch(s)",
              len(pools), len(train_pools), a.images_per_epoch, a.epochs)
     t0 = time.perf_counter()
-    _fit(module, data, a, seed, threads)
+    fit(module, data, a.epochs, a.batch_size, seed, threads, "adapt")
     result["fit_seconds"] = time.perf_counter() - t0
     # held-out own-noise stations: how the pretrained and the adapted network score them
     pairs, _ = calibration_pairs(pools, test, max(5, a.calibration_draws // 4), a.absent_dvs, seed + 5)
@@ -245,15 +247,21 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
         t0 = time.perf_counter()
         pairs, kind = calibration_pairs(pools, test, a.calibration_draws, a.absent_dvs, int(cfg["seed"]),
                                         a.crust_window_s if a.match_crust else None, a.hard_fraction)
-        data = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], int(cfg["seed"]) + 1, fixed=True)
-        logits, _ = logits_of(module, data)
-        prob = _sigmoid(logits / float(module.temperature))
         redecon = draw_files(draws or [])
         nets, x_files = fold_networks(refined), draw_files(refine_draws or [])
         lacking = sorted(c for c in nets if c not in x_files or c not in redecon)
         if lacking:  # predict would judge them with their fold's network: their thresholds must come from it
             raise ValueError(f"{len(lacking)} station(s) of the folds of {refined} lack their no-X (--draws) or X "
                              f"draws (--refine-draws): {', '.join(lacking[:5])}")
+        # own-noise draws only where no draw deconvolved as the data replaces them (each keeps its random
+        # stream: an item's noise is seeded by its place in ``pairs``)
+        code = np.array([pool.station for pool in pools])[pairs[:, 0]]
+        replaced = np.where(kind == 0, np.isin(code, list(redecon)), np.isin(code, list(nets)))
+        needed = np.flatnonzero(~replaced)
+        data = OwnNoiseImages(test, pools, pairs, settings, config["earth_model"], int(cfg["seed"]) + 1, fixed=True)
+        prob = np.full(len(pairs), np.nan)
+        if needed.size:
+            prob[needed] = _sigmoid(logits_of(module, Subset(data, needed))[0] / float(module.temperature))
         for s, pool in enumerate(pools):
             mine = pairs[:, 0] == s
             no_x, how, with_x, x_how = prob[mine & (kind == 0)], "own-noise", prob[mine & (kind == 1)], "own-noise"
@@ -269,6 +277,7 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
                          "network": network})
         result["no_x_draws"] = {k: sum(r["no_x_draws"] == k for r in rows) for k in NO_X_DRAWS}
         result["refined_stations"] = sum(r["network"] != "run" for r in rows)
+        result["own_noise_draws"] = {"scored": int(needed.size), "replaced": int(replaced.sum())}
         result.update(stations_calibrated=len(rows), seconds=time.perf_counter() - t0,
                       median_present_threshold=float(np.median([r["present_threshold"] for r in rows])),
                       median_absent_threshold=float(np.median([r["absent_threshold"] for r in rows])),

@@ -172,6 +172,29 @@ def station_seed(seed: int, station: str) -> int:
     return int(seed) * 1_000_003 + zlib.crc32(station.encode())
 
 
+def with_pre_p(pools: list, step: str, otherwise: str) -> list:
+    """The pools that hold pre-P noise (the draws are made of it); each other station is named in a warning
+    (``step``: the step that skips it, ``otherwise``: what becomes of it)."""
+    kept = []
+    for pool in pools:
+        if pool.pre_p is None:
+            log.warning("%s: %s: its noise pool holds no pre-P noise (made before xdisc kept it); %s", step,
+                        pool.station, otherwise)
+        else:
+            kept.append(pool)
+    return kept
+
+
+def lqt_incidence(config: dict):
+    """A function of a station's slownesses (s/km) giving the incidence (degrees) its draws are rotated to LQT
+    with (TauP's: asin(p * vp at the surface), as ``xdisc rf`` rotates the data), or ``None`` for each where
+    ``rf_processing.rotation`` is not LQT."""
+    if config["rf_processing"]["rotation"] != "LQT":
+        return lambda slowness: None
+    vp_surface = float(load_model(config["earth_model"]).vp_km_s[0])
+    return lambda slowness: np.degrees(np.arcsin(np.clip(np.asarray(slowness) * vp_surface, 0.0, 1.0)))
+
+
 def station_samples(pool, test: SyntheticSource, a: AdaptSettings, seed: int, normalised: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
     """The samples of the synthetic test set for a station's no-X and X calibration draws (``seed``: its
@@ -199,11 +222,7 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
     # the test set's crust window, once for every station (nearest crusts; the own crust's starts)
     normalised = crust_window(test, a.crust_window_s) if a.match_crust or own_crust else None
     chosen = []
-    for pool in pools:
-        if pool.pre_p is None:
-            log.warning("calibration draws: %s: its noise pool holds no pre-P noise (made before xdisc kept it); "
-                        "its thresholds come from own-noise stations", pool.station)
-            continue
+    for pool in with_pre_p(pools, "calibration draws", "its thresholds come from own-noise stations"):
         seed = station_seed(int(cfg["seed"]), pool.station)
         chosen.append((pool, station_samples(pool, test, a, seed, normalised)[0], seed))
     if own_crust:  # one set of responses per station, made with its crust
@@ -213,8 +232,7 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
         shared = Responses(test_path, config, np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, int))
     written = []
     t_out = RFSettings(**config["receiver_function"]).time_axis()
-    vp_surface = float(load_model(config["earth_model"]).vp_km_s[0])  # TauP's incidence: asin(p * vp)
-    lqt = config["rf_processing"]["rotation"] == "LQT"
+    incidence_of = lqt_incidence(config)
     sect = {k: config[k] for k in ("receiver_function", "rf_processing", "images", "layering", "earth_model")}
     for k, (pool, samples, seed) in enumerate(chosen):
         t0 = time.perf_counter()
@@ -234,8 +252,8 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
                      fit.params["sediment_km"], fit.params["sediment_vs_km_s"], fit.misfit, fit.start_misfit)
         resp = shared if shared is not None else Responses(test_path, config, samples, fit.params if fit else None)
         rng = np.random.default_rng([seed, 31])
-        incidence = np.degrees(np.arcsin(np.clip(pool.slowness * vp_surface, 0.0, 1.0))) if lqt else None
-        rfs = redeconvolved(resp, samples, pool.grid_index, pool.pre_p, config["rf_processing"], rng, incidence)
+        rfs = redeconvolved(resp, samples, pool.grid_index, pool.pre_p, config["rf_processing"], rng,
+                            incidence_of(pool.slowness))
         images = np.stack([build_image(x, t_out, pool.slowness, mapper, settings, normalised=True)[0] for x in rfs])
         ds = xr.Dataset(
             {"image": (("draw", "channel", "slowness_bin", "depth"), as_float32(images),

@@ -33,18 +33,17 @@ import logging
 import time
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import xarray as xr
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from xdisc.cnn.adapt import _checkpoint, _Epochs, draw_files, read_draw_images
+from xdisc.cnn.adapt import _checkpoint, draw_files, fit, read_draw_images
 from xdisc.cnn.calibration import AdaptSettings, crust_distances, crust_window, read_pools
 from xdisc.cnn.folds import FOLDS_FILE, fold_checkpoint, probabilities, read_refinement_draws
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import XClassifier, load_classifier
-from xdisc.cnn.redecon import Responses, redeconvolved, station_samples, station_seed
+from xdisc.cnn.redecon import Responses, lqt_incidence, redeconvolved, station_samples, station_seed, with_pre_p
 from xdisc.cnn.synthetic_set import SyntheticSource
 from xdisc.config import config_hash
 from xdisc.core import metrics
@@ -115,11 +114,7 @@ def refinement_draws(config: dict, test_path: str | Path, train_path: str | Path
     test_window = crust_window(test, a.crust_window_s) if a.match_crust else None
     train_window = crust_window(train, a.crust_window_s)
     chosen = []
-    for pool in pools:
-        if pool.pre_p is None:
-            log.warning("refine draws: %s: its noise pool holds no pre-P noise (made before xdisc kept it); it is "
-                        "scored by the run's network", pool.station)
-            continue
+    for pool in with_pre_p(pools, "refine draws", "it is scored by the run's network"):
         seed = station_seed(int(cfg["seed"]), pool.station)
         train_seed = station_seed(int(cfg["seed"]) + TRAIN_SEED_OFFSET, pool.station)
         x_samples = station_samples(pool, test, a, seed, test_window)[1]
@@ -130,13 +125,12 @@ def refinement_draws(config: dict, test_path: str | Path, train_path: str | Path
         return []
     x_resp = Responses(test_path, config, np.concatenate([c[2] for c in chosen]))
     t_resp = Responses(train_path, config, np.concatenate([c[4] for c in chosen]))
-    vp_surface = float(load_model(config["earth_model"]).vp_km_s[0])  # TauP's incidence: asin(p * vp)
-    lqt = config["rf_processing"]["rotation"] == "LQT"
+    incidence_of = lqt_incidence(config)
     sect = {k: config[k] for k in ("receiver_function", "rf_processing", "images", "layering", "earth_model")}
     written = []
     for k, (pool, seed, x_samples, train_seed, t_samples) in enumerate(chosen):
         t0 = time.perf_counter()
-        incidence = np.degrees(np.arcsin(np.clip(pool.slowness * vp_surface, 0.0, 1.0))) if lqt else None
+        incidence = incidence_of(pool.slowness)
         try:
             x_img = _images(x_resp, pool, x_samples, config, np.random.default_rng([seed, X_STREAM]), incidence,
                             mapper, settings)
@@ -225,24 +219,15 @@ def refine(config: dict, model: str | Path, calibration_draws: list, refine_draw
         module = XClassifier(base.hparams.net_config, float(r["learning_rate"]), a.weight_decay, int(r["epochs"]),
                              depth_loss_weight=base.hparams.get("depth_loss_weight", 0.0))
         module.load_state_dict(base.state_dict())
-        fit_seed = seed + 53 + k
-        torch.set_num_threads(max(1, threads))
-        L.seed_everything(fit_seed, workers=True, verbose=False)
-        loader = DataLoader(TensorDataset(*(torch.from_numpy(v) for v in (img, y, depth))),
-                            batch_size=int(r["batch_size"]), shuffle=True,
-                            generator=torch.Generator().manual_seed(fit_seed))
         log.info("refine: fold %d of %d: %d station(s) train (%d images, %d with X) for %d epoch(s); %d are scored",
                  k + 1, n_folds, len(others), len(y), int(y.sum()), int(r["epochs"]),
                  sum(v == k for v in fold.values()))
-        trainer = L.Trainer(max_epochs=int(r["epochs"]), accelerator="auto", devices=1, deterministic=True,
-                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, limit_val_batches=0,
-                            callbacks=[_Epochs(f"refine fold {k + 1}")])
-        trainer.fit(module, train_dataloaders=loader)
+        fit(module, TensorDataset(*(torch.from_numpy(v) for v in (img, y, depth))), int(r["epochs"]),
+            int(r["batch_size"]), seed + 53 + k, threads, f"refine fold {k + 1}")
         module = module.cpu().eval()
         with atomic_output(fold_checkpoint(out_dir, k)) as tmp:
             torch.save(_checkpoint(module), tmp)
-        del img, y, depth, loader
+        del img, y, depth
         # the fold's own stations (never learnt; at most max_stations of them): their no-X and X draws, by the
         # run's network and by this one
         scored = [c for c in stations if fold[c] == k]

@@ -31,10 +31,11 @@ log = logging.getLogger(__name__)
 CNN_COLUMNS = ("station", "latitude", "longitude", "n_rf", "n_images", "probability", "probability_std", "verdict")
 STACKING_REQUIRED = ("station", "latitude", "longitude", "n_rf", "verdict", "x_depth_km", "x_depth_err_km")
 # tables of a CNN without a depth head lack the depths; tables written before 2026-12-06 lack verdict_probability
-CNN_OPTIONAL = ("cnn_x_depth_km", "cnn_x_depth_err_km", "verdict_probability")
+# and network (which network judged the station: 'run', or 'refined fold K' with cnn.refine)
+CNN_OPTIONAL = ("cnn_x_depth_km", "cnn_x_depth_err_km", "verdict_probability", "network")
 STATION_COLUMNS = ("station", "latitude", "longitude", "n_rf", "stacking_verdict", "cnn_verdict", "cnn_probability",
                    "cnn_probability_std", "x_depth_km", "x_depth_err_km", "cnn_x_depth_km", "cnn_x_depth_err_km",
-                   "agree")
+                   "cnn_network", "agree")
 METHODS = ("stacking", "cnn")
 DETECTABILITY_COLUMNS = ("dvs90_stacking", "dvs90_cnn", "false_alarm_rate_stacking", "false_alarm_rate_cnn")
 # the smallest X each method's absent rules out; tables written before 2026-12-04 lack them (dvs90 decides then)
@@ -98,7 +99,7 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path, detectabilit
     stack = _with_verdicts(read_table(stacking_csv, STACKING_REQUIRED)[list(STACKING_REQUIRED)], stacking_csv)
     both = stack.merge(cnn, on="station", how="outer", suffixes=("_stacking", "_cnn"), sort=True, indicator=True)
     in_stacking, in_cnn = both["_merge"] != "right_only", both["_merge"] != "left_only"
-    not_numbers = ("station", "_merge", "verdict_stacking", "verdict_cnn")
+    not_numbers = ("station", "_merge", "verdict_stacking", "verdict_cnn", "network")
     num = {c: _numbers(both[c]) for c in both.columns if c not in not_numbers}
     # coordinates of the stacking table, else (absent, or a stacking table without them) the CNN's
     cnn_place = ~in_stacking | (in_cnn & ~np.isfinite(num["latitude_stacking"]))
@@ -118,6 +119,7 @@ def compare_verdicts(cnn_csv: str | Path, stacking_csv: str | Path, detectabilit
         "x_depth_err_km": num["x_depth_err_km"],
         "cnn_x_depth_km": num["cnn_x_depth_km"],
         "cnn_x_depth_err_km": num["cnn_x_depth_err_km"],
+        "cnn_network": both["network"].fillna(""),
     })
     inputs = {"cnn": str(cnn_csv), "stacking": str(stacking_csv)}
     if detectability_csv is not None:
