@@ -10,11 +10,14 @@ import yaml
 ROOT = Path(__file__).parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 
-# the whole DAG at toy size: every rule runs, in about a minute on 2 cores
+# the whole DAG at toy size: every rule runs, in about two minutes on 2 cores (the adaptation and the injection
+# tests shrunk too: at their defaults they took 70 and 30 s of the tiny run, which the CI runs three times)
 TINY = {"data": {"demo": {"stations": 2, "events": 8}},
         "synthetics": {"n_samples": 12, "n_test_samples": 8, "slowness_s_per_km": [0.05, 0.07]},
         "cnn": {"pretrained": "train", "pretrain": {"max_epochs": 1, "batch_size": 8},
-                "finetune": {"max_epochs": 1, "batch_size": 8}, "rf_per_station": [10, 20]}}
+                "adapt": {"epochs": 1, "images_per_epoch": 256},
+                "finetune": {"max_epochs": 1, "batch_size": 8}, "rf_per_station": [10, 20]},
+        "detectability": {"draws": 4, "false_alarm_draws": 8}}
 
 VERDICT_TABLES = ("verdicts/stacking.csv", "verdicts/cnn.csv", "verdicts/stations.csv")
 

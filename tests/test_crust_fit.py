@@ -32,25 +32,33 @@ def _station(crust: dict, slowness: np.ndarray) -> np.ndarray:
     return normalise_by_p(x, rf.time_axis())[:, in_window(rf.time_axis(), WINDOW)]
 
 
+@pytest.fixture(scope="module")
+def random_crusts():
+    """The events' slownesses and 200 random crusts of the synthetic sets' prior with their receiver functions
+    (made once for the crusts below)."""
+    rng = np.random.default_rng(3)
+    slowness = rng.uniform(0.042, 0.078, 24)  # the events' own, not the grid's
+    lo, hi = crust_fit.crust_bounds(CFG["synthetics"]["crust"])
+    cr = CFG["synthetics"]["crust"]
+    pool = rng.uniform(lo, hi, (200, 6))
+    pool[:, 3] = np.where(rng.random(200) < cr["sediment_probability"], rng.uniform(*cr["sediment_km"], 200), 0.0)
+    args = (load_model("ak135"), GRID, RFSettings(**CFG["receiver_function"]), syn.Layering(**CFG["layering"]), WINDOW)
+    return slowness, pool, crust_fit.crust_receiver_functions(pool, *args, 409.6), args, (lo, hi)
+
+
 @pytest.mark.parametrize("crust", [
     {"moho_km": 31.0, "vpvs": 1.72, "crust_vp_scale": 1.0, "sediment_km": 3.2, "sediment_vs_km_s": 1.05,
      "sediment_vpvs": 2.4},
     {"moho_km": 44.0, "vpvs": 1.80, "crust_vp_scale": 1.0, "sediment_km": 0.0, "sediment_vs_km_s": 1.5,
      "sediment_vpvs": 2.2},
 ])
-def test_the_fit_finds_a_crust_from_the_nearest_of_random_crusts(crust):
+def test_the_fit_finds_a_crust_from_the_nearest_of_random_crusts(crust, random_crusts):
     """As the draws start it: from the 8 nearest of random crusts of the synthetic sets' prior (200 here, 600
     samples in a full-size test set), none of them the answer."""
-    rng = np.random.default_rng(3)
-    slowness = rng.uniform(0.042, 0.078, 24)  # the events' own, not the grid's
+    slowness, pool, pool_rfs, args, (lo, hi) = random_crusts
     grid_index = np.argmin(np.abs(slowness[:, None] - GRID[None, :]), axis=1)
     radial = _station(crust, slowness)
-    lo, hi = crust_fit.crust_bounds(CFG["synthetics"]["crust"])
-    cr = CFG["synthetics"]["crust"]
-    pool = rng.uniform(lo, hi, (200, 6))
-    pool[:, 3] = np.where(rng.random(200) < cr["sediment_probability"], rng.uniform(*cr["sediment_km"], 200), 0.0)
-    args = (load_model("ak135"), GRID, RFSettings(**CFG["receiver_function"]), syn.Layering(**CFG["layering"]), WINDOW)
-    near = np.argsort(crust_misfit(radial, grid_index, crust_fit.crust_receiver_functions(pool, *args, 409.6)))
+    near = np.argsort(crust_misfit(radial, grid_index, pool_rfs))
     starts = pool[near[:8]]
     fit = crust_fit.fit_crust(radial, grid_index, starts, *args, (lo, hi), np.random.default_rng(0), 409.6)
     p = fit.params
