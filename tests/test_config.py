@@ -32,6 +32,9 @@ def test_defaults_and_shipped_config_validate():
     assert defaults["receiver_function"]["sampling_rate_hz"] == 10
     shipped = cfgmod.load(ROOT / "config" / "config.yaml")
     assert shipped["synthetics"]["models"] == ["ak135", "iasp91", "prem"]
+    # the full-size run, layered over it as its header says (snakemake --configfile config/full.yaml)
+    full = cfgmod.load(ROOT / "config" / "config.yaml", yaml.safe_load((ROOT / "config" / "full.yaml").read_text()))
+    assert full["synthetics"]["n_samples"] == 3000
 
 
 @pytest.mark.parametrize("bad, where", [
