@@ -187,8 +187,8 @@ def with_pre_p(pools: list, step: str, otherwise: str) -> list:
 
 def lqt_incidence(config: dict):
     """A function of a station's slownesses (s/km) giving the incidence (degrees) its draws are rotated to LQT
-    with (TauP's: asin(p * vp at the surface), as ``xdisc rf`` rotates the data), or ``None`` for each where
-    ``rf_processing.rotation`` is not LQT."""
+    with (TauP's: asin(p * vp at the surface), as ``xdisc rf`` rotates the data); where
+    ``rf_processing.rotation`` is not LQT, a function that gives ``None`` (no rotation to LQT)."""
     if config["rf_processing"]["rotation"] != "LQT":
         return lambda slowness: None
     vp_surface = float(load_model(config["earth_model"]).vp_km_s[0])
