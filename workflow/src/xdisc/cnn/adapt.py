@@ -53,7 +53,7 @@ from xdisc.cnn.calibration import (
     read_pools,
     station_thresholds,
 )
-from xdisc.cnn.folds import fold_networks, probabilities, read_refinement_draws
+from xdisc.cnn.folds import RUN_NETWORK, fold_networks, judging_network, probabilities, read_refinement_draws
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import XClassifier, logits_of
 from xdisc.cnn.synthetic_set import SyntheticSource
@@ -265,9 +265,8 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
         for s, pool in enumerate(pools):
             mine = pairs[:, 0] == s
             no_x, how, with_x, x_how = prob[mine & (kind == 0)], "own-noise", prob[mine & (kind == 1)], "own-noise"
-            net, network = module, "run"
+            net, network = judging_network(nets, pool.station, module)
             if pool.station in nets:
-                net, network = nets[pool.station]
                 x_images = read_refinement_draws(x_files[pool.station], ("x_image",))["x_image"]
                 with_x, x_how = probabilities(net, x_images), "redeconvolved"
             if pool.station in redecon:
@@ -276,7 +275,7 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
                          **station_thresholds(no_x, with_x, a), "no_x_draws": how, "x_draws": x_how,
                          "network": network})
         result["no_x_draws"] = {k: sum(r["no_x_draws"] == k for r in rows) for k in NO_X_DRAWS}
-        result["refined_stations"] = sum(r["network"] != "run" for r in rows)
+        result["refined_stations"] = sum(r["network"] != RUN_NETWORK for r in rows)
         result["own_noise_draws"] = {"scored": int(needed.size), "replaced": int(replaced.sum())}
         result.update(stations_calibrated=len(rows), seconds=time.perf_counter() - t0,
                       median_present_threshold=float(np.median([r["present_threshold"] for r in rows])),

@@ -13,6 +13,7 @@ from xdisc.cnn.module import XClassifier, load_classifier
 from xdisc.core.artifacts import open_netcdf
 
 FOLDS_FILE = "folds.csv"
+RUN_NETWORK = "run"  # the name of the run's own network in station_thresholds.csv and cnn.csv (column network)
 
 
 def fold_checkpoint(folder: str | Path, fold: int) -> Path:
@@ -42,6 +43,12 @@ def fold_networks(folder: str | Path | None) -> dict[str, tuple[XClassifier, str
     folds = read_folds(folder)
     nets = {k: load_classifier(fold_checkpoint(folder, k)) for k in sorted(set(folds.values()))}
     return {code: (nets[k], f"refined fold {k + 1}") for code, k in folds.items()}
+
+
+def judging_network(refined: dict | None, code: str, module: XClassifier | None) -> tuple[XClassifier | None, str]:
+    """(network, name) that calibrates and judges station ``code``: its fold's (``refined``: :func:`fold_networks`)
+    where it has one, else ``module``, the run's (:data:`RUN_NETWORK`)."""
+    return (refined or {}).get(code, (module, RUN_NETWORK))
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from xdisc.cnn.datasets import read_station_images
+from xdisc.cnn.folds import judging_network
 from xdisc.cnn.module import XClassifier
 from xdisc.core.verdicts import ABSENT, PRESENT, UNDETERMINED
 
@@ -95,9 +96,9 @@ def check_networks(calibration: dict[str, dict], refined: dict | None) -> None:
     """Raise ValueError where a station's thresholds (``network`` of ``xdisc calibrate``; tables written before
     2026-12-06 have none) were set by another network than the one that would judge it (``refined``: station
     code -> (network, name) of :func:`xdisc.cnn.folds.fold_networks`)."""
-    wrong = [f"{code} ({row['network']} -> {(refined or {}).get(code, (None, 'run'))[1]})"
-             for code, row in calibration.items()
-             if isinstance(row.get("network"), str) and row["network"] != (refined or {}).get(code, (None, "run"))[1]]
+    judge = {code: judging_network(refined, code, None)[1] for code in calibration}
+    wrong = [f"{code} ({row['network']} -> {judge[code]})" for code, row in calibration.items()
+             if isinstance(row.get("network"), str) and row["network"] != judge[code]]
     if wrong:
         raise ValueError(f"the thresholds of {len(wrong)} station(s) were set by another network than the one that "
                          f"would judge them (calibrate and predict need the same --refined): {', '.join(wrong[:5])}")
@@ -108,7 +109,7 @@ def prediction_row(module: XClassifier, image_file: str | Path, cfg: dict, calib
     """One row of ``cnn.csv``. ``refined``: station code -> (the network of its fold, its name), for the
     stations that :mod:`xdisc.cnn.refine` refined; the others are scored by ``module``."""
     st = read_station_images(image_file)
-    module, network = (refined or {}).get(st["station"], (module, "run"))
+    module, network = judging_network(refined, st["station"], module)
     prob = predict_station(module, st["images"])
     n_rf = st["n_rf_station"]
     mean = float(np.mean(prob)) if len(prob) else math.nan
