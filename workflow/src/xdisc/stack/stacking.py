@@ -94,17 +94,20 @@ def vespagram(rf: np.ndarray, time_s: np.ndarray, distance_deg: np.ndarray, rela
     u = np.asarray(relative_slowness, float)
     offset = np.asarray(distance_deg, float) - reference_distance_deg
     spec = np.fft.rfft(np.nan_to_num(rf), nfft) / max(offset.size, 1)  # (event, f), for the mean over events
+
+    def phase(slowness: float) -> np.ndarray:  # (event, f): each event's shift by slowness x its offset
+        return np.exp(2j * np.pi * f[None, :] * (slowness * offset)[:, None])
+
     rows = np.empty((u.size, f.size), complex)
     steps = np.diff(u)
     if u.size > 1 and np.allclose(steps, steps[0], rtol=0.0, atol=1e-12):
-        shifted = spec * np.exp(2j * np.pi * f[None, :] * (u[0] * offset)[:, None])
-        step = np.exp(2j * np.pi * f[None, :] * (steps[0] * offset)[:, None])
+        shifted, step = spec * phase(u[0]), phase(steps[0])
         for k in range(u.size):  # one relative slowness at a time keeps memory small
             rows[k] = shifted.sum(0)
             shifted *= step
     else:
         for k in range(u.size):
-            rows[k] = (spec * np.exp(2j * np.pi * f[None, :] * (u[k] * offset)[:, None])).sum(0)
+            rows[k] = (spec * phase(u[k])).sum(0)
     return np.fft.irfft(rows, nfft, axis=-1)[:, :n]
 
 
