@@ -137,20 +137,8 @@ def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(
                                                   _probabilities(nets[k], d["x_image"].values), a)
         assert float(row["absent_threshold"]) == pytest.approx(want["absent_threshold"], rel=1e-5)
         assert float(row["false_alarm_rate"]) == pytest.approx(want["false_alarm_rate"])
-        assert float(row["present_threshold"]) == a.present_probability == 0.9  # refine's own unset: the run's
     cal = json.loads((tmp_path / "cal.json").read_text())
     assert cal["refined_stations"] == 2
-    # cnn.refine.present_probability: the refined networks' stations get it, a station of the run's network not
-    args75 = [*args[:-2], "--settings", _settings(s["cfg"], present_probability=0.75)]
-    assert main([*args75, "--out", str(tmp_path / "thr75.csv"), "--refined", str(out), "--refine-draws",
-                 str(drawn[1])]) == 0
-    rows75 = {r["station"]: r for r in csv.DictReader((tmp_path / "thr75.csv").read_text().splitlines())}
-    assert json.loads((tmp_path / "cal.json").read_text())["refined_present_probability"] == 0.75
-    for code in CODES:
-        assert float(rows75[code]["present_threshold"]) == 0.75
-        assert rows75[code]["absent_threshold"] == rows[code]["absent_threshold"]  # the same draws and network
-    assert main([*args75, "--out", str(tmp_path / "plain75.csv")]) == 0
-    assert next(csv.DictReader((tmp_path / "plain75.csv").read_text().splitlines()))["present_threshold"] == "0.9"
     assert cal["own_noise_draws"]["scored"] == 0 and cal["own_noise_draws"]["replaced"] > 0  # none made in vain
     # the folds without the X draws: an error that says what is missing, not thresholds from another network
     assert main([*args, "--out", str(tmp_path / "half.csv"), "--refined", str(out)]) == 1

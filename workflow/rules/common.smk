@@ -140,7 +140,6 @@ SETTINGS = {
             leave_out_keys={"adapt": xdisc.config.CNN_THRESHOLD_KEYS},
         ),
         # cnn.refine: the draws read only its training_stations, the fine-tuning every key but the thresholds'
-        # (both leave out cnn.refine.present_probability, which only calibrate_stations reads)
         "refine_draws": _cnn(
             "earth_model",
             "images",
@@ -151,15 +150,12 @@ SETTINGS = {
             leave_out=("pretrain", "finetune", "labels", "evaluation"),
             leave_out_keys={
                 "adapt": xdisc.config.CNN_THRESHOLD_KEYS + xdisc.config.CALIBRATION_DRAW_KEYS,
-                "refine": xdisc.config.REFINE_FIT_KEYS + xdisc.config.REFINE_THRESHOLD_KEYS,
+                "refine": xdisc.config.REFINE_FIT_KEYS,
             },
         ),
         "refine": _cnn(
             leave_out=("pretrain", "finetune", "labels", "evaluation", "verdict"),
-            leave_out_keys={
-                "adapt": xdisc.config.CNN_THRESHOLD_KEYS,
-                "refine": xdisc.config.REFINE_THRESHOLD_KEYS,
-            },
+            leave_out_keys={"adapt": xdisc.config.CNN_THRESHOLD_KEYS},
         ),
         "predict": _cnn(leave_out=("pretrain", "finetune", "labels", "adapt")),
         "evaluate": _cnn("earth_model", "images", "synthetics", "stacking", leave_out=("verdict", "labels", "refine")),

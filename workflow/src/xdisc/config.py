@@ -22,8 +22,6 @@ CNN_THRESHOLD_KEYS = ("present_probability", "false_alarm_rate", "miss_rate", "c
 CALIBRATION_DRAW_KEYS = ("calibration_crust",)
 # cnn.refine keys that only its fine-tuning reads (left out of the settings of its draws)
 REFINE_FIT_KEYS = ("enabled", "folds", "epochs", "learning_rate", "batch_size", "max_stations")
-# cnn.refine keys read only where the per-station thresholds are set (left out of its draws and fine-tuning)
-REFINE_THRESHOLD_KEYS = ("present_probability",)
 
 
 class ConfigError(ValueError):

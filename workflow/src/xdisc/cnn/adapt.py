@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -250,7 +249,6 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
                                         a.crust_window_s if a.match_crust else None, a.hard_fraction)
         redecon = draw_files(draws or [])
         nets, x_files = fold_networks(refined), draw_files(refine_draws or [])
-        a_refined = refined_settings(a, cfg.get("refine", {}))
         lacking = sorted(c for c in nets if c not in x_files or c not in redecon)
         if lacking:  # predict would judge them with their fold's network: their thresholds must come from it
             raise ValueError(f"{len(lacking)} station(s) of the folds of {refined} lack their no-X (--draws) or X "
@@ -274,12 +272,10 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
             if pool.station in redecon:
                 no_x, how = probabilities(net, read_draw_images(redecon[pool.station])), "redeconvolved"
             rows.append({"station": pool.station, "n_rf": int(pool.noise.shape[0]),
-                         **station_thresholds(no_x, with_x, a if network == RUN_NETWORK else a_refined),
-                         "no_x_draws": how, "x_draws": x_how, "network": network})
+                         **station_thresholds(no_x, with_x, a), "no_x_draws": how, "x_draws": x_how,
+                         "network": network})
         result["no_x_draws"] = {k: sum(r["no_x_draws"] == k for r in rows) for k in NO_X_DRAWS}
         result["refined_stations"] = sum(r["network"] != RUN_NETWORK for r in rows)
-        if result["refined_stations"]:
-            result["refined_present_probability"] = a_refined.present_probability
         result["own_noise_draws"] = {"scored": int(needed.size), "replaced": int(replaced.sum())}
         result.update(stations_calibrated=len(rows), seconds=time.perf_counter() - t0,
                       median_present_threshold=float(np.median([r["present_threshold"] for r in rows])),
@@ -295,14 +291,6 @@ def calibrate(config: dict, model: str | Path, test_path: str, noise_files: list
     write_csv(rows, CALIBRATION_COLUMNS, out)
     write_json(result, metrics_path)
     return result
-
-
-def refined_settings(a: AdaptSettings, refine: dict) -> AdaptSettings:
-    """The threshold settings of the stations a refined fold network judges: ``cnn.refine.present_probability``
-    where it is set (the refined networks keep the temperature of the run's network, fitted before they
-    were fine-tuned, so their probabilities are on a scale of their own), else those of the run."""
-    value = refine.get("present_probability")
-    return a if value is None else replace(a, present_probability=float(value))
 
 
 def draw_files(paths: list) -> dict[str, Path]:
