@@ -168,6 +168,25 @@ def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(
         assert got[code]["verdict"] == predict.calibrated_verdict(prob, int(got[code]["n_rf"]), rows[code],
                                                                   {"min_rf": 3})[0]
 
+    # the injection tests: each station's CNN is the network predict judged it with, with its thresholds
+    small = json.dumps({**json.loads(settings), "detectability": {
+        "depths_km": [300], "gradients_km": [0], "dvs": [0.03, 0.06], "draws": 2, "false_alarm_draws": 2}})
+    assert main(["detectability", "kernels", "--out", str(tmp_path / "kernels.nc"), "--settings", small]) == 0
+    station = ["detectability", "station", "--rf", *(str(s["dir"] / f"rf_{c}.nc") for c in CODES), "--kernels",
+               str(tmp_path / "kernels.nc"), "--model", str(SHIPPED_CHECKPOINT), "--settings", small]
+    assert main([*station, "--calibration", str(tmp_path / "thr.csv"), "--refined", str(out), "--out",
+                 str(tmp_path / "det")]) == 0
+    for code in CODES:
+        with xr.open_dataset(tmp_path / "det" / f"rf_{code}.nc") as ds:
+            assert ds.attrs["cnn_network"] == got[code]["network"]
+            assert "dvs90_cnn" in ds
+    # thresholds of the folds' networks with the run's network (no --refined): refused, nothing written
+    assert main([*station, "--calibration", str(tmp_path / "thr.csv"), "--out", str(tmp_path / "mixed")]) == 1
+    assert not (tmp_path / "mixed").exists()
+    assert main([*station, "--calibration", str(tmp_path / "plain.csv"), "--out", str(tmp_path / "run")]) == 0
+    with xr.open_dataset(tmp_path / "run" / "rf_CX.PB01.nc") as ds:
+        assert ds.attrs["cnn_network"] == "run"
+
 
 def test_refine_with_fewer_stations_than_folds_refines_nothing_and_says_so(two_stations, drawn, tmp_path, caplog):
     s = two_stations

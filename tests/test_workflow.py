@@ -170,7 +170,8 @@ def test_refine_turned_on_reruns_only_the_verdicts_and_scores_each_station_with_
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = _run(wd, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
-    for rule in ("draw_refinement", "refine_cnn", "calibrate_stations", "predict_stations", "compare_verdicts"):
+    for rule in ("draw_refinement", "refine_cnn", "calibrate_stations", "predict_stations", "assess_detectability",
+                 "compare_verdicts"):
         assert f"rule {rule}:" in run.stdout + run.stderr, rule
     for upstream in ("pretrain_cnn", "adapt_cnn", "finetune_cnn", "draw_calibration", "process_station"):
         assert f"rule {upstream}:" not in run.stdout + run.stderr, f"{upstream} does not depend on cnn.refine"
@@ -179,6 +180,12 @@ def test_refine_turned_on_reruns_only_the_verdicts_and_scores_each_station_with_
     with open(wd / "results" / "verdicts" / "cnn.csv", newline="") as f:
         network = {r["station"]: r["network"] for r in csv.DictReader(f)}
     assert network == {"CX.PB01": "run", "SY.D01": "refined fold 1", "SY.D02": "refined fold 2"}
+    # the injection tests judge with the same network (CX.PB01: too few receiver functions, no CNN judged)
+    judged = {}
+    for path in (wd / "results" / "detectability").glob("*/*.nc"):
+        with xr.open_dataset(path) as ds:
+            judged[path.stem] = ds.attrs.get("cnn_network")
+    assert judged == {**network, "CX.PB01": None}
     refined = json.loads((wd / "results" / "metrics" / "refine.json").read_text())
     assert [f["scored_stations"] for f in refined["per_fold"]] == [1, 1]
     cfg["cnn"]["refine"]["epochs"] = 2

@@ -746,13 +746,15 @@ def run_detectability(args) -> int:
         single = args.out.suffix == ".nc"
         if single and len(args.rf) > 1:
             raise SystemExit("xdisc detectability station: several --rf need a folder as --out, not a .nc file")
-        from xdisc.cnn.folds import fold_checkpoint, read_folds
+        from xdisc.cnn.folds import fold_checkpoints
+        from xdisc.cnn.predict import check_networks, read_calibration
 
-        folds = read_folds(args.refined)
+        refined = fold_checkpoints(args.refined)
+        if args.model is not None:  # thresholds of one network are never compared with another's probability
+            check_networks(read_calibration(args.calibration), refined)
         for k, rf in enumerate(args.rf, 1):
-            model = fold_checkpoint(args.refined, folds[rf.stem]) if rf.stem in folds else args.model
-            ds = det.station_file(rf, args.kernels, config, model, args.calibration,
-                                  _progress(f"detectability {rf.stem} ({k}/{len(args.rf)})"), args.test)
+            ds = det.station_file(rf, args.kernels, config, args.model, args.calibration,
+                                  _progress(f"detectability {rf.stem} ({k}/{len(args.rf)})"), args.test, refined)
             write_netcdf(ds, args.out if single else args.out / f"{rf.stem}.nc")
             summary = ", ".join(f"{m}: dvs90 {float(ds[f'dvs90_{m}']):.3f}, "
                                 f"excluded {float(ds[f'excluded_dvs_{m}']):.3f}, "

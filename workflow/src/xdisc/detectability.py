@@ -389,10 +389,12 @@ def kernels_dataset(config: dict) -> xr.Dataset:
 
 
 def station_file(rf_path, kernels_path, config: dict, model_path=None, calibration_path=None,
-                 progress=None, test_path=None) -> xr.Dataset:
+                 progress=None, test_path=None, refined: dict | None = None) -> xr.Dataset:
     """:func:`station_detectability` of one station's receiver-function file (``xdisc rf``) with the
-    run's kernels; the CNN judged too when ``model_path`` is given (present threshold: the station's row of
-    ``calibration_path``, else ``cnn.verdict.present_probability``); false alarms on the no-X samples of
+    run's kernels; the CNN judged too when ``model_path`` (the run's checkpoint) is given, by the network that
+    ``xdisc predict`` judges the station with (``refined``: station code -> (checkpoint, name) of
+    :func:`xdisc.cnn.folds.fold_checkpoints`; its name in the attribute ``cnn_network``), with the thresholds
+    of the station's row of ``calibration_path``, else ``cnn.verdict``'s; false alarms on the no-X samples of
     the synthetic set ``test_path`` (:func:`quiet_structures`), and detection draws on its no-X samples
     whose crust is like the station's (:func:`like_station`); else both on the earth model's own."""
     from xdisc.core.artifacts import open_netcdf
@@ -419,8 +421,11 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
                       n_rf, station, 0.0)
         ds.attrs["note"] = note
         return ds
-    cnn = None
+    cnn = network = None
     if model_path is not None:
+        from xdisc.cnn.folds import judging_network
+
+        model_path, network = judging_network(refined, code, model_path)
         cnn = _cnn_judge(model_path, calibration_path, code, config, model)
     quiet = like = None
     if test_path:
@@ -428,8 +433,11 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
         like = like_station(norm, slowness, time_s, quiet_structures(test_path, 1000, grid.seed), grid.draws)
     # the verdict's depth conversion: with stacking.crust.depth_conversion, through the station's own crust
     conversion = depth_model(norm, time_s, slowness, model, stacking_cfg)
-    return station_detectability(norm, time_s, slowness, distance, kernels, reference, grid, conversion,
-                                 stacking_cfg, cnn, station, progress, quiet, like)
+    ds = station_detectability(norm, time_s, slowness, distance, kernels, reference, grid, conversion,
+                               stacking_cfg, cnn, station, progress, quiet, like)
+    if network is not None:
+        ds.attrs["cnn_network"] = network
+    return ds
 
 
 def station_traces(rf_path, use_qc: bool) -> tuple[dict, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

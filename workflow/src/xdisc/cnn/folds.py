@@ -1,5 +1,6 @@
 """What :mod:`xdisc.cnn.refine` writes, read back: the station -> fold table, each fold's network, a station's
-refinement draws (``xdisc calibrate``, ``xdisc predict`` and ``xdisc detectability`` with ``--refined``)."""
+refinement draws (``xdisc calibrate``, ``xdisc predict`` and ``xdisc detectability`` with ``--refined``), and the
+one rule of which network judges a station (:func:`judging_network`)."""
 
 from __future__ import annotations
 
@@ -37,18 +38,30 @@ def read_folds(folder: str | Path | None) -> dict[str, int]:
         return {row["station"]: int(row["fold"]) for row in csv.DictReader(f)}
 
 
+def fold_name(fold: int) -> str:
+    """The name of fold ``fold``'s network in station_thresholds.csv, cnn.csv and the detectability files."""
+    return f"refined fold {fold + 1}"
+
+
+def fold_checkpoints(folder: str | Path | None) -> dict[str, tuple[Path, str]]:
+    """Station code -> (the checkpoint of its fold's network, its name: :func:`fold_name`), nothing loaded;
+    empty without a folder."""
+    return {code: (fold_checkpoint(folder, k), fold_name(k)) for code, k in read_folds(folder).items()}
+
+
 def fold_networks(folder: str | Path | None) -> dict[str, tuple[XClassifier, str]]:
-    """Station code -> (the network of its fold, its name: 'refined fold K', K from 1); each fold's checkpoint
-    loaded once; empty without a folder."""
+    """Station code -> (the network of its fold, its name: :func:`fold_name`); each fold's checkpoint loaded
+    once; empty without a folder."""
     folds = read_folds(folder)
     nets = {k: load_classifier(fold_checkpoint(folder, k)) for k in sorted(set(folds.values()))}
-    return {code: (nets[k], f"refined fold {k + 1}") for code, k in folds.items()}
+    return {code: (nets[k], fold_name(k)) for code, k in folds.items()}
 
 
-def judging_network(refined: dict | None, code: str, module: XClassifier | None) -> tuple[XClassifier | None, str]:
-    """(network, name) that calibrates and judges station ``code``: its fold's (``refined``: :func:`fold_networks`)
-    where it has one, else ``module``, the run's (:data:`RUN_NETWORK`)."""
-    return (refined or {}).get(code, (module, RUN_NETWORK))
+def judging_network(refined: dict | None, code: str, run_network=None) -> tuple:
+    """(network, name) that calibrates and judges station ``code``: its fold's where it has one (``refined``:
+    :func:`fold_networks`, or :func:`fold_checkpoints` for checkpoints), else ``run_network``, the run's
+    (:data:`RUN_NETWORK`)."""
+    return (refined or {}).get(code, (run_network, RUN_NETWORK))
 
 
 @torch.no_grad()
