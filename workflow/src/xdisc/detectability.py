@@ -475,9 +475,10 @@ def quiet_structures(test_path, n: int, seed: int) -> tuple[np.ndarray, np.ndarr
         return rf, ds["slowness"].values.astype(float)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _load_module(path: str, mtime_ns: int):
-    """The CNN of a checkpoint, loaded once per process (a batch of stations shares it)."""
+    """The CNN of a checkpoint, loaded once per process (a batch of stations shares it; with cnn.refine the
+    run's network and the folds' networks, by default two, take turns)."""
     from xdisc.cnn.module import XClassifier
 
     module = XClassifier.load_from_checkpoint(path, map_location="cpu")
