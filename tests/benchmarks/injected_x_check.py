@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from xdisc import config as cfgmod
 from xdisc import detectability as D
+from xdisc.cnn.predict import read_calibration
 from xdisc.core.artifacts import open_netcdf
 from xdisc.core.deconvolution import normalise_by_p
 from xdisc.core.earthmodel import load_model
@@ -45,8 +46,8 @@ def station_check(run: Path, code: str, cfg: dict, rf_x: np.ndarray, p_x: np.nda
     results = run / "results"
     _, _, norm, t, slowness, _ = D.station_traces(results / "rf" / f"{code}.nc", cfg["stacking"]["use_qc"])
     noise = radial_residuals(norm, slowness)
-    judge = D._cnn_judge(results / "cnn" / "finetune.ckpt", results / "cnn" / "station_thresholds.csv", code, cfg,
-                         load_model(cfg["earth_model"]))
+    thresholds = read_calibration(results / "cnn" / "station_thresholds.csv")
+    judge = D._cnn_judge(results / "cnn" / "finetune.ckpt", thresholds, code, cfg, load_model(cfg["earth_model"]))
     rng = np.random.default_rng(seed)
     batches = [(D.at_slowness(x, p_x, slowness) + rng.choice((-1.0, 1.0), size=slowness.size)[:, None] * noise,
                 slowness) for x in rf_x]

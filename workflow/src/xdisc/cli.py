@@ -749,11 +749,11 @@ def run_detectability(args) -> int:
         from xdisc.cnn.folds import fold_checkpoints
         from xdisc.cnn.predict import check_networks, read_calibration
 
-        refined = fold_checkpoints(args.refined)
+        refined, calibration = fold_checkpoints(args.refined), read_calibration(args.calibration)
         if args.model is not None:  # thresholds of one network are never compared with another's probability
-            check_networks(read_calibration(args.calibration), refined)
+            check_networks(calibration, refined)
         for k, rf in enumerate(args.rf, 1):
-            ds = det.station_file(rf, args.kernels, config, args.model, args.calibration,
+            ds = det.station_file(rf, args.kernels, config, args.model, calibration,
                                   _progress(f"detectability {rf.stem} ({k}/{len(args.rf)})"), args.test, refined)
             write_netcdf(ds, args.out if single else args.out / f"{rf.stem}.nc")
             summary = ", ".join(f"{m}: dvs90 {float(ds[f'dvs90_{m}']):.3f}, "

@@ -388,13 +388,14 @@ def kernels_dataset(config: dict) -> xr.Dataset:
     return ds
 
 
-def station_file(rf_path, kernels_path, config: dict, model_path=None, calibration_path=None,
+def station_file(rf_path, kernels_path, config: dict, model_path=None, calibration: dict | None = None,
                  progress=None, test_path=None, refined: dict | None = None) -> xr.Dataset:
     """:func:`station_detectability` of one station's receiver-function file (``xdisc rf``) with the
     run's kernels; the CNN judged too when ``model_path`` (the run's checkpoint) is given, by the network that
     ``xdisc predict`` judges the station with (``refined``: station code -> (checkpoint, name) of
     :func:`xdisc.cnn.folds.fold_checkpoints`; its name in the attribute ``cnn_network``), with the thresholds
-    of the station's row of ``calibration_path``, else ``cnn.verdict``'s; false alarms on the no-X samples of
+    of the station's row of ``calibration`` (:func:`xdisc.cnn.predict.read_calibration`, read once per batch),
+    else ``cnn.verdict``'s; false alarms on the no-X samples of
     the synthetic set ``test_path`` (:func:`quiet_structures`), and detection draws on its no-X samples
     whose crust is like the station's (:func:`like_station`); else both on the earth model's own."""
     from xdisc.core.artifacts import open_netcdf
@@ -426,7 +427,7 @@ def station_file(rf_path, kernels_path, config: dict, model_path=None, calibrati
         from xdisc.cnn.folds import judging_network
 
         model_path, network = judging_network(refined, code, model_path)
-        cnn = _cnn_judge(model_path, calibration_path, code, config, model)
+        cnn = _cnn_judge(model_path, calibration or {}, code, config, model)
     quiet = like = None
     if test_path:
         quiet = quiet_structures(test_path, grid.false_alarm_draws, grid.seed)
@@ -486,18 +487,18 @@ def _load_module(path: str, mtime_ns: int):
     return module
 
 
-def _cnn_judge(model_path, calibration_path, code: str, config: dict, model: EarthModel) -> CNNJudge:
+def _cnn_judge(model_path, calibration: dict, code: str, config: dict, model: EarthModel) -> CNNJudge:
+    """The CNN judge of station ``code``: the checkpoint's network with the station's thresholds from
+    ``calibration`` (station code -> row, :func:`xdisc.cnn.predict.read_calibration`), else ``cnn.verdict``'s."""
     import torch
 
     from xdisc.cnn.images import DepthMapper, ImageSettings
-    from xdisc.cnn.predict import read_calibration
 
     torch.set_num_threads(1)
     module = _load_module(str(model_path), Path(model_path).stat().st_mtime_ns)
     settings = ImageSettings.from_config(config["images"])
     verdict = config["cnn"]["verdict"]
     present, absent = float(verdict["present_probability"]), float(verdict["absent_probability"])
-    calibration = read_calibration(calibration_path) if calibration_path else {}
     if code in calibration:
         present = float(calibration[code]["present_threshold"])
         absent = float(calibration[code]["absent_threshold"])
