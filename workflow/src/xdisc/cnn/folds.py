@@ -52,9 +52,9 @@ def fold_checkpoints(folder: str | Path | None) -> dict[str, tuple[Path, str]]:
 def fold_networks(folder: str | Path | None) -> dict[str, tuple[XClassifier, str]]:
     """Station code -> (the network of its fold, its name: :func:`fold_name`); each fold's checkpoint loaded
     once; empty without a folder."""
-    folds = read_folds(folder)
-    nets = {k: load_classifier(fold_checkpoint(folder, k)) for k in sorted(set(folds.values()))}
-    return {code: (nets[k], fold_name(k)) for code, k in folds.items()}
+    checkpoints = fold_checkpoints(folder)
+    nets = {path: load_classifier(path) for path in sorted({path for path, _ in checkpoints.values()})}
+    return {code: (nets[path], name) for code, (path, name) in checkpoints.items()}
 
 
 def judging_network(refined: dict | None, code: str, run_network=None) -> tuple:
