@@ -41,13 +41,14 @@ def x_samples(test_path: Path, min_dvs: float) -> tuple[np.ndarray, np.ndarray, 
         return rf, ds["slowness"].values.astype(float), params
 
 
-def station_check(run: Path, code: str, cfg: dict, rf_x: np.ndarray, p_x: np.ndarray, seed: int) -> np.ndarray:
-    """Whether the run's CNN says present for each X sample plus the station's radial residuals."""
+def station_check(run: Path, code: str, cfg: dict, calibration: dict, rf_x: np.ndarray, p_x: np.ndarray,
+                  seed: int) -> np.ndarray:
+    """Whether the run's CNN says present for each X sample plus the station's radial residuals (thresholds:
+    ``calibration``, the run's station_thresholds.csv read once by :func:`xdisc.cnn.predict.read_calibration`)."""
     results = run / "results"
     _, _, norm, t, slowness, _ = D.station_traces(results / "rf" / f"{code}.nc", cfg["stacking"]["use_qc"])
     noise = radial_residuals(norm, slowness)
-    thresholds = read_calibration(results / "cnn" / "station_thresholds.csv")
-    judge = D._cnn_judge(results / "cnn" / "finetune.ckpt", thresholds, code, cfg, load_model(cfg["earth_model"]))
+    judge = D._cnn_judge(results / "cnn" / "finetune.ckpt", calibration, code, cfg, load_model(cfg["earth_model"]))
     rng = np.random.default_rng(seed)
     batches = [(D.at_slowness(x, p_x, slowness) + rng.choice((-1.0, 1.0), size=slowness.size)[:, None] * noise,
                 slowness) for x in rf_x]
@@ -61,14 +62,13 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
     cfg = cfgmod.load(args.run / "config" / "config.yaml")
-    thresholds = pd.read_csv(args.run / "results" / "cnn" / "station_thresholds.csv", dtype={"station": str})
-    thresholds = thresholds.set_index("station")
+    calibration = read_calibration(args.run / "results" / "cnn" / "station_thresholds.csv")
     rf_x, p_x, params = x_samples(args.run / "results" / "synthetic" / "test.nc", cfg["cnn"]["adapt"]["absent_dvs"])
     pooled = []
-    for code in args.stations or list(thresholds.index):
-        found = station_check(args.run, code, cfg, rf_x, p_x, args.seed)
+    for code in args.stations or list(calibration):
+        found = station_check(args.run, code, cfg, calibration, rf_x, p_x, args.seed)
         print(f"{code}: {found.size} X samples + radial residuals: present {found.mean():.2f}; calibration "
-              f"(noise pool): {thresholds.loc[code, 'detection_rate']:.3f}", flush=True)
+              f"(noise pool): {calibration[code]['detection_rate']:.3f}", flush=True)
         pooled.append(params.assign(found=found))
     df = pd.concat(pooled)
     df["depth"] = pd.cut(df["depth_km"], [240, 275, 325, 365])
