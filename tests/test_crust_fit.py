@@ -11,6 +11,7 @@ from xdisc import config as cfgmod
 from xdisc.cli import main
 from xdisc.cnn import crust_fit
 from xdisc.cnn.calibration import crust_misfit, in_window
+from xdisc.cnn.synthetic_set import HARD_SEDIMENT_KM
 from xdisc.core.artifacts import write_netcdf
 from xdisc.core.deconvolution import RFSettings, normalise_by_p
 from xdisc.core.earthmodel import load_model, replace_crust
@@ -78,7 +79,7 @@ def test_draws_in_the_station_crust_carry_it(rf_example_station, tmp_path):
     write_netcdf(syn.make_dataset(cfg), tmp_path / "test.nc")
     write_netcdf(rf_example_station["dataset"], tmp_path / "rf.nc")
     write_netcdf(noise_pool(tmp_path / "rf.nc"), tmp_path / "CX.PB01.nc")
-    out = {}
+    out, alike = {}, {}
     for crust in ("sample", "station"):
         settings = json.dumps({"cnn": {"adapt": {"calibration_draws": 6, "calibration_crust": crust},
                                        "verdict": {"min_rf": 3}}, "synthetics": cfg["synthetics"]})
@@ -86,7 +87,16 @@ def test_draws_in_the_station_crust_carry_it(rf_example_station, tmp_path):
                      "--out", str(tmp_path / crust), "--settings", settings]) == 0
         with xr.open_dataset(tmp_path / crust / "CX.PB01.nc") as ds:
             out[crust] = (ds["image"].values, dict(ds.attrs))
+            alike[crust] = (ds["look_alike"].values.astype(bool), ds["sample"].values)
     (own_images, own), (sample_images, sample) = out["station"], out["sample"]
+    # look-alikes of X: the sample's own sediment, or the fitted crust's (with the sample's deep distractor)
+    with xr.open_dataset(tmp_path / "test.nc") as ds:
+        deep = np.isin(ds["distractor"].values.astype(str), ("deep", "lvz"))
+        thick = ds["sediment_km"].values >= HARD_SEDIMENT_KM
+    flags, picked = alike["sample"]
+    np.testing.assert_array_equal(flags, (deep | thick)[picked])
+    flags, picked = alike["station"]
+    np.testing.assert_array_equal(flags, deep[picked] | (own["crust_sediment_km"] >= HARD_SEDIMENT_KM))
     assert own_images.shape == sample_images.shape and np.all(np.isfinite(own_images))
     assert sample["crust"] == "each sample's own" and "crust_moho_km" not in sample
     assert own["crust"] == "the station's own (fitted)"

@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 from xdisc import config as cfgmod
 from xdisc.cli import main
-from xdisc.cnn import calibration, folds, predict, redecon
+from xdisc.cnn import calibration, folds, predict, redecon, refine
 from xdisc.cnn.module import load_classifier
 from xdisc.cnn.shipped import CHECKPOINT as SHIPPED_CHECKPOINT
 from xdisc.cnn.synthetic_set import SyntheticSource
@@ -21,7 +21,7 @@ from xdisc.synth.synthetics import make_dataset
 
 CODES = ("CX.PB01", "CX.PB02")
 ADAPT = {"calibration_draws": 6}
-REFINE = {"enabled": True, "training_stations": 6, "epochs": 1, "batch_size": 16}
+REFINE = {"enabled": True, "training_stations": 6, "epochs": 1, "batch_size": 16, "balance_look_alikes": True}
 
 
 def _settings(cfg: dict, **refine_keys) -> str:
@@ -90,6 +90,11 @@ def test_refine_draws_are_the_calibration_x_samples_and_balanced_training_statio
             for name in ("x_image", "train_image"):
                 assert ds[name].shape[1:] == no_x_shape and np.all(np.isfinite(ds[name].values))
             assert np.std(ds["x_image"].values) > 0
+            # which draws are look-alikes of X (the balance of cnn.refine.balance_look_alikes)
+            np.testing.assert_array_equal(ds["x_look_alike"].values, test.hard[x])
+            np.testing.assert_array_equal(ds["train_look_alike"].values, train.hard[t])
+        with xr.open_dataset(drawn[0] / f"{pool.station}.nc") as ds:
+            np.testing.assert_array_equal(ds["look_alike"].values, test.hard[ds["sample"].values])
     # the same stations and settings make the same draws
     assert main(["refine-draws", str(s["pools"][0]), "--test", str(s["test"]), "--synthetics", str(s["train"]),
                  "--out", str(s["dir"] / "again"), "--settings", _settings(s["cfg"])]) == 0
@@ -115,6 +120,9 @@ def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(
     result = json.loads((tmp_path / "refine.json").read_text())
     assert [f["images"] for f in result["per_fold"]] == [sizes["CX.PB02"], sizes["CX.PB01"]]
     assert [f["training_stations"] for f in result["per_fold"]] == [1, 1]
+    for f in result["per_fold"]:  # look-alikes of X as frequent with X as without (cnn.refine.balance_look_alikes)
+        n = {"without_x": f["images"] - f["images_with_x"], "with_x": f["images_with_x"]}
+        assert abs(f["look_alikes"]["without_x"] - f["look_alikes"]["with_x"]) <= max(1 / n[k] for k in n) + 1e-9
     base = load_classifier(SHIPPED_CHECKPOINT)
     nets = [load_classifier(folds.fold_checkpoint(out, k)) for k in (0, 1)]
     changed = [any(not torch.equal(base.state_dict()[k], n.state_dict()[k]) for k in base.state_dict()) for n in nets]
@@ -186,6 +194,42 @@ def test_each_station_is_calibrated_and_scored_by_the_network_of_the_other_fold(
     assert main([*station, "--calibration", str(tmp_path / "plain.csv"), "--out", str(tmp_path / "run")]) == 0
     with xr.open_dataset(tmp_path / "run" / "rf_CX.PB01.nc") as ds:
         assert ds.attrs["cnn_network"] == "run"
+
+
+def test_look_alikes_are_balanced_between_the_labels_and_each_label_keeps_its_size():
+    # no X: 60 % look-alikes (the calibration draws' hard fraction), X: 20 %
+    label = np.r_[np.zeros(100, int), np.ones(100, int)]
+    alike = np.r_[np.arange(100) < 60, np.arange(100) < 20]
+    keep = refine.balanced_look_alikes(label, alike, np.random.default_rng(5))
+    assert (label[keep] == 0).sum() == 100 and (label[keep] == 1).sum() == 100
+    for value in (0, 1):
+        assert alike[keep][label[keep] == value].mean() == pytest.approx(0.4)  # the pooled fraction
+    # X's 20 look-alikes drawn 40 times, with replacement; the no-X draws' 60 drawn 40 times, without
+    assert np.unique(keep[(label[keep] == 1) & alike[keep]]).size <= 20
+    assert np.unique(keep[(label[keep] == 0) & alike[keep]]).size == 40
+    np.testing.assert_array_equal(keep, refine.balanced_look_alikes(label, alike, np.random.default_rng(5)))
+    # a label with no look-alike (or only look-alikes) cannot be balanced: it is kept as it is
+    alike = np.r_[np.arange(100) < 60, np.zeros(100, bool)]
+    keep = refine.balanced_look_alikes(label, alike, np.random.default_rng(5))
+    np.testing.assert_array_equal(keep[label[keep] == 1], np.arange(100, 200))
+    assert alike[keep][label[keep] == 0].mean() == pytest.approx(0.3)
+
+
+def test_refine_with_draw_files_without_look_alike_flags_says_it_does_not_balance(two_stations, drawn, tmp_path,
+                                                                                  caplog):
+    s = two_stations
+    old = tmp_path / "old_draws"
+    old.mkdir()
+    for code in CODES:  # refinement draws as written before the flags existed
+        with xr.open_dataset(drawn[1] / f"{code}.nc") as ds:
+            write_netcdf(ds.drop_vars(["x_look_alike", "train_look_alike"]).load(), old / f"{code}.nc")
+    with caplog.at_level("WARNING"):
+        assert main(["refine", "--model", str(SHIPPED_CHECKPOINT), "--draws", str(drawn[0]), "--refine-draws",
+                     str(old), "--out", str(tmp_path / "refined"), "--metrics", str(tmp_path / "r.json"),
+                     "--settings", _settings(s["cfg"])]) == 0
+    assert "without look-alike flags" in caplog.text
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert all(f["look_alikes"].startswith("not balanced") for f in result["per_fold"])
 
 
 def test_refine_with_fewer_stations_than_folds_refines_nothing_and_says_so(two_stations, drawn, tmp_path, caplog):

@@ -166,7 +166,7 @@ def test_refine_turned_on_reruns_only_the_verdicts_and_scores_each_station_with_
     wd = tmp_path / "run"
     shutil.copytree(tiny_run, wd, symlinks=True)  # modification times kept
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
-    cfg["cnn"]["refine"] = {"enabled": True, "epochs": 1, "training_stations": 4}
+    cfg["cnn"]["refine"] = {"enabled": True, "epochs": 1, "training_stations": 4, "balance_look_alikes": True}
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = _run(wd, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
@@ -188,6 +188,8 @@ def test_refine_turned_on_reruns_only_the_verdicts_and_scores_each_station_with_
     assert judged == {**network, "CX.PB01": None}
     refined = json.loads((wd / "results" / "metrics" / "refine.json").read_text())
     assert [f["scored_stations"] for f in refined["per_fold"]] == [1, 1]
+    # the draws made in the DAG carry their look-alike flags: each fold's set was balanced (balance_look_alikes)
+    assert all(isinstance(f["look_alikes"], dict) for f in refined["per_fold"]), refined["per_fold"]
     cfg["cnn"]["refine"]["epochs"] = 2
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     plan = _run(wd, "-n", "--cores", "2")

@@ -14,8 +14,9 @@ network that learnt its draws:
 2. :func:`refine` (rule ``refine_cnn``): the stations with draws fall into ``folds`` folds (every
    ``folds``-th station of the sorted codes); for each fold, the run's network (``finetune.ckpt``) is
    fine-tuned for ``epochs`` on the *other* folds' training stations, no-X calibration draws and X draws
-   (labels as made; X's depth for the depth head). Written: one checkpoint per fold and the station -> fold
-   table (``folds.csv``).
+   (labels as made; X's depth for the depth head), with ``balance_look_alikes`` first resampled so that
+   look-alikes of X are as frequent with X as without (:func:`balanced_look_alikes`). Written: one checkpoint
+   per fold and the station -> fold table (``folds.csv``).
 3. ``xdisc calibrate --refined`` sets a station's thresholds from its no-X and X draws (both deconvolved as
    its data) scored by its fold's network, and ``xdisc predict --refined`` scores its images with the same
    network.
@@ -40,7 +41,7 @@ from torch.utils.data import TensorDataset
 
 from xdisc.cnn.adapt import _checkpoint, draw_files, fit, read_draw_images
 from xdisc.cnn.calibration import AdaptSettings, crust_distances, crust_window, read_pools
-from xdisc.cnn.folds import FOLDS_FILE, fold_checkpoint, probabilities, read_refinement_draws
+from xdisc.cnn.folds import FOLDS_FILE, fold_checkpoint, probabilities, read_look_alikes, read_refinement_draws
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import XClassifier, load_classifier
 from xdisc.cnn.redecon import Responses, lqt_incidence, redeconvolved, station_samples, station_seed, with_pre_p
@@ -82,6 +83,39 @@ def training_samples(pool, source: SyntheticSource, normalised: np.ndarray | Non
     nx = np.concatenate([rng.choice(near_n, h // 3), rng.choice(hard, h // 3), rng.choice(no_x, h - 2 * (h // 3))])
     xx = np.concatenate([rng.choice(near_x, (n - h) // 2), rng.choice(with_x, n - h - (n - h) // 2)])
     return np.concatenate([nx, xx]).astype(int)
+
+
+def look_alikes(source: SyntheticSource, samples: np.ndarray) -> np.ndarray:
+    """1 where a sample of ``source`` is a look-alike of X (``source.hard``: a distractor below the X window, a
+    low-velocity zone, sediment of HARD_SEDIMENT_KM or more), else 0 (int8, for a draw file)."""
+    hard = source.hard if source.hard is not None else np.zeros(len(source.label), bool)
+    return hard[np.asarray(samples, int)].astype(np.int8)
+
+
+LOOK_ALIKE_ATTRS = {"long_name": "1: the sample is a look-alike of X (a distractor below the X window, a "
+                                 "low-velocity zone or thick sediment), 0: not"}
+
+
+def balanced_look_alikes(label: np.ndarray, look_alike: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a fine-tuning set resampled so that look-alikes of X are as frequent with X as without: each
+    label keeps its size and draws (with replacement where it holds too few) the pooled fraction of look-alikes
+    from its look-alikes and the rest from its other images; a label without either kind is kept as it is.
+    The no-X draws hold a third (training draws) to a half (calibration draws, ``cnn.adapt.hard_fraction``) of
+    look-alikes on purpose, the X draws only the synthetic set's rate: unbalanced, the network learns that
+    sediment or a distractor means "no X" and misses X under such crusts."""
+    look_alike = np.asarray(look_alike, bool)
+    target = float(look_alike.mean())
+    pick = []
+    for value in (0, 1):
+        idx = np.flatnonzero(np.asarray(label) == value)
+        hard, easy = idx[look_alike[idx]], idx[~look_alike[idx]]
+        n_hard = round(target * idx.size)
+        if hard.size == 0 or easy.size == 0:
+            pick.append(idx)
+            continue
+        pick += [rng.choice(hard, n_hard, replace=hard.size < n_hard),
+                 rng.choice(easy, idx.size - n_hard, replace=easy.size < idx.size - n_hard)]
+    return np.sort(np.concatenate(pick)) if pick else np.zeros(0, int)
 
 
 def _images(resp: Responses, pool, samples: np.ndarray, config: dict, rng: np.random.Generator,
@@ -150,13 +184,15 @@ def refinement_draws(config: dict, test_path: str | Path, train_path: str | Path
              "x_sample": ("x_draw", x_samples.astype(np.int32), {"long_name": "sample of the synthetic test set"}),
              "x_depth_km": ("x_draw", as_float32([test.depth_target(int(i)) for i in x_samples]),
                             {"long_name": "depth of the X conversion (top + half the gradient)", "units": "km"}),
+             "x_look_alike": ("x_draw", look_alikes(test, x_samples), LOOK_ALIKE_ATTRS),
              "train_image": (("train_draw", *dims), as_float32(t_img),
                              {"long_name": "image of a training draw deconvolved as the station's data"}),
              "train_sample": ("train_draw", t_samples.astype(np.int32),
                               {"long_name": "sample of the synthetic pretraining set"}),
              "train_label": ("train_draw", train.label[t_samples].astype(np.int8), {"long_name": "1: X, 0: no X"}),
              "train_depth_km": ("train_draw", as_float32([train.depth_target(int(i)) for i in t_samples]),
-                                {"long_name": "depth of the X conversion (NaN: no X)", "units": "km"})},
+                                {"long_name": "depth of the X conversion (NaN: no X)", "units": "km"}),
+             "train_look_alike": ("train_draw", look_alikes(train, t_samples), LOOK_ALIKE_ATTRS)},
             coords={"station": ((), pool.station)})
         ds.attrs.update(provenance_attrs(
             title=f"refinement draws of {pool.station}",
@@ -182,6 +218,7 @@ def refine(config: dict, model: str | Path, calibration_draws: list, refine_draw
     no_x, mine = draw_files(calibration_draws), draw_files(refine_draws)
     stations = sorted(set(no_x) & set(mine))
     n_folds = int(r["folds"])
+    balance = bool(r.get("balance_look_alikes", False))
     fold = {code: k % n_folds for k, code in enumerate(stations)}
     seed = int(cfg["seed"])
     result = {"stage": "refine", "stations": len(stations), "folds": n_folds,
@@ -208,14 +245,33 @@ def refine(config: dict, model: str | Path, calibration_draws: list, refine_draw
     for k in range(n_folds if fold else 0):
         t0 = time.perf_counter()
         others = sample([c for c in stations if fold[c] != k], k, 53)  # the stations it learns from
-        img, y, depth = [], [], []
+        img, y, depth, alike = [], [], [], []
         for code in others:
             nx, d = read_draw_images(no_x[code]), read_refinement_draws(mine[code])
             img += [d["train_image"], nx, d["x_image"]]
             y += [d["train_label"].astype(float), np.zeros(len(nx)), np.ones(len(d["x_image"]))]
             depth += [d["train_depth_km"], np.full(len(nx), np.nan), d["x_depth_km"]]
+            if balance:
+                alike += [read_look_alikes(mine[code], "train_look_alike"), read_look_alikes(no_x[code], "look_alike"),
+                          read_look_alikes(mine[code], "x_look_alike")]
         img, y, depth = (np.concatenate(v).astype(np.float32) for v in (img, y, depth))
         n_images, n_with_x = len(y), int(y.sum())
+        fold_note = {}
+        if balance and any(v is None for v in alike):
+            log.warning("refine: fold %d: draw files without look-alike flags (made before they existed): the "
+                        "fine-tuning set is not balanced (cnn.refine.balance_look_alikes); rerun the draw rules",
+                        k + 1)
+            fold_note["look_alikes"] = "not balanced: draw files without look-alike flags"
+        elif balance:
+            alike = np.concatenate(alike)
+            before = [float(alike[y == v].mean()) if (y == v).any() else float("nan") for v in (0, 1)]
+            keep = balanced_look_alikes(y, alike, np.random.default_rng([seed, 97, k]))
+            img, y, depth, alike = img[keep], y[keep], depth[keep], alike[keep]
+            after = [float(alike[y == v].mean()) if (y == v).any() else float("nan") for v in (0, 1)]
+            fold_note["look_alikes"] = {"without_x_before": before[0], "with_x_before": before[1],
+                                        "without_x": after[0], "with_x": after[1]}
+            log.info("refine: fold %d: look-alikes of X %.2f of the draws without X and %.2f of those with X, "
+                     "resampled to %.2f and %.2f", k + 1, before[0], before[1], after[0], after[1])
         module = XClassifier(base.hparams.net_config, float(r["learning_rate"]), a.weight_decay, int(r["epochs"]),
                              depth_loss_weight=base.hparams.get("depth_loss_weight", 0.0))
         module.load_state_dict(base.state_dict())
@@ -239,7 +295,7 @@ def refine(config: dict, model: str | Path, calibration_draws: list, refine_draw
                 held_p[name].append(np.r_[probabilities(net, nx), probabilities(net, xx)])
         held = {name: metrics.binary_metrics(np.concatenate(held_y), np.concatenate(p)) for name, p in held_p.items()}
         result["per_fold"].append({"fold": k, "training_stations": len(others), "scored_stations": len(scored),
-                                   "images": n_images, "images_with_x": n_with_x,
+                                   "images": n_images, "images_with_x": n_with_x, **fold_note,
                                    "seconds": time.perf_counter() - t0, "held_out_draws": held})
         log.info("refine: fold %d of %d in %.0f s; its own stations' draws (not learnt): AUC %.3f (run's network "
                  "%.3f), accuracy %.3f (%.3f)", k + 1, n_folds, time.perf_counter() - t0, held["refined"]["roc_auc"],
