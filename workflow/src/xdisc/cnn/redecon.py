@@ -41,7 +41,7 @@ from scipy.fft import irfft, next_fast_len, rfft
 from xdisc.cnn.calibration import AdaptSettings, calibration_pairs, crust_distances, crust_window, in_window, read_pools
 from xdisc.cnn.crust_fit import CRUST_KEYS, CrustFit, crust_bounds, fit_crust
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
-from xdisc.cnn.synthetic_set import HARD_SEDIMENT_KM, SyntheticSource
+from xdisc.cnn.synthetic_set import HARD_SEDIMENT_KM, LOOK_ALIKE_ATTRS, SyntheticSource
 from xdisc.config import config_hash
 from xdisc.core.artifacts import as_float32, open_netcdf, provenance_attrs, write_netcdf
 from xdisc.core.deconvolution import RFSettings, deconvolve, normalise_by_p
@@ -255,17 +255,15 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
         rfs = redeconvolved(resp, samples, pool.grid_index, pool.pre_p, config["rf_processing"], rng,
                             incidence_of(pool.slowness))
         images = np.stack([build_image(x, t_out, pool.slowness, mapper, settings, normalised=True)[0] for x in rfs])
-        alike = (test.hard[samples] if test.hard is not None else np.zeros(samples.size, bool))
+        alike = test.look_alikes(samples)
         if fit is not None:  # the sample's distractor below its crust, the fitted crust's sediment
             deep = np.isin(np.asarray(params["distractor"])[samples].astype(str), ("deep", "lvz"))
-            alike = deep | (float(fit.params["sediment_km"]) >= HARD_SEDIMENT_KM)
+            alike = (deep | (float(fit.params["sediment_km"]) >= HARD_SEDIMENT_KM)).astype(np.int8)
         ds = xr.Dataset(
             {"image": (("draw", "channel", "slowness_bin", "depth"), as_float32(images),
                        {"long_name": "image of a no-X calibration draw deconvolved as the station's data"}),
              "sample": ("draw", samples.astype(np.int32), {"long_name": "sample of the synthetic test set"}),
-             "look_alike": ("draw", alike.astype(np.int8),
-                            {"long_name": "1: the sample is a look-alike of X (a distractor below the X window, a "
-                                          "low-velocity zone or thick sediment), 0: not"})},
+             "look_alike": ("draw", alike, LOOK_ALIKE_ATTRS)},
             coords={"station": ((), pool.station)})
         ds.attrs.update(provenance_attrs(
             title=f"no-X calibration draws of {pool.station}",

@@ -45,7 +45,7 @@ from xdisc.cnn.folds import FOLDS_FILE, fold_checkpoint, probabilities, read_loo
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
 from xdisc.cnn.module import XClassifier, load_classifier
 from xdisc.cnn.redecon import Responses, lqt_incidence, redeconvolved, station_samples, station_seed, with_pre_p
-from xdisc.cnn.synthetic_set import SyntheticSource
+from xdisc.cnn.synthetic_set import LOOK_ALIKE_ATTRS, SyntheticSource
 from xdisc.config import config_hash
 from xdisc.core import metrics
 from xdisc.core.artifacts import (
@@ -84,16 +84,6 @@ def training_samples(pool, source: SyntheticSource, normalised: np.ndarray | Non
     xx = np.concatenate([rng.choice(near_x, (n - h) // 2), rng.choice(with_x, n - h - (n - h) // 2)])
     return np.concatenate([nx, xx]).astype(int)
 
-
-def look_alikes(source: SyntheticSource, samples: np.ndarray) -> np.ndarray:
-    """1 where a sample of ``source`` is a look-alike of X (``source.hard``: a distractor below the X window, a
-    low-velocity zone, sediment of HARD_SEDIMENT_KM or more), else 0 (int8, for a draw file)."""
-    hard = source.hard if source.hard is not None else np.zeros(len(source.label), bool)
-    return hard[np.asarray(samples, int)].astype(np.int8)
-
-
-LOOK_ALIKE_ATTRS = {"long_name": "1: the sample is a look-alike of X (a distractor below the X window, a "
-                                 "low-velocity zone or thick sediment), 0: not"}
 
 
 def balanced_look_alikes(label: np.ndarray, look_alike: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -184,7 +174,7 @@ def refinement_draws(config: dict, test_path: str | Path, train_path: str | Path
              "x_sample": ("x_draw", x_samples.astype(np.int32), {"long_name": "sample of the synthetic test set"}),
              "x_depth_km": ("x_draw", as_float32([test.depth_target(int(i)) for i in x_samples]),
                             {"long_name": "depth of the X conversion (top + half the gradient)", "units": "km"}),
-             "x_look_alike": ("x_draw", look_alikes(test, x_samples), LOOK_ALIKE_ATTRS),
+             "x_look_alike": ("x_draw", test.look_alikes(x_samples), LOOK_ALIKE_ATTRS),
              "train_image": (("train_draw", *dims), as_float32(t_img),
                              {"long_name": "image of a training draw deconvolved as the station's data"}),
              "train_sample": ("train_draw", t_samples.astype(np.int32),
@@ -192,7 +182,7 @@ def refinement_draws(config: dict, test_path: str | Path, train_path: str | Path
              "train_label": ("train_draw", train.label[t_samples].astype(np.int8), {"long_name": "1: X, 0: no X"}),
              "train_depth_km": ("train_draw", as_float32([train.depth_target(int(i)) for i in t_samples]),
                                 {"long_name": "depth of the X conversion (NaN: no X)", "units": "km"}),
-             "train_look_alike": ("train_draw", look_alikes(train, t_samples), LOOK_ALIKE_ATTRS)},
+             "train_look_alike": ("train_draw", train.look_alikes(t_samples), LOOK_ALIKE_ATTRS)},
             coords={"station": ((), pool.station)})
         ds.attrs.update(provenance_attrs(
             title=f"refinement draws of {pool.station}",

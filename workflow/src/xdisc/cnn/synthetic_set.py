@@ -11,6 +11,9 @@ import numpy as np
 from xdisc.core.artifacts import open_netcdf
 
 HARD_SEDIMENT_KM = 1.5  # behind this much sediment the source's residue reaches several % of P in the X window
+# the attributes of a draw file's look-alike flags (xdisc.cnn.redecon, xdisc.cnn.refine)
+LOOK_ALIKE_ATTRS = {"long_name": "1: the sample is a look-alike of X (a distractor below the X window, a "
+                                 "low-velocity zone or thick sediment), 0: not"}
 
 
 @dataclass
@@ -52,6 +55,12 @@ class SyntheticSource:
                        x_dvs=ds["x_dvs"].values[keep].astype(float), grid_slowness=ds["slowness"].values.astype(float),
                        time_s=time_s, dt=float(time_s[1] - time_s[0]),
                        gaussian_width_hz=float(ds.attrs["rf_gaussian_width_hz"]), x_depth=depth, hard=hard)
+
+    def look_alikes(self, samples) -> np.ndarray:
+        """Which of ``samples`` are look-alikes of X (``hard``; none where the set lacks the columns), as int8
+        for a draw file."""
+        hard = self.hard if self.hard is not None else np.zeros(len(self.label), bool)
+        return hard[np.asarray(samples, int)].astype(np.int8)
 
     def depth_target(self, i: int) -> float:
         """Depth of sample ``i``'s X conversion (km) for the depth head; NaN without X or unknown."""
