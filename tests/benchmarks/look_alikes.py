@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from sklearn.metrics import roc_auc_score
-from xdisc.cnn.synthetic_set import HARD_SEDIMENT_KM
+from xdisc.cnn.synthetic_set import HARD_SEDIMENT_KM, is_look_alike
 
 BANDS_KM = ((0, 60), (60, 200), (200, 400), (440, 630))
 
@@ -41,8 +41,7 @@ BANDS_KM = ((0, 60), (60, 200), (200, 400), (440, 630))
 def look_alike_flags(path: Path) -> np.ndarray:
     """``SyntheticSource.hard`` of every sample of a synthetic set, from its parameter columns only."""
     with xr.open_dataset(path) as ds:
-        return (np.isin(ds["distractor"].values.astype(str), ("deep", "lvz"))
-                | (np.nan_to_num(ds["sediment_km"].values.astype(float)) >= HARD_SEDIMENT_KM))
+        return is_look_alike(ds["distractor"].values, ds["sediment_km"].values)
 
 
 def fractions(run: Path) -> dict:

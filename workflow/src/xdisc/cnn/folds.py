@@ -30,12 +30,12 @@ def read_refinement_draws(path: Path, names: tuple = DRAW_VARIABLES) -> dict:
         return {k: ds[k].values for k in names}
 
 
-def read_look_alikes(path: Path, name: str) -> np.ndarray | None:
-    """Variable ``name`` of a draw file (``look_alike`` of calibration draws, ``x_look_alike`` or
-    ``train_look_alike`` of refinement draws) as booleans: which draws are look-alikes of X; None where the
-    file holds no such variable (written before it existed)."""
+def read_look_alikes(path: Path, *names: str) -> list[np.ndarray | None]:
+    """Variables ``names`` of a draw file (``look_alike`` of calibration draws, ``x_look_alike`` and
+    ``train_look_alike`` of refinement draws) as booleans: which draws are look-alikes of X; None for a
+    variable the file does not hold (written before it existed)."""
     with open_netcdf(path) as ds:
-        return ds[name].values.astype(bool) if name in ds else None
+        return [ds[name].values.astype(bool) if name in ds else None for name in names]
 
 
 def read_folds(folder: str | Path | None) -> dict[str, int]:

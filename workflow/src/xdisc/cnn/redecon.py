@@ -41,7 +41,7 @@ from scipy.fft import irfft, next_fast_len, rfft
 from xdisc.cnn.calibration import AdaptSettings, calibration_pairs, crust_distances, crust_window, in_window, read_pools
 from xdisc.cnn.crust_fit import CRUST_KEYS, CrustFit, crust_bounds, fit_crust
 from xdisc.cnn.images import DepthMapper, ImageSettings, build_image
-from xdisc.cnn.synthetic_set import HARD_SEDIMENT_KM, LOOK_ALIKE_ATTRS, SyntheticSource
+from xdisc.cnn.synthetic_set import LOOK_ALIKE_ATTRS, SyntheticSource, is_look_alike
 from xdisc.config import config_hash
 from xdisc.core.artifacts import as_float32, open_netcdf, provenance_attrs, write_netcdf
 from xdisc.core.deconvolution import RFSettings, deconvolve, normalise_by_p
@@ -257,8 +257,7 @@ def calibration_draws(config: dict, test_path: str | Path, noise_files: list, ou
         images = np.stack([build_image(x, t_out, pool.slowness, mapper, settings, normalised=True)[0] for x in rfs])
         alike = test.look_alikes(samples)
         if fit is not None:  # the sample's distractor below its crust, the fitted crust's sediment
-            deep = np.isin(np.asarray(params["distractor"])[samples].astype(str), ("deep", "lvz"))
-            alike = (deep | (float(fit.params["sediment_km"]) >= HARD_SEDIMENT_KM)).astype(np.int8)
+            alike = is_look_alike(np.asarray(params["distractor"])[samples], fit.params["sediment_km"]).astype(np.int8)
         ds = xr.Dataset(
             {"image": (("draw", "channel", "slowness_bin", "depth"), as_float32(images),
                        {"long_name": "image of a no-X calibration draw deconvolved as the station's data"}),

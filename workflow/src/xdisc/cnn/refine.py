@@ -85,7 +85,6 @@ def training_samples(pool, source: SyntheticSource, normalised: np.ndarray | Non
     return np.concatenate([nx, xx]).astype(int)
 
 
-
 def balanced_look_alikes(label: np.ndarray, look_alike: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Indices of a fine-tuning set resampled so that look-alikes of X are as frequent with X as without: each
     label keeps its size and draws (with replacement where it holds too few) the pooled fraction of look-alikes
@@ -208,7 +207,7 @@ def refine(config: dict, model: str | Path, calibration_draws: list, refine_draw
     no_x, mine = draw_files(calibration_draws), draw_files(refine_draws)
     stations = sorted(set(no_x) & set(mine))
     n_folds = int(r["folds"])
-    balance = bool(r.get("balance_look_alikes", False))
+    balance = bool(r["balance_look_alikes"])
     fold = {code: k % n_folds for k, code in enumerate(stations)}
     seed = int(cfg["seed"])
     result = {"stage": "refine", "stations": len(stations), "folds": n_folds,
@@ -241,9 +240,9 @@ def refine(config: dict, model: str | Path, calibration_draws: list, refine_draw
             img += [d["train_image"], nx, d["x_image"]]
             y += [d["train_label"].astype(float), np.zeros(len(nx)), np.ones(len(d["x_image"]))]
             depth += [d["train_depth_km"], np.full(len(nx), np.nan), d["x_depth_km"]]
-            if balance:
-                alike += [read_look_alikes(mine[code], "train_look_alike"), read_look_alikes(no_x[code], "look_alike"),
-                          read_look_alikes(mine[code], "x_look_alike")]
+            if balance:  # in the order of img: training, no-X, X draws
+                t_alike, x_alike = read_look_alikes(mine[code], "train_look_alike", "x_look_alike")
+                alike += [t_alike, *read_look_alikes(no_x[code], "look_alike"), x_alike]
         img, y, depth = (np.concatenate(v).astype(np.float32) for v in (img, y, depth))
         n_images, n_with_x = len(y), int(y.sum())
         fold_note = {}

@@ -11,6 +11,15 @@ import numpy as np
 from xdisc.core.artifacts import open_netcdf
 
 HARD_SEDIMENT_KM = 1.5  # behind this much sediment the source's residue reaches several % of P in the X window
+
+
+def is_look_alike(distractor, sediment_km) -> np.ndarray:
+    """Which samples are look-alikes of X: a distractor below the X window ("deep") or a low-velocity zone, or
+    HARD_SEDIMENT_KM of sediment or more (``sediment_km``: per sample, or one value for all)."""
+    deep = np.isin(np.asarray(distractor).astype(str), ("deep", "lvz"))
+    return deep | (np.nan_to_num(np.asarray(sediment_km, float)) >= HARD_SEDIMENT_KM)
+
+
 # the attributes of a draw file's look-alike flags (xdisc.cnn.redecon, xdisc.cnn.refine)
 LOOK_ALIKE_ATTRS = {"long_name": "1: the sample is a look-alike of X (a distractor below the X window, a "
                                  "low-velocity zone or thick sediment), 0: not"}
@@ -48,8 +57,7 @@ class SyntheticSource:
                     depth = depth + 0.5 * np.nan_to_num(ds["x_gradient_km"].values[keep].astype(float))
             hard = None
             if "distractor" in ds and "sediment_km" in ds:
-                hard = (np.isin(ds["distractor"].values[keep].astype(str), ("deep", "lvz"))
-                        | (np.nan_to_num(ds["sediment_km"].values[keep].astype(float)) >= HARD_SEDIMENT_KM))
+                hard = is_look_alike(ds["distractor"].values[keep], ds["sediment_km"].values[keep])
             return cls(clean=np.ascontiguousarray(ds["rf_clean"].values[keep], dtype=np.float32),
                        label=ds["label"].values[keep].astype(int), model=ds["model"].values[keep].astype(str),
                        x_dvs=ds["x_dvs"].values[keep].astype(float), grid_slowness=ds["slowness"].values.astype(float),
