@@ -215,6 +215,41 @@ def test_look_alikes_are_balanced_between_the_labels_and_each_label_keeps_its_si
     assert alike[keep][label[keep] == 0].mean() == pytest.approx(0.3)
 
 
+def test_interpolated_weights_mix_floats_and_keep_the_refined_networks_counts():
+    refined = {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor(7)}
+    run = {"w": torch.tensor([-1.0, 1.0]), "n": torch.tensor(2)}
+    got = refine.interpolated(refined, run, 0.25)
+    torch.testing.assert_close(got["w"], torch.tensor([-0.5, 1.5]))
+    assert torch.equal(got["n"], torch.tensor(7))
+    assert torch.equal(refine.interpolated(refined, run, 1.0)["w"], refined["w"])
+
+
+def test_refine_mixes_each_folds_fine_tuned_weights_with_the_run_networks(two_stations, drawn, tmp_path):
+    s = two_stations
+
+    def refined(weight: float) -> tuple:
+        out = tmp_path / f"refined_{weight:g}"
+        assert main(["refine", "--model", str(SHIPPED_CHECKPOINT), "--draws", str(drawn[0]), "--refine-draws",
+                     str(drawn[1]), "--out", str(out), "--metrics", str(out / "refine.json"),
+                     "--settings", _settings(s["cfg"], interpolation=weight)]) == 0
+        return out, json.loads((out / "refine.json").read_text())
+
+    (tuned, _), (mixed, result) = refined(1.0), refined(0.25)
+    base = load_classifier(SHIPPED_CHECKPOINT).state_dict()
+    for k in (0, 1):  # the same fine-tuning (seeded), then 0.25 x its weights + 0.75 x the run's network's
+        want = load_classifier(folds.fold_checkpoint(tuned, k)).state_dict()
+        got = load_classifier(folds.fold_checkpoint(mixed, k)).state_dict()
+        assert any(not torch.equal(want[n], base[n]) for n in base)
+        for name, value in got.items():
+            if value.is_floating_point():
+                torch.testing.assert_close(value, 0.25 * want[name] + 0.75 * base[name])
+            else:
+                assert torch.equal(value, want[name])
+    assert result["settings"]["interpolation"] == 0.25
+    for f in result["per_fold"]:  # the fold's own draws scored by the run's, the fine-tuned and the mixed network
+        assert set(f["held_out_draws"]) == {"run", "fine-tuned", "refined"}
+
+
 def test_refine_with_draw_files_without_look_alike_flags_says_it_does_not_balance(two_stations, drawn, tmp_path,
                                                                                   caplog):
     s = two_stations

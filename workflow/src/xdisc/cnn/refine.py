@@ -15,7 +15,8 @@ network that learnt its draws:
    ``folds``-th station of the sorted codes); for each fold, the run's network (``finetune.ckpt``) is
    fine-tuned for ``epochs`` on the *other* folds' training stations, no-X calibration draws and X draws
    (labels as made; X's depth for the depth head), with ``balance_look_alikes`` first resampled so that
-   look-alikes of X are as frequent with X as without (:func:`balanced_look_alikes`). Written: one checkpoint
+   look-alikes of X are as frequent with X as without (:func:`balanced_look_alikes`); with ``interpolation``
+   below 1 its weights are then mixed with the run's network's (:func:`interpolated`). Written: one checkpoint
    per fold and the station -> fold table (``folds.csv``).
 3. ``xdisc calibrate --refined`` sets a station's thresholds from its no-X and X draws (both deconvolved as
    its data) scored by its fold's network, and ``xdisc predict --refined`` scores its images with the same
@@ -29,6 +30,7 @@ It costs about 12 min per 100 stations on 2 cores (draws 6.5 min, fine-tuning 4.
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import time
@@ -105,6 +107,15 @@ def balanced_look_alikes(label: np.ndarray, look_alike: np.ndarray, rng: np.rand
         pick += [rng.choice(hard, n_hard, replace=hard.size < n_hard),
                  rng.choice(easy, idx.size - n_hard, replace=easy.size < idx.size - n_hard)]
     return np.sort(np.concatenate(pick)) if pick else np.zeros(0, int)
+
+
+def interpolated(refined: dict, run: dict, weight: float) -> dict:
+    """The weights ``weight`` x ``refined`` + (1 - ``weight``) x ``run`` (state dicts; the run's network is the one
+    the refined network was fine-tuned from): WiSE-FT (Wortsman et al. 2022), a fine-tuned network mixed in weight
+    space with its start, which keeps what the fine-tuning learnt and loses less of what the start knew about data
+    unlike the fine-tuning set. Integer buffers (batch counts) are the refined network's."""
+    return {k: (weight * v + (1.0 - weight) * run[k].to(v.dtype)) if v.is_floating_point() else v
+            for k, v in refined.items()}
 
 
 def _images(resp: Responses, pool, samples: np.ndarray, config: dict, rng: np.random.Generator,
@@ -208,6 +219,7 @@ def refine(config: dict, model: str | Path, calibration_draws: list, refine_draw
     stations = sorted(set(no_x) & set(mine))
     n_folds = int(r["folds"])
     balance = bool(r["balance_look_alikes"])
+    weight = float(r["interpolation"])
     fold = {code: k % n_folds for k, code in enumerate(stations)}
     seed = int(cfg["seed"])
     result = {"stage": "refine", "stations": len(stations), "folds": n_folds,
@@ -270,17 +282,22 @@ def refine(config: dict, model: str | Path, calibration_draws: list, refine_draw
         fit(module, TensorDataset(*(torch.from_numpy(v) for v in (img, y, depth))), int(r["epochs"]),
             int(r["batch_size"]), seed + 53 + k, threads, f"refine fold {k + 1}")
         module = module.cpu().eval()
+        nets = {"run": base, "refined": module}
+        if weight < 1.0:  # the fine-tuned weights mixed with the run's network's (WiSE-FT)
+            nets["fine-tuned"] = copy.deepcopy(module)
+            module.load_state_dict(interpolated(module.state_dict(), base.state_dict(), weight))
+            log.info("refine: fold %d: weights %g x fine-tuned + %g x the run's network", k + 1, weight, 1 - weight)
         with atomic_output(fold_checkpoint(out_dir, k)) as tmp:
             torch.save(_checkpoint(module), tmp)
         del img, y, depth
         # the fold's own stations (never learnt; at most max_stations of them): their no-X and X draws, by the
-        # run's network and by this one
+        # run's network and by this one (and, where mixed, by the fine-tuned network before the mix)
         scored = [c for c in stations if fold[c] == k]
-        held_y, held_p = [], {"run": [], "refined": []}
+        held_y, held_p = [], {name: [] for name in nets}
         for code in sample(scored, k, 59):
             nx, xx = read_draw_images(no_x[code]), read_refinement_draws(mine[code], ("x_image",))["x_image"]
             held_y.append(np.r_[np.zeros(len(nx)), np.ones(len(xx))])
-            for name, net in (("run", base), ("refined", module)):
+            for name, net in nets.items():
                 held_p[name].append(np.r_[probabilities(net, nx), probabilities(net, xx)])
         held = {name: metrics.binary_metrics(np.concatenate(held_y), np.concatenate(p)) for name, p in held_p.items()}
         result["per_fold"].append({"fold": k, "training_stations": len(others), "scored_stations": len(scored),
