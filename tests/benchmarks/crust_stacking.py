@@ -211,8 +211,8 @@ def main(argv=None) -> int:
     for snr in a.snr:
         verdict = {k: np.empty(y.size, dtype=object) for k in settings}
         reason = {k: np.empty(y.size, dtype=object) for k in settings}
-        peak = {k: np.full((y.size, 6), np.nan) for k in settings}   # X's amplitude, snr, slowness, removed near,
-        # coherent in the slant stack, depth
+        peak = {k: np.full((y.size, 8), np.nan) for k in settings}   # X's amplitude, snr, slowness, removed near,
+        # coherent in the slant stack, depth; the stack's rms between the 410 and the 660, the station's ringing
         h_err, k_err = np.full(y.size, np.nan), np.full(y.size, np.nan)
         t0 = time.perf_counter()
         for i in range(y.size):
@@ -225,7 +225,8 @@ def main(argv=None) -> int:
                 attrs = ds.attrs
                 verdict[name][i], reason[name][i] = attrs["verdict"], attrs["reason"]
                 peak[name][i] = (attrs["x_amp"], attrs["x_snr"], attrs["x_relative_slowness"], _removed_near(ds),
-                                 attrs["x_coherent_amp"], attrs["x_depth_km"])
+                                 attrs["x_coherent_amp"], attrs["x_depth_km"], attrs["quiet_rms"],
+                                 attrs["ringing_r0"])
             h_err[i], k_err[i] = attrs["moho_km"] - moho[i], attrs["vpvs"] - vpvs[i]
         print(f"\nSNR {snr:g} per trace, {a.n_rf} receiver functions, {y.size} stations "
               f"({time.perf_counter() - t0:.0f} s); H-kappa error: Moho median {np.nanmedian(h_err):+.1f} km "
@@ -249,7 +250,7 @@ def main(argv=None) -> int:
                       for what, col in (("verdict", verdict[name]), ("reason", reason[name]))},
                   **{f"{name}: {what}": peak[name][i, j] for name in settings
                      for j, what in enumerate(("x_amp", "x_snr", "x_relative_slowness", "removed_near",
-                                               "x_coherent_amp", "x_depth_km"))}}
+                                               "x_coherent_amp", "x_depth_km", "quiet_rms", "ringing_r0"))}}
                   for i in range(y.size)]
     if a.table:
         import pandas as pd
