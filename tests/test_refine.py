@@ -234,7 +234,7 @@ def test_refine_mixes_each_folds_fine_tuned_weights_with_the_run_networks(two_st
                      "--settings", _settings(s["cfg"], interpolation=weight)]) == 0
         return out, json.loads((out / "refine.json").read_text())
 
-    (tuned, _), (mixed, result) = refined(1.0), refined(0.25)
+    (tuned, plain), (mixed, result) = refined(1.0), refined(0.25)
     base = load_classifier(SHIPPED_CHECKPOINT).state_dict()
     for k in (0, 1):  # the same fine-tuning (seeded), then 0.25 x its weights + 0.75 x the run's network's
         want = load_classifier(folds.fold_checkpoint(tuned, k)).state_dict()
@@ -246,8 +246,10 @@ def test_refine_mixes_each_folds_fine_tuned_weights_with_the_run_networks(two_st
             else:
                 assert torch.equal(value, want[name])
     assert result["settings"]["interpolation"] == 0.25
-    for f in result["per_fold"]:  # the fold's own draws scored by the run's, the fine-tuned and the mixed network
+    for f, g in zip(result["per_fold"], plain["per_fold"], strict=True):
+        # the fold's own draws scored by the run's, the fine-tuned (as refined without the mix) and the mixed network
         assert set(f["held_out_draws"]) == {"run", "fine-tuned", "refined"}
+        assert f["held_out_draws"]["fine-tuned"] == pytest.approx(g["held_out_draws"]["refined"], nan_ok=True)
 
 
 def test_refine_with_draw_files_without_look_alike_flags_says_it_does_not_balance(two_stations, drawn, tmp_path,
