@@ -248,3 +248,33 @@ def test_the_mantle_perturbation_is_drawn_for_every_sample_and_leaves_the_other_
     for lab in (0, 1):
         top = p["mantle_dvs_top"][p["label"] == lab]
         assert top.min() < -0.02 and top.max() > 0.02 and abs(top.mean()) < 0.005
+
+
+def test_a_layered_crust_is_drawn_last_and_stored_with_the_samples():
+    """synthetics.crust.conrad_fraction / conrad_vp_ratio: drawn after every other column (the other
+    columns keep their values), within their ranges, stored in the set, and the crust of each sample is
+    then two layers with the Conrad where drawn; set one without the other: a configuration error."""
+    from xdisc.core.earthmodel import load_model
+    from xdisc.synth.synthetics import build_model
+
+    base = cfgmod.validate({})["synthetics"]
+    layered = cfgmod.validate({"synthetics": {"crust": {"conrad_fraction": [0.3, 0.7],
+                                                        "conrad_vp_ratio": [1.0, 1.2]}}})["synthetics"]
+    p, q = draw_parameters(200, base, 7), draw_parameters(200, layered, 7)
+    assert "conrad_fraction" not in p
+    for key in p:
+        np.testing.assert_array_equal(np.asarray(p[key]).astype(str), np.asarray(q[key]).astype(str))
+    assert q["conrad_fraction"].min() >= 0.3 and q["conrad_fraction"].max() <= 0.7
+    assert q["conrad_vp_ratio"].min() >= 1.0 and q["conrad_vp_ratio"].max() <= 1.2
+    i = int(np.argmax(q["sediment_km"] == 0))
+    row = {k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in q.items()}
+    m = build_model(row, load_model(row["model"]))
+    conrad = row["conrad_fraction"] * row["moho_km"]
+    assert min(abs(m.discontinuities_km() - conrad)) < 1e-9
+    ratio = m.at(conrad, "below")[0, 0] / m.at(conrad, "above")[0, 0]
+    assert ratio == pytest.approx(row["conrad_vp_ratio"])
+    ds = make_dataset(cfgmod.validate({"synthetics": {**SMALL["synthetics"], "crust": {
+        "conrad_fraction": [0.3, 0.7], "conrad_vp_ratio": [1.0, 1.2]}}}), n_jobs=1)
+    assert ds["conrad_fraction"].attrs["units"] == "1" and np.isfinite(ds["conrad_vp_ratio"].values).all()
+    with pytest.raises(cfgmod.ConfigError, match=r"conrad_vp_ratio.*set together"):
+        cfgmod.validate({"synthetics": {"crust": {"conrad_fraction": [0.3, 0.7]}}})

@@ -162,6 +162,10 @@ def _check_relations(cfg: dict) -> list[str]:
     verdict = cfg["cnn"]["verdict"]
     need(verdict["present_probability"] > verdict["absent_probability"], "cnn.verdict.present_probability",
          "larger than", "cnn.verdict.absent_probability")
+    crust = cfg["synthetics"]["crust"]
+    if (crust["conrad_fraction"] is None) != (crust["conrad_vp_ratio"] is None):
+        out.append(f"synthetics.crust.conrad_fraction ({crust['conrad_fraction']}) and "
+                   f"synthetics.crust.conrad_vp_ratio ({crust['conrad_vp_ratio']}) must be set together, or neither")
     adapt = cfg["cnn"]["adapt"]
     if cfg["cnn"]["refine"]["enabled"] and not (adapt["enabled"] and adapt["calibration_noise"] == "redeconvolved"):
         out.append(f"cnn.refine.enabled needs cnn.adapt.enabled (now {adapt['enabled']}) and "

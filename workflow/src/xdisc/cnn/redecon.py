@@ -86,7 +86,8 @@ class Responses:
         refs = {name: load_model(name) for name in np.unique(params["model"][self.samples])}
 
         def row(i):  # the sample, with ``crust`` (a station's own: xdisc.cnn.crust_fit) in place of its own
-            return {**syn._row(params, i), **(crust or {})}
+            # a fitted crust is one layer over the sediment (crust_fit): no sampled Conrad inside it
+            return {**syn._row(params, i), **(dict(crust, conrad_fraction=np.nan) if crust else {})}
 
         r_all, z_all = [], []
         for a in range(0, self.samples.size, 16):

@@ -257,6 +257,47 @@ def replace_crust(model: EarthModel, moho_km: float, vpvs: float, vp_scale: floa
     return model.with_nodes(np.concatenate([cd, md]), np.concatenate([cv, mv]))
 
 
+def nafe_drake_density(vp_km_s):
+    """Density (g/cm^3) of crustal rock from vp by the Nafe-Drake curve (Brocher 2005, eq. 1)."""
+    vp = np.asarray(vp_km_s, float)
+    return 1.6612 * vp - 0.4721 * vp**2 + 0.0671 * vp**3 - 0.0043 * vp**4 + 0.000106 * vp**5
+
+
+def layer_crust(model: EarthModel, conrad_fraction: float, vp_ratio: float, sediment_km: float = 0.0) -> EarthModel:
+    """Replace the crystalline crust of ``model`` (below ``sediment_km``, above its Moho) by two layers.
+
+    The upper layer reaches ``conrad_fraction`` of the crystalline crust's thickness (the Conrad); the
+    lower layer's vp is ``vp_ratio`` times the upper's. Both keep the crust's vp/vs (that just above the
+    Moho), and their vp are set so that the crust's vertical P travel time is that of ``model``, so the
+    Moho's Ps delay is the same (vs = vp / vp/vs). Density follows vp (:func:`nafe_drake_density`). The
+    sediment above and the mantle below stay as they are."""
+    if not 0.0 < conrad_fraction < 1.0:
+        raise ValueError(f"conrad_fraction must be within (0, 1), got {conrad_fraction}")
+    if not 0.5 < vp_ratio < 2.0:
+        raise ValueError(f"the lower crust's vp ratio must be within 0.5-2, got {vp_ratio}")
+    moho = model.moho_km()
+    if not 0.0 <= sediment_km < moho:
+        raise ValueError(f"sediment ({sediment_km} km) must lie above the Moho ({moho} km)")
+    z = sediment_km + (np.arange(4000) + 0.5) * (moho - sediment_km) / 4000  # midpoints of thin slices
+    slowness = float(np.mean(1.0 / model.at(z, "below")[:, 0]))  # mean vertical P slowness of the crust
+    above_moho = model.at(moho, "above")[0]
+    vpvs = above_moho[0] / above_moho[1]
+    f = conrad_fraction
+    vp_upper = (f + (1.0 - f) / vp_ratio) / slowness
+    vp_lower = vp_upper * vp_ratio
+    conrad = sediment_km + f * (moho - sediment_km)
+    upper = [vp_upper, vp_upper / vpvs, float(nafe_drake_density(vp_upper))]
+    lower = [vp_lower, vp_lower / vpvs, float(nafe_drake_density(vp_lower))]
+    d, v = model.depth_km, model.values
+    top = d < sediment_km  # the sediment's nodes (none without sediment)
+    sed_depth = [sediment_km] if sediment_km > 0 else []  # its base, then the crust's top at the same depth
+    sed_value = list(model.at(sediment_km, "above")) if sediment_km > 0 else []
+    depth = np.concatenate([d[top], sed_depth, [sediment_km, conrad, conrad, moho, moho], d[d > moho]])
+    values = np.concatenate([v[top].reshape(-1, 3), np.reshape(sed_value, (-1, 3)), [upper, upper, lower, lower],
+                             model.at(moho, "below"), v[d > moho]])
+    return model.with_nodes(depth, values)
+
+
 @dataclass(frozen=True)
 class Discontinuity:
     """A velocity jump inserted into a model.

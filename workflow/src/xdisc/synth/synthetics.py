@@ -26,6 +26,7 @@ from xdisc.core.earthmodel import (
     LayerStack,
     discretize,
     insert_discontinuity,
+    layer_crust,
     load_model,
     merge_profiles,
     replace_crust,
@@ -46,6 +47,9 @@ PARAMETER_DOCS = {
     "sediment_km": ("km", "sediment thickness (0 = none)"),
     "sediment_vs_km_s": ("km s-1", "sediment S velocity"),
     "sediment_vpvs": ("1", "sediment vp/vs"),
+    "conrad_fraction": ("1", "depth of the mid-crustal interface / thickness of the crystalline crust (NaN = the "
+                             "reference crust's own layering)"),
+    "conrad_vp_ratio": ("1", "vp of the lower crust / vp of the upper crust (synthetics.crust.conrad_vp_ratio)"),
     "d410_shift_km": ("km", "depth change of the 410 (PREM: 400) discontinuity"),
     "d660_shift_km": ("km", "depth change of the 660 (PREM: 670) discontinuity"),
     "d410_strength": ("1", "factor on the jump of the 410 (1 = reference model; tapers back over 40 km below it)"),
@@ -134,6 +138,8 @@ def build_model(params: dict, reference: EarthModel) -> EarthModel:
     if np.isfinite(params["moho_km"]):  # NaN keeps the reference crust
         m = replace_crust(m, params["moho_km"], params["vpvs"], params["crust_vp_scale"],
                           params["sediment_km"], params["sediment_vs_km_s"], params["sediment_vpvs"])
+        if np.isfinite(params.get("conrad_fraction", np.nan)):
+            m = layer_crust(m, params["conrad_fraction"], params["conrad_vp_ratio"], params["sediment_km"])
     m = perturb_mantle(m, params.get("mantle_dvs_top", 0.0), params.get("mantle_dvs_410", 0.0),
                        params.get("mantle_dvp_ratio", 0.0), 410.0 + params["d410_shift_km"])
     kind = params["distractor"]
@@ -247,6 +253,10 @@ def draw_parameters(n: int, cfg: dict, seed: int) -> dict[str, np.ndarray]:
     p["mantle_dvs_top"] = uni(um["dvs_below_moho"])
     p["mantle_dvs_410"] = uni(um["dvs_at_410"])
     p["mantle_dvp_ratio"] = uni(um["dvp_ratio"])
+    # drawn after the columns above, for the same reason; only when set (the config asks for both or neither)
+    if crust.get("conrad_fraction") is not None:
+        p["conrad_fraction"] = uni(crust["conrad_fraction"])
+        p["conrad_vp_ratio"] = uni(crust["conrad_vp_ratio"])
     _clamp_layers(p, xc["depth_km"][0])
     cap_constant_style(p)
     # its own random streams (xdisc.synth.source): the columns above keep their values
