@@ -198,3 +198,24 @@ def test_a_pool_without_pre_p_noise_keeps_its_own_noise_calibration(rf_example_s
     row = next(csv.DictReader((tmp_path / "thr.csv").read_text().splitlines()))
     assert row["station"] == "CX.PB01" and row["no_x_draws"] == "own-noise"
     assert 0.5 <= float(row["present_threshold"]) <= 1.0
+
+
+def test_a_station_s_own_crust_carries_no_sampled_conrad(small_test_set, tmp_path):
+    """With synthetics.crust.conrad_fraction set, a sample's responses carry its drawn two-layer crust; with a
+    station's fitted crust in its place (calibration_crust: station) they are those of the fitted crust alone,
+    the same as from a set made without the ranges (the Conrad is not the fit's)."""
+    cfg, path = small_test_set
+    layered_cfg = cfgmod.load(None, {"synthetics": {"n_samples": 12, "source": {"probability": 0.0},
+                                                    "noise": {"snr": [20, 30]},
+                                                    "crust": {"conrad_fraction": [0.3, 0.4],
+                                                              "conrad_vp_ratio": [1.15, 1.2]}}})
+    write_netcdf(make_dataset(layered_cfg), tmp_path / "layered.nc")
+    samples = np.array([1, 5])
+    plain, layered = redecon.Responses(path, cfg, samples), redecon.Responses(tmp_path / "layered.nc", cfg, samples)
+    assert not np.allclose(plain.r, layered.r, atol=1e-4 * np.abs(plain.r).max())
+    crust = {"moho_km": 38.0, "vpvs": 1.76, "crust_vp_scale": 1.0, "sediment_km": 0.0, "sediment_vs_km_s": 1.5,
+             "sediment_vpvs": 2.2}
+    own_plain = redecon.Responses(path, cfg, samples, crust)
+    own_layered = redecon.Responses(tmp_path / "layered.nc", cfg, samples, crust)
+    np.testing.assert_array_equal(own_plain.r, own_layered.r)
+    np.testing.assert_array_equal(own_plain.z, own_layered.z)
