@@ -1,0 +1,140 @@
+"""How firmly the stacking's X peak moves out like a Ps conversion: the share of bootstrap resamples of a
+station's events whose vespagram maximum near the peak's Ps time lies in the conversion band (issue 21).
+
+The stacking verdict's moveout check takes the one vespagram's maximum within 1 s of the X peak's Ps time and
+asks whether its relative slowness lies between ``conversion_slowness_max_multiple`` and
+``conversion_slowness_fraction`` times the Ps slowness from the peak's depth. Noise moves that maximum: a
+reverberation whose maximum lies just outside the band without noise passes at SNR 30 now and then. This
+diagnostic resamples the events (with replacement, the noise weights of the depth stack, the stacking's seed)
+``--bootstrap`` times and reports the share of resamples whose maximum stays in the band, beside each
+station's verdict, for xdisc's synthetic stations made as ``crust_stacking.py`` makes them (same seeds, so the
+verdicts are that script's ``default`` ones). It changes no verdict; a check built on it would.
+
+    python tests/benchmarks/moveout_bootstrap.py --seed 20261201 --samples 300 --x-fraction 0 --snr 30 1000 \
+        --out no_x.csv
+    python tests/benchmarks/moveout_bootstrap.py --seed 7 --samples 300 --x-fraction 0.5 --snr 30 10 --out mix.csv
+
+Prints, per SNR and share threshold, X found and false alarms by Moho depth (20-30, 30-50, 50-70 km) among
+the ``present`` verdicts whose share reaches it. About 0.35 s per station on one core. Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+MOHO_CLASSES = ((20, 30), (30, 50), (50, 70.01))
+THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8)
+
+
+def moveout_share(norm, time_s, slowness, distance_deg, model, cfg, x_depth_km, n_boot) -> float:
+    """Share of ``n_boot`` event resamples whose vespagram maximum within 1 s of the Ps time of ``x_depth_km``
+    lies in the conversion band (the check of :func:`xdisc.stack.stacking.verdict_of_stack`)."""
+    from xdisc.core.deconvolution import noise_weights
+    from xdisc.core.moveout import delay_table
+    from xdisc.stack.stacking import _conversion_range, _ps_relative_slowness, depth_model
+
+    station_model = depth_model(norm, time_s, slowness, model, cfg)
+    weights = noise_weights(norm, time_s) if cfg["weighting"] == "noise" else np.ones(norm.shape[0])
+    weights = weights / weights.mean()
+    ref_dist = float(np.nanmedian(distance_deg))
+    t_x = float(delay_table(station_model, [x_depth_km], [float(np.nanmedian(slowness))])[0, 0])
+    u_ps = _ps_relative_slowness(station_model, x_depth_km, ref_dist)
+    steepest, slowest = _conversion_range(cfg)
+    rel_s = np.round(np.arange(cfg["relative_slowness_s_per_deg"][0], cfg["relative_slowness_s_per_deg"][1] + 1e-9,
+                               cfg["relative_slowness_step_s_per_deg"]), 6)
+    window = time_s[np.abs(time_s - t_x) <= 1.0]
+    offset = np.asarray(distance_deg, float) - ref_dist
+    traces = np.nan_to_num(norm)
+    shifted = np.empty((rel_s.size, traces.shape[0], window.size))  # (u, event, t): rf_i(t + u offset_i)
+    for k, u in enumerate(rel_s):
+        for i in range(traces.shape[0]):
+            shifted[k, i] = np.interp(window + u * offset[i], time_s, traces[i])
+    rng = np.random.default_rng(cfg["seed"])
+    k = traces.shape[0]
+    counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot) * weights[None, :]
+    vesp = np.einsum("bi,kit->bkt", counts, shifted)  # the resamples' vespagrams near t_x (unnormalised)
+    u_max = rel_s[np.argmax(vesp.max(axis=2), axis=1)]
+    return float(np.mean((steepest * u_ps <= u_max) & (u_max <= slowest * u_ps)))
+
+
+def main(argv=None) -> int:
+    import pandas as pd
+    import xarray as xr
+    from xdisc import config as cfgmod
+    from xdisc.cnn.synthetic_set import SyntheticSource
+    from xdisc.core.artifacts import write_netcdf
+    from xdisc.core.deconvolution import normalise_by_p
+    from xdisc.core.earthmodel import load_model
+    from xdisc.core.moveout import distance_for_slowness
+    from xdisc.stack.stacking import stack_station
+    from xdisc.synth.stations import StationDraw, synthetic_station
+    from xdisc.synth.synthetics import make_dataset
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", type=Path, default=ROOT / "config" / "full.yaml")
+    ap.add_argument("--samples", type=int, default=300)
+    ap.add_argument("--n-rf", type=int, default=50)
+    ap.add_argument("--snr", type=float, nargs="+", default=[30.0, 1000.0])
+    ap.add_argument("--seed", type=int, default=20261201)
+    ap.add_argument("--x-fraction", type=float, help="fraction of the stations with X (synthetics.x_fraction)")
+    ap.add_argument("--bootstrap", type=int, default=200, help="event resamples per station")
+    ap.add_argument("--out", type=Path, help="per-station CSV")
+    a = ap.parse_args(argv)
+
+    config = cfgmod.validate(yaml.safe_load(a.config.read_text()) or {})
+    config["synthetics"].update(seed=a.seed, n_samples=a.samples)
+    if a.x_fraction is not None:
+        config["synthetics"]["x_fraction"] = a.x_fraction
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "set.nc"
+        write_netcdf(make_dataset(config, n_jobs=1), path)
+        src = SyntheticSource.read(path)
+        with xr.open_dataset(path) as ds:
+            moho = ds["moho_km"].values.astype(float)
+    draw = StationDraw.from_config(config["synthetics"], config["cnn"])
+    ref = load_model(config["earth_model"])
+    cfg = copy.deepcopy(config["stacking"])
+    y = src.label.astype(bool)
+    rows = []
+    for snr in a.snr:
+        for i in range(y.size):
+            rng = np.random.default_rng([a.seed, int(snr), i])  # as crust_stacking.py draws its stations
+            rf, p = synthetic_station(src.clean[i], src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
+                                      draw, rng, n_rf=a.n_rf, snr=float(snr), model_name=str(src.model[i]))
+            dist = distance_for_slowness(p, str(src.model[i]))
+            attrs = stack_station(rf, src.time_s, p, dist, ref, cfg).attrs
+            share = np.nan
+            if np.isfinite(attrs["x_depth_km"]):
+                share = moveout_share(normalise_by_p(rf, src.time_s), src.time_s, p, dist, ref, cfg,
+                                      float(attrs["x_depth_km"]), a.bootstrap)
+            rows.append({"snr": snr, "sample": i, "x_present": int(y[i]), "moho_km": moho[i],
+                         "verdict": attrs["verdict"], "reason": attrs["reason"], "x_depth_km": attrs["x_depth_km"],
+                         "x_amp": attrs["x_amp"], "x_snr": attrs["x_snr"], "moveout_share": share})
+    table = pd.DataFrame(rows)
+    for snr, s in table.groupby("snr"):
+        print(f"SNR {snr:g} per trace, {a.n_rf} receiver functions, {len(s)} stations")
+        present = s["verdict"] == "present"
+        for threshold in THRESHOLDS:
+            keep = present & (s["moveout_share"] >= threshold)
+            parts = []
+            for lo, hi in MOHO_CLASSES:
+                in_class = (s["moho_km"] >= lo) & (s["moho_km"] < hi)
+                no_x, x = in_class & (s["x_present"] == 0), in_class & (s["x_present"] == 1)
+                parts.append(f"{lo}-{hi:.0f} km: false alarms {int((keep & no_x).sum())}/{int(no_x.sum())}, "
+                             f"X {int((keep & x).sum())}/{int(x.sum())}")
+            print(f"  share >= {threshold:.1f}: " + "; ".join(parts))
+    if a.out:
+        table.to_csv(a.out, index=False)
+        print(f"per-station table: {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
