@@ -149,22 +149,53 @@ def _rate(mask, sel):
     return f"{100 * mask[sel].mean():4.0f} % ({sel.sum():3d})" if sel.any() else "   - (  0)"
 
 
-def main(argv=None) -> int:
-    from xdisc import config as cfgmod
-    from xdisc.cnn.synthetic_set import SyntheticSource
-    from xdisc.core.artifacts import open_netcdf, write_netcdf
-    from xdisc.core.earthmodel import load_model
-    from xdisc.core.moveout import distance_for_slowness
-    from xdisc.stack.stacking import stack_station
-    from xdisc.synth.stations import StationDraw, synthetic_station
-    from xdisc.synth.synthetics import make_dataset
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_station_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options that choose the synthetic stations (:func:`synthetic_source`, :func:`station_receiver_functions`)."""
     ap.add_argument("--config", type=Path, default=ROOT / "config" / "full.yaml")
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--n-rf", type=int, default=50)
     ap.add_argument("--snr", type=float, nargs="+", default=[30.0, 1000.0])
     ap.add_argument("--seed", type=int, default=20261201)
+
+
+def synthetic_source(config: dict, jobs: int = 1):
+    """The synthetic set of ``config`` (its ``synthetics`` seed and size), made in a temporary file: the
+    :class:`~xdisc.cnn.synthetic_set.SyntheticSource` and its columns ``moho_km``, ``vpvs`` and the X,
+    distractor and sediment parameters (those the set has)."""
+    from xdisc.cnn.synthetic_set import SyntheticSource
+    from xdisc.core.artifacts import open_netcdf, write_netcdf
+    from xdisc.synth.synthetics import make_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "set.nc"
+        write_netcdf(make_dataset(config, n_jobs=jobs), path)
+        src = SyntheticSource.read(path)
+        with open_netcdf(path) as ds:
+            columns = {k: ds[k].values for k in ("moho_km", "vpvs", "x_depth_km", "x_dvs", "x_style", "distractor",
+                                                 "distractor_depth_km", "distractor_style", "sediment_km") if k in ds}
+    return src, columns
+
+
+def station_receiver_functions(src, draw, i: int, seed: int, snr: float, n_rf: int):
+    """Sample ``i`` of ``src`` as one station: ``n_rf`` noisy receiver functions at per-trace ``snr`` (the CNN's
+    station generator, seeded by ``seed``, the SNR and ``i``), their slownesses and distances."""
+    from xdisc.core.moveout import distance_for_slowness
+    from xdisc.synth.stations import synthetic_station
+
+    rng = np.random.default_rng([seed, int(snr), i])
+    rf, p = synthetic_station(src.clean[i], src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
+                              draw, rng, n_rf=n_rf, snr=float(snr), model_name=str(src.model[i]))
+    return rf, p, distance_for_slowness(p, str(src.model[i]))
+
+
+def main(argv=None) -> int:
+    from xdisc import config as cfgmod
+    from xdisc.core.earthmodel import load_model
+    from xdisc.stack.stacking import stack_station
+    from xdisc.synth.stations import StationDraw
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_station_arguments(ap)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="default: all")
     ap.add_argument("--x-depth", type=float, nargs=2, metavar=("TOP", "BOTTOM"),
@@ -185,15 +216,10 @@ def main(argv=None) -> int:
     if a.x_fraction is not None:
         config["synthetics"]["x_fraction"] = a.x_fraction
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "set.nc"
-        write_netcdf(make_dataset(config, n_jobs=a.jobs), path)
-        src = SyntheticSource.read(path)
-        with open_netcdf(path) as ds:
-            moho = ds["moho_km"].values.astype(float)
-            vpvs = ds["vpvs"].values.astype(float)
-            params = {k: ds[k].values for k in ("x_depth_km", "x_dvs", "x_style", "distractor", "distractor_depth_km",
-                                                "distractor_style", "sediment_km") if k in ds}
+    src, columns = synthetic_source(config, a.jobs)
+    moho = columns.pop("moho_km").astype(float)
+    vpvs = columns.pop("vpvs").astype(float)
+    params = columns
     print(f"{a.samples} samples in {time.perf_counter() - t0:.0f} s")
     draw = StationDraw.from_config(config["synthetics"], config["cnn"])
     ref = load_model(config["earth_model"])
@@ -216,10 +242,7 @@ def main(argv=None) -> int:
         h_err, k_err = np.full(y.size, np.nan), np.full(y.size, np.nan)
         t0 = time.perf_counter()
         for i in range(y.size):
-            rng = np.random.default_rng([a.seed, int(snr), i])
-            rf, p = synthetic_station(src.clean[i], src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
-                                      draw, rng, n_rf=a.n_rf, snr=float(snr), model_name=str(src.model[i]))
-            dist = distance_for_slowness(p, str(src.model[i]))
+            rf, p, dist = station_receiver_functions(src, draw, i, a.seed, snr, a.n_rf)
             for name, cfg in settings.items():
                 ds = stack_station(rf, src.time_s, p, dist, ref, cfg)
                 attrs = ds.attrs

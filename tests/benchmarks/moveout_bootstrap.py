@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import tempfile
+import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # crust_stacking.py, beside this script
 MOHO_CLASSES = ((20, 30), (30, 50), (50, 70.01))
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8)
 
@@ -66,23 +67,19 @@ def moveout_share(norm, time_s, slowness, distance_deg, model, cfg, x_depth_km, 
 
 def main(argv=None) -> int:
     import pandas as pd
-    import xarray as xr
+    from crust_stacking import (  # beside this script: the same stations
+        add_station_arguments,
+        station_receiver_functions,
+        synthetic_source,
+    )
     from xdisc import config as cfgmod
-    from xdisc.cnn.synthetic_set import SyntheticSource
-    from xdisc.core.artifacts import write_netcdf
     from xdisc.core.deconvolution import normalise_by_p
     from xdisc.core.earthmodel import load_model
-    from xdisc.core.moveout import distance_for_slowness
     from xdisc.stack.stacking import stack_station
-    from xdisc.synth.stations import StationDraw, synthetic_station
-    from xdisc.synth.synthetics import make_dataset
+    from xdisc.synth.stations import StationDraw
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", type=Path, default=ROOT / "config" / "full.yaml")
-    ap.add_argument("--samples", type=int, default=300)
-    ap.add_argument("--n-rf", type=int, default=50)
-    ap.add_argument("--snr", type=float, nargs="+", default=[30.0, 1000.0])
-    ap.add_argument("--seed", type=int, default=20261201)
+    add_station_arguments(ap)
     ap.add_argument("--x-fraction", type=float, help="fraction of the stations with X (synthetics.x_fraction)")
     ap.add_argument("--bootstrap", type=int, default=200, help="event resamples per station")
     ap.add_argument("--out", type=Path, help="per-station CSV")
@@ -92,12 +89,8 @@ def main(argv=None) -> int:
     config["synthetics"].update(seed=a.seed, n_samples=a.samples)
     if a.x_fraction is not None:
         config["synthetics"]["x_fraction"] = a.x_fraction
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "set.nc"
-        write_netcdf(make_dataset(config, n_jobs=1), path)
-        src = SyntheticSource.read(path)
-        with xr.open_dataset(path) as ds:
-            moho = ds["moho_km"].values.astype(float)
+    src, columns = synthetic_source(config)
+    moho = columns["moho_km"].astype(float)
     draw = StationDraw.from_config(config["synthetics"], config["cnn"])
     ref = load_model(config["earth_model"])
     cfg = copy.deepcopy(config["stacking"])
@@ -105,10 +98,7 @@ def main(argv=None) -> int:
     rows = []
     for snr in a.snr:
         for i in range(y.size):
-            rng = np.random.default_rng([a.seed, int(snr), i])  # as crust_stacking.py draws its stations
-            rf, p = synthetic_station(src.clean[i], src.grid_slowness, src.time_s, src.dt, src.gaussian_width_hz,
-                                      draw, rng, n_rf=a.n_rf, snr=float(snr), model_name=str(src.model[i]))
-            dist = distance_for_slowness(p, str(src.model[i]))
+            rf, p, dist = station_receiver_functions(src, draw, i, a.seed, snr, a.n_rf)
             attrs = stack_station(rf, src.time_s, p, dist, ref, cfg).attrs
             share = np.nan
             if np.isfinite(attrs["x_depth_km"]):
