@@ -119,6 +119,13 @@ VARIANTS = {
                                                                      "min_x_amplitude": 0.02},
     "gated slant stack (r0 < 0.3), no coherence check, 3.5 x noise, no floor": {
         **RADON, "multiples.radon_max_ringing": 0.3, "multiples.radon_noise_factor": 3.5},
+    # 2026-12-07 (54th session): the moveout check must hold in a share of the events' bootstrap resamples (0.7
+    # read off seeds 20261201 and 7 with moveout_bootstrap.py), and what its fewer false alarms could buy
+    "moveout share 0.5": {"moveout_bootstrap_share": 0.5, "min_x_amplitude": 0.02},
+    "moveout share 0.6": {"moveout_bootstrap_share": 0.6, "min_x_amplitude": 0.02},
+    "moveout share 0.7": {"moveout_bootstrap_share": 0.7, "min_x_amplitude": 0.02},
+    "moveout share 0.7, 2.5 x noise": {"moveout_bootstrap_share": 0.7, "noise_factor": 2.5, "min_x_amplitude": 0.02},
+    "moveout share 0.7, floor 0.015": {"moveout_bootstrap_share": 0.7, "min_x_amplitude": 0.015},
     "own crust": {**OFF, "crust.depth_conversion": True},
     "+ multiples": {**OFF, **ON, "multiples.order": 2},
     "+ 3rd order": {**OFF, **ON, "multiples.order": 3},

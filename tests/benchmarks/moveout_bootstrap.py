@@ -8,7 +8,8 @@ reverberation whose maximum lies just outside the band without noise passes at S
 diagnostic resamples the events (with replacement, the noise weights of the depth stack, the stacking's seed)
 ``--bootstrap`` times and reports the share of resamples whose maximum stays in the band, beside each
 station's verdict, for xdisc's synthetic stations made as ``crust_stacking.py`` makes them (same seeds, so the
-verdicts are that script's ``default`` ones). It changes no verdict; a check built on it would.
+verdicts are that script's ``default`` ones). It changes no verdict and reports the share whatever the
+verdict; ``stacking.moveout_bootstrap_share`` is the check built on it.
 
     python tests/benchmarks/moveout_bootstrap.py --seed 20261201 --samples 300 --x-fraction 0 --snr 30 1000 \
         --out no_x.csv
@@ -35,37 +36,25 @@ THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8)
 
 
 def moveout_share(stacked, norm, time_s, slowness, distance_deg, model, cfg, n_boot) -> float:
-    """Share of ``n_boot`` event resamples whose vespagram maximum within 1 s of the Ps time of the X peak of
-    ``stacked`` (:func:`xdisc.stack.stacking.stack_station` of the receiver functions ``norm``, divided by their
-    direct P) lies in the conversion band (the check of :func:`xdisc.stack.stacking.verdict_of_stack`), with the
-    stack's own depth model (its H-kappa crust where it used it), slowness grid and reference distance."""
+    """:func:`xdisc.stack.stacking.moveout_share` of the X peak of ``stacked`` (:func:`xdisc.stack.stacking.
+    stack_station` of the receiver functions ``norm``, divided by their direct P), whatever its verdict, with
+    the stack's own depth model (its H-kappa crust where it used it), slowness grid and reference distance."""
     from xdisc.core.deconvolution import noise_weights
     from xdisc.core.moveout import delay_table
-    from xdisc.stack.stacking import _conversion_range, _ps_relative_slowness, _station_model
+    from xdisc.stack.stacking import _conversion_range, _ps_relative_slowness, _station_model, array_response
+    from xdisc.stack.stacking import moveout_share as share_of
 
     attrs = stacked.attrs
     x_depth_km = float(attrs["x_depth_km"])
     station_model = _station_model(model, attrs, cfg.get("crust", {}))[0]
     weights = noise_weights(norm, time_s) if cfg["weighting"] == "noise" else np.ones(norm.shape[0])
-    weights = weights / weights.mean()
     ref_dist = float(attrs["reference_distance_deg"])
     t_x = float(delay_table(station_model, [x_depth_km], [float(np.nanmedian(slowness))])[0, 0])
     u_ps = _ps_relative_slowness(station_model, x_depth_km, ref_dist)
     steepest, slowest = _conversion_range(cfg)
-    rel_s = stacked["relative_slowness"].values
-    window = time_s[np.abs(time_s - t_x) <= 1.0]
-    offset = np.asarray(distance_deg, float) - ref_dist
-    traces = np.nan_to_num(norm)
-    shifted = np.empty((rel_s.size, traces.shape[0], window.size))  # (u, event, t): rf_i(t + u offset_i)
-    for k, u in enumerate(rel_s):
-        for i in range(traces.shape[0]):
-            shifted[k, i] = np.interp(window + u * offset[i], time_s, traces[i])
-    rng = np.random.default_rng(cfg["seed"])
-    k = traces.shape[0]
-    counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot) * weights[None, :]
-    vesp = np.einsum("bi,kit->bkt", counts, shifted)  # the resamples' vespagrams near t_x (unnormalised)
-    u_max = rel_s[np.argmax(vesp.max(axis=2), axis=1)]
-    return float(np.mean((steepest * u_ps <= u_max) & (u_max <= slowest * u_ps)))
+    array = array_response(norm, time_s, distance_deg, weights / weights.mean(), ref_dist)
+    return share_of(array, stacked["relative_slowness"].values, t_x, (steepest * u_ps, slowest * u_ps), n_boot,
+                    cfg["seed"])
 
 
 def main(argv=None) -> int:

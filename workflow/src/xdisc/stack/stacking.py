@@ -20,7 +20,8 @@ Verdict per station:
     exceeds ``noise_factor`` times the bootstrap noise level (median bootstrap standard
     deviation over 200-800 km) and its vespagram maximum lies at a relative slowness between
     ``conversion_slowness_max_multiple`` and ``conversion_slowness_fraction`` times that predicted for
-    Ps from its depth (moveout of a conversion: not of a reverberation, nor steeper than any conversion);
+    Ps from its depth (moveout of a conversion: not of a reverberation, nor steeper than any conversion),
+    with ``moveout_bootstrap_share`` set in at least that share of the event resamples;
   * ``absent`` otherwise.
 """
 
@@ -113,15 +114,37 @@ def vespagram(rf: np.ndarray, time_s: np.ndarray, distance_deg: np.ndarray, rela
 
 def array_response(norm: np.ndarray, time_s: np.ndarray, distance_deg: np.ndarray, weights: np.ndarray,
                    reference_distance_deg: float, half_s: float = 3.0) -> dict:
-    """What a plane wave looks like in this station's vespagram: the events' distance offsets and weights
-    and the pulse (the weighted mean direct P of the receiver functions, within ``half_s`` of P, peak 1):
-    input of :func:`cleaned_moveout`."""
+    """What a plane wave looks like in this station's vespagram: the events' distance offsets and weights,
+    the pulse (the weighted mean direct P of the receiver functions, within ``half_s`` of P, peak 1) and the
+    receiver functions themselves: input of :func:`cleaned_moveout` and :func:`moveout_share`."""
     near = np.abs(time_s) <= half_s
     pulse = weighted_mean(norm[:, near], np.asarray(weights, float)[None, :])[0]
     peak = float(np.nanmax(pulse)) if np.isfinite(pulse).any() else 0.0
     return {"offset_deg": np.asarray(distance_deg, float) - reference_distance_deg,
             "weight": np.asarray(weights, float), "pulse": np.nan_to_num(pulse / peak) if peak > 0 else pulse * 0.0,
-            "pulse_time_s": time_s[near]}
+            "pulse_time_s": time_s[near], "rf": np.nan_to_num(np.asarray(norm, float)), "time_s": time_s}
+
+
+def moveout_share(array: dict, rel_s: np.ndarray, t_x: float, band: tuple, n: int, seed: int,
+                  reach_s: float = 1.0) -> float:
+    """Share of ``n`` resamples of the station's events (with replacement, their weights; ``seed``: the same
+    resamples as the depth stack's bootstrap) whose vespagram maximum within ``reach_s`` of ``t_x`` lies at a
+    relative slowness inside the conversion ``band`` (lo, hi; s/deg). ``array``: :func:`array_response`.
+    The moveout check looks at one vespagram, whose maximum noise moves: a reverberation just outside the
+    band passes now and then, a conversion stays inside in nearly every resample."""
+    time_s, traces, weights = array["time_s"], array["rf"], array["weight"]
+    window = time_s[np.abs(time_s - t_x) <= reach_s]
+    if not traces.shape[0] or not window.size:
+        return float("nan")
+    lag = window[None, None, :] + (np.asarray(rel_s, float)[:, None] * array["offset_deg"][None, :])[:, :, None]
+    shifted = np.empty(lag.shape)  # (u, event, t): rf_i(t + u offset_i), as in the vespagram
+    for i in range(traces.shape[0]):
+        shifted[:, i, :] = np.interp(lag[:, i, :], time_s, traces[i])
+    rng = np.random.default_rng(seed)
+    k = traces.shape[0]
+    counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n) * weights[None, :]
+    u_max = np.asarray(rel_s)[np.argmax(np.einsum("bi,kit->bkt", counts, shifted).max(axis=2), axis=1)]
+    return float(np.mean((min(band) <= u_max) & (u_max <= max(band))))
 
 
 def cleaned_moveout(vesp: np.ndarray, rel_s: np.ndarray, time_s: np.ndarray, t_x: float, band: tuple,
@@ -214,8 +237,9 @@ def stack_station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, dist
         boot_std = boot.std(axis=0)
         ref_dist = float(np.nanmedian(distance_deg))
         vesp = vespagram(norm * (weights / weights.mean())[:, None], time_s, distance_deg, rel_s, ref_dist)
-        array = None if cfg.get("moveout_clean_fraction") is None else \
-            array_response(norm, time_s, distance_deg, weights / weights.mean(), ref_dist)  # only for the second look
+        looks_again = cfg.get("moveout_clean_fraction") is not None or cfg.get("moveout_bootstrap_share") is not None
+        array = array_response(norm, time_s, distance_deg, weights / weights.mean(), ref_dist) if looks_again \
+            else None  # only for the second look and the resampled moveout
         removed_stack = np.full(depths.size, np.nan) if removed is None else \
             weighted_mean(to_depth(removed, time_s, slowness, model, depths), weights[None, :])[0]
     else:
@@ -508,10 +532,11 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
     which ``multiples.residual_fraction`` sets a floor. ``coherent``: the sparse slant stack's conversions at
     each of ``time_s`` (:func:`xdisc.stack.radon.coherent_conversions`; None: no slant stack), of which a peak
     must hold ``multiples.radon_coherent_fraction``. ``array``: the station's :func:`array_response`, for the
-    second look of ``moveout_clean_fraction`` (None: no second look)."""
+    second look of ``moveout_clean_fraction`` and the resampled moveout of ``moveout_bootstrap_share`` (None:
+    neither)."""
     out = {"verdict": UNDETERMINED, "reason": "", "x_depth_km": np.nan, "x_depth_err_km": np.nan,
            "x_amp": np.nan, "x_amp_err": np.nan, "x_snr": np.nan, "x_relative_slowness": np.nan,
-           "x_ps_relative_slowness": np.nan, "x_coherent_amp": np.nan, "quiet_rms": np.nan,
+           "x_ps_relative_slowness": np.nan, "x_coherent_amp": np.nan, "x_moveout_share": np.nan, "quiet_rms": np.nan,
            "d410_km": np.nan, "d660_km": np.nan}
     if n_rf < cfg["min_rf"]:
         out["reason"] = f"{n_rf} receiver functions < {cfg['min_rf']}"
@@ -538,6 +563,7 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
     # no conversion from the window moves out much more steeply than Ps from the peak's depth
     steepest, slowest = _conversion_range(cfg)
     held = float(cfg.get("multiples", {}).get("radon_coherent_fraction", 0.0)) if coherent is not None else 0.0
+    share = cfg.get("moveout_bootstrap_share")
     fraction = float(cfg.get("multiples", {}).get("residual_fraction", 0.0))
     if removed_stack is None or not np.any(np.isfinite(removed_stack)):
         fraction = 0.0  # nothing was subtracted: no residual floor
@@ -559,12 +585,18 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
             band = (steepest * pk["u_ps"] if np.isfinite(steepest) else -np.inf, slowest * pk["u_ps"])
             u_c, a_c = cleaned_moveout(vesp, rel_s, time_s, t_x, band, array)
             moveout = bool(band[0] <= u_c <= band[1] and a_c >= float(clean) * pk["amp"])
+        pk["share"] = np.nan
+        if moveout and share is not None and array is not None:  # does the moveout hold when the events change?
+            band = (steepest * pk["u_ps"] if np.isfinite(steepest) else -np.inf, slowest * pk["u_ps"])
+            pk["share"] = moveout_share(array, rel_s, t_x, band, int(cfg["n_bootstrap"]), int(cfg["seed"]))
         checks = {
             f"depth within {window[0]:g}-{window[1]:g} km": window[0] - below <= pk["depth"] <= window[1] + above,
             "lower 95 % bound above zero": pk["lower"] > 0,
             f"amplitude > {cfg['noise_factor']} x noise": pk["snr"] > cfg["noise_factor"],
             "moveout of a conversion": moveout,
         }
+        if np.isfinite(pk["share"]):
+            checks[f"moveout of a conversion in {float(share):g} of event resamples"] = pk["share"] >= float(share)
         if cfg.get("min_x_amplitude", 0) > 0:
             checks[f"amplitude >= {cfg['min_x_amplitude']:g} of P"] = pk["amp"] >= cfg["min_x_amplitude"]
         quiet = float(cfg.get("quiet_factor", 0.0))
@@ -587,7 +619,8 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
             break
     out.update(x_depth_km=best["depth"], x_depth_err_km=best["depth_err"], x_amp=best["amp"],
                x_amp_err=best["amp_err"], x_snr=best["snr"], x_relative_slowness=best["u"],
-               x_ps_relative_slowness=best["u_ps"], x_coherent_amp=best["coherent"])
+               x_ps_relative_slowness=best["u_ps"], x_coherent_amp=best["coherent"],
+               x_moveout_share=best["share"])
     weak = bool(missing) and _shown_weak(missing, seen_amp, boot, depths, cfg)
     strong_snr = cfg.get("x_snr_without_410")
     strong = not best_failed and strong_snr is not None and best["snr"] > float(strong_snr)
