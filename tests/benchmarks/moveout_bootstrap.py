@@ -31,7 +31,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # crust_stacking.py, beside this script
-MOHO_CLASSES = ((20, 30), (30, 50), (50, 70.01))
+from crust_stacking import MOHO_CLASSES  # noqa: E402  (the same classes as crust_stacking.py's tables)
+
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8)
 
 

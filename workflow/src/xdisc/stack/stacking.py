@@ -70,11 +70,15 @@ def weighted_mean(traces: np.ndarray, weights: np.ndarray) -> np.ndarray:
         return (weights @ np.where(finite, traces, 0.0)) / (weights @ finite)
 
 
+def resample_counts(k: int, n: int, seed: int) -> np.ndarray:
+    """How often each of ``k`` events is drawn in each of ``n`` resamples with replacement (n, k), seeded: the
+    resamples of :func:`bootstrap_means` and :func:`moveout_share`."""
+    return np.random.default_rng(seed).multinomial(k, np.full(k, 1.0 / k), size=n).astype(float)
+
+
 def bootstrap_means(traces: np.ndarray, n: int, seed: int, weights: np.ndarray | None = None) -> np.ndarray:
     """(Weighted) means of ``n`` resamples with replacement of the rows of ``traces`` (event, x)."""
-    rng = np.random.default_rng(seed)
-    k = traces.shape[0]
-    counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n).astype(float)
+    counts = resample_counts(traces.shape[0], n, seed)
     if weights is not None:
         counts = counts * weights[None, :]
     return weighted_mean(traces, counts)
@@ -140,9 +144,7 @@ def moveout_share(array: dict, rel_s: np.ndarray, t_x: float, band: tuple, n: in
     shifted = np.empty(lag.shape)  # (u, event, t): rf_i(t + u offset_i), as in the vespagram
     for i in range(traces.shape[0]):
         shifted[:, i, :] = np.interp(lag[:, i, :], time_s, traces[i])
-    rng = np.random.default_rng(seed)
-    k = traces.shape[0]
-    counts = rng.multinomial(k, np.full(k, 1.0 / k), size=n) * weights[None, :]
+    counts = resample_counts(traces.shape[0], n, seed) * weights[None, :]
     u_max = np.asarray(rel_s)[np.argmax(np.einsum("bi,kit->bkt", counts, shifted).max(axis=2), axis=1)]
     return float(np.mean((min(band) <= u_max) & (u_max <= max(band))))
 
@@ -579,15 +581,14 @@ def verdict_of_stack(stack, lower, boot, boot_std, depths, vesp, rel_s, time_s, 
         above = max(pk["depth_err"], _half_width(stack, depths, pk["index"], -1), step)
         below = max(pk["depth_err"], _half_width(stack, depths, pk["index"], +1), step)
         moveout = steepest * pk["u_ps"] <= pk["u"] <= slowest * pk["u_ps"]
+        band = (steepest * pk["u_ps"] if np.isfinite(steepest) else -np.inf, slowest * pk["u_ps"])
         clean = cfg.get("moveout_clean_fraction")
         if not moveout and clean is not None and array is not None:
             # a larger arrival of other moveout may hide the conversion: taken out, is one left?
-            band = (steepest * pk["u_ps"] if np.isfinite(steepest) else -np.inf, slowest * pk["u_ps"])
             u_c, a_c = cleaned_moveout(vesp, rel_s, time_s, t_x, band, array)
             moveout = bool(band[0] <= u_c <= band[1] and a_c >= float(clean) * pk["amp"])
         pk["share"] = np.nan
         if moveout and share is not None and array is not None:  # does the moveout hold when the events change?
-            band = (steepest * pk["u_ps"] if np.isfinite(steepest) else -np.inf, slowest * pk["u_ps"])
             pk["share"] = moveout_share(array, rel_s, t_x, band, int(cfg["n_bootstrap"]), int(cfg["seed"]))
         checks = {
             f"depth within {window[0]:g}-{window[1]:g} km": window[0] - below <= pk["depth"] <= window[1] + above,
