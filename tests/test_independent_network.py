@@ -210,6 +210,23 @@ def test_readme_local_archive_example_runs_as_written(network, tmp_path):
     assert len(stacking) == 3
     # four events per station: too few to decide, and the table says why
     assert all(r["verdict"] == "undetermined" and "receiver functions <" in r["reason"] for r in stacking), stacking
+    # the benchmark scores such a run (its `score --stacking-only`) without a cnn.csv: the stacking alone
+    bench = _benchmark()
+    s = bench.score(network["root"], tmp_path)
+    assert list(s["methods"]) == ["stacking"] and s["n_missing"] == {"stacking": 0}
+    assert s["methods"]["stacking"]["undetermined"] == 1.0 and s["methods"]["stacking"]["accuracy"] == 0.0
+    printed = []
+    bench.print_score(s, out=printed.append)
+    assert printed[1].split() == ["stacking"] and not any("cnn" in line for line in printed), printed[:3]
+    # `tally` pools draws: the same draw twice counts every station twice
+    (tmp_path / "score.json").write_text(json.dumps(s))
+    pooled = bench.tally([tmp_path / "score.json"] * 2, out=lambda *a: None)
+    n_x = sum(r["x_present"] == 1 for r in s["per_station"])
+    assert pooled["n_stations"] == 6 and pooled["n_x"] == 2 * n_x
+    st = pooled["methods"]["stacking"]
+    assert st["undetermined"] == 6 and st["right"] == st["x_found"] == st["false_alarms"] == 0
+    assert st["false_alarm_interval"][0] == 0.0 and 0 < st["false_alarm_interval"][1] < 1
+    assert sum(v["n_x"] + v["n_no_x"] for v in st["by"]["moho_class"].values()) == 6
     from obspy import read_events
 
     assert len(read_events(str(tmp_path / "data" / "raw" / "events.xml"))) == info["catalogue_events"]

@@ -1,7 +1,8 @@
 """An independent synthetic test network, and a benchmark that scores both xdisc methods on it.
 
     python tests/benchmarks/independent_network.py make --out DIR [--stations 100] [--seed 1]
-    python tests/benchmarks/independent_network.py score --network DIR --workdir WORKDIR [--reuse]
+    python tests/benchmarks/independent_network.py score --network DIR --workdir WORKDIR [--reuse] [--stacking-only]
+    python tests/benchmarks/independent_network.py tally WORKDIR/independent_score.json ...
 
 ``make`` writes a user's archive that xdisc did not make: waveforms from telewavesim (Kennett
 reflectivity; an independent forward code) for per-station 1-D models layered and
@@ -20,7 +21,9 @@ Peterson (1993) NLNM/NHNM spectra (not xdisc's augmentation). Layout::
 
 ``score`` runs the pipeline as a user would (a fresh working folder, a config file with
 ``data.source: local`` layered over config/config.yaml and config/full.yaml) and scores
-results/verdicts/{stations,stacking,cnn}.csv against the truth (prints a table, writes JSON).
+results/verdicts/{stations,stacking,cnn}.csv against the truth (prints a table, writes JSON). ``tally``
+pools the stations of several scored draws (their JSON) and prints the rates of each method over all of
+them, with 95 % intervals, and by class (dVs, Moho depth, X depth including the window's edges, SNR, decoy).
 
 Not part of the test suite (tests/test_independent_network.py checks a tiny network).
 """
@@ -644,10 +647,12 @@ def network_config(info: dict) -> dict:
 
 
 def run_pipeline(network: Path, workdir: Path, extra: list[str], cores: int = 2, log=print,
-                 detectability: bool = True) -> float:
+                 detectability: bool = True, stacking_only: bool = False) -> float:
     """A fresh working folder with the repository's config files and my_network.yaml; runs Snakemake
     for results/verdicts/stations.csv. ``detectability`` False: my_network.yaml turns the injection tests off
-    (they change neither cnn.csv nor stacking.csv; about 25 min per 100 stations). Returns the wall time (s)."""
+    (they change neither cnn.csv nor stacking.csv; about 25 min per 100 stations). ``stacking_only``: the
+    target is results/verdicts/stacking.csv (receiver functions, stacks and the stacking verdicts; no CNN,
+    no injection tests: about 5 instead of 20 min per 100 stations). Returns the wall time (s)."""
     import shutil
 
     import yaml
@@ -660,10 +665,11 @@ def run_pipeline(network: Path, workdir: Path, extra: list[str], cores: int = 2,
     for name in ("config.yaml", "full.yaml"):
         shutil.copy(REPO / "config" / name, workdir / "config" / name)
     mine = network_config(info)
-    if not detectability:
+    if not detectability or stacking_only:
         mine["detectability"] = {"enabled": False}
     (workdir / "my_network.yaml").write_text(yaml.safe_dump(mine, sort_keys=False))
-    cmd = [sys.executable, "-m", "snakemake", "results/verdicts/stations.csv", "--cores", str(cores),
+    target = "results/verdicts/stacking.csv" if stacking_only else "results/verdicts/stations.csv"
+    cmd = [sys.executable, "-m", "snakemake", target, "--cores", str(cores),
            "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
            "--configfile", "config/config.yaml", "config/full.yaml", "my_network.yaml", *extra]
     log("[score] " + " ".join(cmd))
@@ -696,7 +702,17 @@ def _classes(truth):
                             labels=["median SNR < 3", "3-10", ">= 10"]).astype(str)
     t["events_class"] = pd.cut(t["n_events"].astype(float), [-1, 15, 40, 1e9],
                                labels=["<= 15 events", "16-40", "> 40"]).astype(str)
+    # issue 21's classes: the Moho depth, and X at the window's edges (true depth: the middle of a gradient)
+    t["moho_class"] = pd.cut(t["moho_km"].astype(float), [0, 30, 50, 1e9],
+                             labels=["Moho 20-30 km", "Moho 30-50 km", "Moho 50-70 km"]).astype(str)
+    t["edge_band"] = pd.cut(t["x_depth_km"].astype(float), [0, 260, 295, 305, 340, 1e9],
+                            labels=["250-260 km", "260-295 km", "295-305 km", "305-340 km", "340-350 km"]).astype(str)
+    t.loc[t["x_present"] == 0, "edge_band"] = "no X"
     return t
+
+
+BREAKDOWNS = ("dvs_class", "depth_class", "sharpness", "x_style", "snr_class", "events_class", "decoy", "moho_class",
+              "edge_band")
 
 
 def _rates(truth_x, verdict) -> dict:
@@ -726,7 +742,10 @@ def score(network: Path, workdir: Path) -> dict:
     truth = _classes(pd.read_csv(Path(network) / "truth" / "truth.csv"))
     res = Path(workdir) / "results" / "verdicts"
     stack = pd.read_csv(res / "stacking.csv", dtype={"station": str})
-    cnn = pd.read_csv(res / "cnn.csv", dtype={"station": str})
+    methods = ("stacking", "cnn") if (res / "cnn.csv").exists() else ("stacking",)  # a --stacking-only run
+    cnn = pd.read_csv(res / "cnn.csv", dtype={"station": str}) if "cnn" in methods else pd.DataFrame(
+        {c: pd.Series(dtype=float if c.startswith("prob") else object)
+         for c in ("station", "verdict", "probability", "probability_all")})
     t = truth.merge(stack[["station", "verdict", "x_depth_km", "n_rf"]].rename(
         columns={"verdict": "stacking", "x_depth_km": "stack_depth_km", "n_rf": "n_rf"}), on="station", how="left",
         suffixes=("", "_stack"))
@@ -736,8 +755,8 @@ def score(network: Path, workdir: Path) -> dict:
     t["cnn"] = t["cnn"].fillna("missing")
     x = t["x_present"].to_numpy() == 1
     out = {"network": str(network), "workdir": str(workdir), "n_stations": len(t),
-           "n_missing": {m: int((t[m] == "missing").sum()) for m in ("stacking", "cnn")}, "methods": {}}
-    for m in ("stacking", "cnn"):
+           "n_missing": {m: int((t[m] == "missing").sum()) for m in methods}, "methods": {}}
+    for m in methods:
         r = _rates(x, t[m])
         if m == "cnn":
             # "auc": of the mean over the station's images, as recorded since 2026-11-30; "auc_image0": of the
@@ -755,16 +774,79 @@ def score(network: Path, workdir: Path) -> dict:
             r["median_abs_depth_error_km"] = _f(err.median()) if len(err) else None
             r["n_true_positive"] = int(tp.sum())
         r["by"] = {}
-        for col in ("dvs_class", "depth_class", "sharpness", "x_style", "snr_class", "events_class", "decoy"):
+        for col in BREAKDOWNS:
             r["by"][col] = {str(k): _rates(g["x_present"] == 1, g[m]) for k, g in t.groupby(col)}
         out["methods"][m] = r
     det = _detectability_check(t, Path(workdir))
     if det:
         out["detectability"] = det
-    out["per_station"] = t[["station", "x_present", "x_depth_km", "x_dvs", "decoy", "median_snr_z", "n_events",
-                            "n_rf", "stacking", "stack_depth_km", "cnn", "probability"]].astype(object).where(
-        t.notna(), None).to_dict("records")
+    columns = ["station", "x_present", "x_depth_km", "x_dvs", "x_gradient_km", "moho_km", "sediment_km", "decoy",
+               "median_snr_z", "n_events", "n_rf", "stacking", "stack_depth_km", "cnn", "probability"]
+    columns += [c for c in BREAKDOWNS if c not in columns]
+    out["per_station"] = t[columns].astype(object).where(t[columns].notna(), None).to_dict("records")
     return out
+
+
+def _interval(k: int, n: int) -> tuple[float, float]:
+    """Clopper-Pearson 95 % interval of a rate k / n."""
+    from scipy.stats import beta
+
+    lo = beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
+    hi = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+    return float(lo), float(hi)
+
+
+def tally(paths: list[Path], out=print) -> dict:
+    """The stations of several scored draws (``score``'s JSON) pooled: per method the stations right, X found,
+    false alarms and undetermined over all of them (95 % intervals), and X found and false alarms by class."""
+    import pandas as pd
+
+    frames, methods = [], None
+    for path in paths:
+        s = json.loads(Path(path).read_text())
+        table = pd.DataFrame(s["per_station"])
+        missing = [c for c in BREAKDOWNS if c not in table]
+        if missing:
+            raise SystemExit(f"{path} has no {', '.join(missing)}: score it again with --reuse")
+        dropped = [m for m in (methods or []) if m not in s["methods"]]
+        if dropped:
+            out(f"[tally] {path} has no {', '.join(dropped)} (a --stacking-only run): pooled without it")
+        methods = [m for m in (methods or s["methods"]) if m in s["methods"]]
+        frames.append(table.assign(draw=str(path)))
+    t = pd.concat(frames, ignore_index=True)
+    x = t["x_present"].astype(int).to_numpy() == 1
+    result = {"draws": [str(p) for p in paths], "n_stations": len(t), "n_x": int(x.sum()), "methods": {}}
+    out(f"{len(paths)} draws, {len(t)} stations ({x.sum()} with X)")
+    for m in methods:
+        v = t[m].to_numpy(dtype=object)
+        right = int((((v == "present") & x) | ((v == "absent") & ~x)).sum())
+        found, fa, und = int(((v == "present") & x).sum()), int(((v == "present") & ~x).sum()), \
+            int((~np.isin(v, ["present", "absent"])).sum())
+        r = {"right": right, "x_found": found, "false_alarms": fa, "undetermined": und,
+             "accuracy": _f(right / len(v)), "false_alarm_rate": _f(fa / max(1, (~x).sum())),
+             "false_alarm_interval": [_f(b) for b in _interval(fa, int((~x).sum()))], "by": {}}
+        out(f"{m:>9s}: right {right} ({100 * right / len(v):.1f} %), X found {found} of {x.sum()}, false alarms {fa} "
+            f"of {(~x).sum()} ({100 * fa / max(1, (~x).sum()):.1f} %, 95 % {100 * r['false_alarm_interval'][0]:.1f}-"
+            f"{100 * r['false_alarm_interval'][1]:.1f} %), undetermined {und} ({100 * und / len(v):.1f} %)")
+        for col in ("dvs_class", "moho_class", "edge_band", "snr_class", "events_class", "decoy"):
+            cells = []
+            r["by"][col] = {}
+            for k, g in t.groupby(col):
+                gx = g["x_present"].astype(int).to_numpy() == 1
+                gv = g[m].to_numpy(dtype=object)
+                row = {"n_x": int(gx.sum()), "x_found": int(((gv == "present") & gx).sum()),
+                       "n_no_x": int((~gx).sum()), "false_alarms": int(((gv == "present") & ~gx).sum())}
+                r["by"][col][str(k)] = row
+                text = []
+                if row["n_x"]:
+                    text.append(f"X {row['x_found']}/{row['n_x']} ({100 * row['x_found'] / row['n_x']:.0f} %)")
+                if row["n_no_x"]:
+                    text.append(f"FA {row['false_alarms']}/{row['n_no_x']} "
+                                f"({100 * row['false_alarms'] / row['n_no_x']:.1f} %)")
+                cells.append(f"{k}: {', '.join(text)}")
+            out(f"    by {col}: " + "; ".join(cells))
+        result["methods"][m] = r
+    return result
 
 
 def _detectability_check(t, workdir: Path) -> dict | None:
@@ -849,11 +931,12 @@ def print_score(s: dict, out=print):
             ("undetermined", "undetermined fraction"), ("auc", "AUC of CNN probability (mean)"),
             ("auc_image0", "AUC of CNN image 0 (the verdict's)"),
             ("median_abs_depth_error_km", "median |depth error| at TP (km)"), ("n_true_positive", "true positives")]
-    out(f"{'':40s}{'stacking':>10s}{'cnn':>10s}")
+    methods = list(s["methods"])
+    out(f"{'':40s}" + "".join(f"{m:>10s}" for m in methods))
     for k, label in keys:
-        vals = [s["methods"][m].get(k) for m in ("stacking", "cnn")]
+        vals = [s["methods"][m].get(k) for m in methods]
         out(f"{label:40s}" + "".join(f"{'-' if v is None else v:>10}" for v in vals))
-    rel = s["methods"]["cnn"].get("reliability")
+    rel = s["methods"].get("cnn", {}).get("reliability")
     if rel:
         out(f"-- reliability of the CNN probability (ECE {rel['ece']}): bin, mean probability, frequency of X, n")
         for lo, hi, mp, fx, n in zip(rel["edges"][:-1], rel["edges"][1:], rel["mean_probability"],
@@ -873,14 +956,14 @@ def print_score(s: dict, out=print):
                 out(f"      absent {d['absent_before']} ({d['absent_before_without_x']} right) -> {d['absent_after']} "
                     f"({d['absent_after_without_x']} right); not detectable {d['not_detectable']}")
     for col in s["methods"]["stacking"]["by"]:
-        out(f"-- by {col}: n, accuracy, false alarm, miss, undetermined (stacking | cnn)")
+        out(f"-- by {col}: n, accuracy, false alarm, miss, undetermined ({' | '.join(methods)})")
         for k in s["methods"]["stacking"]["by"][col]:
             cells = []
-            for m in ("stacking", "cnn"):
+            for m in methods:
                 r = s["methods"][m]["by"][col][k]
                 cells.append(" ".join(f"{'-' if r.get(q) is None else r.get(q):>5}"
                                       for q in ("accuracy", "false_alarm", "miss", "undetermined")))
-            out(f"   {k:22s} n={s['methods']['stacking']['by'][col][k]['n']:>3d}  {cells[0]}  |  {cells[1]}")
+            out(f"   {k:22s} n={s['methods']['stacking']['by'][col][k]['n']:>3d}  " + "  |  ".join(cells))
 
 
 # ============================================================================ command line
@@ -908,8 +991,19 @@ def main(argv=None):
     sc.add_argument("--no-detectability", action="store_true",
                     help="leave out the injection tests (about 25 min per 100 stations; the scores of cnn.csv and "
                          "stacking.csv do not read them)")
+    sc.add_argument("--stacking-only", action="store_true",
+                    help="run the pipeline to results/verdicts/stacking.csv only and score the stacking (no CNN, no "
+                         "injection tests; about 5 instead of 20 min per 100 stations)")
     sc.add_argument("--json", type=Path, help="score JSON (default WORKDIR/independent_score.json)")
+    ta = sub.add_parser("tally", help="pool the stations of several scored draws (score's JSON files)")
+    ta.add_argument("json", nargs="+", type=Path, help="WORKDIR/independent_score.json of each draw")
+    ta.add_argument("--out", type=Path, help="write the pooled rates as JSON")
     a = ap.parse_args(argv)
+    if a.cmd == "tally":
+        result = tally(a.json)
+        if a.out:
+            a.out.write_text(json.dumps(result, indent=1))
+        return
     if a.cmd == "make":
         quiet = {i: {"base_snr": 1e5} for i in range(a.stations)} if a.noise_free else None
         make(a.out, a.stations, a.seed, a.workers, a.catalogue_events, a.npts, overrides=quiet)
@@ -919,7 +1013,7 @@ def main(argv=None):
         import shlex
 
         wall = run_pipeline(a.network, a.workdir, shlex.split(a.snakemake_args), a.cores,
-                            detectability=not a.no_detectability)
+                            detectability=not a.no_detectability, stacking_only=a.stacking_only)
     s = score(a.network, a.workdir)
     s["pipeline_wall_s"] = wall if wall is not None else json.loads(
         (a.workdir / "run.json").read_text()).get("wall_s") if (a.workdir / "run.json").exists() else None
