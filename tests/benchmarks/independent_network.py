@@ -788,12 +788,13 @@ def score(network: Path, workdir: Path) -> dict:
 
 
 def _interval(k: int, n: int) -> tuple[float, float]:
-    """Clopper-Pearson 95 % interval of a rate k / n."""
-    from scipy.stats import beta
+    """Clopper-Pearson ("exact") 95 % interval of a rate k / n; (0, 1) without any station."""
+    from scipy.stats import binomtest
 
-    lo = beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
-    hi = beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
-    return float(lo), float(hi)
+    if n == 0:
+        return 0.0, 1.0
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 def tally(paths: list[Path], out=print) -> dict:
@@ -801,33 +802,37 @@ def tally(paths: list[Path], out=print) -> dict:
     false alarms and undetermined over all of them (95 % intervals), and X found and false alarms by class."""
     import pandas as pd
 
-    frames, methods = [], None
-    for path in paths:
-        s = json.loads(Path(path).read_text())
+    scores = [json.loads(Path(path).read_text()) for path in paths]
+    methods = [m for m in scores[0]["methods"] if all(m in s["methods"] for s in scores)]  # those of every draw
+    frames = []
+    for path, s in zip(paths, scores, strict=True):
         table = pd.DataFrame(s["per_station"])
         missing = [c for c in BREAKDOWNS if c not in table]
         if missing:
             raise SystemExit(f"{path} has no {', '.join(missing)}: score it again with --reuse")
-        dropped = [m for m in (methods or []) if m not in s["methods"]]
-        if dropped:
-            out(f"[tally] {path} has no {', '.join(dropped)} (a --stacking-only run): pooled without it")
-        methods = [m for m in (methods or s["methods"]) if m in s["methods"]]
+        left_out = [m for m in s["methods"] if m not in methods]
+        if left_out:
+            out(f"[tally] {path}: {', '.join(left_out)} left out (not scored in every draw; a --stacking-only run "
+                "has the stacking alone)")
         frames.append(table.assign(draw=str(path)))
     t = pd.concat(frames, ignore_index=True)
     x = t["x_present"].astype(int).to_numpy() == 1
-    result = {"draws": [str(p) for p in paths], "n_stations": len(t), "n_x": int(x.sum()), "methods": {}}
-    out(f"{len(paths)} draws, {len(t)} stations ({x.sum()} with X)")
+    n_x, n_no_x = int(x.sum()), int((~x).sum())
+    result = {"draws": [str(p) for p in paths], "n_stations": len(t), "n_x": n_x, "methods": {}}
+    out(f"{len(paths)} draws, {len(t)} stations ({n_x} with X)")
     for m in methods:
         v = t[m].to_numpy(dtype=object)
         right = int((((v == "present") & x) | ((v == "absent") & ~x)).sum())
-        found, fa, und = int(((v == "present") & x).sum()), int(((v == "present") & ~x).sum()), \
-            int((~np.isin(v, ["present", "absent"])).sum())
+        found = int(((v == "present") & x).sum())
+        fa = int(((v == "present") & ~x).sum())
+        und = int((~np.isin(v, ["present", "absent"])).sum())
+        lo, hi = _interval(fa, n_no_x)
         r = {"right": right, "x_found": found, "false_alarms": fa, "undetermined": und,
-             "accuracy": _f(right / len(v)), "false_alarm_rate": _f(fa / max(1, (~x).sum())),
-             "false_alarm_interval": [_f(b) for b in _interval(fa, int((~x).sum()))], "by": {}}
-        out(f"{m:>9s}: right {right} ({100 * right / len(v):.1f} %), X found {found} of {x.sum()}, false alarms {fa} "
-            f"of {(~x).sum()} ({100 * fa / max(1, (~x).sum()):.1f} %, 95 % {100 * r['false_alarm_interval'][0]:.1f}-"
-            f"{100 * r['false_alarm_interval'][1]:.1f} %), undetermined {und} ({100 * und / len(v):.1f} %)")
+             "accuracy": _f(right / len(v)), "false_alarm_rate": _f(fa / max(1, n_no_x)),
+             "false_alarm_interval": [_f(lo), _f(hi)], "by": {}}
+        out(f"{m:>9s}: right {right} ({100 * right / len(v):.1f} %), X found {found} of {n_x}, false alarms {fa} "
+            f"of {n_no_x} ({100 * fa / max(1, n_no_x):.1f} %, 95 % {100 * lo:.1f}-{100 * hi:.1f} %), "
+            f"undetermined {und} ({100 * und / len(v):.1f} %)")
         for col in ("dvs_class", "moho_class", "edge_band", "snr_class", "events_class", "decoy"):
             cells = []
             r["by"][col] = {}
