@@ -209,8 +209,9 @@ def test_finetune_cross_validates_by_station_then_predicts(tiny, pretrained):
             w.writerow([code, "*", lab, "test", "2026-11-25T00:00:00Z", "", "test"])
         w.writerow(["XX.S0", "1", "unsure", "test", "2026-11-25T00:01:00Z", "", "test"])  # overrides one image
     out = tiny["dir"] / "finetune.ckpt"
-    result = train.finetune(tiny["cfg"], pretrained[0], files, [labels], out, tiny["dir"] / "finetune.json",
-                               synthetic_path=str(tiny["train"]))
+    cfg = cfgmod.deep_merge(tiny["cfg"], {"cnn": {"finetune": {"require_cv_gain": False}}})  # fine-tune regardless
+    result = train.finetune(cfg, pretrained[0], files, [labels], out, tiny["dir"] / "finetune.json",
+                            synthetic_path=str(tiny["train"]))
     assert result["n_images"] == 4 * 3 - 1  # 'unsure' is not trained on
     assert result["cross_validation"]["folds"] == 3
     assert result["cross_validation"]["grouped_by"] == "station"
@@ -291,13 +292,17 @@ def _label_file(path, rows):
     return path
 
 
-def _finetune_cli(tiny, pretrained, files, labels, name, *extra):
-    """``xdisc train finetune`` in a child process (its stderr as a user sees it); (return code, stderr, metrics)."""
+def _finetune_cli(tiny, pretrained, files, labels, name, *extra, extra_settings=()):
+    """``xdisc train finetune`` in a child process (its stderr as a user sees it); (return code, stderr, metrics).
+    The cross-validation's gate (``require_cv_gain``) is off unless ``extra_settings`` turn it on."""
     import subprocess
     import sys
 
     out = tiny["dir"] / name
-    settings = cfgmod.deep_merge(TINY, {"cnn": {"finetune": {"synthetic_replay": 0.0, "max_epochs": 1}}})
+    settings = cfgmod.deep_merge(TINY, {"cnn": {"finetune": {"synthetic_replay": 0.0, "max_epochs": 1,
+                                                             "require_cv_gain": False}}})
+    for option in extra_settings:
+        settings = cfgmod.deep_merge(settings, option)
     proc = subprocess.run([sys.executable, "-m", "xdisc", "train", "finetune", "--pretrained", str(pretrained[0]),
                            "--images", *map(str, files), "--labels", str(labels), "--out", str(out / "ft.ckpt"),
                            "--metrics", str(out / "ft.json"), "--summary", str(out / "ft.html"),
@@ -366,6 +371,44 @@ def test_finetune_cli_says_when_nothing_is_fine_tuned(tiny, pretrained):
     assert "NOTHING WAS FINE-TUNED" in err and "ZZ.FAR (1)" in err
     assert (out / "ft.ckpt").read_bytes() == pretrained[0].read_bytes()
     assert "id=not-fine-tuned" in (out / "ft.html").read_text()
+
+
+def test_station_gain_counts_stations_not_images():
+    groups = np.array(["A"] * 20 + ["B"] * 2 + ["C"] * 2 + ["D"] * 2)
+    y = np.ones(26)
+    pre = -np.ones(26)                       # the pretrained network misses every image
+    ft = pre.copy()
+    ft[:20] = 1.0                            # fine-tuned: right at all 20 images of A ...
+    ft[20] = 1.0                             # ... and at one of B's two
+    ft[24:] = -1.0                           # D as before
+    gain = train.station_gain(ft, pre, y, groups)
+    assert (gain["better"], gain["worse"], gain["same"]) == (2, 0, 2)
+    assert gain["p_value"] == pytest.approx(0.25)  # two stations of two: 0.5 ** 2, however many images A has
+    ft[22:24] = 1.0                          # C better too, and a fourth station E better
+    groups, y, pre, ft = (np.append(groups, ["E", "E"]), np.append(y, [0, 0]), np.append(pre, [1.0, 1.0]),
+                          np.append(ft, [-1.0, -1.0]))
+    gain = train.station_gain(ft, pre, y, groups)
+    assert (gain["better"], gain["worse"]) == (4, 0) and gain["p_value"] == pytest.approx(0.0625)
+    assert train.station_gain(pre, pre, y, groups)["p_value"] == 1.0  # no station differs: no evidence
+
+
+def test_finetune_keeps_the_pretrained_network_when_cross_validation_shows_no_gain(tiny, pretrained):
+    """cnn.finetune.require_cv_gain (on by default): labels that do not make the network right at more held-out
+    stations leave the pretrained network in place, and the user is told so in the log and the summary page."""
+    files, truth = _station_files(tiny, 4)
+    labels = _label_file(tiny["dir"] / "nogain.csv", [(code, "*", lab) for code, lab in truth.items()])
+    # a learning rate too small to move any logit across 0.5: every station as right as before
+    rc, err, metrics, out = _finetune_cli(tiny, pretrained, files, labels, "nogain", extra_settings=[
+        {"cnn": {"finetune": {"require_cv_gain": True, "learning_rate": 1e-12}}}])
+    assert rc == 0, err
+    gain = metrics["cross_validation"]["station_gain"]
+    assert (gain["better"], gain["worse"], gain["same"], gain["p_value"]) == (0, 0, 4, 1.0)
+    assert metrics["fine_tuned"] is False and "require_cv_gain" in metrics["note"]
+    assert (out / "ft.ckpt").read_bytes() == pretrained[0].read_bytes()
+    warning = next(line for line in err.splitlines() if "NOT FINE-TUNED" in line)
+    assert " WARNING " in warning and "sign test p = 1.00" in warning
+    page = (out / "ft.html").read_text()
+    assert "id=not-fine-tuned" in page and "require_cv_gain" in page and "id=cv" in page
 
 
 def test_finetune_with_weak_labels_marks_them_in_every_output(tiny, pretrained):

@@ -18,11 +18,31 @@ without the station's ringing, H-kappa Moho and number of receiver functions. An
 regressions learn from the independent network's own labels, which no run has): if it shows no gain, no
 fusion learnt elsewhere will.
 
+``in-domain``: how far could a network of the shipped architecture get if it were trained on the independent
+network's own generator? The shipped network (``xdisc/cnn/shipped/xnet.ckpt``) fine-tuned, every layer, on
+every image of the ``--network``/``--run`` draws with the truth's labels (and X's depth for its depth head;
+``--stations`` picks that many stations at random for a learning curve; ``--from-scratch`` starts from untrained
+weights of the same architecture), then scored on image 0 of the
+``--test-network``/``--test-run`` draws, which it never saw: the AUC, and the share of stations right at
+exactly 5 % false alarms (the 95th percentile of the test draws' own no-X stations: an oracle threshold,
+no undetermined), beside the runs' own CNN (image 0's ``probability_all`` of their ``cnn.csv``) scored
+alike. No run has such labels, so it bounds what training on synthetic stations that look like
+these could reach with this network and these images. About 20 s per epoch per 600 stations on 2 cores.
+
+``labels`` / ``half``: the labels a user would give half a network. ``labels`` writes a label file
+(``cnn.labels``) with every second station of the draw (sorted codes, first, third, ...) labelled from its
+truth; after a run with it, ``half`` scores the other half's verdicts, the stations no label touched, for
+each ``--run`` given (the run without labels first).
+
 ``anatomy``: the CNN's and the stacking's false alarms by the decoy, sediment, Moho depth and median SNR of
 the stations without X; X found by X's style (``taper``: the 410 keeps its contrast, ``to410``: X takes it)
 and how often the stacking sees the 410; and verdicts combined from both methods (where they agree or one is
 ``undetermined``, the other's; a conflict goes to ``undetermined``, the CNN, the stacking or ``present``).
 
+    python tests/benchmarks/cnn_run_checks.py in-domain --network /data/xs30 ... --run /data/xs30-run ... \\
+        --test-network /data/xs36 /data/xs37 --test-run /data/xs36-run /data/xs37-run
+    python tests/benchmarks/cnn_run_checks.py labels --network /data/xs36 --out /data/xs36-lab/labels.csv
+    python tests/benchmarks/cnn_run_checks.py half --network /data/xs36 --run /data/xs36-run /data/xs36-lab
     python tests/benchmarks/cnn_run_checks.py adapt-at-test --network /data/xs4 --run /data/xs4-run
     python tests/benchmarks/cnn_run_checks.py fusion --network /data/xs4 /data/xs5 ... --run /data/xs4-run ...
     python tests/benchmarks/cnn_run_checks.py anatomy --network /data/xs4 /data/xs5 ... --run /data/xs4-run ...
@@ -33,11 +53,13 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+REPO = Path(__file__).resolve().parents[2]
 WINDOW_KM = (230.0, 370.0)  # the stacking's X search with its 20 km margin
 
 
@@ -241,22 +263,154 @@ def anatomy(a) -> None:
         print(f"| {name} | {_score(v, y)}")
 
 
+def _labelled_images(pairs) -> tuple:
+    """Every image of the runs' stations: images, label, X depth (NaN without X), whether it is image 0."""
+    from xdisc.cnn.datasets import read_station_images
+
+    xs, ys, depth, first, station = [], [], [], [], []
+    for network, run in pairs:
+        truth = _truth(network).set_index("station")
+        for path in sorted((run / "results/images").glob("*.nc")):
+            st = read_station_images(path)
+            row = truth.loc[st["station"]]
+            for j, image in enumerate(st["images"]):
+                xs.append(image)
+                ys.append(int(row.x_present))
+                depth.append(float(row.x_depth_km) if row.x_present == 1 else np.nan)
+                first.append(j == 0)
+                station.append(f"{network.name}:{st['station']}")
+    if not xs:
+        raise SystemExit("no images in the runs' results/images")
+    return (np.stack(xs).astype(np.float32), np.array(ys), np.array(depth), np.array(first), np.array(station))
+
+
+def _at_five_percent(p: np.ndarray, y: np.ndarray) -> float:
+    """Share of stations right with the threshold that lets exactly 5 % of the no-X stations through."""
+    null = np.sort(p[y == 0])
+    threshold = null[int(np.ceil(0.95 * len(null))) - 1]
+    return float(np.mean((p > threshold) == (y == 1)))
+
+
+def in_domain(a) -> None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    from xdisc.cnn.module import load_classifier
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    x, y, depth, _, station = _labelled_images(_pairs(a))
+    if a.stations:
+        keep = np.random.default_rng(a.seed).permutation(np.unique(station))[:a.stations]
+        sel = np.isin(station, keep)
+        x, y, depth, station = x[sel], y[sel], depth[sel], station[sel]
+    if len(a.test_network) != len(a.test_run):
+        raise SystemExit("give as many --test-run as --test-network, in the same order")
+    tx, ty, _, tfirst, _ = _labelled_images(list(zip(a.test_network, a.test_run, strict=True)))
+    tx, ty = tx[tfirst], ty[tfirst]
+    module = load_classifier(REPO / "workflow/src/xdisc/cnn/shipped/xnet.ckpt")
+    if a.from_scratch:  # the shipped architecture, its weights drawn afresh
+        from xdisc.cnn.module import XClassifier
+
+        module = XClassifier(**module.hparams)
+
+    def scored(label: str, trained: bool = True) -> None:
+        module.eval()
+        with torch.no_grad():
+            p = np.concatenate([torch.sigmoid(module.net(torch.from_numpy(tx[i:i + 256]))).numpy()
+                                for i in range(0, len(tx), 256)])
+        n = len(np.unique(station)) if trained else "-"
+        print(f"| {label} | {n} | {_auc(ty, p):.3f} | {100 * _at_five_percent(p, ty):.1f} % |", flush=True)
+
+    print(f"test: {len(ty)} stations ({int(ty.sum())} with X) of {', '.join(n.name for n in a.test_network)}")
+    print("| network | training stations | AUC | right at 5 % false alarms |\n|---|---|---|---|")
+    runs = [pd.read_csv(r / "results/verdicts/cnn.csv").set_index("station")[["probability_all"]]
+            .join(_truth(n).set_index("station").x_present) for n, r in zip(a.test_network, a.test_run, strict=True)]
+    p_run = np.concatenate([v.probability_all.to_numpy() for v in runs])
+    y_run = np.concatenate([v.x_present.to_numpy() for v in runs]) == 1
+    print(f"| the runs' own CNN (cnn.csv, image 0) | - | {_auc(y_run, p_run):.3f} | "
+          f"{100 * _at_five_percent(p_run, y_run):.1f} % |")
+    scored("untrained" if a.from_scratch else "shipped", trained=False)
+    warnings.filterwarnings("ignore", message=".*self.trainer.*")  # model_step logs; no Trainer here
+    for p in module.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(module.parameters(), lr=a.learning_rate, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs)
+    data = TensorDataset(torch.from_numpy(x), torch.from_numpy(y.astype(np.float32)),
+                         torch.from_numpy(depth.astype(np.float32)))
+    gen = torch.Generator().manual_seed(a.seed)
+    for epoch in range(a.epochs):
+        module.train()
+        for batch in DataLoader(data, batch_size=64, shuffle=True, generator=gen):
+            loss = module.model_step(batch)[0]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+        if (epoch + 1) % 3 == 0 or epoch + 1 == a.epochs:
+            scored(f"trained on the draws' own labels, {epoch + 1} epochs")
+
+
+def _codes(network: Path) -> list[str]:
+    return sorted(_truth(network).station)
+
+
+def labels(a) -> None:
+    truth = _truth(a.network).set_index("station")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write("station,image,label,labeller,time,note,source\n")
+        for code in _codes(a.network)[::2]:
+            label = "present" if truth.loc[code, "x_present"] == 1 else "absent"
+            f.write(f"{code},*,{label},truth,,independent_network.py truth,cnn_run_checks.py labels\n")
+    print(f"{len(_codes(a.network)[::2])} station labels -> {a.out}")
+
+
+def half(a) -> None:
+    truth = _truth(a.network).set_index("station").loc[_codes(a.network)[1::2]]
+    y = truth.x_present.to_numpy() == 1
+    print(f"{len(y)} unlabelled stations ({int(y.sum())} with X) of {a.network.name}")
+    print("| run | method | right | X found | false alarms | undetermined | AUC |\n|---|---|---|---|---|---|---|")
+    for run in a.run:
+        for method in ("cnn", "stacking"):
+            v = pd.read_csv(run / f"results/verdicts/{method}.csv").set_index("station").reindex(truth.index)
+            verdict = v.verdict.fillna("undetermined").to_numpy()
+            auc = f"{_auc(y, v.probability_all.to_numpy()):.3f}" if method == "cnn" else ""
+            right = np.sum(((verdict == "present") & y) | ((verdict == "absent") & ~y))
+            found, false = np.sum((verdict == "present") & y), np.sum((verdict == "present") & ~y)
+            unsure = np.sum(verdict == "undetermined")
+            print(f"| {run.name} | {method} | {right} | {found} | {false} | {unsure} | {auc} |")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     for name, text in (("adapt-at-test", "AdaBN and TENT on the run's real images"),
                        ("fusion", "the stacking's evidence beside the CNN's"),
-                       ("anatomy", "false alarms, X style, combined verdicts")):
+                       ("anatomy", "false alarms, X style, combined verdicts"),
+                       ("in-domain", "the shipped network trained on the draws' own labels"),
+                       ("half", "the verdicts of the stations that `labels` left unlabelled")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--network", type=Path, nargs="+", required=True, help="independent_network.py draws")
+        p.add_argument("--network", type=Path, nargs="+" if name != "half" else None, required=True,
+                       help="independent_network.py draws")
         p.add_argument("--run", type=Path, nargs="+", required=True, help="their runs, in the same order")
-        if name == "adapt-at-test":
-            p.add_argument("--steps", type=int, nargs="+", default=[5, 20], help="TENT steps")
+        if name in ("adapt-at-test", "in-domain"):
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--threads", type=int, default=2)
+        if name == "adapt-at-test":
+            p.add_argument("--steps", type=int, nargs="+", default=[5, 20], help="TENT steps")
+        if name == "in-domain":
+            p.add_argument("--test-network", type=Path, nargs="+", required=True, help="draws to score")
+            p.add_argument("--test-run", type=Path, nargs="+", required=True, help="their runs, in the same order")
+            p.add_argument("--stations", type=int, default=0, help="train on this many stations (0: all)")
+            p.add_argument("--epochs", type=int, default=6)
+            p.add_argument("--learning-rate", type=float, default=3e-4)
+            p.add_argument("--from-scratch", action="store_true", help="the shipped architecture, untrained")
+    p = sub.add_parser("labels", help="a label file for every second station of a draw, from its truth")
+    p.add_argument("--network", type=Path, required=True, help="an independent_network.py draw")
+    p.add_argument("--out", type=Path, required=True, help="the label CSV to write")
     a = ap.parse_args(argv)
-    {"adapt-at-test": adapt_at_test, "fusion": fusion, "anatomy": anatomy}[a.command](a)
-
+    {"adapt-at-test": adapt_at_test, "fusion": fusion, "anatomy": anatomy, "in-domain": in_domain,
+     "labels": labels, "half": half}[a.command](a)
 
 if __name__ == "__main__":
     main()

@@ -240,6 +240,28 @@ def _listing(counts: dict, most: int = 10) -> str:
     return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
+CV_GAIN_P = 0.05  # cnn.finetune.require_cv_gain: the sign test's one-sided level
+
+
+def station_gain(finetuned_logits: np.ndarray, pretrained_logits: np.ndarray, y: np.ndarray,
+                 groups: np.ndarray) -> dict:
+    """Does fine-tuning help at held-out stations? Per labelled station, the images each network gets right
+    (probability ≥ 0.5 against the label: out-of-fold logits of the fine-tuned folds, the pretrained
+    network's logits); the stations where the fine-tuned network is right more often (``better``) and less
+    often (``worse``), and the one-sided sign test of ``better`` among them (ties left out): the stations are
+    the independent units, their images are not."""
+    from scipy.stats import binomtest
+
+    right_ft = (np.asarray(finetuned_logits) > 0) == (np.asarray(y) == 1)
+    right_pre = (np.asarray(pretrained_logits) > 0) == (np.asarray(y) == 1)
+    better = worse = 0
+    for station in np.unique(groups):
+        d = int(right_ft[groups == station].sum()) - int(right_pre[groups == station].sum())
+        better, worse = better + (d > 0), worse + (d < 0)
+    p = float(binomtest(better, better + worse, 0.5, alternative="greater").pvalue) if better + worse else 1.0
+    return {"better": better, "worse": worse, "same": len(np.unique(groups)) - better - worse, "p_value": p}
+
+
 def finetune(config: dict, pretrained: str | Path, image_files: list, label_files: list, out: Path,
              metrics_path: Path, threads: int = 1, synthetic_path: str | None = None,
              stacking_path: str | Path | None = None) -> dict:
@@ -250,7 +272,12 @@ def finetune(config: dict, pretrained: str | Path, image_files: list, label_file
     every image, labels of single images override them) and, with ``cnn.finetune.weak_labels.enabled``,
     weak station labels from the stacking table ``stacking_path`` (:func:`xdisc.labels.weak_labels`).
     Labels of stations without an image file here are listed in ``unmatched_labels``; every such
-    problem is a WARNING log line starting ``finetune:`` and an entry of ``warnings`` in the metrics."""
+    problem is a WARNING log line starting ``finetune:`` and an entry of ``warnings`` in the metrics.
+
+    With ``cnn.finetune.require_cv_gain`` the fine-tuned network is kept only where the cross-validation shows
+    it right more often at significantly more held-out stations than the pretrained one
+    (:func:`station_gain`, one-sided p ≤ ``CV_GAIN_P``); otherwise the output is the pretrained network,
+    ``fine_tuned`` is false and a warning says why."""
     from collections import Counter
 
     from torch.utils.data import ConcatDataset
@@ -307,15 +334,18 @@ def finetune(config: dict, pretrained: str | Path, image_files: list, label_file
                               "stations": sorted(st for st, _ in weak)},
               "label_files": [str(p) for p in label_files], "seed": cfg["seed"],
               "versions": software_versions(("torch", "lightning")), "cross_validation": None, "warnings": warned}
-    if len(y) == 0:
-        warn(f"no image carries a present/absent label ({len(rows)} manual label row(s) read, {len(weak)} weak "
-             "label(s)): NOTHING WAS FINE-TUNED, the fine-tuned model is the pretrained one")
-        result["note"] = "no present/absent labels: fine-tuned model = pretrained model"
-        result["cross_validation_note"] = "no labelled images"
+    def keep_pretrained(note: str) -> dict:
+        result.update(fine_tuned=False, note=note)
         with atomic_output(out) as tmp:
             shutil.copyfile(pretrained, tmp)
         write_json(result, metrics_path)
         return result
+
+    if len(y) == 0:
+        warn(f"no image carries a present/absent label ({len(rows)} manual label row(s) read, {len(weak)} weak "
+             "label(s)): NOTHING WAS FINE-TUNED, the fine-tuned model is the pretrained one")
+        result["cross_validation_note"] = "no labelled images"
+        return keep_pretrained("no present/absent labels: fine-tuned model = pretrained model")
     log.info("finetune: %s", ", ".join(f"{src}: {c['images']} image(s) of {c['stations']} station(s)"
                                        for src, c in by_source.items() if c["images"]))
 
@@ -351,6 +381,15 @@ def finetune(config: dict, pretrained: str | Path, image_files: list, label_file
                 src: {"finetuned": evaluate(oof[source == src], y[source == src], temperature),
                       "pretrained_only": evaluate(pre_logits[source == src], y[source == src], base_temperature)}
                 for src in ("manual", WEAK_SOURCE) if by_source[src]["images"]}
+        gain = station_gain(oof, pre_logits, y, groups)
+        result["cross_validation"]["station_gain"] = gain
+        if fc["require_cv_gain"] and gain["p_value"] > CV_GAIN_P:
+            note = (f"held out, the fine-tuned network was right at more images than the pretrained one at "
+                    f"{gain['better']} labelled station(s) and at fewer at {gain['worse']} (sign test p = "
+                    f"{gain['p_value']:.2f} > {CV_GAIN_P}): NOT FINE-TUNED, the fine-tuned model is the pretrained "
+                    "one (cnn.finetune.require_cv_gain)")
+            warn(note)
+            return keep_pretrained(note)
     else:
         temperature = base_temperature
         result["note"] = result["cross_validation_note"] = (

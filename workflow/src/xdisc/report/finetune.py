@@ -39,8 +39,9 @@ def finetune_summary_html(result: dict) -> str:
     e = html.escape
     parts = ["<h1>Fine-tuning on labelled real images</h1>"]
     if not result.get("fine_tuned", True):
-        parts.append("<p class=warn id=not-fine-tuned><b>NOT FINE-TUNED:</b> no image carries a present/absent "
-                     "label; the fine-tuned model is the pretrained one.</p>")
+        parts.append("<p class=warn id=not-fine-tuned><b>NOT FINE-TUNED:</b> "
+                     + e(result.get("note", "no image carries a present/absent label; the fine-tuned model is the "
+                                            "pretrained one.")) + "</p>")
     if result.get("warnings"):
         parts.append("<div class=warn id=warnings><b>WARNING</b><ul>"
                      + "".join(f"<li>{e(w)}</li>" for w in result["warnings"]) + "</ul></div>")
