@@ -246,10 +246,10 @@ CV_GAIN_P = 0.05  # cnn.finetune.require_cv_gain: the sign test's one-sided leve
 def station_gain(finetuned_logits: np.ndarray, pretrained_logits: np.ndarray, y: np.ndarray,
                  groups: np.ndarray) -> dict:
     """Does fine-tuning help at held-out stations? Per labelled station, the images each network gets right
-    (probability ≥ 0.5 against the label: out-of-fold logits of the fine-tuned folds, the pretrained
-    network's logits); the stations where the fine-tuned network is right more often (``better``) and less
-    often (``worse``), and the one-sided sign test of ``better`` among them (ties left out): the stations are
-    the independent units, their images are not."""
+    (a probability above one half for ``present``, at most one half for ``absent``: out-of-fold logits of the
+    fine-tuned folds, the pretrained network's logits); the stations where the fine-tuned network is right
+    more often (``better``) and less often (``worse``), and the one-sided sign test of ``better`` among them
+    (ties left out): the stations are the independent units, their images are not."""
     from scipy.stats import binomtest
 
     right_ft = (np.asarray(finetuned_logits) > 0) == (np.asarray(y) == 1)
