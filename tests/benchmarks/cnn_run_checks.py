@@ -356,13 +356,14 @@ def _codes(network: Path) -> list[str]:
 
 def labels(a) -> None:
     truth = _truth(a.network).set_index("station")
+    labelled = _codes(a.network)[::2]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, "w") as f:
         f.write("station,image,label,labeller,time,note,source\n")
-        for code in _codes(a.network)[::2]:
+        for code in labelled:
             label = "present" if truth.loc[code, "x_present"] == 1 else "absent"
             f.write(f"{code},*,{label},truth,,independent_network.py truth,cnn_run_checks.py labels\n")
-    print(f"{len(_codes(a.network)[::2])} station labels -> {a.out}")
+    print(f"{len(labelled)} station labels -> {a.out}")
 
 
 def half(a) -> None:
@@ -411,6 +412,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     {"adapt-at-test": adapt_at_test, "fusion": fusion, "anatomy": anatomy, "in-domain": in_domain,
      "labels": labels, "half": half}[a.command](a)
+
 
 if __name__ == "__main__":
     main()
