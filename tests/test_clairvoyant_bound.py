@@ -6,26 +6,18 @@ clairvoyants, the one not told the depth finds that depth, and where the noise d
 neither calls X more often than its 5 % false alarms allow.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
 
+import benchmark_scripts
 import numpy as np
 import xarray as xr
 from xdisc.core.earthmodel import load_model
 from xdisc.core.moveout import delay_table
 
-ROOT = Path(__file__).parents[1]
 DEPTH_KM = 290.0
 
 
 def _bound():
-    spec = importlib.util.spec_from_file_location("clairvoyant_bound",
-                                                  ROOT / "tests" / "benchmarks" / "clairvoyant_bound.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("clairvoyant_bound", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_scripts.load("clairvoyant_bound")
 
 
 def _station(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray) -> xr.Dataset:

@@ -6,24 +6,16 @@ every second station labelled from the truth, ``half`` must score only the stati
 and the oracle threshold of ``in-domain`` must let exactly 5 % of the no-X stations through.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 
+import benchmark_scripts
 import numpy as np
 import pandas as pd
 from xdisc.labels import read_label_rows
 
-ROOT = Path(__file__).parents[1]
-
 
 def _checks():
-    spec = importlib.util.spec_from_file_location("cnn_run_checks",
-                                                  ROOT / "tests" / "benchmarks" / "cnn_run_checks.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("cnn_run_checks", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_scripts.load("cnn_run_checks")
 
 
 def _draw(tmp_path: Path) -> tuple[Path, Path, dict]:

@@ -7,12 +7,12 @@ conversion at the Ps delay that ray theory (tests/raytheory.py, TauP's iasp91) p
 """
 
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import benchmark_scripts
 import numpy as np
 import pytest
 import yaml
@@ -34,11 +34,7 @@ NO_X_STATION = {**IASP91_LIKE, "x_present": False, "x_depth_km": float("nan"), "
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("independent_network",
-                                                  ROOT / "tests" / "benchmarks" / "independent_network.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_scripts.load("independent_network")
 
 
 def _xdisc(*args, cwd):

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import benchmark_scripts
 import pytest
 import xarray as xr
 import yaml
@@ -290,12 +291,7 @@ def test_snakefile_has_only_includes_and_rule_all():
 
 def _scale_workdir(path: Path, n: int) -> Path:
     """A working folder as after select_stations of an n-station run (tests/benchmarks/dry_run_scale.py)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("dry_run_scale", ROOT / "tests" / "benchmarks" / "dry_run_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_workdir(path, n)
+    return benchmark_scripts.load("dry_run_scale").make_workdir(path, n)
 
 
 def test_slurm_profile_batches_the_per_station_rules(tmp_path):
