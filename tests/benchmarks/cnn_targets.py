@@ -12,7 +12,11 @@ Steps (each prints its numbers; a JSON summary goes to OUT/targets.json):
    receiver functions; 3 events have enough data before P) instead of coloured noise. With
    ``--train-real-noise F`` a fraction F of the training stations takes real noise too: the
    transverse receiver functions of the other events (``--train-noise transverse``) or the
-   pre-P windows of the first test event (``pre-p``; the test keeps the other two);
+   pre-P windows of the first test event (``pre-p``; the test keeps the other two). With
+   ``--noise-controls`` the same test twice more, to tell what in the real noise costs accuracy: the real
+   traces phase-randomised (each keeps its amplitude spectrum and loses its bursts and tails: Gaussian noise
+   of the real spectra), the real traces clipped at twice their standard deviation (their phases kept, their
+   bursts cut) and as many traces of the training generator's coloured noise (the pool's size alone);
 4. cross-model generalisation: train on two reference models, test on the third;
 5. detection limit, CNN against stacking on the *same* stations: for each dVs, ``--stations``
    synthetic stations with X and as many without (50 RFs each, default noise); the CNN detects
@@ -161,6 +165,34 @@ def transverse_noise_pool(rf: RFSettings, out: Path, exclude: set[str], after_p_
                             f"functions, {after_p_s[0]:g}-{after_p_s[1]:g} s after P", after_p_s)
 
 
+def phase_randomised(pool: np.ndarray, copies: int, rng: np.random.Generator) -> np.ndarray:
+    """``copies`` versions of every trace of ``pool`` (trace, time; NaN padding at the end kept) with the same
+    amplitude spectrum and uniformly random phases: stationary Gaussian noise of each trace's spectrum, without
+    its bursts and heavy tails."""
+    out = np.full((copies * pool.shape[0], pool.shape[1]), np.nan)
+    for k, row in enumerate(np.tile(pool, (copies, 1))):
+        n = int(np.isfinite(row).cumprod().sum())
+        spec = np.fft.rfft(row[:n] - row[:n].mean())
+        phase = np.exp(2j * np.pi * rng.random(spec.size))
+        phase[0] = 1.0
+        if n % 2 == 0:
+            phase[-1] = np.sign(phase[-1].real) or 1.0  # the Nyquist bin of an even length stays real
+        out[k, :n] = np.fft.irfft(np.abs(spec) * phase, n)
+    return out
+
+
+def generator_pool(cfg: dict, rf: RFSettings, n_traces: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_traces`` traces of the training generator's coloured noise (``synthetics.noise``: a colour exponent
+    and a microseism peak drawn per trace from the configured ranges), ``length`` samples each."""
+    from xdisc.synth.augment import coloured_noise
+
+    noise = cfg["synthetics"]["noise"]
+    rows = [coloured_noise(rng, length, rf.dt, rf.gaussian_width_hz, rng.uniform(*noise["colour_exponent"]),
+                           (rng.uniform(*noise["microseism_amplitude"]), rng.uniform(*noise["microseism_hz"])))
+            for _ in range(n_traces)]
+    return np.array(rows)
+
+
 def evaluate_set(module, src, cfg, seed, noise_pool=None, models=None) -> dict:
     keep = np.arange(src.label.size) if models is None else np.flatnonzero(np.isin(src.model, models))
     draw = StationDraw.from_config(cfg["synthetics"], cfg["cnn"])
@@ -233,6 +265,10 @@ def main():
     ap.add_argument("--train-real-noise", type=float, default=0.0,
                     help="fraction of training stations with real CX.PB01 noise (see --train-noise); the real-noise "
                          "test uses only events that training never saw")
+    ap.add_argument("--noise-controls", action="store_true",
+                    help="score the real-noise test also with the real traces phase-randomised (10 versions of each), "
+                         "clipped at twice their standard deviation, and with as many traces of the training "
+                         "generator's noise")
     ap.add_argument("--train-noise", choices=["transverse", "pre-p"], default="transverse",
                     help="real training noise: transverse receiver functions of the events that are not in the "
                          "real-noise test (default), or the pre-P windows of the first test event (the test then "
@@ -294,6 +330,18 @@ def main():
         print(f"real pre-P noise ({pool.shape[0]} traces of CX.PB01): "
               f"accuracy {summary['real_noise']['accuracy']:.4f}, "
               f"AUC {summary['real_noise']['roc_auc']:.4f}")
+        if args.noise_controls:
+            rng = np.random.default_rng(cfg["cnn"]["seed"] + 3)
+            controls = {"phase_randomised": phase_randomised(pool, 10, rng),
+                        "clipped_2sd": np.clip(pool, -2.0 * np.nanstd(pool, axis=1, keepdims=True),
+                                               2.0 * np.nanstd(pool, axis=1, keepdims=True)),
+                        "generator_same_count": generator_pool(cfg, rf, pool.shape[0], pool.shape[1], rng)}
+            summary["real_noise_controls"] = {}
+            for name, control in controls.items():
+                r = evaluate_set(module, src, cfg, cfg["cnn"]["seed"] + 2, noise_pool=control)
+                summary["real_noise_controls"][name] = {**r, "pool_traces": int(control.shape[0])}
+                print(f"  control, {name.replace('_', ' ')} ({control.shape[0]} traces): accuracy "
+                      f"{r['accuracy']:.4f}, AUC {r['roc_auc']:.4f}")
     if "crossmodel" not in args.skip:
         summary["cross_model"] = {}
         for held in ("ak135", "iasp91", "prem"):
