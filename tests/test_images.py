@@ -67,6 +67,27 @@ def test_bin_mean_and_noise_match_a_direct_computation(mapper):
         assert np.mean(s / sigma[sel]) == pytest.approx(1.0, abs=0.15)  # and it measures the added noise
 
 
+def test_a_noisy_coda_lowers_a_trace_s_weight_only_where_the_noise_is_measured_there(mapper):
+    """Two traces in one bin, the same quiet pre-P noise; the second is four times as noisy 85-120 s after P (a
+    burst the pre-P part does not see). Measured before P only (the default) they weigh the same; with
+    ``noise_coda_s`` the noisy one weighs about 1/16 as much, and the noise channel says the bin is noisier."""
+    rng = np.random.default_rng(3)
+    p = np.full(2, SETTINGS.bin_centres[4])
+    rf = np.stack([_pulse(0.0) for _ in p]) + 0.05 * rng.standard_normal((2, TIME.size))
+    coda = (TIME >= 85.0) & (TIME <= 120.0)
+    rf[1, coda] *= 4.0
+    rf[0, (TIME > 5.0) & (TIME < 40.0)] += 0.3  # the traces differ after P, so the weights show in their mean
+    depth = mapper(rf, TIME, p)
+    at = 60  # 150 km
+    default, _ = build_image(rf, TIME, p, mapper, SETTINGS, normalised=True)
+    img, _ = build_image(rf, TIME, p, mapper, ImageSettings(noise_coda_s=(85.0, 120.0)), normalised=True)
+    for got, measured, ratio in ((default, TIME < -1.5, (0.5, 2.0)), (img, (TIME < -1.5) | coda, (0.0, 0.15))):
+        w = 1.0 / np.std(rf[:, measured], axis=1) ** 2
+        assert ratio[0] < w[1] / w[0] < ratio[1]
+        assert got[0, 4, at] == pytest.approx(np.sum(w * depth[:, at]) / w.sum(), rel=1e-5)
+    assert img[1, 4, at] > 1.3 * default[1, 4, at]  # about 1/sqrt(1/0.05^2 + 1/0.18^2) against 0.05/sqrt(2)
+
+
 def test_traces_outside_the_slowness_range_or_with_nans_are_left_out(mapper):
     rf = np.stack([_pulse(0.0)] * 3)
     rf[1, 5] = np.nan

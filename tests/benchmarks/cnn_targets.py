@@ -321,6 +321,10 @@ def main():
     summary["model"] = str(args.model or args.out / "pretrain.ckpt")
     module = load_classifier(summary["model"])
     src = datasets.SyntheticSource.read(test)
+    if args.model is not None:  # a given checkpoint: the canonical test set as pretraining scores it (seed + 2)
+        summary["test"] = {k: v for k, v in evaluate_set(module, src, cfg, cfg["cnn"]["seed"] + 2).items()
+                           if k != "confusion"}
+        print(f"canonical test set: accuracy {summary['test']['accuracy']:.4f}, AUC {summary['test']['roc_auc']:.4f}")
     if "realnoise" not in args.skip:
         from xdisc.synth.synthetics import load_noise_pool
 

@@ -212,6 +212,11 @@ def _check_relations(cfg: dict) -> list[str]:
                    f"most {-proc['source_window_s'][0]}: rf_processing.source_window_s ({proc['source_window_s']}) "
                    f"starts {-proc['source_window_s'][0]} s before P")
 
+    coda = cfg["images"]["noise_coda_s"]
+    if coda is not None and not 0 < coda[0] < coda[1] <= cfg["receiver_function"]["time_after_p_s"]:
+        out.append(f"images.noise_coda_s ({coda}) must lie after P and within receiver_function.time_after_p_s "
+                   f"({cfg['receiver_function']['time_after_p_s']}), start before end")
+
     # the stacking windows lie inside the depth stack
     for window in ("x_window_km", "d410_window_km", "d660_window_km"):
         key = f"stacking.{window}"

@@ -55,6 +55,7 @@ class ImageSettings:
     min_rf_per_sector: int = 40
     max_noise: float = 0.5
     weighting: str = "noise"
+    noise_coda_s: tuple | None = None
     seed: int = 0
 
     @classmethod
@@ -129,7 +130,7 @@ def build_image(rf: np.ndarray, time_s: np.ndarray, slowness: np.ndarray, mapper
         return image, counts
     rf, slowness, b = rf[use], slowness[use], b[use]
     norm = rf if normalised else normalise_by_p(rf, time_s)
-    sigma = noise_sigma(norm, time_s)
+    sigma = noise_sigma(norm, time_s, coda_s=settings.noise_coda_s)
     sigma = np.where(np.isfinite(sigma), sigma, settings.max_noise)
     if weights is None:
         weights = 1.0 / sigma**2 if settings.weighting == "noise" else np.ones(len(norm))

@@ -32,7 +32,7 @@ SHIPPED_DIR = Path(__file__).parent / "shipped"
 CHECKPOINT, PROVENANCE = SHIPPED_DIR / "xnet.ckpt", SHIPPED_DIR / "xnet.json"
 # the configuration the network's input depends on: a run must match it to use the shipped network
 INPUT_KEYS = {"images": ("n_slowness_bins", "slowness_range_s_per_km", "depth_range_km", "depth_step_km",
-                         "max_noise", "weighting"),
+                         "max_noise", "weighting", "noise_coda_s"),
               "receiver_function": ("sampling_rate_hz", "time_before_p_s", "time_after_p_s", "gaussian_width_hz",
                                     "deconvolution")}
 SHIP_COMMAND = "snakemake --cores 2 ship_pretrained_cnn --configfile config/config.yaml config/shipped.yaml"
