@@ -281,16 +281,16 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     rf = RFSettings(**cfg["receiver_function"])
     summary: dict = {"config": str(args.config), "threads": args.threads}
-    train, test = args.out / "train.nc", args.out / "test.nc"
+    train_nc, test_nc = args.out / "train.nc", args.out / "test.nc"
     if args.model is not None:
         args.skip = sorted(set(args.skip) | {"crossmodel"})
-    if not train.exists() and args.model is None:
+    if not train_nc.exists() and args.model is None:
         t0 = time.perf_counter()
-        write_netcdf(make_dataset(cfg, n_jobs=args.threads), train)
+        write_netcdf(make_dataset(cfg, n_jobs=args.threads), train_nc)
         print(f"synthetic training set: {cfg['synthetics']['n_samples']} samples in {time.perf_counter() - t0:.0f} s")
-    if not test.exists():
+    if not test_nc.exists():
         tcfg = {**cfg, "synthetics": cfgmod.held_out_synthetics(cfg["synthetics"])}
-        write_netcdf(make_dataset(tcfg, n_jobs=args.threads), test)
+        write_netcdf(make_dataset(tcfg, n_jobs=args.threads), test_nc)
     workers = args.threads if args.threads >= 2 else 0  # as 'xdisc train --workers auto'
     pool_path = real_noise_pool(rf, args.out / "real_noise.nc")
     with xr.open_dataset(pool_path) as ds:
@@ -311,7 +311,7 @@ def main():
                                        "file": str(train_path)}
     if args.model is None:
         t0 = time.perf_counter()
-        res = train.pretrain(cfg, str(train), str(test), args.out / "pretrain.ckpt", args.out / "pretrain.json",
+        res = train.pretrain(cfg, str(train_nc), str(test_nc), args.out / "pretrain.ckpt", args.out / "pretrain.json",
                              threads=1 if workers else args.threads, num_workers=workers)
         summary["pretrain_seconds"] = time.perf_counter() - t0
         summary["pretrain"] = {k: res[k] for k in ("epochs", "fit_seconds", "temperature", "train_samples")}
@@ -320,7 +320,7 @@ def main():
               f"{res['test']['accuracy']:.4f}, AUC {res['test']['roc_auc']:.4f}, per model {res['test']['per_model']}")
     summary["model"] = str(args.model or args.out / "pretrain.ckpt")
     module = load_classifier(summary["model"])
-    src = datasets.SyntheticSource.read(test)
+    src = datasets.SyntheticSource.read(test_nc)
     if args.model is not None:  # a given checkpoint: the canonical test set as pretraining scores it (seed + 2)
         summary["test"] = {k: v for k, v in evaluate_set(module, src, cfg, cfg["cnn"]["seed"] + 2).items()
                            if k != "confusion"}
@@ -350,7 +350,7 @@ def main():
         summary["cross_model"] = {}
         for held in ("ak135", "iasp91", "prem"):
             train_models = [m for m in ("ak135", "iasp91", "prem") if m != held]
-            r = train.pretrain(cfg, str(train), str(test), args.out / f"cross_{held}.ckpt",
+            r = train.pretrain(cfg, str(train_nc), str(test_nc), args.out / f"cross_{held}.ckpt",
                                   args.out / f"cross_{held}.json", threads=1 if workers else args.threads,
                                   train_models=train_models, test_models=[held], num_workers=workers)
             summary["cross_model"][held] = {"accuracy": r["test"]["accuracy"], "roc_auc": r["test"]["roc_auc"]}
