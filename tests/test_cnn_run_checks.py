@@ -6,11 +6,13 @@ every second station labelled from the truth, ``half`` must score only the stati
 and the oracle threshold of ``in-domain`` must let exactly 5 % of the no-X stations through.
 """
 
+import json
 from pathlib import Path
 
 import benchmark_scripts
 import numpy as np
 import pandas as pd
+from xdisc import config as cfgmod
 from xdisc.labels import read_label_rows
 
 
@@ -69,3 +71,40 @@ def test_the_oracle_threshold_lets_five_percent_of_the_stations_without_x_throug
     y = np.concatenate([np.zeros(40), np.ones(40)])
     # the threshold is the 38th null score (0.925): 2 of 40 above it, and the 30 strong X
     assert checks._at_five_percent(p, y) == (38 + 30) / 80
+
+
+def test_run_settings_merge_the_run_s_config_files_in_order(tmp_path):
+    checks = _checks()
+    assert checks._run_settings(tmp_path) == {}
+    (tmp_path / "a.yaml").write_text("images: {max_noise: 0.4, min_rf: 5}\n")
+    (tmp_path / "b.yaml").write_text("images: {max_noise: 0.3}\n")
+    (tmp_path / "run.json").write_text(json.dumps(
+        {"command": ["snakemake", "x.csv", "--configfile", "a.yaml", "b.yaml", "--cores", "2"]}))
+    assert checks._run_settings(tmp_path) == {"images": {"max_noise": 0.3, "min_rf": 5}}
+
+
+def test_rebuilt_scores_image_0_made_again_with_the_options_given(tmp_path, capsys, rf_example_station):
+    """Four stations with CX.PB01's real receiver functions: image 0 made again as the run made it, and with the
+    noise measured 85-120 s after P as well (the noise channel changes, the bins filled do not); the table pools
+    the draw."""
+    from xdisc.core.artifacts import write_netcdf
+
+    checks = _checks()
+    network, run, truth = tmp_path / "xs", tmp_path / "xs-run", {"XS.S001": 1, "XS.S002": 0, "XS.S003": 1, "XS.S004": 0}
+    (network / "truth").mkdir(parents=True)
+    (run / "results" / "rf").mkdir(parents=True)
+    pd.DataFrame({"station": list(truth), "x_present": list(truth.values())}).to_csv(
+        network / "truth" / "truth.csv", index=False)
+    for code in truth:
+        write_netcdf(rf_example_station["dataset"], run / "results" / "rf" / f"{code}.nc")
+    cfg = cfgmod.load(None)
+    default = checks._rebuilt_images(run / "results/rf/XS.S001.nc", cfg)
+    coda = checks._rebuilt_images(run / "results/rf/XS.S001.nc",
+                                  cfgmod.deep_merge(cfg, {"images": {"noise_coda_s": [85, 120]}}))
+    filled = default[1] < cfg["images"]["max_noise"]
+    assert np.array_equal(coda[1] < cfg["images"]["max_noise"], filled)  # the same bins filled, other noise
+    assert np.all(np.isfinite(coda)) and not np.allclose(coda[1][filled], default[1][filled], rtol=0.05)
+    checks.main(["rebuilt", "--network", str(network), "--run", str(run), "--images", "noise_coda_s=[85,120]"])
+    out = capsys.readouterr().out
+    assert "image 0 rebuilt with images {'noise_coda_s': [85, 120]}" in out
+    assert "| xs | 4 | " in out and "| all | 4 | " in out

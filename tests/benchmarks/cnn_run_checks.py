@@ -29,6 +29,13 @@ no undetermined), beside the runs' own CNN (image 0's ``probability_all`` of the
 alike. No run has such labels, so it bounds what training on synthetic stations that look like
 these could reach with this network and these images. About 20 s per epoch per 600 stations on 2 cores.
 
+``rebuilt``: image 0 of every station made again from the run's receiver functions (``results/rf``) with the
+run's image settings, or with ``--images KEY=VALUE`` (YAML values; e.g. ``noise_coda_s=[85,120]``) over them, and
+scored by ``--checkpoint`` networks (default: the shipped one; the runs' own ``pretrain``, ``adapted`` with
+``--run-networks``): the AUC and the share right at exactly 5 % false alarms, per draw and pooled. What an
+image option does to networks as they are, on stations another code made, without running the pipeline again
+(a run with ``--stacking-only`` has the receiver functions too). Seconds per draw.
+
 ``labels`` / ``half``: the labels a user would give half a network. ``labels`` writes a label file
 (``cnn.labels``) with every second station of the draw (sorted codes, first, third, ...) labelled from its
 truth; after a run with it, ``half`` scores the other half's verdicts, the stations no label touched, for
@@ -41,6 +48,8 @@ and how often the stacking sees the 410; and verdicts combined from both methods
 
     python tests/benchmarks/cnn_run_checks.py in-domain --network /data/xs30 ... --run /data/xs30-run ... \\
         --test-network /data/xs36 /data/xs37 --test-run /data/xs36-run /data/xs37-run
+    python tests/benchmarks/cnn_run_checks.py rebuilt --network /data/xs30 ... --run /data/xs30-run ... \
+        --images noise_coda_s=[85,120]
     python tests/benchmarks/cnn_run_checks.py labels --network /data/xs36 --out /data/xs36-lab/labels.csv
     python tests/benchmarks/cnn_run_checks.py half --network /data/xs36 --run /data/xs36-run /data/xs36-lab
     python tests/benchmarks/cnn_run_checks.py adapt-at-test --network /data/xs4 --run /data/xs4-run
@@ -350,6 +359,79 @@ def in_domain(a) -> None:
             scored(f"trained on the draws' own labels, {epoch + 1} epochs")
 
 
+def _rebuilt_images(rf_path: Path, config: dict):
+    """Image 0 of one station's receiver functions as ``xdisc images`` makes it with ``config``; None when the
+    station has too few for an image."""
+    from xdisc.cnn.images import images_file
+
+    ds, _ = images_file(rf_path, config)
+    return ds["rf_image"].values[0] if ds.sizes["image"] else None
+
+
+def _run_settings(run: Path) -> dict:
+    """The configuration files a run was made with (``run.json``'s ``--configfile`` list, as
+    ``independent_network.py score`` writes it), merged in order; {} without them."""
+    import json
+
+    import yaml
+    from xdisc import config as cfgmod
+
+    command = json.loads((run / "run.json").read_text())["command"] if (run / "run.json").exists() else []
+    files = []
+    if "--configfile" in command:
+        for arg in command[command.index("--configfile") + 1:]:
+            if arg.startswith("--"):
+                break
+            files.append(arg)
+    merged: dict = {}
+    for name in files:
+        merged = cfgmod.deep_merge(merged, yaml.safe_load((run / name).read_text()) or {})
+    return merged
+
+
+def rebuilt(a) -> None:
+    import torch
+    import yaml
+    from xdisc import config as cfgmod
+    from xdisc.cnn.module import load_classifier
+
+    torch.set_num_threads(a.threads)
+    over = {}
+    for item in a.images:
+        key, _, value = item.partition("=")
+        over[key] = yaml.safe_load(value)
+    nets = {Path(c).name: load_classifier(c) for c in a.checkpoint}
+    rows = []
+    for network, run in _pairs(a):
+        config = cfgmod.load(None, overrides=cfgmod.deep_merge(_run_settings(run), {"images": over}))
+        own = {}
+        for k in ("pretrain", "adapted") if a.run_networks else ():
+            if not (run / "results/cnn" / f"{k}.ckpt").is_file():
+                raise SystemExit(f"{run} has no results/cnn/{k}.ckpt (a --stacking-only run?): "
+                                 "leave out --run-networks")
+            own[f"{run.name}/{k}"] = load_classifier(run / "results/cnn" / f"{k}.ckpt")
+        truth = _truth(network).set_index("station")
+        for path in sorted((run / "results/rf").glob("*.nc")):
+            image = _rebuilt_images(path, config) if path.stem in truth.index else None
+            if image is None:
+                continue
+            x = torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32))
+            with torch.no_grad():
+                scores = {name: float(m(x).reshape(-1)[0]) for name, m in ({**nets, **own}).items()}
+            rows.append({"draw": network.name, "y": int(truth.loc[path.stem, "x_present"]),
+                         **{name.split("/")[-1]: v for name, v in scores.items()}})
+    if not rows:
+        raise SystemExit("no station of the runs has receiver functions enough for an image")
+    df = pd.DataFrame(rows)
+    names = [c for c in df.columns if c not in ("draw", "y")]
+    print(f"image 0 rebuilt with images {over or 'as in the runs'}: AUC / right at 5 % false alarms")
+    print("| draws | stations | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for label, g in [*df.groupby("draw"), ("all", df)]:
+        cells = [f"{_auc(g.y, g[n]):.3f} / {100 * _at_five_percent(g[n].values, g.y.values):.1f} %" for n in names]
+        print(f"| {label} | {len(g)} | " + " | ".join(cells) + " |")
+
+
 def _codes(network: Path) -> list[str]:
     return sorted(_truth(network).station)
 
@@ -389,6 +471,7 @@ def main(argv=None) -> None:
                        ("fusion", "the stacking's evidence beside the CNN's"),
                        ("anatomy", "false alarms, X style, combined verdicts"),
                        ("in-domain", "the shipped network trained on the draws' own labels"),
+                       ("rebuilt", "image 0 made again from the runs' receiver functions, scored by networks"),
                        ("half", "the verdicts of the stations that `labels` left unlabelled")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--network", type=Path, nargs="+" if name != "half" else None, required=True,
@@ -396,7 +479,14 @@ def main(argv=None) -> None:
         p.add_argument("--run", type=Path, nargs="+", required=True, help="their runs, in the same order")
         if name in ("adapt-at-test", "in-domain"):
             p.add_argument("--seed", type=int, default=0)
+        if name in ("adapt-at-test", "in-domain", "rebuilt"):
             p.add_argument("--threads", type=int, default=2)
+        if name == "rebuilt":
+            p.add_argument("--images", nargs="*", default=[], metavar="KEY=VALUE",
+                           help="image settings over the runs' (YAML values, e.g. noise_coda_s=[85,120])")
+            p.add_argument("--checkpoint", type=Path, nargs="+",
+                           default=[REPO / "workflow/src/xdisc/cnn/shipped/xnet.ckpt"], help="networks to score")
+            p.add_argument("--run-networks", action="store_true", help="also the runs' pretrain and adapted networks")
         if name == "adapt-at-test":
             p.add_argument("--steps", type=int, nargs="+", default=[5, 20], help="TENT steps")
         if name == "in-domain":
@@ -411,7 +501,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, required=True, help="the label CSV to write")
     a = ap.parse_args(argv)
     {"adapt-at-test": adapt_at_test, "fusion": fusion, "anatomy": anatomy, "in-domain": in_domain,
-     "labels": labels, "half": half}[a.command](a)
+     "rebuilt": rebuilt, "labels": labels, "half": half}[a.command](a)
 
 
 if __name__ == "__main__":
