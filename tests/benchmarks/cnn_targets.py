@@ -13,7 +13,7 @@ Steps (each prints its numbers; a JSON summary goes to OUT/targets.json):
    ``--train-real-noise F`` a fraction F of the training stations takes real noise too: the
    transverse receiver functions of the other events (``--train-noise transverse``) or the
    pre-P windows of the first test event (``pre-p``; the test keeps the other two). With
-   ``--noise-controls`` the same test twice more, to tell what in the real noise costs accuracy: the real
+   ``--noise-controls`` the same test three more times, to tell what in the real noise costs accuracy: the real
    traces phase-randomised (each keeps its amplitude spectrum and loses its bursts and tails: Gaussian noise
    of the real spectra), the real traces clipped at twice their standard deviation (their phases kept, their
    bursts cut) and as many traces of the training generator's coloured noise (the pool's size alone);

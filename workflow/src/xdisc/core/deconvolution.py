@@ -92,12 +92,12 @@ def normalise_by_p(rf: np.ndarray, time_s: np.ndarray, half_width_s: float = 1.0
 def noise_sigma(rf: np.ndarray, time_s: np.ndarray, floor: float = 0.02, coda_s: tuple | None = None) -> np.ndarray:
     """Noise level of each trace: std of its pre-P part (before -1.5 s), and with ``coda_s`` = (start, end) of
     that window after P too, at least ``floor``; NaN when the trace has fewer than 10 samples before P."""
-    pre = time_s < -1.5
-    if pre.sum() < 10:
+    measured = time_s < -1.5
+    if measured.sum() < 10:
         return np.full(rf.shape[0], np.nan)
     if coda_s is not None:
-        pre = pre | ((time_s >= coda_s[0]) & (time_s <= coda_s[1]))
-    return np.maximum(np.nanstd(rf[:, pre], axis=1), floor)
+        measured = measured | ((time_s >= coda_s[0]) & (time_s <= coda_s[1]))
+    return np.maximum(np.nanstd(rf[:, measured], axis=1), floor)
 
 
 def noise_weights(rf: np.ndarray, time_s: np.ndarray, floor: float = 0.02) -> np.ndarray:
