@@ -254,13 +254,11 @@ def station_gain(finetuned_logits: np.ndarray, pretrained_logits: np.ndarray, y:
 
     right_ft = (np.asarray(finetuned_logits) > 0) == (np.asarray(y) == 1)
     right_pre = (np.asarray(pretrained_logits) > 0) == (np.asarray(y) == 1)
-    stations = np.unique(groups)
-    better = worse = 0
-    for station in stations:
-        d = int(right_ft[groups == station].sum()) - int(right_pre[groups == station].sum())
-        better, worse = better + (d > 0), worse + (d < 0)
+    _, station = np.unique(groups, return_inverse=True)
+    d = np.bincount(station, right_ft) - np.bincount(station, right_pre)  # per station: images right, ft - pre
+    better, worse = int(np.sum(d > 0)), int(np.sum(d < 0))
     p = float(binomtest(better, better + worse, 0.5, alternative="greater").pvalue) if better + worse else 1.0
-    return {"better": better, "worse": worse, "same": len(stations) - better - worse, "p_value": p}
+    return {"better": better, "worse": worse, "same": d.size - better - worse, "p_value": p}
 
 
 def finetune(config: dict, pretrained: str | Path, image_files: list, label_files: list, out: Path,
