@@ -360,11 +360,13 @@ def in_domain(a) -> None:
 
 
 def _rebuilt_images(rf_path: Path, config: dict):
-    """Image 0 of one station's receiver functions as ``xdisc images`` makes it with ``config``; None when the
-    station has too few for an image."""
+    """Image 0 of one station's receiver functions as ``xdisc images`` makes it with ``config`` (and only that
+    image: no subsets, no back-azimuth sectors); None when the station has too few for an image."""
+    from xdisc import config as cfgmod
     from xdisc.cnn.images import images_file
 
-    ds, _ = images_file(rf_path, config)
+    ds, _ = images_file(rf_path, cfgmod.deep_merge(config, {"images": {"images_per_station": 1,
+                                                                      "min_rf_per_sector": 0}}))
     return ds["rf_image"].values[0] if ds.sizes["image"] else None
 
 
@@ -409,7 +411,7 @@ def rebuilt(a) -> None:
             if not (run / "results/cnn" / f"{k}.ckpt").is_file():
                 raise SystemExit(f"{run} has no results/cnn/{k}.ckpt (a --stacking-only run?): "
                                  "leave out --run-networks")
-            own[f"{run.name}/{k}"] = load_classifier(run / "results/cnn" / f"{k}.ckpt")
+            own[k] = load_classifier(run / "results/cnn" / f"{k}.ckpt")
         truth = _truth(network).set_index("station")
         for path in sorted((run / "results/rf").glob("*.nc")):
             image = _rebuilt_images(path, config) if path.stem in truth.index else None
@@ -417,9 +419,8 @@ def rebuilt(a) -> None:
                 continue
             x = torch.from_numpy(np.ascontiguousarray(image[None], dtype=np.float32))
             with torch.no_grad():
-                scores = {name: float(m(x).reshape(-1)[0]) for name, m in ({**nets, **own}).items()}
-            rows.append({"draw": network.name, "y": int(truth.loc[path.stem, "x_present"]),
-                         **{name.split("/")[-1]: v for name, v in scores.items()}})
+                scores = {name: float(m(x).reshape(-1)[0]) for name, m in {**nets, **own}.items()}
+            rows.append({"draw": network.name, "y": int(truth.loc[path.stem, "x_present"]), **scores})
     if not rows:
         raise SystemExit("no station of the runs has receiver functions enough for an image")
     df = pd.DataFrame(rows)
