@@ -74,6 +74,10 @@ def test_bad_values_name_the_key(bad, where):
      ["synthetics.distractors.deep_depth_km ([300, 390])"]),
     ({"synthetics": {"x": {"styles": {"taper": 0, "constant": 0, "layer": 0}}}}, ["synthetics.x.styles"]),
     ({"synthetics": {"noise": {"snr": [0, 10]}}}, ["synthetics.noise.snr ([0, 10])"]),
+    ({"images": {"noise_coda_s": [85, 150]}},
+     ["images.noise_coda_s ([85, 150]) must lie after P and within receiver_function.time_after_p_s (120)"]),
+    ({"images": {"noise_coda_s": [-5, 20]}}, ["images.noise_coda_s ([-5, 20])"]),
+    ({"images": {"noise_coda_s": [100, 90]}}, ["images.noise_coda_s ([100, 90])", "start before end"]),
 ])
 def test_contradictions_name_keys_and_values(bad, named):
     with pytest.raises(cfgmod.ConfigError) as err:
