@@ -84,9 +84,9 @@ def test_run_settings_merge_the_run_s_config_files_in_order(tmp_path):
 
 
 def test_rebuilt_scores_image_0_made_again_with_the_options_given(tmp_path, capsys, rf_example_station):
-    """Four stations with CX.PB01's real receiver functions: image 0 made again as the run made it, and with the
-    noise measured 85-120 s after P as well (the noise channel changes, the bins filled do not); the table pools
-    the draw."""
+    """Four stations with CX.PB01's real receiver functions: image 0 made again as the run made it (noise measured
+    before P and 85-120 s after it, the default), and with the noise measured before P only (the noise channel
+    changes, the bins filled do not); the table pools the draw."""
     from xdisc.core.artifacts import write_netcdf
 
     checks = _checks()
@@ -98,13 +98,14 @@ def test_rebuilt_scores_image_0_made_again_with_the_options_given(tmp_path, caps
     for code in truth:
         write_netcdf(rf_example_station["dataset"], run / "results" / "rf" / f"{code}.nc")
     cfg = cfgmod.load(None)
-    default = checks._rebuilt_images(run / "results/rf/XS.S001.nc", cfg)
-    coda = checks._rebuilt_images(run / "results/rf/XS.S001.nc",
-                                  cfgmod.deep_merge(cfg, {"images": {"noise_coda_s": [85, 120]}}))
+    assert cfg["images"]["noise_coda_s"] == [85, 120]
+    coda = checks._rebuilt_images(run / "results/rf/XS.S001.nc", cfg)
+    default = checks._rebuilt_images(run / "results/rf/XS.S001.nc",
+                                     cfgmod.deep_merge(cfg, {"images": {"noise_coda_s": None}}))
     filled = default[1] < cfg["images"]["max_noise"]
     assert np.array_equal(coda[1] < cfg["images"]["max_noise"], filled)  # the same bins filled, other noise
     assert np.all(np.isfinite(coda)) and not np.allclose(coda[1][filled], default[1][filled], rtol=0.05)
-    checks.main(["rebuilt", "--network", str(network), "--run", str(run), "--images", "noise_coda_s=[85,120]"])
+    checks.main(["rebuilt", "--network", str(network), "--run", str(run), "--images", "noise_coda_s=null"])
     out = capsys.readouterr().out
-    assert "image 0 rebuilt with images {'noise_coda_s': [85, 120]}" in out
+    assert "image 0 rebuilt with images {'noise_coda_s': None}" in out
     assert "| xs | 4 | " in out and "| all | 4 | " in out

@@ -61,7 +61,8 @@ def test_bin_mean_and_noise_match_a_direct_computation(mapper):
             continue
         x, ww = depth[sel][:, 50], w[sel]  # one depth (125 km), all finite
         mean = np.sum(ww * x) / np.sum(ww)
-        s = np.maximum(np.std(rf[sel][:, TIME < -1.5], axis=1), 0.02)  # pre-P noise of each trace
+        measured = (TIME < -1.5) | ((TIME >= 85.0) & (TIME <= 120.0))  # before P and the default window after it
+        s = np.maximum(np.std(rf[sel][:, measured], axis=1), 0.02)  # each trace's noise
         assert img[0, k, 50] == pytest.approx(mean, rel=1e-5)
         assert img[1, k, 50] == pytest.approx(np.sqrt(np.sum(ww**2 * s**2)) / np.sum(ww), rel=1e-5)
         assert np.mean(s / sigma[sel]) == pytest.approx(1.0, abs=0.15)  # and it measures the added noise
@@ -69,8 +70,9 @@ def test_bin_mean_and_noise_match_a_direct_computation(mapper):
 
 def test_a_noisy_coda_lowers_a_trace_s_weight_only_where_the_noise_is_measured_there(mapper):
     """Two traces in one bin, the same quiet pre-P noise; the second is four times as noisy 85-120 s after P (a
-    burst the pre-P part does not see). Measured before P only (the default) they weigh the same; with
-    ``noise_coda_s`` the noisy one weighs about 1/16 as much, and the noise channel says the bin is noisier."""
+    burst the pre-P part does not see). Measured before P only (``noise_coda_s: null``) they weigh the same; with
+    the default window after P the noisy one weighs about 1/16 as much, and the noise channel says the bin is
+    noisier."""
     rng = np.random.default_rng(3)
     p = np.full(2, SETTINGS.bin_centres[4])
     rf = np.stack([_pulse(0.0) for _ in p]) + 0.05 * rng.standard_normal((2, TIME.size))
@@ -79,13 +81,14 @@ def test_a_noisy_coda_lowers_a_trace_s_weight_only_where_the_noise_is_measured_t
     rf[0, (TIME > 5.0) & (TIME < 40.0)] += 0.3  # the traces differ after P, so the weights show in their mean
     depth = mapper(rf, TIME, p)
     at = 60  # 150 km
-    default, _ = build_image(rf, TIME, p, mapper, SETTINGS, normalised=True)
-    img, _ = build_image(rf, TIME, p, mapper, ImageSettings(noise_coda_s=(85.0, 120.0)), normalised=True)
-    for got, measured, ratio in ((default, TIME < -1.5, (0.5, 2.0)), (img, (TIME < -1.5) | coda, (0.0, 0.15))):
+    assert SETTINGS.noise_coda_s == (85.0, 120.0)
+    pre_p, _ = build_image(rf, TIME, p, mapper, ImageSettings(noise_coda_s=None), normalised=True)
+    img, _ = build_image(rf, TIME, p, mapper, SETTINGS, normalised=True)
+    for got, measured, ratio in ((pre_p, TIME < -1.5, (0.5, 2.0)), (img, (TIME < -1.5) | coda, (0.0, 0.15))):
         w = 1.0 / np.std(rf[:, measured], axis=1) ** 2
         assert ratio[0] < w[1] / w[0] < ratio[1]
         assert got[0, 4, at] == pytest.approx(np.sum(w * depth[:, at]) / w.sum(), rel=1e-5)
-    assert img[1, 4, at] > 1.3 * default[1, 4, at]  # about 1/sqrt(1/0.05^2 + 1/0.18^2) against 0.05/sqrt(2)
+    assert img[1, 4, at] > 1.3 * pre_p[1, 4, at]  # about 1/sqrt(1/0.05^2 + 1/0.18^2) against 0.05/sqrt(2)
 
 
 def test_traces_outside_the_slowness_range_or_with_nans_are_left_out(mapper):

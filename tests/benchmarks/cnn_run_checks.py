@@ -30,7 +30,8 @@ alike. No run has such labels, so it bounds what training on synthetic stations 
 these could reach with this network and these images. About 20 s per epoch per 600 stations on 2 cores.
 
 ``rebuilt``: image 0 of every station made again from the run's receiver functions (``results/rf``) with the
-run's image settings, or with ``--images KEY=VALUE`` (YAML values; e.g. ``noise_coda_s=[85,120]``) over them, and
+run's image settings (its configuration files over today's defaults), or with ``--images KEY=VALUE`` (YAML values;
+e.g. ``noise_coda_s=null``, the default before 2026-12-08) over them, and
 scored by ``--checkpoint`` networks (default: the shipped one; the runs' own ``pretrain``, ``adapted`` with
 ``--run-networks``): the AUC and the share right at exactly 5 % false alarms, per draw and pooled. What an
 image option does to networks as they are, on stations another code made, without running the pipeline again
@@ -49,7 +50,7 @@ and how often the stacking sees the 410; and verdicts combined from both methods
     python tests/benchmarks/cnn_run_checks.py in-domain --network /data/xs30 ... --run /data/xs30-run ... \\
         --test-network /data/xs36 /data/xs37 --test-run /data/xs36-run /data/xs37-run
     python tests/benchmarks/cnn_run_checks.py rebuilt --network /data/xs30 ... --run /data/xs30-run ... \
-        --images noise_coda_s=[85,120]
+        --images noise_coda_s=null
     python tests/benchmarks/cnn_run_checks.py labels --network /data/xs36 --out /data/xs36-lab/labels.csv
     python tests/benchmarks/cnn_run_checks.py half --network /data/xs36 --run /data/xs36-run /data/xs36-lab
     python tests/benchmarks/cnn_run_checks.py adapt-at-test --network /data/xs4 --run /data/xs4-run
@@ -484,7 +485,7 @@ def main(argv=None) -> None:
             p.add_argument("--threads", type=int, default=2)
         if name == "rebuilt":
             p.add_argument("--images", nargs="*", default=[], metavar="KEY=VALUE",
-                           help="image settings over the runs' (YAML values, e.g. noise_coda_s=[85,120])")
+                           help="image settings over the runs' (YAML values, e.g. noise_coda_s=null)")
             p.add_argument("--checkpoint", type=Path, nargs="+",
                            default=[REPO / "workflow/src/xdisc/cnn/shipped/xnet.ckpt"], help="networks to score")
             p.add_argument("--run-networks", action="store_true", help="also the runs' pretrain and adapted networks")

@@ -55,7 +55,7 @@ class ImageSettings:
     min_rf_per_sector: int = 40
     max_noise: float = 0.5
     weighting: str = "noise"
-    noise_coda_s: tuple | None = None
+    noise_coda_s: tuple | None = (85.0, 120.0)
     seed: int = 0
 
     @classmethod
